@@ -1,0 +1,85 @@
+//! The running application: every cluster's monitor plus the HTTP server, started together and
+//! stopped together on one cancellation token.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::cluster::ClusterShared;
+use crate::config::Config;
+use crate::http::{self, HttpState};
+use crate::monitor::{ClusterMonitor, MonitorError};
+
+/// Why the application could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Listen(#[from] std::io::Error),
+    #[error(transparent)]
+    Monitor(#[from] MonitorError),
+}
+
+/// A started application.
+pub struct App {
+    monitors: Vec<ClusterMonitor>,
+    server: JoinHandle<std::io::Result<()>>,
+    address: SocketAddr,
+}
+
+impl App {
+    /// Binds the HTTP listener (from the first cluster's `[admin]` settings) and starts every
+    /// cluster's tasks. Everything stops when `cancel` is cancelled.
+    pub async fn start(configs: Vec<Config>, cancel: CancellationToken) -> Result<App, StartError> {
+        let listener = match configs.first() {
+            Some(config) => {
+                http::bind(
+                    &config.admin.metrics_listener_host,
+                    config.admin.metrics_listener_port,
+                )
+                .await?
+            }
+            None => http::bind("127.0.0.1", 0).await?,
+        };
+        let address = listener.local_addr()?;
+        let mut monitors = Vec::with_capacity(configs.len());
+        for config in configs {
+            monitors.push(ClusterMonitor::start(config, &cancel)?);
+        }
+        let state = HttpState {
+            clusters: Arc::new(monitors.iter().map(ClusterMonitor::shared).collect()),
+        };
+        let server = tokio::spawn(http::serve(listener, state, cancel));
+        Ok(App {
+            monitors,
+            server,
+            address,
+        })
+    }
+
+    /// Where the HTTP server listens.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Every cluster's shared state.
+    pub fn clusters(&self) -> Vec<Arc<ClusterShared>> {
+        self.monitors.iter().map(ClusterMonitor::shared).collect()
+    }
+
+    /// Waits, after cancellation, for every task to stop, at most `limit`; returns whether
+    /// all stopped in time.
+    pub async fn stopped(self, limit: Duration) -> bool {
+        let all = async {
+            for monitor in self.monitors {
+                monitor.join().await;
+            }
+            if let Ok(Err(error)) = self.server.await {
+                tracing::error!("HTTP server failed: {error}");
+            }
+        };
+        tokio::time::timeout(limit, all).await.is_ok()
+    }
+}

@@ -1,0 +1,145 @@
+//! Kafka clients: the settings each role gets, and the context that routes librdkafka's logs
+//! and errors into `tracing` and the cluster's status.
+//!
+//! Defaults favour honest, fast measurements and quick recovery; the user's properties from the
+//! INI file are applied over them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::ConsumerContext;
+use rdkafka::error::KafkaError;
+use rdkafka::ClientConfig;
+
+use crate::cluster::Status;
+use crate::config::Config;
+use crate::logging::LogThrottle;
+
+/// Which client a configuration is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The heartbeat producer.
+    Producer,
+    /// The end-to-end consumer.
+    Consumer,
+    /// Metadata and topic administration.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Producer => "producer",
+            Role::Consumer => "consumer",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// librdkafka properties for `role`: our defaults, then the user's properties over them.
+pub fn client_config(config: &Config, role: Role) -> ClientConfig {
+    let admin = &config.admin;
+    let mut properties: BTreeMap<String, String> = BTreeMap::new();
+    let mut set = |key: &str, value: String| {
+        properties.insert(key.to_string(), value);
+    };
+    set("client.id", format!("cc-heartbeat-{}", role.as_str()));
+    // A monitor should notice a broker's return quickly: librdkafka's default backoff grows to 10 s.
+    set("reconnect.backoff.ms", "100".to_string());
+    set("reconnect.backoff.max.ms", "1000".to_string());
+    set("socket.keepalive.enable", "true".to_string());
+    let user = match role {
+        Role::Producer => {
+            set("acks", "all".to_string());
+            // Batching delay would be measured as latency.
+            set("linger.ms", "0".to_string());
+            set("enable.idempotence", "false".to_string());
+            // Below the lost deadline, so a heartbeat is failed or lost, never both.
+            let timeout = (admin.lost_after / 2).min(std::time::Duration::from_secs(10));
+            set("message.timeout.ms", timeout.as_millis().max(1).to_string());
+            config.producer_properties()
+        }
+        Role::Consumer => {
+            set("group.id", "cc-heartbeat".to_string());
+            set("enable.auto.commit", "false".to_string());
+            set("enable.auto.offset.store", "false".to_string());
+            set("auto.offset.reset", "latest".to_string());
+            set("enable.partition.eof", "false".to_string());
+            set("allow.auto.create.topics", "false".to_string());
+            set("fetch.wait.max.ms", "100".to_string());
+            set("fetch.error.backoff.ms", "100".to_string());
+            config.consumer_properties()
+        }
+        Role::Admin => {
+            // Creating the topic is the topic task's job, with the right settings.
+            set("allow.auto.create.topics", "false".to_string());
+            config.admin_properties()
+        }
+    };
+    properties.extend(user);
+    let mut client_config = ClientConfig::new();
+    for (key, value) in properties {
+        client_config.set(key, value);
+    }
+    client_config.set_log_level(RDKafkaLogLevel::Info);
+    client_config
+}
+
+/// Routes one client's librdkafka logs and errors to `tracing` and the cluster's status,
+/// with repeated messages summarised.
+pub struct ClientLog {
+    role: Role,
+    status: Arc<Status>,
+    throttle: LogThrottle,
+}
+
+impl ClientLog {
+    pub fn new(role: Role, status: Arc<Status>) -> Self {
+        ClientLog {
+            role,
+            status,
+            throttle: LogThrottle::default(),
+        }
+    }
+}
+
+impl ClientContext for ClientLog {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        let Some(held_back) = self.throttle.admit(message) else {
+            return;
+        };
+        let client = self.role.as_str();
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                tracing::error!(target: "librdkafka", client, facility, held_back, "{message}")
+            }
+            RDKafkaLogLevel::Warning => {
+                tracing::warn!(target: "librdkafka", client, facility, held_back, "{message}")
+            }
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", client, facility, held_back, "{message}")
+            }
+            RDKafkaLogLevel::Debug => {
+                tracing::debug!(target: "librdkafka", client, facility, held_back, "{message}")
+            }
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        let text = format!("{error}: {reason}");
+        self.status.lock().client_error = Some(format!("{} client: {reason}", self.role.as_str()));
+        if let Some(held_back) = self.throttle.admit(&text) {
+            tracing::error!(target: "librdkafka", client = self.role.as_str(), held_back, "{text}");
+        }
+    }
+
+    // Statistics are not requested; ignore any that arrive rather than log them.
+    fn stats_raw(&self, _statistics: &[u8]) {}
+}
+
+impl ConsumerContext for ClientLog {}

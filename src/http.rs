@@ -1,0 +1,105 @@
+//! The HTTP server: `/metrics` (OpenMetrics, from memory only), `/healthz`, `/ready` and a
+//! landing page. A scrape never calls Kafka and never resets anything.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::cluster::ClusterShared;
+
+/// The OpenMetrics content type Prometheus negotiates.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// What the handlers read: the clusters' shared state.
+#[derive(Clone)]
+pub struct HttpState {
+    pub clusters: Arc<Vec<Arc<ClusterShared>>>,
+}
+
+/// The router, for serving and for tests.
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/", get(landing))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/ready", get(ready))
+        .with_state(state)
+}
+
+/// Binds the listener; errors name the address.
+pub async fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> {
+    TcpListener::bind((host, port)).await.map_err(|error| {
+        std::io::Error::new(
+            error.kind(),
+            format!("cannot listen on {host}:{port}: {error}"),
+        )
+    })
+}
+
+/// Serves until cancelled.
+pub async fn serve(
+    listener: TcpListener,
+    state: HttpState,
+    cancel: CancellationToken,
+) -> std::io::Result<()> {
+    let address: Option<SocketAddr> = listener.local_addr().ok();
+    if let Some(address) = address {
+        tracing::info!("serving metrics on http://{address}/metrics");
+    }
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(cancel.cancelled_owned())
+        .await
+}
+
+async fn metrics(State(state): State<HttpState>) -> Response {
+    let mut body = String::with_capacity(64 * 1024);
+    for cluster in state.clusters.iter() {
+        let cluster_id = cluster.snapshot().cluster_id_label().to_string();
+        if cluster.metrics.encode(&mut body, &cluster_id).is_err() {
+            return (StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics").into_response();
+        }
+    }
+    body.push_str("# EOF\n");
+    ([(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)], body).into_response()
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn ready(State(state): State<HttpState>) -> Response {
+    let now = Instant::now();
+    let problems: Vec<String> = state
+        .clusters
+        .iter()
+        .filter_map(|cluster| cluster.readiness(now).err())
+        .collect();
+    if problems.is_empty() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        let body = format!("not ready: {}\n", problems.join("; "));
+        (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+    }
+}
+
+async fn landing() -> Html<&'static str> {
+    Html(concat!(
+        "<!doctype html><html><head><title>cc-heartbeat</title></head><body>",
+        "<h1>cc-heartbeat ",
+        env!("CARGO_PKG_VERSION"),
+        "</h1><p>End-to-end health check for Apache Kafka.</p><ul>",
+        "<li><a href=\"/metrics\">/metrics</a> &mdash; OpenMetrics for Prometheus</li>",
+        "<li><a href=\"/ready\">/ready</a> &mdash; 200 while heartbeats make the round trip</li>",
+        "<li><a href=\"/healthz\">/healthz</a> &mdash; the process is alive</li>",
+        "</ul></body></html>\n"
+    ))
+}

@@ -1,0 +1,31 @@
+//! cc-heartbeat: an end-to-end health-check exporter for Apache Kafka and Confluent Cloud.
+//!
+//! Independent tasks per cluster feed one set of metrics that the HTTP server exposes:
+//! - [`metadata`]: refreshes cluster metadata and publishes the shared [`cluster`] view;
+//! - [`connectivity`]: timed TCP connects to every broker;
+//! - [`producer`]: one heartbeat per partition per period, acknowledgement latency;
+//! - [`consumer`]: reads heartbeats back, end-to-end latency, lost/duplicate/skipped;
+//! - [`topic`]: keeps the heartbeat topic in shape;
+//! - [`http`]: `/metrics`, `/healthz`, `/ready`.
+//!
+//! Around them: [`config`] (the INI file and environment), [`client`] (librdkafka settings and
+//! log routing), [`message`] (the payload), [`tracker`] (what is in flight), [`metrics`] (every
+//! metric), [`monitor`] (one cluster's tasks), [`app`] (everything together), [`demo`] (the
+//! embedded cluster) and [`logging`].
+
+pub mod app;
+pub mod client;
+pub mod cluster;
+pub mod config;
+pub mod connectivity;
+pub mod consumer;
+pub mod demo;
+pub mod http;
+pub mod logging;
+pub mod message;
+pub mod metadata;
+pub mod metrics;
+pub mod monitor;
+pub mod producer;
+pub mod topic;
+pub mod tracker;

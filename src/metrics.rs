@@ -1,0 +1,408 @@
+//! Every metric cc-heartbeat exports, declared in one place with its help text and unit.
+//!
+//! Tasks record into a [`Metrics`] value (cheap handles around atomics); `/metrics` encodes it
+//! from memory. The `cluster_id` label is added to every series at encoding time from the
+//! cluster's latest metadata, so a series never needs relabelling when the id becomes known
+//! (before the cluster has answered once it reads [`UNKNOWN_CLUSTER_ID`]).
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+/// `cluster_id` label value before the cluster has been reached.
+pub const UNKNOWN_CLUSTER_ID: &str = "unknown";
+
+/// Latency bucket bounds in seconds (about 1 ms up); cut at each histogram's deadline.
+const LATENCY_BUCKETS: [f64; 21] = [
+    0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75,
+    1.0, 1.5, 2.5, 5.0, 10.0, 20.0,
+];
+
+/// Buckets from 1 ms to `deadline` (inclusive), the last one being the deadline itself.
+pub fn buckets_up_to(deadline: Duration) -> Vec<f64> {
+    let deadline = deadline.as_secs_f64();
+    let mut buckets: Vec<f64> = LATENCY_BUCKETS
+        .iter()
+        .copied()
+        .filter(|bound| *bound < deadline)
+        .collect();
+    buckets.push(deadline);
+    buckets
+}
+
+/// Builds histograms with fixed buckets inside a [`Family`].
+#[derive(Clone, Debug)]
+pub struct Buckets(Arc<[f64]>);
+
+impl MetricConstructor<Histogram> for Buckets {
+    fn new_metric(&self) -> Histogram {
+        Histogram::new(self.0.iter().copied())
+    }
+}
+
+type HistogramFamily<L> = Family<L, Histogram, Buckets>;
+
+/// Labels of a per-broker series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BrokerLabels {
+    pub broker: String,
+}
+
+impl BrokerLabels {
+    pub fn new(broker: i32) -> Self {
+        BrokerLabels {
+            broker: broker.to_string(),
+        }
+    }
+}
+
+/// Labels of `heartbeat_broker_info`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BrokerInfoLabels {
+    pub broker: String,
+    pub host: String,
+    pub port: String,
+    pub rack: String,
+}
+
+/// Labels of a per-broker failure counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BrokerReasonLabels {
+    pub broker: String,
+    pub reason: String,
+}
+
+/// Labels of a per-partition series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabels {
+    pub partition: String,
+}
+
+impl PartitionLabels {
+    pub fn new(partition: i32) -> Self {
+        PartitionLabels {
+            partition: partition.to_string(),
+        }
+    }
+}
+
+/// Labels of a per-partition series that also names the partition's leader at the time.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLeaderLabels {
+    pub partition: String,
+    pub leader: String,
+}
+
+impl PartitionLeaderLabels {
+    pub fn new(partition: i32, leader: i32) -> Self {
+        PartitionLeaderLabels {
+            partition: partition.to_string(),
+            leader: leader.to_string(),
+        }
+    }
+}
+
+/// Labels of `heartbeat_produce_failures_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProduceFailureLabels {
+    pub partition: String,
+    pub leader: String,
+    pub reason: String,
+}
+
+/// Labels of `heartbeat_messages_skipped_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SkippedLabels {
+    pub partition: String,
+    pub kind: String,
+}
+
+/// Labels of a series broken down by kind only.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: String,
+}
+
+/// Labels of `heartbeat_build_info`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    pub version: String,
+    pub instance: String,
+}
+
+/// All metrics of one monitored cluster.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    pub build_info: Family<BuildLabels, Gauge>,
+    pub up: Gauge,
+    pub brokers: Gauge,
+    pub controller_id: Gauge,
+    pub broker_info: Family<BrokerInfoLabels, Gauge>,
+    pub broker_up: Family<BrokerLabels, Gauge>,
+    pub broker_missing: Family<BrokerLabels, Gauge>,
+    pub metadata_refresh_failures: Counter,
+    pub metadata_changes: Family<KindLabels, Counter>,
+    pub metadata_last_refresh: Gauge<f64, std::sync::atomic::AtomicU64>,
+    pub topic_partitions: Gauge,
+    pub topic_ok: Gauge,
+    pub partition_leader: Family<PartitionLabels, Gauge>,
+    pub connection_checks: Family<BrokerLabels, Counter>,
+    pub connection_failures: Family<BrokerReasonLabels, Counter>,
+    pub connection_seconds: HistogramFamily<BrokerLabels>,
+    pub messages_produced: Family<PartitionLabels, Counter>,
+    pub produce_failures: Family<ProduceFailureLabels, Counter>,
+    pub produce_latency: HistogramFamily<PartitionLeaderLabels>,
+    pub messages_consumed: Family<PartitionLabels, Counter>,
+    pub end_to_end_latency: HistogramFamily<PartitionLeaderLabels>,
+    pub messages_lost: Family<PartitionLeaderLabels, Counter>,
+    pub messages_duplicated: Family<PartitionLabels, Counter>,
+    pub messages_skipped: Family<SkippedLabels, Counter>,
+    pub messages_in_flight: Gauge,
+}
+
+impl Metrics {
+    /// Metrics whose latency histograms end at `lost_after` and connection histograms at
+    /// `connect_timeout`.
+    pub fn new(lost_after: Duration, connect_timeout: Duration, instance: &str) -> Self {
+        let latency = Buckets(buckets_up_to(lost_after).into());
+        let connect = Buckets(buckets_up_to(connect_timeout).into());
+        let metrics = Metrics {
+            build_info: Family::default(),
+            up: Gauge::default(),
+            brokers: Gauge::default(),
+            controller_id: Gauge::default(),
+            broker_info: Family::default(),
+            broker_up: Family::default(),
+            broker_missing: Family::default(),
+            metadata_refresh_failures: Counter::default(),
+            metadata_changes: Family::default(),
+            metadata_last_refresh: Gauge::default(),
+            topic_partitions: Gauge::default(),
+            topic_ok: Gauge::default(),
+            partition_leader: Family::default(),
+            connection_checks: Family::default(),
+            connection_failures: Family::default(),
+            connection_seconds: Family::new_with_constructor(connect),
+            messages_produced: Family::default(),
+            produce_failures: Family::default(),
+            produce_latency: Family::new_with_constructor(latency.clone()),
+            messages_consumed: Family::default(),
+            end_to_end_latency: Family::new_with_constructor(latency),
+            messages_lost: Family::default(),
+            messages_duplicated: Family::default(),
+            messages_skipped: Family::default(),
+            messages_in_flight: Gauge::default(),
+        };
+        metrics
+            .build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                instance: instance.to_string(),
+            })
+            .set(1);
+        metrics.controller_id.set(-1);
+        metrics
+    }
+
+    /// Removes every series of a broker that has been gone longer than the retention.
+    pub fn forget_broker(&self, broker: i32) {
+        let labels = BrokerLabels::new(broker);
+        self.broker_up.remove(&labels);
+        self.broker_missing.remove(&labels);
+        self.connection_checks.remove(&labels);
+        self.connection_seconds.remove(&labels);
+        for reason in crate::connectivity::FailureReason::ALL {
+            self.connection_failures.remove(&BrokerReasonLabels {
+                broker: labels.broker.clone(),
+                reason: reason.as_str().to_string(),
+            });
+        }
+    }
+
+    /// Appends the OpenMetrics text of these metrics, every series labelled `cluster_id`,
+    /// without the final `# EOF`.
+    pub fn encode(&self, out: &mut String, cluster_id: &str) -> std::fmt::Result {
+        let labels = [(
+            Cow::Borrowed("cluster_id"),
+            Cow::Owned(cluster_id.to_string()),
+        )];
+        let mut registry = Registry::with_prefix_and_labels("heartbeat", labels.into_iter());
+        self.register(&mut registry);
+        prometheus_client::encoding::text::encode_registry(out, &registry)
+    }
+
+    fn register(&self, registry: &mut Registry) {
+        let m = self.clone();
+        registry.register(
+            "build_info",
+            "Always 1; labelled with the version and this running instance's id",
+            m.build_info,
+        );
+        registry.register(
+            "up",
+            "1 when the last metadata request to the cluster succeeded, else 0",
+            m.up,
+        );
+        registry.register(
+            "brokers",
+            "Brokers listed in the latest metadata",
+            m.brokers,
+        );
+        registry.register(
+            "controller_id",
+            "Broker id of the active controller (-1 when unknown)",
+            m.controller_id,
+        );
+        registry.register(
+            "broker_info",
+            "Always 1 for each known broker; labelled with its advertised host, port and rack",
+            m.broker_info,
+        );
+        registry.register(
+            "broker_up",
+            "1 when the broker is in the latest metadata and its last connection check succeeded",
+            m.broker_up,
+        );
+        registry.register(
+            "broker_missing",
+            "1 when the broker was seen before but is absent from the latest metadata",
+            m.broker_missing,
+        );
+        registry.register(
+            "metadata_refresh_failures",
+            "Metadata requests that failed or timed out",
+            m.metadata_refresh_failures,
+        );
+        registry.register(
+            "metadata_changes",
+            "Changes seen in cluster metadata, by kind",
+            m.metadata_changes,
+        );
+        registry.register_with_unit(
+            "metadata_last_refresh_timestamp",
+            "Unix time of the last successful metadata refresh",
+            Unit::Seconds,
+            m.metadata_last_refresh,
+        );
+        registry.register(
+            "topic_partitions",
+            "Partitions of the heartbeat topic in the latest metadata",
+            m.topic_partitions,
+        );
+        registry.register(
+            "topic_ok",
+            "1 when the heartbeat topic exists with at least one partition per broker",
+            m.topic_ok,
+        );
+        registry.register(
+            "partition_leader",
+            "Broker id leading each heartbeat topic partition (-1 when leaderless)",
+            m.partition_leader,
+        );
+        registry.register(
+            "connection_checks",
+            "TCP connection checks made to each broker",
+            m.connection_checks,
+        );
+        registry.register(
+            "connection_failures",
+            "Failed TCP connection checks, by broker and reason",
+            m.connection_failures,
+        );
+        registry.register_with_unit(
+            "connection",
+            "Time to resolve the broker's name and complete the TCP handshake",
+            Unit::Seconds,
+            m.connection_seconds,
+        );
+        registry.register(
+            "messages_produced",
+            "Heartbeats acknowledged by the partition leader",
+            m.messages_produced,
+        );
+        registry.register(
+            "produce_failures",
+            "Heartbeats the producer failed to deliver, by partition, leader and reason",
+            m.produce_failures,
+        );
+        registry.register_with_unit(
+            "produce_latency",
+            "Time from sending a heartbeat to the leader's acknowledgement",
+            Unit::Seconds,
+            m.produce_latency,
+        );
+        registry.register(
+            "messages_consumed",
+            "Heartbeats of this instance read back from the topic",
+            m.messages_consumed,
+        );
+        registry.register_with_unit(
+            "end_to_end_latency",
+            "Time from sending a heartbeat to reading it back",
+            Unit::Seconds,
+            m.end_to_end_latency,
+        );
+        registry.register(
+            "messages_lost",
+            "Acknowledged or pending heartbeats not read back within the deadline",
+            m.messages_lost,
+        );
+        registry.register(
+            "messages_duplicated",
+            "Heartbeats of this instance read back more than once",
+            m.messages_duplicated,
+        );
+        registry.register(
+            "messages_skipped",
+            "Records on the heartbeat topic that were not measured, by kind",
+            m.messages_skipped,
+        );
+        registry.register(
+            "messages_in_flight",
+            "Heartbeats sent and not yet read back, failed or lost",
+            m.messages_in_flight,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_end_at_the_deadline() {
+        assert_eq!(buckets_up_to(Duration::from_secs(20)).last(), Some(&20.0));
+        assert_eq!(buckets_up_to(Duration::from_secs(20)).first(), Some(&0.001));
+        let short = buckets_up_to(Duration::from_secs(5));
+        assert_eq!(short.last(), Some(&5.0));
+        assert_eq!(short.iter().filter(|b| **b == 5.0).count(), 1);
+    }
+
+    #[test]
+    fn every_series_carries_the_cluster_id() {
+        let metrics = Metrics::new(Duration::from_secs(20), Duration::from_secs(5), "i");
+        metrics
+            .messages_produced
+            .get_or_create(&PartitionLabels::new(0))
+            .inc();
+        metrics
+            .produce_latency
+            .get_or_create(&PartitionLeaderLabels::new(0, 1))
+            .observe(0.004);
+        let mut out = String::new();
+        metrics.encode(&mut out, "abc").unwrap();
+        for line in out.lines().filter(|line| !line.starts_with('#')) {
+            assert!(line.contains("cluster_id=\"abc\""), "{line}");
+        }
+        assert!(out.contains("heartbeat_messages_produced_total{"));
+        assert!(out.contains("# TYPE heartbeat_produce_latency_seconds histogram"));
+        assert!(!out.contains("# EOF"));
+    }
+}

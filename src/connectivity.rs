@@ -132,17 +132,30 @@ impl ConnectivityChecker {
         }
     }
 
-    /// Checks every broker each `check.connectivity.period.seconds` until cancelled.
+    /// Checks every broker each `check.connectivity.period.seconds`, and at once when the set
+    /// of known brokers changes, until cancelled.
     pub async fn run(self, cancel: CancellationToken) {
         let mut interval =
             tokio::time::interval(self.shared.config.admin.check_connectivity_period);
         // Checks stay on their grid; a round that overran does not cause a burst.
         interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        let mut view = self.shared.view.subscribe();
+        let mut checked: Vec<i32> = Vec::new();
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = interval.tick() => {}
+                changed = view.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    let known: Vec<i32> = view.borrow_and_update().brokers.keys().copied().collect();
+                    if known == checked {
+                        continue;
+                    }
+                }
             }
+            checked = self.shared.snapshot().brokers.keys().copied().collect();
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = self.check_all() => {}

@@ -115,6 +115,19 @@ pub enum Change {
 }
 
 impl Change {
+    /// Every `kind` label value, so each series exists (at zero) from the start.
+    pub const KINDS: [&'static str; 9] = [
+        "cluster_id_changed",
+        "controller_changed",
+        "broker_added",
+        "broker_removed",
+        "broker_returned",
+        "broker_address_changed",
+        "broker_forgotten",
+        "partitions_added",
+        "leader_changed",
+    ];
+
     /// The `kind` label.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -305,6 +318,12 @@ pub struct MetadataRefresher {
 
 impl MetadataRefresher {
     pub fn new(shared: Arc<ClusterShared>, client: Arc<AdminClient<ClientLog>>) -> Self {
+        for kind in Change::KINDS {
+            let labels = KindLabels {
+                kind: kind.to_string(),
+            };
+            drop(shared.metrics.metadata_changes.get_or_create(&labels));
+        }
         MetadataRefresher {
             shared,
             client,
@@ -415,6 +434,9 @@ impl MetadataRefresher {
                     metrics.broker_info.remove(&broker_info_labels(old));
                 }
             }
+            if !previous.brokers.contains_key(&broker.id) {
+                metrics.init_broker(broker.id);
+            }
             metrics
                 .broker_info
                 .get_or_create(&broker_info_labels(broker))
@@ -433,10 +455,14 @@ impl MetadataRefresher {
             .topic_partitions
             .set(snapshot.partitions.len() as i64);
         for (id, partition) in &snapshot.partitions {
+            let leader = partition.leader.unwrap_or(NO_LEADER);
+            if previous.partitions.get(id).map(|old| old.leader) != Some(partition.leader) {
+                metrics.init_partition(*id, leader);
+            }
             metrics
                 .partition_leader
                 .get_or_create(&PartitionLabels::new(*id))
-                .set(i64::from(partition.leader.unwrap_or(NO_LEADER)));
+                .set(i64::from(leader));
         }
     }
 }

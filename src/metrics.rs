@@ -211,6 +211,37 @@ impl Metrics {
         metrics
     }
 
+    /// Creates a new broker's series at zero, so dashboards and alerts see 0, not no data.
+    pub fn init_broker(&self, broker: i32) {
+        let labels = BrokerLabels::new(broker);
+        drop(self.connection_checks.get_or_create(&labels));
+        for reason in crate::connectivity::FailureReason::ALL {
+            drop(self.connection_failures.get_or_create(&BrokerReasonLabels {
+                broker: labels.broker.clone(),
+                reason: reason.as_str().to_string(),
+            }));
+        }
+    }
+
+    /// Creates a partition's counters at zero for its current leader.
+    pub fn init_partition(&self, partition: i32, leader: i32) {
+        let labels = PartitionLabels::new(partition);
+        drop(self.messages_produced.get_or_create(&labels));
+        drop(self.messages_consumed.get_or_create(&labels));
+        drop(self.messages_duplicated.get_or_create(&labels));
+        drop(
+            self.messages_lost
+                .get_or_create(&PartitionLeaderLabels::new(partition, leader)),
+        );
+        for reason in ["timed_out", "rejected"] {
+            drop(self.produce_failures.get_or_create(&ProduceFailureLabels {
+                partition: labels.partition.clone(),
+                leader: leader.to_string(),
+                reason: reason.to_string(),
+            }));
+        }
+    }
+
     /// Removes every series of a broker that has been gone longer than the retention.
     pub fn forget_broker(&self, broker: i32) {
         let labels = BrokerLabels::new(broker);

@@ -94,7 +94,8 @@ impl TopicManager {
             let snapshot = self.shared.snapshot();
             let brokers = snapshot.listed_brokers().count();
             let topic_missing = snapshot.refreshed_at.is_some() && snapshot.partitions.is_empty();
-            if checked && brokers <= brokers_seen && !topic_missing {
+            let problem_outstanding = self.shared.status.lock().topic_problem.is_some();
+            if checked && brokers <= brokers_seen && !topic_missing && !problem_outstanding {
                 continue;
             }
             tokio::select! {

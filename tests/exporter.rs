@@ -1,0 +1,382 @@
+//! The exporter against a real Kafka-protocol broker (librdkafka's mock cluster over TCP),
+//! read through real HTTP.
+
+mod support;
+
+use std::time::Duration;
+
+use cc_heartbeat::message::HeartbeatMessage;
+use support::*;
+
+const TOPIC: &str = "cc-heartbeat";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_metric_families_present_with_sane_values() {
+    let mock = mock_cluster(3, TOPIC, 3);
+    let running = Running::start(test_config(&mock.bootstrap_servers(), TOPIC, "")).await;
+    let metrics = running
+        .wait_for(
+            "every partition measured end to end",
+            Duration::from_secs(20),
+            |m| {
+                (0..3).all(|p| {
+                    m.sum(
+                        "heartbeat_messages_consumed_total",
+                        &[("partition", &p.to_string())],
+                    ) >= 3.0
+                }) && m.sum("heartbeat_connection_checks_total", &[]) >= 3.0
+            },
+        )
+        .await;
+
+    let (status, text, content_type) = get(running.address, "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(
+        content_type.starts_with("application/openmetrics-text; version=1.0.0"),
+        "{content_type}"
+    );
+    assert!(text.ends_with("# EOF\n"));
+
+    let cluster_id =
+        metrics.select("heartbeat_up", &[]).next().unwrap().labels["cluster_id"].clone();
+    assert!(cluster_id.starts_with("mockCluster"), "{cluster_id}");
+    for sample in &metrics.samples {
+        assert_eq!(
+            sample.labels.get("cluster_id"),
+            Some(&cluster_id),
+            "{sample:?}"
+        );
+    }
+    for family in [
+        "heartbeat_build_info",
+        "heartbeat_up",
+        "heartbeat_brokers",
+        "heartbeat_controller_id",
+        "heartbeat_broker_info",
+        "heartbeat_broker_up",
+        "heartbeat_broker_missing",
+        "heartbeat_connection_checks_total",
+        "heartbeat_connection_failures_total",
+        "heartbeat_connection_seconds_count",
+        "heartbeat_messages_produced_total",
+        "heartbeat_produce_failures_total",
+        "heartbeat_produce_latency_seconds_count",
+        "heartbeat_messages_consumed_total",
+        "heartbeat_end_to_end_latency_seconds_count",
+        "heartbeat_messages_lost_total",
+        "heartbeat_messages_duplicated_total",
+        "heartbeat_metadata_changes_total",
+        "heartbeat_metadata_refresh_failures_total",
+        "heartbeat_topic_partitions",
+        "heartbeat_partition_leader",
+    ] {
+        assert!(
+            metrics.has(family, &[]),
+            "missing {family}\n{}",
+            metrics.text
+        );
+    }
+    assert_eq!(metrics.sum("heartbeat_up", &[]), 1.0);
+    assert_eq!(metrics.sum("heartbeat_brokers", &[]), 3.0);
+    assert_eq!(metrics.select("heartbeat_broker_info", &[]).count(), 3);
+    assert_eq!(metrics.sum("heartbeat_broker_up", &[]), 3.0);
+    assert_eq!(metrics.sum("heartbeat_broker_missing", &[]), 0.0);
+    assert_eq!(metrics.sum("heartbeat_topic_partitions", &[]), 3.0);
+    assert_eq!(metrics.sum("heartbeat_connection_failures_total", &[]), 0.0);
+    assert_eq!(metrics.sum("heartbeat_produce_failures_total", &[]), 0.0);
+    assert_eq!(metrics.sum("heartbeat_messages_lost_total", &[]), 0.0);
+    assert_eq!(metrics.sum("heartbeat_messages_duplicated_total", &[]), 0.0);
+    assert_eq!(
+        metrics.sum("heartbeat_metadata_refresh_failures_total", &[]),
+        0.0
+    );
+    // Each partition's latency is labelled with its leader (partition p is led by p % 3 + 1).
+    for partition in 0..3 {
+        let leader = (partition % 3 + 1).to_string();
+        let labels = [("partition", partition.to_string()), ("leader", leader)];
+        let filter: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let count = metrics.sum("heartbeat_end_to_end_latency_seconds_count", &filter);
+        let sum = metrics.sum("heartbeat_end_to_end_latency_seconds_sum", &filter);
+        assert!(count >= 3.0, "partition {partition}\n{}", metrics.text);
+        // On loopback a round trip takes milliseconds; a second means something waits.
+        assert!(sum / count < 0.5, "mean e2e latency {}", sum / count);
+        assert!(metrics.sum("heartbeat_produce_latency_seconds_count", &filter) >= 3.0);
+    }
+    let connect_mean = metrics.sum("heartbeat_connection_seconds_sum", &[])
+        / metrics.sum("heartbeat_connection_seconds_count", &[]);
+    assert!(connect_mean > 0.0 && connect_mean < 0.5, "{connect_mean}");
+
+    let (status, body, _) = get(running.address, "/ready").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _, _) = get(running.address, "/healthz").await;
+    assert_eq!(status, 200);
+    let (status, body, _) = get(running.address, "/").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("/metrics") && body.contains("/ready"));
+
+    // A scrape reads memory only: two scrapes in a row never reset a counter.
+    let before = running
+        .metrics()
+        .await
+        .sum("heartbeat_messages_produced_total", &[]);
+    let after = running
+        .metrics()
+        .await
+        .sum("heartbeat_messages_produced_total", &[]);
+    assert!(after >= before && before > 0.0);
+    assert!(running.stop().await, "tasks stop on cancellation");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_down_counts_failures_for_its_partitions_only_and_recovers() {
+    let mock = mock_cluster(3, TOPIC, 3);
+    let running = Running::start(test_config(&mock.bootstrap_servers(), TOPIC, "")).await;
+    running
+        .wait_for("heartbeats flowing", Duration::from_secs(20), |m| {
+            m.sum("heartbeat_messages_consumed_total", &[]) >= 9.0
+        })
+        .await;
+
+    // Broker 2 leads partition 1.
+    mock.broker_down(2).unwrap();
+    let down = running
+        .wait_for(
+            "broker 2 refused, missing, and its partition failing",
+            Duration::from_secs(20),
+            |m| {
+                m.sum(
+                    "heartbeat_connection_failures_total",
+                    &[("broker", "2"), ("reason", "refused")],
+                ) >= 2.0
+                    && m.sum("heartbeat_broker_missing", &[("broker", "2")]) == 1.0
+                    && m.sum(
+                        "heartbeat_produce_failures_total",
+                        &[("partition", "1"), ("reason", "timed_out")],
+                    ) >= 2.0
+            },
+        )
+        .await;
+    assert_eq!(down.sum("heartbeat_broker_up", &[("broker", "2")]), 0.0);
+    assert_eq!(down.sum("heartbeat_brokers", &[]), 2.0);
+    assert!(
+        down.has("heartbeat_broker_info", &[("broker", "2")]),
+        "a missing broker is still reported"
+    );
+    for healthy in ["1", "3"] {
+        assert_eq!(
+            down.sum(
+                "heartbeat_connection_failures_total",
+                &[("broker", healthy)]
+            ),
+            0.0
+        );
+        assert_eq!(
+            down.sum("heartbeat_broker_up", &[("broker", healthy)]),
+            1.0,
+            "{}",
+            down.text
+        );
+    }
+    for healthy in ["0", "2"] {
+        assert_eq!(
+            down.sum(
+                "heartbeat_produce_failures_total",
+                &[("partition", healthy)]
+            ),
+            0.0
+        );
+    }
+    assert!(
+        down.sum(
+            "heartbeat_metadata_changes_total",
+            &[("kind", "broker_removed")]
+        ) >= 1.0
+    );
+    // The healthy partitions keep making the round trip.
+    let consumed =
+        |m: &Metrics, p: &str| m.sum("heartbeat_messages_consumed_total", &[("partition", p)]);
+    let (before_0, before_2) = (consumed(&down, "0"), consumed(&down, "2"));
+    let later = running
+        .wait_for(
+            "healthy partitions still measured",
+            Duration::from_secs(10),
+            |m| consumed(m, "0") >= before_0 + 3.0 && consumed(m, "2") >= before_2 + 3.0,
+        )
+        .await;
+    let (status, _, _) = get(running.address, "/ready").await;
+    assert_eq!(status, 200, "one broker down is not a cluster down");
+
+    mock.broker_up(2).unwrap();
+    let before_1 = consumed(&later, "1");
+    let recovered = running
+        .wait_for(
+            "partition 1 measured again after broker 2 returns",
+            Duration::from_secs(30),
+            |m| {
+                consumed(m, "1") >= before_1 + 3.0
+                    && m.sum("heartbeat_broker_missing", &[("broker", "2")]) == 0.0
+                    && m.sum("heartbeat_broker_up", &[("broker", "2")]) == 1.0
+            },
+        )
+        .await;
+    assert!(
+        recovered.sum(
+            "heartbeat_metadata_changes_total",
+            &[("kind", "broker_returned")]
+        ) >= 1.0
+    );
+    assert!(running.stop().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_round_trip_time_shows_in_that_brokers_partitions() {
+    let mock = mock_cluster(3, TOPIC, 3);
+    let running = Running::start(test_config(&mock.bootstrap_servers(), TOPIC, "")).await;
+    running
+        .wait_for("heartbeats flowing", Duration::from_secs(20), |m| {
+            m.sum("heartbeat_messages_consumed_total", &[]) >= 9.0
+        })
+        .await;
+    let delay = Duration::from_millis(300);
+    // Broker 1 leads partition 0.
+    mock.broker_round_trip_time(1, delay).unwrap();
+    let before = running.metrics().await;
+    let after = running
+        .wait_for("several slow samples", Duration::from_secs(20), |m| {
+            m.sum(
+                "heartbeat_produce_latency_seconds_count",
+                &[("partition", "0")],
+            ) >= before.sum(
+                "heartbeat_produce_latency_seconds_count",
+                &[("partition", "0")],
+            ) + 5.0
+        })
+        .await;
+    let mean = |name: &str, partition: &str| {
+        let filter = [("partition", partition)];
+        let count = after.sum(&format!("{name}_count"), &filter)
+            - before.sum(&format!("{name}_count"), &filter);
+        let sum = after.sum(&format!("{name}_sum"), &filter)
+            - before.sum(&format!("{name}_sum"), &filter);
+        sum / count
+    };
+    let slow = mean("heartbeat_produce_latency_seconds", "0");
+    assert!(
+        slow >= delay.as_secs_f64() * 0.9,
+        "slow partition produce mean {slow}"
+    );
+    assert!(
+        slow < delay.as_secs_f64() * 3.0,
+        "slow partition produce mean {slow}"
+    );
+    let slow_e2e = mean("heartbeat_end_to_end_latency_seconds", "0");
+    assert!(
+        slow_e2e >= delay.as_secs_f64() * 0.9,
+        "slow partition e2e mean {slow_e2e}"
+    );
+    for fast in ["1", "2"] {
+        let produce = mean("heartbeat_produce_latency_seconds", fast);
+        assert!(
+            produce < delay.as_secs_f64() / 3.0,
+            "partition {fast} produce mean {produce}"
+        );
+    }
+    assert!(running.stop().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_and_foreign_messages_are_counted_not_fatal() {
+    let mock = mock_cluster(1, TOPIC, 1);
+    let bootstrap = mock.bootstrap_servers();
+    let running = Running::start(test_config(&bootstrap, TOPIC, "")).await;
+    running
+        .wait_for("heartbeats flowing", Duration::from_secs(20), |m| {
+            m.sum("heartbeat_messages_consumed_total", &[]) >= 2.0
+        })
+        .await;
+    let now_us = cc_heartbeat::cluster::unix_micros();
+    let other_instance = HeartbeatMessage::new("someone-else", 0, 7, now_us + 1_000_000).encode();
+    let earlier_run = HeartbeatMessage::new("earlier-run", 0, 7, now_us - 3_600_000_000).encode();
+    let payloads: Vec<Option<Vec<u8>>> = [
+        Some(&b"\x00\xff\xfe binary garbage"[..]),
+        Some(b"not json"),
+        None,
+        Some(b""),
+        Some(br#"{"order": 1, "items": []}"#),
+        Some(br#"[1, 2, 3]"#),
+        Some(br#"{"timestamp": 1700000000.25}"#),
+        Some(&other_instance),
+        Some(&earlier_run),
+        Some(br#"{"cc_heartbeat": 1, "instance": 5}"#),
+    ]
+    .into_iter()
+    .map(|payload| payload.map(<[u8]>::to_vec))
+    .collect();
+    tokio::task::spawn_blocking(move || produce_raw(&bootstrap, TOPIC, 0, &payloads))
+        .await
+        .unwrap();
+    let skipped =
+        |m: &Metrics, kind: &str| m.sum("heartbeat_messages_skipped_total", &[("kind", kind)]);
+    let metrics = running
+        .wait_for(
+            "every foreign record counted",
+            Duration::from_secs(15),
+            |m| m.sum("heartbeat_messages_skipped_total", &[]) >= 10.0,
+        )
+        .await;
+    assert_eq!(skipped(&metrics, "undecodable"), 2.0, "{}", metrics.text);
+    assert_eq!(skipped(&metrics, "empty"), 2.0);
+    assert_eq!(skipped(&metrics, "other_json"), 3.0);
+    assert_eq!(skipped(&metrics, "legacy"), 1.0);
+    assert_eq!(skipped(&metrics, "other_instance"), 1.0);
+    assert_eq!(skipped(&metrics, "stale"), 1.0);
+    assert_eq!(metrics.sum("heartbeat_messages_duplicated_total", &[]), 0.0);
+    // Still measuring its own heartbeats afterwards.
+    let consumed = metrics.sum("heartbeat_messages_consumed_total", &[]);
+    running
+        .wait_for("still measuring", Duration::from_secs(10), |m| {
+            m.sum("heartbeat_messages_consumed_total", &[]) >= consumed + 3.0
+        })
+        .await;
+    assert!(running.stop().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_topic_without_management_is_reported_then_picked_up() {
+    let mock = mock_cluster(1, TOPIC, 0);
+    let running = Running::start(test_config(
+        &mock.bootstrap_servers(),
+        "not-yet-there",
+        "heartbeat.topic.manage = false",
+    ))
+    .await;
+    running
+        .wait_for(
+            "connectivity checked while the topic is missing",
+            Duration::from_secs(15),
+            |m| {
+                m.sum("heartbeat_connection_checks_total", &[]) >= 2.0
+                    && m.sum("heartbeat_up", &[]) == 1.0
+            },
+        )
+        .await;
+    let (status, body, _) = get(running.address, "/ready").await;
+    assert_eq!(status, 503);
+    assert!(
+        body.contains("not-yet-there") && body.contains("heartbeat.topic.manage"),
+        "{body}"
+    );
+    assert_eq!(running.metrics().await.sum("heartbeat_topic_ok", &[]), 0.0);
+
+    mock.create_topic("not-yet-there", 1, 1).unwrap();
+    running
+        .wait_for(
+            "heartbeats start without a restart",
+            Duration::from_secs(20),
+            |m| m.sum("heartbeat_messages_consumed_total", &[]) >= 2.0,
+        )
+        .await;
+    let (status, body, _) = get(running.address, "/ready").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(running.stop().await);
+}

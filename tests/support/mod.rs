@@ -1,0 +1,226 @@
+//! Test support: a real Kafka-protocol broker (librdkafka's mock cluster on loopback TCP), the
+//! exporter started against it with fast test timings, and readers for `/metrics`.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use cc_heartbeat::app::App;
+use cc_heartbeat::config::Config;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
+use tokio_util::sync::CancellationToken;
+
+pub type Mock = MockCluster<'static, DefaultProducerContext>;
+
+/// A mock cluster of `brokers` with `topic` created (`partitions`, replicated on all brokers),
+/// partition `p` led by broker `p % brokers + 1` so each broker leads a known set.
+pub fn mock_cluster(brokers: i32, topic: &str, partitions: i32) -> Mock {
+    let mock = MockCluster::new(brokers).expect("mock cluster");
+    if partitions > 0 {
+        mock.create_topic(topic, partitions, brokers.min(3))
+            .expect("create topic");
+        for partition in 0..partitions {
+            mock.partition_leader(topic, partition, Some(partition % brokers + 1))
+                .expect("set leader");
+        }
+    }
+    mock
+}
+
+/// Test timings: everything fast, so faults show within seconds. Never the users' defaults.
+pub fn test_ini(bootstrap: &str, topic: &str, extra_admin: &str) -> String {
+    format!(
+        "[default]\n\
+         bootstrap.servers = {bootstrap}\n\
+         socket.connection.setup.timeout.ms = 1000\n\
+         [producer]\n\
+         message.timeout.ms = 2000\n\
+         [consumer]\n\
+         fetch.wait.max.ms = 5\n\
+         [admin]\n\
+         heartbeat.topic = {topic}\n\
+         produce.period.seconds = 0.2\n\
+         check.metadata.period.seconds = 0.5\n\
+         check.metadata.timeout.seconds = 1\n\
+         check.connectivity.period.seconds = 0.5\n\
+         check.connectivity.timeout.seconds = 1\n\
+         heartbeat.lost.after.seconds = 4\n\
+         metrics.listener.host = 127.0.0.1\n\
+         metrics.listener.port = 0\n\
+         {extra_admin}\n"
+    )
+}
+
+pub fn test_config(bootstrap: &str, topic: &str, extra_admin: &str) -> Config {
+    let text = test_ini(bootstrap, topic, extra_admin);
+    Config::from_ini(&text, Path::new("test.ini"), std::iter::empty()).expect("valid test config")
+}
+
+/// The exporter running in this process.
+pub struct Running {
+    pub app: Option<App>,
+    pub address: SocketAddr,
+    pub cancel: CancellationToken,
+}
+
+impl Running {
+    pub async fn start(config: Config) -> Running {
+        let cancel = CancellationToken::new();
+        let app = App::start(vec![config], cancel.clone())
+            .await
+            .expect("app starts");
+        let address = app.address();
+        Running {
+            app: Some(app),
+            address,
+            cancel,
+        }
+    }
+
+    pub async fn metrics(&self) -> Metrics {
+        Metrics::parse(&get(self.address, "/metrics").await.1)
+    }
+
+    /// Waits until `condition` holds on a fresh scrape; panics with the last scrape if not.
+    pub async fn wait_for(
+        &self,
+        what: &str,
+        limit: Duration,
+        condition: impl Fn(&Metrics) -> bool,
+    ) -> Metrics {
+        let start = Instant::now();
+        loop {
+            let metrics = self.metrics().await;
+            if condition(&metrics) {
+                return metrics;
+            }
+            if start.elapsed() > limit {
+                panic!(
+                    "timed out after {limit:?} waiting for: {what}\n{}",
+                    metrics.text
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn stop(mut self) -> bool {
+        self.cancel.cancel();
+        match self.app.take() {
+            Some(app) => app.stopped(Duration::from_secs(5)).await,
+            None => true,
+        }
+    }
+}
+
+/// GET over real HTTP: status, body, content type.
+pub async fn get(address: SocketAddr, path: &str) -> (u16, String, String) {
+    let response = reqwest::get(format!("http://{address}{path}"))
+        .await
+        .expect("HTTP request");
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    (status, response.text().await.expect("body"), content_type)
+}
+
+/// One sample of an OpenMetrics exposition.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// A parsed scrape.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    pub text: String,
+    pub samples: Vec<Sample>,
+}
+
+impl Metrics {
+    pub fn parse(text: &str) -> Metrics {
+        let mut samples = Vec::new();
+        for line in text
+            .lines()
+            .filter(|line| !line.starts_with('#') && !line.is_empty())
+        {
+            let (series, value) = line.rsplit_once(' ').expect("sample line");
+            let value: f64 = value.parse().expect("sample value");
+            let (name, labels) = match series.split_once('{') {
+                Some((name, rest)) => (name, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            let labels = labels
+                .split("\",")
+                .filter(|pair| !pair.is_empty())
+                .map(|pair| {
+                    let (key, value) = pair.split_once('=').expect("label pair");
+                    (key.to_string(), value.trim_matches('"').to_string())
+                })
+                .collect();
+            samples.push(Sample {
+                name: name.to_string(),
+                labels,
+                value,
+            });
+        }
+        Metrics {
+            text: text.to_string(),
+            samples,
+        }
+    }
+
+    /// Samples named `name` whose labels include every `(key, value)` in `filter`.
+    pub fn select<'a>(
+        &'a self,
+        name: &'a str,
+        filter: &'a [(&'a str, &'a str)],
+    ) -> impl Iterator<Item = &'a Sample> + 'a {
+        self.samples.iter().filter(move |sample| {
+            sample.name == name
+                && filter
+                    .iter()
+                    .all(|(key, value)| sample.labels.get(*key).map(String::as_str) == Some(*value))
+        })
+    }
+
+    /// Sum of the matching samples (0 when none).
+    pub fn sum(&self, name: &str, filter: &[(&str, &str)]) -> f64 {
+        self.select(name, filter).map(|sample| sample.value).sum()
+    }
+
+    /// Whether any sample matches.
+    pub fn has(&self, name: &str, filter: &[(&str, &str)]) -> bool {
+        self.select(name, filter).next().is_some()
+    }
+}
+
+/// Produces raw records to the mock cluster with an independent client.
+pub fn produce_raw(bootstrap: &str, topic: &str, partition: i32, payloads: &[Option<Vec<u8>>]) {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let producer: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "0")
+        .create()
+        .expect("test producer");
+    for payload in payloads {
+        let mut record: BaseRecord<'_, (), [u8]> = BaseRecord::to(topic).partition(partition);
+        if let Some(payload) = payload {
+            record = record.payload(payload);
+        }
+        producer
+            .send(record)
+            .map_err(|(error, _)| error)
+            .expect("send");
+    }
+    producer.flush(Duration::from_secs(10)).expect("flush");
+}

@@ -2,6 +2,7 @@
 //! flooding the log.
 
 use std::collections::HashMap;
+use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,7 @@ pub fn init(level: &str, format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(true);
     // A second initialisation (tests, embedding) keeps the first subscriber.
     let _ = match format {

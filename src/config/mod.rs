@@ -415,7 +415,12 @@ impl Config {
                 });
             }
             check_sasl_credentials(&merged).map_err(|(key, message)| {
-                let (section, origin) = section_of(&key);
+                // A missing key is reported where the setting that requires it was made.
+                let (section, origin) = if merged.contains_key(&key) {
+                    section_of(&key)
+                } else {
+                    section_of("security.protocol")
+                };
                 ConfigError::Key {
                     origin,
                     section,

@@ -1,0 +1,310 @@
+//! The real binary: configuration errors, secrets, demo mode, signals.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use support::*;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_cc-heartbeat");
+const SECRET: &str = "Sup3r-S3cret-Value!";
+
+fn write_config(dir: &Path, text: &str) -> std::path::PathBuf {
+    let path = dir.join("config.ini");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn run_to_end(args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(BINARY)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run binary");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// The binary running in the background, its log lines collected as they come.
+struct Process {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    log: Vec<String>,
+}
+
+impl Process {
+    fn start(args: &[&str], environment: &[(&str, &str)]) -> Process {
+        let mut command = Command::new(BINARY);
+        command
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (key, value) in environment {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("spawn binary");
+        let (sender, lines) = mpsc::channel();
+        for stream in [
+            Box::new(child.stderr.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stdout.take().unwrap()),
+        ] {
+            let sender = sender.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let _ = sender.send(line);
+                }
+            });
+        }
+        Process {
+            child,
+            lines,
+            log: Vec::new(),
+        }
+    }
+
+    /// Waits for a log line containing `needle`, returning it.
+    fn wait_for_line(&mut self, needle: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.log.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        panic!(
+            "no log line with {needle:?} within {limit:?}:\n{}",
+            self.log.join("\n")
+        );
+    }
+
+    /// The HTTP address from the start-up log line.
+    fn address(&mut self) -> SocketAddr {
+        let line = self.wait_for_line("serving metrics on http://", Duration::from_secs(20));
+        let start = line.find("http://").unwrap() + "http://".len();
+        let rest = &line[start..];
+        let end = rest.find('/').unwrap();
+        rest[..end].parse().expect("address")
+    }
+
+    fn terminate(&mut self) -> (Duration, Option<i32>) {
+        let start = Instant::now();
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (start.elapsed(), status.code());
+            }
+            if start.elapsed() > Duration::from_secs(15) {
+                let _ = self.child.kill();
+                panic!(
+                    "did not exit within 15 s of SIGTERM:\n{}",
+                    self.rest_of_log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn rest_of_log(&mut self) -> String {
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
+            self.log.push(line);
+        }
+        self.log.join("\n")
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn bad_config_exits_2_naming_file_section_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("[admin]\nproduce.period.seconds = often\n", "[admin] produce.period.seconds"),
+        ("[admin]\nproduce.periods = 1\n", "[admin] produce.periods: unknown key"),
+        ("[default]\nbootstrap.server = x:9092\n", "[default] bootstrap.server"),
+        ("[producer]\nacks = maybe\n", "[producer] acks"),
+        (
+            "[default]\nsecurity.protocol = SASL_SSL\nsasl.mechanisms = PLAIN\nsasl.username = key\n",
+            "[default] sasl.password: required",
+        ),
+        ("[admin]\nmetrics.listener.port = 99999\n", "[admin] metrics.listener.port"),
+        ("[admin\n", "line 1"),
+    ];
+    for (text, expected) in cases {
+        let path = write_config(dir.path(), text);
+        let (code, stdout, stderr) = run_to_end(&["--config", path.to_str().unwrap()]);
+        assert_eq!(code, 2, "{text:?}: {stderr}");
+        assert!(
+            stderr.contains(expected),
+            "{text:?}: expected {expected:?} in {stderr:?}"
+        );
+        assert!(stderr.contains("config.ini"), "names the file: {stderr}");
+        assert!(stdout.is_empty());
+        assert_eq!(stderr.lines().count(), 1, "one message: {stderr}");
+    }
+    let (code, _, stderr) = run_to_end(&["--config", "/no/such/file.ini"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("/no/such/file.ini"), "{stderr}");
+}
+
+#[test]
+fn environment_variable_errors_name_the_variable() {
+    let output = Command::new(BINARY)
+        .args(["--check-config", "--config", "/dev/null"])
+        .env("CC_HEARTBEAT__ADMIN__CHECK_METADATA_PERIOD_SECONDS", "zero")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr.contains("CC_HEARTBEAT__ADMIN__CHECK_METADATA_PERIOD_SECONDS"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("check.metadata.period.seconds"), "{stderr}");
+}
+
+#[test]
+fn check_config_prints_the_effective_config_with_secrets_masked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        dir.path(),
+        &format!(
+            "[default]\nbootstrap.servers = b:9092\nsecurity.protocol = SASL_SSL\nsasl.mechanisms = PLAIN\n\
+             sasl.username = key\nsasl.password = {SECRET}\n[admin]\nheartbeat.topic = hb\n"
+        ),
+    );
+    let output = Command::new(BINARY)
+        .args(["--check-config", "--config", path.to_str().unwrap()])
+        .env("CC_HEARTBEAT__ADMIN__PRODUCE_PERIOD_SECONDS", "2")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(!stdout.contains(SECRET), "{stdout}");
+    assert!(stdout.contains("sasl.password = ********"), "{stdout}");
+    assert!(stdout.contains("heartbeat.topic = hb"), "{stdout}");
+    assert!(
+        stdout.contains("produce.period.seconds = 2"),
+        "environment applied: {stdout}"
+    );
+    assert!(
+        stdout.contains("check.metadata.period.seconds = 10"),
+        "defaults shown: {stdout}"
+    );
+
+    let (code, stdout, _) = run_to_end(&["--version"]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains(env!("CARGO_PKG_VERSION")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_never_appear_in_logs_metrics_or_readiness() {
+    // The mock cluster has no SASL: authentication fails, and the password is in play throughout.
+    let mock = mock_cluster(1, "cc-heartbeat", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let text = test_ini(
+        &mock.bootstrap_servers(),
+        "cc-heartbeat",
+        "log.level = debug",
+    )
+    .replace(
+        "[producer]",
+        &format!(
+            "security.protocol = SASL_PLAINTEXT\nsasl.mechanisms = PLAIN\nsasl.username = key\n\
+                 sasl.password = {SECRET}\ndebug = security,broker,conf\n[producer]"
+        ),
+    );
+    let path = write_config(dir.path(), &text);
+    let mut process = Process::start(&["--config", path.to_str().unwrap()], &[]);
+    let address = process.address();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (_, metrics, _) = get(address, "/metrics").await;
+    let (status, ready, _) = get(address, "/ready").await;
+    assert_eq!(status, 503, "{ready}");
+    let (elapsed, code) = process.terminate();
+    let log = process.rest_of_log();
+    assert!(elapsed < Duration::from_secs(5));
+    assert_eq!(code, Some(0));
+    assert!(
+        log.to_lowercase().contains("sasl"),
+        "the log says what failed:\n{log}"
+    );
+    for (what, text) in [("log", &log), ("metrics", &metrics), ("ready", &ready)] {
+        assert!(!text.contains(SECRET), "secret in {what}:\n{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_mode_serves_live_metrics_and_stops_on_sigterm() {
+    let mut process = Process::start(
+        &["--demo", "--config", "/no/such/config.ini"],
+        &[
+            ("CC_HEARTBEAT__ADMIN__METRICS_LISTENER_HOST", "127.0.0.1"),
+            ("CC_HEARTBEAT__ADMIN__METRICS_LISTENER_PORT", "0"),
+        ],
+    );
+    let address = process.address();
+    let start = Instant::now();
+    loop {
+        let metrics = Metrics::parse(&get(address, "/metrics").await.1);
+        let partitions = metrics
+            .select("heartbeat_messages_consumed_total", &[])
+            .filter(|sample| sample.value >= 1.0)
+            .count();
+        if partitions == 3 && metrics.sum("heartbeat_brokers", &[]) == 3.0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no live data:\n{}",
+            metrics.text
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (elapsed, code) = process.terminate();
+    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+    assert_eq!(code, Some(0));
+}
+
+#[test]
+fn sigterm_during_an_outage_exits_within_5_seconds() {
+    let closed_port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let text = test_ini(&format!("127.0.0.1:{closed_port}"), "cc-heartbeat", "").replace(
+        "check.metadata.timeout.seconds = 1",
+        "check.metadata.timeout.seconds = 30",
+    );
+    let path = write_config(dir.path(), &text);
+    let mut process = Process::start(&["--config", path.to_str().unwrap()], &[]);
+    // A metadata request with a 30 s timeout is in flight when the signal comes.
+    process.wait_for_line("cc-heartbeat started", Duration::from_secs(20));
+    std::thread::sleep(Duration::from_secs(1));
+    let (elapsed, code) = process.terminate();
+    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+    assert_eq!(code, Some(0));
+}

@@ -92,6 +92,8 @@ impl TopicManager {
                 changed = view.changed() => if changed.is_err() { break },
             }
             let snapshot = self.shared.snapshot();
+            let fine = plan(&snapshot) == TopicPlan::Fine;
+            self.shared.metrics.topic_ok.set(i64::from(fine));
             let brokers = snapshot.listed_brokers().count();
             let topic_missing = snapshot.refreshed_at.is_some() && snapshot.partitions.is_empty();
             let problem_outstanding = self.shared.status.lock().topic_problem.is_some();
@@ -111,8 +113,6 @@ impl TopicManager {
         let admin = &self.shared.config.admin;
         let topic = admin.heartbeat_topic.as_str();
         let plan = plan(snapshot);
-        let metrics = &self.shared.metrics;
-        metrics.topic_ok.set(i64::from(plan == TopicPlan::Fine));
         let problem = match &plan {
             TopicPlan::Wait => return false,
             TopicPlan::Fine => None,

@@ -881,4 +881,16 @@ mod tests {
         assert!(rendered.contains("sasl.password = ********"));
         assert!(!format!("{config:?}").contains("hunter2secret"));
     }
+
+    #[test]
+    fn example_file_is_valid_and_documents_every_admin_key() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.ini");
+        let config = Config::load(&path, std::iter::empty()).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for key in ADMIN_KEYS {
+            let line = format!("{} = {}", key.name, key.default);
+            assert!(text.contains(&line), "config.example.ini lacks `{line}`");
+        }
+        assert_eq!(config.admin, load("", &[]).unwrap().admin);
+    }
 }

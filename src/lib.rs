@@ -26,6 +26,7 @@ pub mod message;
 pub mod metadata;
 pub mod metrics;
 pub mod monitor;
+pub mod native_admin;
 pub mod producer;
 pub mod topic;
 pub mod tracker;

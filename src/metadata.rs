@@ -4,7 +4,8 @@
 //! `broker.missing.retention.seconds` have passed, so a dead broker never silently disappears.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::AdminClient;
@@ -16,6 +17,7 @@ use crate::client::ClientLog;
 use crate::cluster::{unix_seconds, Broker, ClusterShared, ClusterSnapshot, Partition, NO_LEADER};
 use crate::logging::LogThrottle;
 use crate::metrics::{BrokerInfoLabels, BrokerLabels, KindLabels, PartitionLabels};
+use crate::native_admin::describe_cluster;
 
 /// Why a metadata refresh failed.
 #[derive(Debug, thiserror::Error)]
@@ -206,6 +208,7 @@ impl std::fmt::Display for Change {
 pub fn next_snapshot(
     previous: &ClusterSnapshot,
     response: MetadataResponse,
+    racks: &BTreeMap<i32, String>,
     now: Instant,
     missing_retention: Duration,
 ) -> (ClusterSnapshot, Vec<Change>) {
@@ -228,10 +231,7 @@ pub fn next_snapshot(
 
     let mut brokers = BTreeMap::new();
     for (id, host, port) in response.brokers {
-        let rack = previous
-            .brokers
-            .get(&id)
-            .and_then(|broker| broker.rack.clone());
+        let rack = racks.get(&id).cloned();
         let broker = Broker {
             id,
             host,
@@ -309,11 +309,27 @@ pub fn next_snapshot(
     (snapshot, changes)
 }
 
+/// How often racks are asked again while the cluster answers DescribeCluster (and sooner when
+/// brokers change), and how long to wait before asking a cluster that did not answer.
+const RACKS_REFRESH: Duration = Duration::from_secs(3600);
+const RACKS_RETRY: Duration = Duration::from_secs(600);
+
+/// Racks from DescribeCluster, looked up beside the metadata refresh (never delaying it): the
+/// Metadata API librdkafka exposes has no rack, and some clusters do not serve DescribeCluster.
+#[derive(Debug)]
+struct RackLookup {
+    racks: BTreeMap<i32, String>,
+    next_due: Instant,
+    in_flight: bool,
+}
+
 /// The metadata task of one cluster.
 pub struct MetadataRefresher {
     shared: Arc<ClusterShared>,
     client: Arc<AdminClient<ClientLog>>,
     throttle: LogThrottle,
+    reachable: AtomicBool,
+    racks: Arc<Mutex<RackLookup>>,
 }
 
 impl MetadataRefresher {
@@ -328,6 +344,12 @@ impl MetadataRefresher {
             shared,
             client,
             throttle: LogThrottle::default(),
+            reachable: AtomicBool::new(false),
+            racks: Arc::new(Mutex::new(RackLookup {
+                racks: BTreeMap::new(),
+                next_due: Instant::now(),
+                in_flight: false,
+            })),
         }
     }
 
@@ -365,6 +387,54 @@ impl MetadataRefresher {
         }
     }
 
+    /// Starts a DescribeCluster lookup on a blocking thread when one is due; its racks are
+    /// applied by the refresh after it answers.
+    fn look_up_racks(&self, brokers_changed: bool) {
+        let now = Instant::now();
+        {
+            let mut lookup = self
+                .racks
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if brokers_changed {
+                lookup.next_due = now;
+            }
+            if lookup.in_flight || now < lookup.next_due {
+                return;
+            }
+            lookup.in_flight = true;
+        }
+        let client = self.client.clone();
+        let racks = self.racks.clone();
+        let shared = self.shared.clone();
+        let timeout = self.shared.config.admin.check_metadata_timeout;
+        tokio::task::spawn_blocking(move || {
+            let result = describe_cluster(client.inner(), timeout);
+            let mut lookup = racks
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            lookup.in_flight = false;
+            match result {
+                Ok(description) => {
+                    let found: BTreeMap<i32, String> = description
+                        .nodes
+                        .into_iter()
+                        .filter_map(|node| node.rack.map(|rack| (node.id, rack)))
+                        .collect();
+                    lookup.next_due = Instant::now() + RACKS_REFRESH;
+                    if found != lookup.racks {
+                        lookup.racks = found;
+                        shared.refresh_now.notify_one();
+                    }
+                }
+                Err(error) => {
+                    lookup.next_due = Instant::now() + RACKS_RETRY;
+                    tracing::debug!("broker racks unknown (DescribeCluster): {error}");
+                }
+            }
+        });
+    }
+
     fn record_failure(&self, error: MetadataError) {
         let metrics = &self.shared.metrics;
         metrics.up.set(0);
@@ -375,7 +445,7 @@ impl MetadataRefresher {
             facts.metadata_error = Some(message.clone());
             facts.client_error.clone()
         };
-        self.throttle.reset("ok");
+        self.reachable.store(false, Ordering::Relaxed);
         if let Some(held_back) = self.throttle.admit("failing") {
             tracing::error!(
                 held_back,
@@ -389,16 +459,31 @@ impl MetadataRefresher {
         let now = Instant::now();
         let retention = self.shared.config.admin.broker_missing_retention;
         let previous = self.shared.snapshot();
-        let (snapshot, changes) = next_snapshot(&previous, response, now, retention);
+        let racks = self
+            .racks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .racks
+            .clone();
+        let (snapshot, changes) = next_snapshot(&previous, response, &racks, now, retention);
         {
             let mut facts = self.shared.status.lock();
             facts.metadata_error = None;
             facts.client_error = None;
         }
         self.throttle.reset("failing");
-        if self.throttle.admit("ok").is_some() {
+        if !self.reachable.swap(true, Ordering::Relaxed) {
             log_cluster(&snapshot, previous.refreshed_at.is_none());
         }
+        let brokers_changed = changes.iter().any(|change| {
+            matches!(
+                change,
+                Change::BrokerAdded(_)
+                    | Change::BrokerReturned(_)
+                    | Change::BrokerAddressChanged { .. }
+            )
+        });
+        self.look_up_racks(brokers_changed);
         for change in &changes {
             tracing::warn!(kind = change.kind(), "{change}");
         }
@@ -529,6 +614,7 @@ mod tests {
         let (snapshot, changes) = next_snapshot(
             &ClusterSnapshot::default(),
             response(&[(1, "a"), (2, "b")], &[Some(1), Some(2)]),
+            &BTreeMap::new(),
             now,
             Duration::from_secs(3600),
         );
@@ -545,12 +631,14 @@ mod tests {
         let (first, _) = next_snapshot(
             &ClusterSnapshot::default(),
             response(&[(1, "a"), (2, "b")], &[Some(1), Some(2)]),
+            &BTreeMap::new(),
             start,
             retention,
         );
         let (second, changes) = next_snapshot(
             &first,
             response(&[(1, "a")], &[Some(1), Some(1)]),
+            &BTreeMap::new(),
             start,
             retention,
         );
@@ -561,6 +649,7 @@ mod tests {
         let (third, changes) = next_snapshot(
             &second,
             response(&[(1, "a")], &[Some(1), Some(1)]),
+            &BTreeMap::new(),
             start + Duration::from_secs(30),
             retention,
         );
@@ -573,6 +662,7 @@ mod tests {
         let (fourth, changes) = next_snapshot(
             &third,
             response(&[(1, "a")], &[Some(1), Some(1)]),
+            &BTreeMap::new(),
             start + retention,
             retention,
         );
@@ -587,13 +677,21 @@ mod tests {
         let (first, _) = next_snapshot(
             &ClusterSnapshot::default(),
             response(&[(1, "a"), (2, "b")], &[Some(1)]),
+            &BTreeMap::new(),
             now,
             retention,
         );
-        let (second, _) = next_snapshot(&first, response(&[(1, "a")], &[Some(1)]), now, retention);
+        let (second, _) = next_snapshot(
+            &first,
+            response(&[(1, "a")], &[Some(1)]),
+            &BTreeMap::new(),
+            now,
+            retention,
+        );
         let (_, changes) = next_snapshot(
             &second,
             response(&[(1, "moved"), (2, "b"), (3, "c")], &[Some(1), Some(3)]),
+            &BTreeMap::new(),
             now,
             retention,
         );
@@ -606,5 +704,20 @@ mod tests {
                 "partitions_added"
             ]
         );
+    }
+
+    #[test]
+    fn racks_come_from_the_lookup() {
+        let racks = BTreeMap::from([(1, "eu-west-1a".to_string())]);
+        let (snapshot, changes) = next_snapshot(
+            &ClusterSnapshot::default(),
+            response(&[(1, "a"), (2, "b")], &[Some(1)]),
+            &racks,
+            Instant::now(),
+            Duration::from_secs(60),
+        );
+        assert!(changes.is_empty());
+        assert_eq!(snapshot.brokers[&1].rack.as_deref(), Some("eu-west-1a"));
+        assert_eq!(snapshot.brokers[&2].rack, None);
     }
 }

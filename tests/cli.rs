@@ -308,3 +308,32 @@ fn sigterm_during_an_outage_exits_within_5_seconds() {
     assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
     assert_eq!(code, Some(0));
 }
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let mut process = Process::start(
+        &["--demo", "--config", "/no/such/config.ini"],
+        &[
+            ("CC_HEARTBEAT__ADMIN__METRICS_LISTENER_HOST", "127.0.0.1"),
+            ("CC_HEARTBEAT__ADMIN__METRICS_LISTENER_PORT", "0"),
+            ("CC_HEARTBEAT__ADMIN__LOG_FORMAT", "json"),
+        ],
+    );
+    process.wait_for_line("reading heartbeat partitions", Duration::from_secs(20));
+    let (_, code) = process.terminate();
+    assert_eq!(code, Some(0));
+    let log = process.rest_of_log();
+    assert!(log.lines().count() >= 3, "{log}");
+    for line in log.lines() {
+        let event: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+        assert!(
+            event["level"].is_string() && event["message"].is_string(),
+            "{line}"
+        );
+    }
+    assert!(
+        log.contains("\"cluster_id\""),
+        "start-up names the cluster: {log}"
+    );
+}

@@ -380,3 +380,101 @@ async fn missing_topic_without_management_is_reported_then_picked_up() {
     assert_eq!(status, 200, "{body}");
     assert!(running.stop().await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_broker_series_go_only_after_the_retention() {
+    let mock = mock_cluster(2, TOPIC, 2);
+    let running = Running::start(test_config(
+        &mock.bootstrap_servers(),
+        TOPIC,
+        "broker.missing.retention.seconds = 3",
+    ))
+    .await;
+    running
+        .wait_for("both brokers checked", Duration::from_secs(20), |m| {
+            m.sum("heartbeat_connection_checks_total", &[("broker", "2")]) >= 1.0
+        })
+        .await;
+    mock.broker_down(2).unwrap();
+    running
+        .wait_for("broker 2 reported missing", Duration::from_secs(10), |m| {
+            m.sum("heartbeat_broker_missing", &[("broker", "2")]) == 1.0
+        })
+        .await;
+    let forgotten = running
+        .wait_for(
+            "broker 2's series removed after the retention",
+            Duration::from_secs(15),
+            |m| !m.has("heartbeat_broker_info", &[("broker", "2")]),
+        )
+        .await;
+    for family in [
+        "heartbeat_broker_up",
+        "heartbeat_broker_missing",
+        "heartbeat_connection_checks_total",
+        "heartbeat_connection_failures_total",
+    ] {
+        assert!(
+            !forgotten.has(family, &[("broker", "2")]),
+            "{family} still has broker 2"
+        );
+    }
+    assert!(forgotten.has("heartbeat_broker_info", &[("broker", "1")]));
+    assert_eq!(
+        forgotten.sum(
+            "heartbeat_metadata_changes_total",
+            &[("kind", "broker_forgotten")]
+        ),
+        1.0
+    );
+    assert!(running.stop().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leadership_moves_are_followed_and_counted() {
+    let mock = mock_cluster(2, TOPIC, 2);
+    let running = Running::start(test_config(&mock.bootstrap_servers(), TOPIC, "")).await;
+    running
+        .wait_for(
+            "partition 0 measured under leader 1",
+            Duration::from_secs(20),
+            |m| {
+                m.sum(
+                    "heartbeat_end_to_end_latency_seconds_count",
+                    &[("partition", "0"), ("leader", "1")],
+                ) >= 2.0
+            },
+        )
+        .await;
+    mock.partition_leader(TOPIC, 0, Some(2)).unwrap();
+    let moved = running
+        .wait_for(
+            "partition 0 measured under leader 2",
+            Duration::from_secs(20),
+            |m| {
+                m.sum(
+                    "heartbeat_end_to_end_latency_seconds_count",
+                    &[("partition", "0"), ("leader", "2")],
+                ) >= 2.0
+            },
+        )
+        .await;
+    assert_eq!(
+        moved.sum("heartbeat_partition_leader", &[("partition", "0")]),
+        2.0
+    );
+    assert_eq!(
+        moved.sum(
+            "heartbeat_metadata_changes_total",
+            &[("kind", "leader_changed")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        moved.sum("heartbeat_messages_lost_total", &[]),
+        0.0,
+        "{}",
+        moved.text
+    );
+    assert!(running.stop().await);
+}

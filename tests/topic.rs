@@ -62,3 +62,33 @@ async fn without_management_a_missing_topic_is_never_created() {
     );
     assert!(running.stop().await);
 }
+
+#[test]
+fn describe_cluster_reports_brokers_where_served_and_fails_cleanly_where_not() {
+    use cc_heartbeat::native_admin::describe_cluster;
+    use rdkafka::admin::AdminClient;
+    use rdkafka::client::DefaultClientContext;
+
+    let tansu = Tansu::start();
+    let client: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &tansu.bootstrap)
+        .create()
+        .unwrap();
+    let description = describe_cluster(client.inner(), Duration::from_secs(10))
+        .expect("tansu serves DescribeCluster");
+    assert!(description.cluster_id.is_some(), "{description:?}");
+    assert_eq!(description.nodes.len(), 1, "{description:?}");
+    let port: u16 = tansu.bootstrap.rsplit(':').next().unwrap().parse().unwrap();
+    assert_eq!(description.nodes[0].port, port);
+
+    // The mock cluster does not serve it: a clear error within the timeout, no hang.
+    let mock = mock_cluster(1, "cc-heartbeat", 1);
+    let client: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", mock.bootstrap_servers())
+        .create()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let error = describe_cluster(client.inner(), Duration::from_secs(1)).unwrap_err();
+    assert!(start.elapsed() < Duration::from_secs(5), "{error}");
+    assert!(error.to_string().contains("DescribeCluster"), "{error}");
+}

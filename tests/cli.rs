@@ -251,6 +251,10 @@ async fn secrets_never_appear_in_logs_metrics_or_readiness() {
         log.to_lowercase().contains("sasl"),
         "the log says what failed:\n{log}"
     );
+    assert!(
+        log.contains("librdkafka"),
+        "librdkafka's own lines are routed into the log:\n{log}"
+    );
     for (what, text) in [("log", &log), ("metrics", &metrics), ("ready", &ready)] {
         assert!(!text.contains(SECRET), "secret in {what}:\n{text}");
     }

@@ -46,9 +46,13 @@ pub fn client_config(config: &Config, role: Role) -> ClientConfig {
         properties.insert(key.to_string(), value);
     };
     set("client.id", format!("cc-heartbeat-{}", role.as_str()));
-    // A monitor should notice a broker's return quickly: librdkafka's default backoff grows to 10 s.
+    // A monitor should notice a broker's return quickly (librdkafka's backoff grows to 10 s by
+    // default), without hammering a cluster that limits connection rates during an outage.
     set("reconnect.backoff.ms", "100".to_string());
-    set("reconnect.backoff.max.ms", "1000".to_string());
+    set("reconnect.backoff.max.ms", "3000".to_string());
+    // Only the topic task creates the heartbeat topic, with the right settings: a produce or
+    // metadata request must never auto-create it with broker defaults.
+    set("allow.auto.create.topics", "false".to_string());
     set("socket.keepalive.enable", "true".to_string());
     let user = match role {
         Role::Producer => {
@@ -67,16 +71,11 @@ pub fn client_config(config: &Config, role: Role) -> ClientConfig {
             set("enable.auto.offset.store", "false".to_string());
             set("auto.offset.reset", "latest".to_string());
             set("enable.partition.eof", "false".to_string());
-            set("allow.auto.create.topics", "false".to_string());
             set("fetch.wait.max.ms", "100".to_string());
             set("fetch.error.backoff.ms", "100".to_string());
             config.consumer_properties()
         }
-        Role::Admin => {
-            // Creating the topic is the topic task's job, with the right settings.
-            set("allow.auto.create.topics", "false".to_string());
-            config.admin_properties()
-        }
+        Role::Admin => config.admin_properties(),
     };
     properties.extend(user);
     let mut client_config = ClientConfig::new();

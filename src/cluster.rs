@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use rdkafka::types::RDKafkaErrorCode;
 use tokio::sync::watch;
 
 use crate::config::Config;
@@ -41,6 +42,8 @@ impl Broker {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Partition {
     pub id: i32,
+    /// Number of replicas (the replication factor).
+    pub replicas: usize,
     /// Leader broker id, `None` when the partition has no leader.
     pub leader: Option<i32>,
 }
@@ -58,7 +61,7 @@ pub struct ClusterSnapshot {
     /// Partitions of the heartbeat topic (empty when it does not exist).
     pub partitions: BTreeMap<i32, Partition>,
     /// Why the heartbeat topic's metadata could not be read, if it could not.
-    pub topic_error: Option<String>,
+    pub topic_error: Option<RDKafkaErrorCode>,
     /// When this snapshot was taken.
     pub refreshed_at: Option<Instant>,
 }
@@ -69,6 +72,18 @@ impl ClusterSnapshot {
         self.brokers
             .values()
             .filter(|broker| broker.missing_since.is_none())
+    }
+
+    /// Whether metadata says the heartbeat topic does not exist (not merely unreadable).
+    pub fn topic_missing(&self) -> bool {
+        self.refreshed_at.is_some()
+            && self.partitions.is_empty()
+            && matches!(
+                self.topic_error,
+                None | Some(
+                    RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic
+                )
+            )
     }
 
     /// The `cluster_id` label value.
@@ -92,8 +107,10 @@ pub struct StatusFacts {
     pub last_round_trip: Option<Instant>,
     /// The last metadata error, while refreshes fail.
     pub metadata_error: Option<String>,
-    /// What is wrong with the heartbeat topic, if anything.
+    /// What is wrong with the heartbeat topic so that heartbeats cannot run, if anything.
     pub topic_problem: Option<String>,
+    /// What is not right with the heartbeat topic without stopping heartbeats.
+    pub topic_warning: Option<String>,
     /// The last error librdkafka reported for this cluster (e.g. authentication).
     pub client_error: Option<String>,
 }

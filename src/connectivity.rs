@@ -5,8 +5,10 @@
 //! handshake, nothing after the connection exists. Brokers reported missing are still checked
 //! at their last known address, since that is where an operator will look.
 
+use std::collections::HashSet;
 use std::io::ErrorKind;
-use std::sync::Arc;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
@@ -72,22 +74,65 @@ pub struct CheckFailure {
     pub detail: String,
 }
 
+/// Name lookups go through the system resolver on blocking threads, which a timeout cannot
+/// stop. A host whose previous lookup is still running is not looked up again, so a hanging
+/// resolver costs one thread per host, not one per host per round.
+#[derive(Debug, Clone, Default)]
+pub struct Resolver {
+    pending: Arc<Mutex<HashSet<(String, u16)>>>,
+}
+
+impl Resolver {
+    async fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, CheckFailure> {
+        let key = (host.to_string(), port);
+        if !self.lock().insert(key.clone()) {
+            return Err(CheckFailure {
+                reason: FailureReason::Timeout,
+                detail: format!("the previous lookup of {host} has not finished"),
+            });
+        }
+        let pending = self.pending.clone();
+        let lookup = tokio::task::spawn_blocking(move || {
+            let result = (key.0.as_str(), key.1)
+                .to_socket_addrs()
+                .map(Iterator::collect);
+            pending
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .remove(&key);
+            result
+        });
+        match lookup.await {
+            Ok(Ok(addresses)) => Ok(addresses),
+            Ok(Err(error)) => Err(CheckFailure {
+                reason: FailureReason::NameResolution,
+                detail: format!("{host}: {error}"),
+            }),
+            Err(error) => Err(CheckFailure {
+                reason: FailureReason::Other,
+                detail: format!("lookup of {host} failed: {error}"),
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<(String, u16)>> {
+        self.pending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
 /// Resolves `host` and opens a TCP connection to `port`, trying each address in turn as a
 /// client would. Returns the time taken to the first established connection.
 pub async fn check_broker(
+    resolver: &Resolver,
     host: &str,
     port: u16,
     timeout: Duration,
 ) -> Result<Duration, CheckFailure> {
     let start = Instant::now();
     let attempt = async {
-        let addresses: Vec<_> = tokio::net::lookup_host((host, port))
-            .await
-            .map_err(|error| CheckFailure {
-                reason: FailureReason::NameResolution,
-                detail: error.to_string(),
-            })?
-            .collect();
+        let addresses = resolver.resolve(host, port).await?;
         let mut last = CheckFailure {
             reason: FailureReason::NameResolution,
             detail: format!("{host} resolved to no address"),
@@ -122,6 +167,7 @@ pub async fn check_broker(
 pub struct ConnectivityChecker {
     shared: Arc<ClusterShared>,
     throttle: Arc<LogThrottle>,
+    resolver: Resolver,
 }
 
 impl ConnectivityChecker {
@@ -129,6 +175,7 @@ impl ConnectivityChecker {
         ConnectivityChecker {
             shared,
             throttle: Arc::new(LogThrottle::default()),
+            resolver: Resolver::default(),
         }
     }
 
@@ -171,8 +218,9 @@ impl ConnectivityChecker {
         for broker in snapshot.brokers.values().cloned() {
             let shared = self.shared.clone();
             let throttle = self.throttle.clone();
+            let resolver = self.resolver.clone();
             checks.spawn(async move {
-                let result = check_broker(&broker.host, broker.port, timeout).await;
+                let result = check_broker(&resolver, &broker.host, broker.port, timeout).await;
                 record(&shared, &throttle, &broker, result);
             });
         }
@@ -186,6 +234,10 @@ fn record(
     broker: &Broker,
     result: Result<Duration, CheckFailure>,
 ) {
+    if !shared.snapshot().brokers.contains_key(&broker.id) {
+        // Forgotten while its check ran: recording now would bring back its removed series.
+        return;
+    }
     let metrics = &shared.metrics;
     let labels = BrokerLabels::new(broker.id);
     metrics.connection_checks.get_or_create(&labels).inc();
@@ -240,9 +292,14 @@ mod tests {
     async fn connects_to_a_listening_port() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let elapsed = check_broker("127.0.0.1", port, Duration::from_secs(5))
-            .await
-            .unwrap();
+        let elapsed = check_broker(
+            &Resolver::default(),
+            "127.0.0.1",
+            port,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
         assert!(elapsed < Duration::from_secs(5));
     }
 
@@ -252,17 +309,27 @@ mod tests {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             listener.local_addr().unwrap().port()
         };
-        let failure = check_broker("127.0.0.1", port, Duration::from_secs(5))
-            .await
-            .unwrap_err();
+        let failure = check_broker(
+            &Resolver::default(),
+            "127.0.0.1",
+            port,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap_err();
         assert_eq!(failure.reason, FailureReason::Refused);
     }
 
     #[tokio::test]
     async fn unknown_name_is_a_resolution_failure() {
-        let failure = check_broker("no-such-host.invalid", 9092, Duration::from_secs(10))
-            .await
-            .unwrap_err();
+        let failure = check_broker(
+            &Resolver::default(),
+            "no-such-host.invalid",
+            9092,
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap_err();
         assert!(
             matches!(
                 failure.reason,
@@ -270,5 +337,35 @@ mod tests {
             ),
             "{failure:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn unanswered_handshake_is_a_timeout() {
+        // A listener whose accept queue is full drops new handshakes: the client hears nothing.
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket
+            .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        socket.listen(0).unwrap();
+        let address = socket.local_addr().unwrap().as_socket().unwrap();
+        // Each successful check leaves its (closed, never accepted) connection in the queue.
+        let mut timed_out = None;
+        for _ in 0..8 {
+            let result = check_broker(
+                &Resolver::default(),
+                "127.0.0.1",
+                address.port(),
+                Duration::from_millis(300),
+            )
+            .await;
+            if let Err(failure) = result {
+                assert_eq!(failure.reason, FailureReason::Timeout, "{failure}");
+                timed_out = Some(failure);
+                break;
+            }
+        }
+        assert!(timed_out.is_some(), "the handshake never timed out");
+        drop(socket);
     }
 }

@@ -11,9 +11,11 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
@@ -22,7 +24,7 @@ use crate::client::{client_config, ClientLog, Role};
 use crate::cluster::ClusterShared;
 use crate::logging::LogThrottle;
 use crate::message::{decode, Decoded};
-use crate::metrics::{PartitionLabels, PartitionLeaderLabels, SkippedLabels};
+use crate::metrics::{KindLabels, PartitionLabels, PartitionLeaderLabels};
 use crate::tracker::Observation;
 
 /// Why a record on the heartbeat topic was not measured; the `kind` label.
@@ -49,6 +51,18 @@ pub enum SkipKind {
 }
 
 impl SkipKind {
+    pub const ALL: [SkipKind; 9] = [
+        SkipKind::OtherInstance,
+        SkipKind::Stale,
+        SkipKind::Legacy,
+        SkipKind::Empty,
+        SkipKind::OtherJson,
+        SkipKind::Undecodable,
+        SkipKind::Late,
+        SkipKind::UnknownSequence,
+        SkipKind::Misplaced,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             SkipKind::OtherInstance => "other_instance",
@@ -89,6 +103,12 @@ impl EndToEndConsumer {
         let config = client_config(&shared.config, Role::Consumer);
         let consumer =
             config.create_with_context(ClientLog::new(Role::Consumer, shared.status.clone()))?;
+        for kind in SkipKind::ALL {
+            let labels = KindLabels {
+                kind: kind.as_str().to_string(),
+            };
+            drop(shared.metrics.messages_skipped.get_or_create(&labels));
+        }
         Ok(EndToEndConsumer {
             shared,
             consumer: Arc::new(consumer),
@@ -180,8 +200,7 @@ impl EndToEndConsumer {
             Reading::Skipped(kind) => {
                 metrics
                     .messages_skipped
-                    .get_or_create(&SkippedLabels {
-                        partition: partition.to_string(),
+                    .get_or_create(&KindLabels {
                         kind: kind.as_str().to_string(),
                     })
                     .inc();
@@ -233,76 +252,167 @@ impl EndToEndConsumer {
         }
     }
 
-    /// Assigns partitions as metadata reveals them, each at its current end.
+    /// Assigns partitions as metadata reveals them, each at its current end. A partition
+    /// whose end cannot be read (its leader is down) is retried later without holding up the
+    /// others.
     async fn position(&self) {
         let mut view = self.shared.view.subscribe();
         loop {
-            let partitions: BTreeSet<i32> = view
-                .borrow_and_update()
-                .partitions
-                .keys()
-                .copied()
-                .collect();
+            let (partitions, deleted) = {
+                let snapshot = view.borrow_and_update();
+                let partitions: BTreeSet<i32> = snapshot.partitions.keys().copied().collect();
+                (partitions, snapshot.topic_missing())
+            };
             let reading = self.shared.reading.borrow().clone();
-            if partitions.is_empty() && !reading.is_empty() {
-                // The topic is gone (deleted): stop reading, start afresh when it is back.
-                if let Err(error) = self.consumer.unassign() {
-                    tracing::warn!("cannot unassign the heartbeat topic: {error}");
+            if deleted && !reading.is_empty() {
+                // The topic was deleted: stop reading, start afresh when it is back.
+                let consumer = self.consumer.clone();
+                match tokio::task::spawn_blocking(move || consumer.unassign()).await {
+                    Ok(Err(error)) => {
+                        tracing::warn!("cannot unassign the heartbeat topic: {error}")
+                    }
+                    Err(error) => tracing::warn!("cannot unassign the heartbeat topic: {error}"),
+                    Ok(Ok(())) => tracing::warn!("the heartbeat topic is gone; reading stopped"),
                 }
                 self.shared.reading.send_replace(Arc::new(BTreeSet::new()));
             }
             let new: Vec<i32> = partitions.difference(&reading).copied().collect();
+            let mut retry_soon = false;
             if !new.is_empty() {
-                match self.assign_at_end(&new).await {
-                    Ok(()) => {
-                        let mut now_reading = (*reading).clone();
-                        now_reading.extend(new.iter().copied());
-                        tracing::info!(partitions = ?new, "reading heartbeat partitions from their end");
-                        self.shared.reading.send_replace(Arc::new(now_reading));
-                    }
-                    Err(error) => {
-                        // Retried at the next metadata refresh.
-                        if let Some(held_back) = self.throttle.admit("position") {
-                            tracing::warn!(
-                                held_back,
-                                "cannot position the end-to-end consumer: {error}"
-                            );
-                        }
+                let (positioned, failed) = self.assign_at_end(&new).await;
+                if !positioned.is_empty() {
+                    tracing::info!(partitions = ?positioned, "reading heartbeat partitions from their end");
+                    self.shared.reading.send_modify(|reading| {
+                        let mut now_reading = (**reading).clone();
+                        now_reading.extend(positioned.iter().copied());
+                        *reading = Arc::new(now_reading);
+                    });
+                }
+                if let Some((partition, error)) = failed.first() {
+                    retry_soon = true;
+                    if let Some(held_back) = self.throttle.admit("position") {
+                        tracing::warn!(
+                            partition,
+                            failed = failed.len(),
+                            held_back,
+                            "cannot read the end offset of heartbeat partitions (retrying): {error}"
+                        );
                     }
                 }
             }
-            if view.changed().await.is_err() {
-                return;
+            tokio::select! {
+                changed = view.changed() => if changed.is_err() { return },
+                _ = tokio::time::sleep(Duration::from_secs(1)), if retry_soon => {}
             }
         }
     }
 
-    async fn assign_at_end(&self, partitions: &[i32]) -> Result<(), KafkaError> {
+    /// Reads the end offset of each partition and assigns those that answered there.
+    /// Returns the partitions now read and those that failed.
+    async fn assign_at_end(&self, partitions: &[i32]) -> (Vec<i32>, Vec<(i32, KafkaError)>) {
         let topic = self.shared.config.admin.heartbeat_topic.clone();
         let timeout = self.shared.config.admin.check_metadata_timeout;
         let consumer = self.consumer.clone();
-        let partitions = partitions.to_vec();
-        tokio::task::spawn_blocking(move || {
-            let mut latest = TopicPartitionList::new();
-            for partition in &partitions {
-                latest.add_partition_offset(&topic, *partition, Offset::End)?;
+        let all = partitions.to_vec();
+        // One request for all partitions; it fails as a whole if any leader does not answer.
+        let batch = {
+            let (consumer, topic) = (consumer.clone(), topic.clone());
+            tokio::task::spawn_blocking(move || end_offsets(&consumer, &topic, &all, timeout)).await
+        };
+        let ends: Vec<EndOffset> = match batch {
+            Ok(Ok(ends)) => ends,
+            _ => {
+                // Then one request per partition, a few at a time, so the healthy ones go ahead.
+                futures::stream::iter(partitions.iter().copied())
+                    .map(|partition| {
+                        let (consumer, topic) = (consumer.clone(), topic.clone());
+                        async move {
+                            let result = tokio::task::spawn_blocking(move || {
+                                end_offsets(&consumer, &topic, &[partition], timeout)
+                            })
+                            .await
+                            .map_err(|_| KafkaError::Canceled)
+                            .and_then(|result| result)
+                            .and_then(|mut ends| {
+                                ends.pop()
+                                    .map(|(_, end)| end)
+                                    .unwrap_or(Err(KafkaError::Canceled))
+                            });
+                            (partition, result)
+                        }
+                    })
+                    .buffer_unordered(8)
+                    .collect()
+                    .await
             }
-            // A timestamp of "end" asks each partition's log end offset, all in one request.
-            let ends = consumer.offsets_for_times(latest, timeout)?;
-            let mut assignment = TopicPartitionList::new();
-            for element in ends.elements() {
-                if let Some(error) = element.error().err() {
-                    return Err(error);
-                }
-                assignment.add_partition_offset(
-                    element.topic(),
-                    element.partition(),
-                    element.offset(),
-                )?;
+        };
+        let mut assignment = TopicPartitionList::new();
+        let mut positioned = Vec::new();
+        let mut failed = Vec::new();
+        for (partition, end) in ends {
+            match end.and_then(|offset| {
+                assignment.add_partition_offset(&topic, partition, Offset::Offset(offset))
+            }) {
+                Ok(()) => positioned.push(partition),
+                Err(error) => failed.push((partition, error)),
             }
-            consumer.incremental_assign(&assignment)
-        })
-        .await
-        .map_err(|_| KafkaError::Canceled)?
+        }
+        if positioned.is_empty() {
+            return (positioned, failed);
+        }
+        let assigned =
+            tokio::task::spawn_blocking(move || consumer.incremental_assign(&assignment))
+                .await
+                .map_err(|_| KafkaError::Canceled)
+                .and_then(|result| result);
+        match assigned {
+            Ok(()) => {
+                positioned.sort_unstable();
+                (positioned, failed)
+            }
+            Err(error) => {
+                failed.extend(
+                    positioned
+                        .into_iter()
+                        .map(|partition| (partition, error.clone())),
+                );
+                (Vec::new(), failed)
+            }
+        }
     }
+}
+
+/// A partition and its log end offset, or why it could not be read.
+type EndOffset = (i32, Result<i64, KafkaError>);
+
+/// The log end offset of each partition, asked in one request (a timestamp of "end" means
+/// latest). Blocking.
+fn end_offsets(
+    consumer: &StreamConsumer<ClientLog>,
+    topic: &str,
+    partitions: &[i32],
+    timeout: Duration,
+) -> Result<Vec<EndOffset>, KafkaError> {
+    let mut request = TopicPartitionList::new();
+    for partition in partitions {
+        request.add_partition_offset(topic, *partition, Offset::End)?;
+    }
+    let answer = consumer.offsets_for_times(request, timeout)?;
+    Ok(answer
+        .elements()
+        .iter()
+        .map(|element| {
+            let end = element.error().and_then(|()| match element.offset() {
+                Offset::Offset(offset) => Ok(offset),
+                other => Err(KafkaError::OffsetFetch(RDKafkaErrorCode::InvalidArgument))
+                    .inspect_err(|_| {
+                        tracing::debug!(
+                            partition = element.partition(),
+                            "unexpected end offset {other:?}"
+                        )
+                    }),
+            });
+            (element.partition(), end)
+        })
+        .collect())
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use cc_heartbeat::app::App;
-use cc_heartbeat::config::Config;
+use cc_heartbeat::config::{Config, ENV_PREFIX};
 use cc_heartbeat::demo::DemoCluster;
 use cc_heartbeat::logging;
 use clap::Parser;
@@ -39,7 +39,13 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let environment = std::env::vars();
+    let environment = match environment() {
+        Ok(environment) => environment,
+        Err(message) => {
+            eprintln!("cc-heartbeat: configuration error: {message}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     let loaded = if cli.demo {
         Config::load_optional(&cli.config, environment)
     } else {
@@ -57,6 +63,9 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     logging::init(&config.admin.log_level, config.admin.log_format);
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -80,6 +89,24 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_CONFIG)
         }
     }
+}
+
+/// The process environment as UTF-8 pairs. Variables of other programs that are not UTF-8
+/// are passed over; one of ours that is not is an error.
+fn environment() -> Result<Vec<(String, String)>, String> {
+    let mut environment = Vec::new();
+    for (name, value) in std::env::vars_os() {
+        match (name.into_string(), value.into_string()) {
+            (Ok(name), Ok(value)) => environment.push((name, value)),
+            (Ok(name), Err(_)) if name.starts_with(ENV_PREFIX) => {
+                return Err(format!(
+                    "environment variable {name}: value is not valid UTF-8"
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(environment)
 }
 
 async fn run(config: Config, demo: bool) -> anyhow::Result<()> {

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::admin::AdminClient;
 use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
@@ -35,7 +36,7 @@ pub struct MetadataResponse {
     pub controller_id: Option<i32>,
     pub brokers: Vec<(i32, String, u16)>,
     pub partitions: Vec<Partition>,
-    pub topic_error: Option<String>,
+    pub topic_error: Option<RDKafkaErrorCode>,
 }
 
 /// Requests metadata for `topic` (and the brokers) with `client`. Blocking: run it on a
@@ -63,12 +64,13 @@ pub fn fetch_metadata(
         .filter(|found| found.name() == topic)
     {
         if let Some(error) = found.error() {
-            topic_error = Some(rdkafka::types::RDKafkaErrorCode::from(error).to_string());
+            topic_error = Some(RDKafkaErrorCode::from(error));
         }
         for partition in found.partitions() {
             let leader = partition.leader();
             partitions.push(Partition {
                 id: partition.id(),
+                replicas: partition.replicas().len(),
                 leader: (leader >= 0).then_some(leader),
             });
         }
@@ -93,10 +95,6 @@ pub enum Change {
         from: String,
         to: String,
     },
-    ControllerChanged {
-        from: Option<i32>,
-        to: Option<i32>,
-    },
     BrokerAdded(Broker),
     BrokerRemoved(Broker),
     BrokerReturned(Broker),
@@ -118,9 +116,8 @@ pub enum Change {
 
 impl Change {
     /// Every `kind` label value, so each series exists (at zero) from the start.
-    pub const KINDS: [&'static str; 9] = [
+    pub const KINDS: [&'static str; 8] = [
         "cluster_id_changed",
-        "controller_changed",
         "broker_added",
         "broker_removed",
         "broker_returned",
@@ -134,7 +131,6 @@ impl Change {
     pub fn kind(&self) -> &'static str {
         match self {
             Change::ClusterIdChanged { .. } => "cluster_id_changed",
-            Change::ControllerChanged { .. } => "controller_changed",
             Change::BrokerAdded(_) => "broker_added",
             Change::BrokerRemoved(_) => "broker_removed",
             Change::BrokerReturned(_) => "broker_returned",
@@ -163,12 +159,6 @@ impl std::fmt::Display for Change {
             Change::ClusterIdChanged { from, to } => {
                 write!(f, "cluster id changed from {from} to {to}")
             }
-            Change::ControllerChanged { from, to } => write!(
-                f,
-                "controller changed from {} to {}",
-                describe_leader(*from),
-                describe_leader(*to)
-            ),
             Change::BrokerAdded(broker) => write!(f, "{} added", describe_broker(broker)),
             Change::BrokerRemoved(broker) => {
                 write!(f, "{} is missing from metadata", describe_broker(broker))
@@ -222,12 +212,8 @@ pub fn next_snapshot(
             });
         }
     }
-    if !first && previous.controller_id != response.controller_id {
-        changes.push(Change::ControllerChanged {
-            from: previous.controller_id,
-            to: response.controller_id,
-        });
-    }
+    // Controller moves are not counted: KRaft clusters (Confluent Cloud among them) answer
+    // Metadata with a random live broker as "controller", so it changes at every refresh.
 
     let mut brokers = BTreeMap::new();
     for (id, host, port) in response.brokers {
@@ -370,6 +356,9 @@ impl MetadataRefresher {
                 _ = self.refresh() => {}
             }
         }
+        // The last holder of the admin client destroys it, which blocks: not on a worker.
+        let client = self.client;
+        let _ = tokio::task::spawn_blocking(move || drop(client)).await;
     }
 
     /// One refresh: request, compare, publish, record.
@@ -472,8 +461,21 @@ impl MetadataRefresher {
             facts.client_error = None;
         }
         self.throttle.reset("failing");
+        let racks_changed = snapshot.brokers.iter().any(|(id, broker)| {
+            previous
+                .brokers
+                .get(id)
+                .is_some_and(|old| old.rack != broker.rack)
+        });
         if !self.reachable.swap(true, Ordering::Relaxed) {
-            log_cluster(&snapshot, previous.refreshed_at.is_none());
+            let verb = if previous.refreshed_at.is_none() {
+                "connected to"
+            } else {
+                "reconnected to"
+            };
+            log_cluster(&snapshot, verb);
+        } else if racks_changed {
+            log_cluster(&snapshot, "racks known for");
         }
         let brokers_changed = changes.iter().any(|change| {
             matches!(
@@ -562,13 +564,8 @@ fn broker_info_labels(broker: &Broker) -> BrokerInfoLabels {
 }
 
 /// Logs the cluster the way the original tool did at start-up (and after an outage).
-fn log_cluster(snapshot: &ClusterSnapshot, first: bool) {
+fn log_cluster(snapshot: &ClusterSnapshot, verb: &str) {
     let brokers: Vec<String> = snapshot.listed_brokers().map(describe_broker).collect();
-    let verb = if first {
-        "connected to"
-    } else {
-        "reconnected to"
-    };
     tracing::info!(
         cluster_id = snapshot.cluster_id_label(),
         controller = describe_leader(snapshot.controller_id),
@@ -597,6 +594,7 @@ mod tests {
                 .enumerate()
                 .map(|(id, leader)| Partition {
                     id: id as i32,
+                    replicas: 1,
                     leader: *leader,
                 })
                 .collect(),

@@ -117,13 +117,6 @@ pub struct ProduceFailureLabels {
     pub reason: String,
 }
 
-/// Labels of `heartbeat_messages_skipped_total`.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct SkippedLabels {
-    pub partition: String,
-    pub kind: String,
-}
-
 /// Labels of a series broken down by kind only.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
@@ -134,7 +127,8 @@ pub struct KindLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabels {
     pub version: String,
-    pub instance: String,
+    /// Not `instance`: Prometheus gives that name to the scrape target.
+    pub instance_id: String,
 }
 
 /// All metrics of one monitored cluster.
@@ -163,7 +157,7 @@ pub struct Metrics {
     pub end_to_end_latency: HistogramFamily<PartitionLeaderLabels>,
     pub messages_lost: Family<PartitionLeaderLabels, Counter>,
     pub messages_duplicated: Family<PartitionLabels, Counter>,
-    pub messages_skipped: Family<SkippedLabels, Counter>,
+    pub messages_skipped: Family<KindLabels, Counter>,
     pub messages_in_flight: Gauge,
 }
 
@@ -204,7 +198,7 @@ impl Metrics {
             .build_info
             .get_or_create(&BuildLabels {
                 version: env!("CARGO_PKG_VERSION").to_string(),
-                instance: instance.to_string(),
+                instance_id: instance.to_string(),
             })
             .set(1);
         metrics.controller_id.set(-1);
@@ -273,7 +267,7 @@ impl Metrics {
         let m = self.clone();
         registry.register(
             "build_info",
-            "Always 1; labelled with the version and this running instance's id",
+            "Always 1; labelled with the version and this running instance's id (written into every heartbeat)",
             m.build_info,
         );
         registry.register(

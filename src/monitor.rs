@@ -48,16 +48,10 @@ impl ClusterMonitor {
 
         let mut tasks = JoinSet::new();
         tasks.spawn(MetadataRefresher::new(shared.clone(), admin.clone()).run(cancel.clone()));
-        tasks.spawn(TopicManager::new(shared.clone(), admin.clone()).run(cancel.clone()));
+        tasks.spawn(TopicManager::new(shared.clone(), admin).run(cancel.clone()));
         tasks.spawn(ConnectivityChecker::new(shared.clone()).run(cancel.clone()));
         tasks.spawn(producer.run(cancel.clone()));
         tasks.spawn(consumer.run(cancel.clone()));
-        // The admin client is released with the last task holding it; dropping it may block.
-        let release = cancel.clone();
-        tasks.spawn(async move {
-            release.cancelled().await;
-            let _ = tokio::task::spawn_blocking(move || drop(admin)).await;
-        });
         Ok(ClusterMonitor { shared, tasks })
     }
 

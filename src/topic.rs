@@ -24,8 +24,10 @@ pub const RETENTION_MS: &str = "86400000";
 pub enum TopicPlan {
     /// Metadata has not been read yet.
     Wait,
-    /// Exists with enough partitions.
+    /// Exists with enough partitions and replicas.
     Fine,
+    /// Metadata could not say whether it exists (e.g. not authorized to describe it).
+    Unreadable(RDKafkaErrorCode),
     Create {
         partitions: usize,
         replication_factor: i32,
@@ -33,6 +35,11 @@ pub enum TopicPlan {
     AddPartitions {
         from: usize,
         to: usize,
+    },
+    /// Some partition has fewer replicas than min(3, brokers); only a reassignment fixes that.
+    UnderReplicated {
+        replication_factor: usize,
+        wanted: usize,
     },
 }
 
@@ -42,16 +49,31 @@ pub fn plan(snapshot: &ClusterSnapshot) -> TopicPlan {
         return TopicPlan::Wait;
     }
     let brokers = snapshot.listed_brokers().count().max(1);
+    let wanted_replicas = brokers.min(3);
     let partitions = snapshot.partitions.len();
+    let replication_factor = snapshot
+        .partitions
+        .values()
+        .map(|partition| partition.replicas)
+        .min()
+        .unwrap_or_default();
     if partitions == 0 {
-        TopicPlan::Create {
-            partitions: brokers,
-            replication_factor: brokers.min(3) as i32,
+        match snapshot.topic_error {
+            Some(code) if !snapshot.topic_missing() => TopicPlan::Unreadable(code),
+            _ => TopicPlan::Create {
+                partitions: brokers,
+                replication_factor: wanted_replicas as i32,
+            },
         }
     } else if partitions < brokers {
         TopicPlan::AddPartitions {
             from: partitions,
             to: brokers,
+        }
+    } else if replication_factor < wanted_replicas {
+        TopicPlan::UnderReplicated {
+            replication_factor,
+            wanted: wanted_replicas,
         }
     } else {
         TopicPlan::Fine
@@ -106,80 +128,102 @@ impl TopicManager {
             }
             brokers_seen = brokers_seen.max(brokers);
         }
+        // The last holder of the admin client destroys it, which blocks: not on a worker.
+        let client = self.client;
+        let _ = tokio::task::spawn_blocking(move || drop(client)).await;
     }
 
     /// One check; returns false when it could not decide yet (no metadata).
     pub async fn ensure(&self, snapshot: &ClusterSnapshot) -> bool {
         let admin = &self.shared.config.admin;
         let topic = admin.heartbeat_topic.as_str();
-        let plan = plan(snapshot);
-        let problem = match &plan {
+        let manage = admin.heartbeat_topic_manage;
+        // `problem` stops heartbeats (and readiness); `warning` is worth saying, not fatal.
+        let (problem, warning) = match plan(snapshot) {
             TopicPlan::Wait => return false,
-            TopicPlan::Fine => None,
+            TopicPlan::Fine => (None, None),
+            TopicPlan::Unreadable(code) => (
+                Some(format!(
+                    "cannot read the metadata of heartbeat topic `{topic}`: {code} \
+                     (the account needs DESCRIBE on the topic)"
+                )),
+                None,
+            ),
             TopicPlan::Create {
                 partitions,
                 replication_factor,
-            } if admin.heartbeat_topic_manage => {
-                match self.create(topic, *partitions, *replication_factor).await {
-                    Ok(()) => {
-                        tracing::info!(
-                            topic,
-                            partitions,
-                            replication_factor,
-                            "created the heartbeat topic"
-                        );
-                        self.shared.refresh_now.notify_one();
-                        None
+            } if manage => match self.create(topic, partitions, replication_factor).await {
+                Ok(created) => {
+                    if created {
+                        tracing::info!(topic, partitions, replication_factor, "created the heartbeat topic");
+                    } else {
+                        tracing::info!(topic, "the heartbeat topic was created meanwhile by someone else");
                     }
-                    Err(error) => Some(format!(
+                    self.shared.refresh_now.notify_one();
+                    (None, None)
+                }
+                Err(error) => (
+                    Some(format!(
                         "heartbeat topic `{topic}` does not exist and creating it failed: {error} \
                          (needs CREATE on the topic; or create it yourself with {partitions} partitions, \
                          replication factor {replication_factor}, retention.ms={RETENTION_MS})"
                     )),
-                }
-            }
+                    None,
+                ),
+            },
             TopicPlan::Create {
                 partitions,
                 replication_factor,
-            } => Some(format!(
-                "heartbeat topic `{topic}` does not exist and heartbeat.topic.manage is false: \
-                 create it with {partitions} partitions (one per broker), replication factor \
-                 {replication_factor}, retention.ms={RETENTION_MS}"
-            )),
-            TopicPlan::AddPartitions { from, to } if admin.heartbeat_topic_manage => {
-                match self.add_partitions(topic, *to).await {
-                    Ok(()) => {
-                        tracing::info!(topic, from, to, "added partitions to the heartbeat topic");
-                        self.shared.refresh_now.notify_one();
-                    }
-                    Err(error) => tracing::warn!(
-                        topic,
-                        from,
-                        to,
-                        "heartbeat topic has fewer partitions than brokers and adding them failed: {error} \
-                         (some brokers lead no heartbeat partition)"
-                    ),
+            } => (
+                Some(format!(
+                    "heartbeat topic `{topic}` does not exist and heartbeat.topic.manage is false: \
+                     create it with {partitions} partitions (one per broker), replication factor \
+                     {replication_factor}, retention.ms={RETENTION_MS}"
+                )),
+                None,
+            ),
+            TopicPlan::AddPartitions { from, to } if manage => match self.add_partitions(topic, to).await {
+                Ok(()) => {
+                    tracing::info!(topic, from, to, "added partitions to the heartbeat topic");
+                    self.shared.refresh_now.notify_one();
+                    (None, None)
                 }
-                None
-            }
-            TopicPlan::AddPartitions { from, to } => {
-                tracing::warn!(
-                    topic,
-                    from,
-                    to,
-                    "heartbeat topic has {from} partitions for {to} brokers and heartbeat.topic.manage \
-                     is false: some brokers lead no heartbeat partition; add partitions to cover them"
-                );
-                None
-            }
+                Err(error) => (
+                    None,
+                    Some(format!(
+                        "heartbeat topic `{topic}` has {from} partitions for {to} brokers and adding \
+                         partitions failed: {error} (needs ALTER on the topic); some brokers lead no heartbeat"
+                    )),
+                ),
+            },
+            TopicPlan::AddPartitions { from, to } => (
+                None,
+                Some(format!(
+                    "heartbeat topic `{topic}` has {from} partitions for {to} brokers and \
+                     heartbeat.topic.manage is false: some brokers lead no heartbeat; add partitions"
+                )),
+            ),
+            TopicPlan::UnderReplicated {
+                replication_factor,
+                wanted,
+            } => (
+                None,
+                Some(format!(
+                    "heartbeat topic `{topic}` has replication factor {replication_factor}, below \
+                     {wanted}: heartbeats do not prove that replication works; reassign its partitions"
+                )),
+            ),
         };
         let mut facts = self.shared.status.lock();
-        if let Some(problem) = &problem {
-            if facts.topic_problem.as_ref() != Some(problem) {
-                tracing::error!("{problem}");
-            }
+        // Said once per change of state, not at every check.
+        if problem.is_some() && facts.topic_problem != problem {
+            tracing::error!("{}", problem.as_deref().unwrap_or_default());
+        }
+        if warning.is_some() && facts.topic_warning != warning {
+            tracing::warn!("{}", warning.as_deref().unwrap_or_default());
         }
         facts.topic_problem = problem;
+        facts.topic_warning = warning;
         true
     }
 
@@ -195,7 +239,7 @@ impl TopicManager {
         topic: &str,
         partitions: usize,
         replication_factor: i32,
-    ) -> Result<(), TopicError> {
+    ) -> Result<bool, TopicError> {
         let new_topic = NewTopic::new(
             topic,
             partitions as i32,
@@ -206,13 +250,15 @@ impl TopicManager {
             .client
             .create_topics([&new_topic], &self.options())
             .await?;
+        let mut created = false;
         for result in results {
             match result {
-                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Ok(_) => created = true,
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
                 Err((_, code)) => return Err(TopicError::Refused(code)),
             }
         }
-        Ok(())
+        Ok(created)
     }
 
     async fn add_partitions(&self, topic: &str, to: usize) -> Result<(), TopicError> {
@@ -258,6 +304,7 @@ mod tests {
                         id,
                         Partition {
                             id,
+                            replicas: brokers.min(3) as usize,
                             leader: Some(1),
                         },
                     )
@@ -290,5 +337,29 @@ mod tests {
             TopicPlan::AddPartitions { from: 3, to: 4 }
         );
         assert_eq!(plan(&snapshot(3, 6)), TopicPlan::Fine);
+    }
+
+    #[test]
+    fn unreadable_and_under_replicated_topics_are_told_apart() {
+        let mut denied = snapshot(3, 0);
+        denied.topic_error = Some(RDKafkaErrorCode::TopicAuthorizationFailed);
+        assert_eq!(
+            plan(&denied),
+            TopicPlan::Unreadable(RDKafkaErrorCode::TopicAuthorizationFailed)
+        );
+        let mut missing = snapshot(3, 0);
+        missing.topic_error = Some(RDKafkaErrorCode::UnknownTopicOrPartition);
+        assert!(matches!(plan(&missing), TopicPlan::Create { .. }));
+        let mut thin = snapshot(3, 3);
+        for partition in thin.partitions.values_mut() {
+            partition.replicas = 1;
+        }
+        assert_eq!(
+            plan(&thin),
+            TopicPlan::UnderReplicated {
+                replication_factor: 1,
+                wanted: 3
+            }
+        );
     }
 }

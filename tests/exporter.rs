@@ -65,7 +65,11 @@ async fn all_metric_families_present_with_sane_values() {
         "heartbeat_end_to_end_latency_seconds_count",
         "heartbeat_messages_lost_total",
         "heartbeat_messages_duplicated_total",
+        "heartbeat_messages_skipped_total",
+        "heartbeat_messages_in_flight",
         "heartbeat_metadata_changes_total",
+        "heartbeat_metadata_last_refresh_timestamp_seconds",
+        "heartbeat_topic_ok",
         "heartbeat_metadata_refresh_failures_total",
         "heartbeat_topic_partitions",
         "heartbeat_partition_leader",
@@ -86,10 +90,19 @@ async fn all_metric_families_present_with_sane_values() {
     assert_eq!(metrics.sum("heartbeat_produce_failures_total", &[]), 0.0);
     assert_eq!(metrics.sum("heartbeat_messages_lost_total", &[]), 0.0);
     assert_eq!(metrics.sum("heartbeat_messages_duplicated_total", &[]), 0.0);
+    assert_eq!(metrics.sum("heartbeat_messages_skipped_total", &[]), 0.0);
+    assert_eq!(
+        metrics
+            .select("heartbeat_messages_skipped_total", &[])
+            .count(),
+        9,
+        "every kind at zero"
+    );
     assert_eq!(
         metrics.sum("heartbeat_metadata_refresh_failures_total", &[]),
         0.0
     );
+    assert_eq!(metrics.sum("heartbeat_topic_ok", &[]), 1.0);
     // Each partition's latency is labelled with its leader (partition p is led by p % 3 + 1).
     for partition in 0..3 {
         let leader = (partition % 3 + 1).to_string();
@@ -476,5 +489,32 @@ async fn leadership_moves_are_followed_and_counted() {
         "{}",
         moved.text
     );
+    assert!(running.stop().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_down_at_start_holds_up_no_other_partition() {
+    let mock = mock_cluster(3, TOPIC, 3);
+    // Broker 2 leads partition 1 and is down before the exporter starts.
+    mock.broker_down(2).unwrap();
+    let running = Running::start(test_config(&mock.bootstrap_servers(), TOPIC, "")).await;
+    let consumed =
+        |m: &Metrics, p: &str| m.sum("heartbeat_messages_consumed_total", &[("partition", p)]);
+    let metrics = running
+        .wait_for(
+            "the other partitions measured",
+            Duration::from_secs(20),
+            |m| consumed(m, "0") >= 3.0 && consumed(m, "2") >= 3.0,
+        )
+        .await;
+    assert_eq!(consumed(&metrics, "1"), 0.0);
+    mock.broker_up(2).unwrap();
+    running
+        .wait_for(
+            "partition 1 measured once its leader is back",
+            Duration::from_secs(30),
+            |m| consumed(m, "1") >= 3.0,
+        )
+        .await;
     assert!(running.stop().await);
 }

@@ -37,24 +37,28 @@ impl Error for SyntaxError {}
 /// Parses INI text into sections. Keys outside any section are an error, as in configparser.
 pub fn parse(text: &str) -> Result<Sections, SyntaxError> {
     let mut sections: Sections = Vec::new();
-    // Whether the last line was a key (so an indented line may continue its value).
-    let mut can_continue = false;
+    // Indentation of the last key line while its value may still continue: a following line
+    // indented deeper continues it (configparser's rule); anything else starts a new entry.
+    let mut continues_after: Option<usize> = None;
+    // A byte-order mark some editors write is not part of the first line.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     for (index, raw) in text.lines().enumerate() {
         let line_number = index + 1;
+        // Messages never quote the line: it may hold a secret.
         let error = |message: String| SyntaxError {
             line: line_number,
             message,
         };
         let trimmed = raw.trim();
         if trimmed.is_empty() {
-            can_continue = false;
+            continues_after = None;
             continue;
         }
         if trimmed.starts_with('#') || trimmed.starts_with(';') {
             continue;
         }
-        let indented = raw.starts_with(' ') || raw.starts_with('\t');
-        if indented && can_continue {
+        let indent = raw.len() - raw.trim_start().len();
+        if continues_after.is_some_and(|key_indent| indent > key_indent) {
             if let Some((_, keys)) = sections.last_mut() {
                 if let Some((_, value)) = keys.last_mut() {
                     value.push('\n');
@@ -63,11 +67,13 @@ pub fn parse(text: &str) -> Result<Sections, SyntaxError> {
                 }
             }
         }
+        continues_after = None;
         if let Some(rest) = trimmed.strip_prefix('[') {
+            // As configparser: the name runs to the last `]`; text after it is ignored.
             let name = rest
-                .strip_suffix(']')
-                .ok_or_else(|| error(format!("section header `{trimmed}` lacks a closing `]`")))?
-                .trim();
+                .rfind(']')
+                .map(|end| rest[..end].trim())
+                .ok_or_else(|| error("section header lacks a closing `]`".to_string()))?;
             if name.is_empty() {
                 return Err(error("empty section name".to_string()));
             }
@@ -75,12 +81,11 @@ pub fn parse(text: &str) -> Result<Sections, SyntaxError> {
                 return Err(error(format!("section [{name}] appears twice")));
             }
             sections.push((name.to_string(), Vec::new()));
-            can_continue = false;
             continue;
         }
         let split = trimmed
             .find(['=', ':'])
-            .ok_or_else(|| error(format!("expected `key = value`, found `{trimmed}`")))?;
+            .ok_or_else(|| error("expected `key = value` (or `key: value`)".to_string()))?;
         let key = trimmed[..split].trim().to_lowercase();
         let value = trimmed[split + 1..].trim().to_string();
         if key.is_empty() {
@@ -97,7 +102,7 @@ pub fn parse(text: &str) -> Result<Sections, SyntaxError> {
             return Err(error(format!("key `{key}` appears twice in [{section}]")));
         }
         keys.push((key, value));
-        can_continue = true;
+        continues_after = Some(indent);
     }
     Ok(sections)
 }
@@ -184,5 +189,32 @@ mod tests {
         assert_eq!(parse("k=1\n").unwrap_err().line, 1);
         assert_eq!(parse("[a]\njust words\n").unwrap_err().line, 2);
         assert_eq!(parse("[a\n").unwrap_err().line, 1);
+    }
+
+    #[test]
+    fn indented_keys_are_keys_not_continuations() {
+        let text = "[default]\n  bootstrap.servers = a:9092\n  sasl.password = p\n    more\n";
+        let sections = parse(text).unwrap();
+        assert_eq!(
+            sections[0].1,
+            vec![
+                ("bootstrap.servers".to_string(), "a:9092".to_string()),
+                ("sasl.password".to_string(), "p\nmore".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn crlf_bom_and_header_comments() {
+        let text = "\u{feff}[admin] # main settings\r\nheartbeat.topic = t\r\n";
+        let sections = load(text).unwrap();
+        assert_eq!(sections["admin"]["heartbeat.topic"], "t");
+    }
+
+    #[test]
+    fn syntax_errors_never_quote_the_line() {
+        let error = parse("[default]\nhunter2\n").unwrap_err();
+        assert_eq!(error.line, 2);
+        assert!(!error.to_string().contains("hunter2"), "{error}");
     }
 }

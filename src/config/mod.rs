@@ -57,7 +57,7 @@ pub enum ConfigError {
     },
     #[error("{path}: {message}")]
     Syntax { path: PathBuf, message: String },
-    #[error("{origin}: unknown section [{section}] (expected one of: default, producer, consumer, admin)")]
+    #[error("{origin}: unknown section [{section}] (expected one of: default, producer, consumer, admin; names are lower-case)")]
     UnknownSection { origin: Origin, section: String },
     #[error("{origin}: [{section}] {key}: {message}")]
     Key {
@@ -212,6 +212,8 @@ const ADMIN_KEYS: &[AdminKey] = &[
 pub struct Config {
     /// The `[admin]` settings.
     pub admin: AdminSettings,
+    /// Things worth a warning at start that are not errors (never quoting a value).
+    pub warnings: Vec<String>,
     default: BTreeMap<String, Entry>,
     producer: BTreeMap<String, Entry>,
     consumer: BTreeMap<String, Entry>,
@@ -228,6 +230,7 @@ pub fn is_secret(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
     key.contains("password")
         || key.contains("secret")
+        || key.contains("passphrase")
         || key.ends_with(".pem")
         || key == "sasl.oauthbearer.config"
         || key == "ssl.keystore.location"
@@ -277,17 +280,17 @@ impl Config {
             raw.sections.entry(section).or_default();
         }
         apply_environment(&mut raw, environment)?;
-        Self::validate(raw)
+        Self::validate(raw, &file)
     }
 
-    fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+    fn validate(raw: RawConfig, file: &Origin) -> Result<Config, ConfigError> {
         for (section, keys) in &raw.sections {
             if section != "admin" && !LIBRDKAFKA_SECTIONS.contains(&section.as_str()) {
                 let origin = keys
                     .values()
                     .next()
                     .map(|entry| entry.origin.clone())
-                    .unwrap_or(Origin::Default);
+                    .unwrap_or_else(|| file.clone());
                 return Err(ConfigError::UnknownSection {
                     origin,
                     section: section.clone(),
@@ -295,8 +298,20 @@ impl Config {
             }
         }
         let admin = parse_admin(&raw.section("admin"))?;
+        let mut warnings = Vec::new();
+        for (section, keys) in &raw.sections {
+            for (key, entry) in keys {
+                if matches!(entry.origin, Origin::File(_)) && entry.value.contains("%%") {
+                    warnings.push(format!(
+                        "[{section}] {key} contains `%%`, which Python's ConfigParser read as `%`; \
+                         values here are taken literally, so write a single `%` if that was meant"
+                    ));
+                }
+            }
+        }
         let config = Config {
             admin,
+            warnings,
             default: raw.section("default"),
             producer: raw.section("producer"),
             consumer: raw.section("consumer"),
@@ -365,7 +380,12 @@ impl Config {
         ] {
             out.push_str(&format!("[{name}]\n"));
             for (key, entry) in keys {
-                let value = if is_secret(key) { MASK } else { &entry.value };
+                let value = if is_secret(key) {
+                    MASK.to_string()
+                } else {
+                    // Continuation lines stay indented, so no value can pose as another key.
+                    entry.value.replace('\n', "\n    ")
+                };
                 out.push_str(&format!("{key} = {value}\n"));
             }
             out.push('\n');
@@ -428,15 +448,20 @@ impl Config {
                     message,
                 }
             })?;
-            if let Some(entry) = merged.get("message.timeout.ms") {
+            let timeout_key = ["message.timeout.ms", "delivery.timeout.ms"]
+                .into_iter()
+                .find(|key| merged.contains_key(*key));
+            if let (Some(timeout_key), Some(entry)) =
+                (timeout_key, timeout_key.and_then(|key| merged.get(key)))
+            {
                 if own_name == "producer" {
-                    let (section, origin) = section_of("message.timeout.ms");
+                    let (section, origin) = section_of(timeout_key);
                     let timeout: u64 = entry.parse().unwrap_or(0);
                     if timeout == 0 || Duration::from_millis(timeout) >= self.admin.lost_after {
                         return Err(ConfigError::Key {
                             origin,
                             section,
-                            key: "message.timeout.ms".to_string(),
+                            key: timeout_key.to_string(),
                             message: format!(
                                 "must be between 1 and {} (below [admin] heartbeat.lost.after.seconds), \
                                  so that a heartbeat is counted either failed or lost, never both",
@@ -599,8 +624,11 @@ struct AdminReader<'a> {
 impl AdminReader<'_> {
     fn raw(&self, key: &str) -> (&str, Origin) {
         match self.section.get(key) {
-            Some(entry) => (entry.value.as_str(), entry.origin.clone()),
-            None => (
+            // An empty value means the default, as `int(value or default)` did in the Python tool.
+            Some(entry) if !entry.value.trim().is_empty() => {
+                (entry.value.as_str(), entry.origin.clone())
+            }
+            _ => (
                 ADMIN_KEYS
                     .iter()
                     .find(|known| known.name == key)
@@ -892,5 +920,56 @@ mod tests {
             assert!(text.contains(&line), "config.example.ini lacks `{line}`");
         }
         assert_eq!(config.admin, load("", &[]).unwrap().admin);
+    }
+
+    #[test]
+    fn blank_admin_values_mean_the_default() {
+        let config = load("[admin]\ncheck.consumer.group.period.seconds =\n", &[]).unwrap();
+        assert_eq!(
+            config.admin.check_consumer_group_period,
+            Duration::from_secs(60)
+        );
+    }
+
+    #[test]
+    fn delivery_timeout_alias_is_checked_too() {
+        let error = load("[producer]\ndelivery.timeout.ms=30000\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("[producer] delivery.timeout.ms"), "{error}");
+    }
+
+    #[test]
+    fn python_escaped_percent_is_warned_about() {
+        let config = load("[default]\nsasl.password = a%%b\n", &[]).unwrap();
+        assert_eq!(config.producer_properties()["sasl.password"], "a%%b");
+        assert_eq!(config.warnings.len(), 1);
+        assert!(!config.warnings[0].contains("a%%b"));
+    }
+
+    #[test]
+    fn multi_line_values_cannot_pose_as_keys_when_shown() {
+        let config = load("[default]\nclient.rack = a\n  sasl.password = x\n", &[]).unwrap();
+        let rendered = config.render_masked();
+        assert!(
+            rendered.contains("client.rack = a\n    sasl.password = x"),
+            "{rendered}"
+        );
+        let reparsed = super::ini::parse(&rendered).unwrap();
+        assert!(reparsed[0].1.iter().all(|(key, _)| key != "sasl.password"));
+    }
+
+    #[test]
+    fn secrets_in_the_environment_are_masked() {
+        let config = load(
+            "",
+            &[("CC_HEARTBEAT__DEFAULT__SASL_PASSWORD", "from-env-secret")],
+        )
+        .unwrap();
+        assert!(!config.render_masked().contains("from-env-secret"));
+        assert_eq!(
+            config.admin_properties()["sasl.password"],
+            "from-env-secret"
+        );
     }
 }

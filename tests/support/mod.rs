@@ -36,6 +36,7 @@ pub fn test_ini(bootstrap: &str, topic: &str, extra_admin: &str) -> String {
         "[default]\n\
          bootstrap.servers = {bootstrap}\n\
          socket.connection.setup.timeout.ms = 1000\n\
+         reconnect.backoff.max.ms = 500\n\
          [producer]\n\
          message.timeout.ms = 2000\n\
          [consumer]\n\

@@ -518,3 +518,65 @@ async fn a_leader_down_at_start_holds_up_no_other_partition() {
         .await;
     assert!(running.stop().await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unread_heartbeats_are_lost_once_then_late_never_failed() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    let mock = mock_cluster(1, TOPIC, 1);
+    let running = Running::start(test_config(&mock.bootstrap_servers(), TOPIC, "")).await;
+    running
+        .wait_for("heartbeats flowing", Duration::from_secs(20), |m| {
+            m.sum("heartbeat_messages_consumed_total", &[]) >= 3.0
+        })
+        .await;
+    // Fetches fail while produces succeed: heartbeats are written but not read back in time.
+    let errors = vec![RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION; 2000];
+    mock.request_errors(RDKafkaApiKey::Fetch, &errors);
+    let lost = running
+        .wait_for("heartbeats counted lost", Duration::from_secs(20), |m| {
+            m.sum("heartbeat_messages_lost_total", &[]) >= 3.0
+        })
+        .await;
+    assert_eq!(
+        lost.sum("heartbeat_produce_failures_total", &[]),
+        0.0,
+        "{}",
+        lost.text
+    );
+    let (status, body, _) = get(running.address, "/ready").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("round trip"), "{body}");
+
+    mock.clear_request_errors(RDKafkaApiKey::Fetch);
+    let recovered = running
+        .wait_for(
+            "reading again; the lost ones arrive late",
+            Duration::from_secs(30),
+            |m| {
+                m.sum("heartbeat_messages_consumed_total", &[])
+                    >= lost.sum("heartbeat_messages_consumed_total", &[]) + 3.0
+                    && m.sum("heartbeat_messages_skipped_total", &[("kind", "late")]) >= 1.0
+            },
+        )
+        .await;
+    // Every acknowledged heartbeat ended exactly one way: consumed or lost (a few may still
+    // be on their way at the moment of the scrape).
+    let produced = recovered.sum("heartbeat_messages_produced_total", &[]);
+    let ended = recovered.sum("heartbeat_messages_consumed_total", &[])
+        + recovered.sum("heartbeat_messages_lost_total", &[]);
+    assert!(
+        produced >= ended && produced - ended <= 3.0,
+        "produced {produced}, consumed or lost {ended}\n{}",
+        recovered.text
+    );
+    assert_eq!(
+        recovered.sum("heartbeat_messages_skipped_total", &[("kind", "late")]),
+        recovered.sum("heartbeat_messages_lost_total", &[]),
+        "every lost heartbeat arrived late, none measured"
+    );
+    assert_eq!(
+        recovered.sum("heartbeat_messages_duplicated_total", &[]),
+        0.0
+    );
+    assert!(running.stop().await);
+}

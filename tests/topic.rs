@@ -28,6 +28,30 @@ async fn creates_the_missing_topic_and_starts_beating() {
     let (status, body, _) = get(running.address, "/ready").await;
     assert_eq!(status, 200, "{body}");
     assert!(running.stop().await);
+
+    // Created with a 24-hour retention, as the broker itself reports.
+    use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+    use rdkafka::client::DefaultClientContext;
+    let client: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &tansu.bootstrap)
+        .create()
+        .unwrap();
+    let described = client
+        .describe_configs(
+            [&ResourceSpecifier::Topic("created-by-cc-heartbeat")],
+            &AdminOptions::new().request_timeout(Some(Duration::from_secs(10))),
+        )
+        .await
+        .unwrap();
+    let resource = described
+        .into_iter()
+        .next()
+        .unwrap()
+        .expect("topic configs");
+    let retention = resource
+        .get("retention.ms")
+        .and_then(|entry| entry.value.clone());
+    assert_eq!(retention.as_deref(), Some("86400000"), "{resource:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

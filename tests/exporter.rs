@@ -144,11 +144,7 @@ async fn all_metric_families_present_with_sane_values() {
 async fn broker_down_counts_failures_for_its_partitions_only_and_recovers() {
     let mock = mock_cluster(3, TOPIC, 3);
     let running = Running::start(test_config(&mock.bootstrap_servers(), TOPIC, "")).await;
-    running
-        .wait_for("heartbeats flowing", Duration::from_secs(20), |m| {
-            m.sum("heartbeat_messages_consumed_total", &[]) >= 9.0
-        })
-        .await;
+    running.wait_for_heartbeats(9.0).await;
 
     // Broker 2 leads partition 1.
     mock.broker_down(2).unwrap();
@@ -245,11 +241,7 @@ async fn broker_down_counts_failures_for_its_partitions_only_and_recovers() {
 async fn injected_round_trip_time_shows_in_that_brokers_partitions() {
     let mock = mock_cluster(3, TOPIC, 3);
     let running = Running::start(test_config(&mock.bootstrap_servers(), TOPIC, "")).await;
-    running
-        .wait_for("heartbeats flowing", Duration::from_secs(20), |m| {
-            m.sum("heartbeat_messages_consumed_total", &[]) >= 9.0
-        })
-        .await;
+    running.wait_for_heartbeats(9.0).await;
     let delay = Duration::from_millis(300);
     // Broker 1 leads partition 0.
     mock.broker_round_trip_time(1, delay).unwrap();
@@ -302,11 +294,7 @@ async fn garbage_and_foreign_messages_are_counted_not_fatal() {
     let mock = mock_cluster(1, TOPIC, 1);
     let bootstrap = mock.bootstrap_servers();
     let running = Running::start(test_config(&bootstrap, TOPIC, "")).await;
-    running
-        .wait_for("heartbeats flowing", Duration::from_secs(20), |m| {
-            m.sum("heartbeat_messages_consumed_total", &[]) >= 2.0
-        })
-        .await;
+    running.wait_for_heartbeats(2.0).await;
     let now_us = cc_heartbeat::cluster::unix_micros();
     let other_instance = HeartbeatMessage::new("someone-else", 0, 7, now_us + 1_000_000).encode();
     let earlier_run = HeartbeatMessage::new("earlier-run", 0, 7, now_us - 3_600_000_000).encode();
@@ -524,11 +512,7 @@ async fn unread_heartbeats_are_lost_once_then_late_never_failed() {
     use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
     let mock = mock_cluster(1, TOPIC, 1);
     let running = Running::start(test_config(&mock.bootstrap_servers(), TOPIC, "")).await;
-    running
-        .wait_for("heartbeats flowing", Duration::from_secs(20), |m| {
-            m.sum("heartbeat_messages_consumed_total", &[]) >= 3.0
-        })
-        .await;
+    running.wait_for_heartbeats(3.0).await;
     // Fetches fail while produces succeed: heartbeats are written but not read back in time.
     let errors = vec![RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION; 2000];
     mock.request_errors(RDKafkaApiKey::Fetch, &errors);

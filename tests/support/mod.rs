@@ -108,6 +108,14 @@ impl Running {
         }
     }
 
+    /// Waits until at least `count` heartbeats made the round trip.
+    pub async fn wait_for_heartbeats(&self, count: f64) -> Metrics {
+        self.wait_for("heartbeats flowing", Duration::from_secs(20), |m| {
+            m.sum("heartbeat_messages_consumed_total", &[]) >= count
+        })
+        .await
+    }
+
     pub async fn stop(mut self) -> bool {
         self.cancel.cancel();
         match self.app.take() {

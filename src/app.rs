@@ -48,9 +48,7 @@ impl App {
         for config in configs {
             monitors.push(ClusterMonitor::start(config, &cancel)?);
         }
-        let state = HttpState {
-            clusters: Arc::new(monitors.iter().map(ClusterMonitor::shared).collect()),
-        };
+        let state = HttpState::new(monitors.iter().map(ClusterMonitor::shared).collect());
         let server = tokio::spawn(http::serve(listener, state, cancel));
         Ok(App {
             monitors,

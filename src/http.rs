@@ -11,6 +11,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::ClusterShared;
@@ -19,10 +20,24 @@ use crate::cluster::ClusterShared;
 pub const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+/// Scrapes encoded at the same time; more wait their turn. Encoding runs on blocking
+/// threads, so however many clients scrape, the runtime's workers stay free for the beats.
+const CONCURRENT_ENCODES: usize = 2;
+
 /// What the handlers read: the clusters' shared state.
 #[derive(Clone)]
 pub struct HttpState {
-    pub clusters: Arc<Vec<Arc<ClusterShared>>>,
+    clusters: Arc<Vec<Arc<ClusterShared>>>,
+    encodes: Arc<Semaphore>,
+}
+
+impl HttpState {
+    pub fn new(clusters: Vec<Arc<ClusterShared>>) -> Self {
+        HttpState {
+            clusters: Arc::new(clusters),
+            encodes: Arc::new(Semaphore::new(CONCURRENT_ENCODES)),
+        }
+    }
 }
 
 /// The router, for serving and for tests.
@@ -61,15 +76,25 @@ pub async fn serve(
 }
 
 async fn metrics(State(state): State<HttpState>) -> Response {
+    let Ok(_permit) = state.encodes.acquire().await else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
+    };
+    let clusters = state.clusters.clone();
+    match tokio::task::spawn_blocking(move || encode(&clusters)).await {
+        Ok(Ok(body)) => ([(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)], body).into_response(),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics").into_response(),
+    }
+}
+
+/// The OpenMetrics text of every cluster, from memory.
+fn encode(clusters: &[Arc<ClusterShared>]) -> Result<String, std::fmt::Error> {
     let mut body = String::with_capacity(64 * 1024);
-    for cluster in state.clusters.iter() {
+    for cluster in clusters {
         let cluster_id = cluster.snapshot().cluster_id_label().to_string();
-        if cluster.metrics.encode(&mut body, &cluster_id).is_err() {
-            return (StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics").into_response();
-        }
+        cluster.metrics.encode(&mut body, &cluster_id)?;
     }
     body.push_str("# EOF\n");
-    ([(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)], body).into_response()
+    Ok(body)
 }
 
 async fn healthz() -> &'static str {

@@ -159,6 +159,8 @@ pub struct Metrics {
     pub messages_duplicated: Family<PartitionLabels, Counter>,
     pub messages_skipped: Family<KindLabels, Counter>,
     pub messages_in_flight: Gauge,
+    pub beat_delay: Histogram,
+    pub beats_missed: Counter,
 }
 
 impl Metrics {
@@ -193,6 +195,8 @@ impl Metrics {
             messages_duplicated: Family::default(),
             messages_skipped: Family::default(),
             messages_in_flight: Gauge::default(),
+            beat_delay: Histogram::new(buckets_up_to(Duration::from_secs(1))),
+            beats_missed: Counter::default(),
         };
         metrics
             .build_info
@@ -388,6 +392,17 @@ impl Metrics {
             "messages_skipped",
             "Records on the heartbeat topic that were not measured, by kind",
             m.messages_skipped,
+        );
+        registry.register_with_unit(
+            "beat_delay",
+            "How late each beat started against its slot on the produce grid",
+            Unit::Seconds,
+            m.beat_delay,
+        );
+        registry.register(
+            "beats_missed",
+            "Beats skipped because an earlier one started a whole period late",
+            m.beats_missed,
         );
         registry.register(
             "messages_in_flight",

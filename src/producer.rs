@@ -176,10 +176,20 @@ impl HeartbeatProducer {
         let mut interval = tokio::time::interval(self.shared.config.admin.produce_period);
         // Beats stay on the grid: a late tick is skipped, never followed by a burst.
         interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        let period = self.shared.config.admin.produce_period;
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break,
-                _ = interval.tick() => self.beat(),
+                slot = interval.tick() => {
+                    let late = slot.elapsed();
+                    let metrics = &self.shared.metrics;
+                    metrics.beat_delay.observe(late.as_secs_f64());
+                    let missed = (late.as_secs_f64() / period.as_secs_f64()).floor() as u64;
+                    if missed > 0 {
+                        metrics.beats_missed.inc_by(missed);
+                    }
+                    self.beat();
+                }
             }
         }
         // Dropping the producer purges what is queued and joins its polling thread; keep

@@ -64,3 +64,92 @@ async fn scrape_flood_delays_no_beat() {
     assert_eq!(delta("heartbeat_messages_lost_total", &[]), 0.0);
     assert!(running.stop().await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_brokers_down_keeps_serving_bounded_and_recovers() {
+    let mock = mock_cluster(3, TOPIC, 3);
+    let running = Running::start(test_config(&mock.bootstrap_servers(), TOPIC, "")).await;
+    running.wait_for_heartbeats(9.0).await;
+    for broker in 1..=3 {
+        mock.broker_down(broker).unwrap();
+    }
+    let start = Instant::now();
+    let mut max_in_flight: f64 = 0.0;
+    let mut saw_down = false;
+    while start.elapsed() < Duration::from_secs(32) {
+        let (status, text, _) = get(running.address, "/metrics").await;
+        assert_eq!(status, 200);
+        let metrics = Metrics::parse(&text);
+        max_in_flight = max_in_flight.max(metrics.sum("heartbeat_messages_in_flight", &[]));
+        assert_eq!(get(running.address, "/healthz").await.0, 200);
+        if start.elapsed() > Duration::from_secs(10) {
+            assert_eq!(metrics.sum("heartbeat_up", &[]), 0.0, "cluster reported up while all brokers are down");
+            let (status, reason, _) = get(running.address, "/ready").await;
+            assert_eq!(status, 503);
+            assert!(reason.contains("metadata is stale") || reason.contains("round trip"), "{reason}");
+            saw_down = true;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(saw_down);
+    // In flight: at most what is sent within message.timeout.ms plus librdkafka's 1 s timeout
+    // scan (3 s at 0.2 s), per partition; never growing with the outage.
+    assert!(max_in_flight <= 3.0 * 16.0, "in-flight heartbeats grew to {max_in_flight}");
+    let down = running.metrics().await;
+    assert!(down.sum("heartbeat_produce_failures_total", &[("reason", "timed_out")]) >= 30.0, "{}", down.text);
+    assert!(down.sum("heartbeat_metadata_refresh_failures_total", &[]) >= 5.0);
+    assert!(down.sum("heartbeat_connection_failures_total", &[("reason", "refused")]) >= 15.0);
+    // Those already acknowledged when the lights went out are lost; the rest failed, not both.
+    assert!(down.sum("heartbeat_messages_lost_total", &[]) <= 3.0, "{}", down.text);
+
+    for broker in 1..=3 {
+        mock.broker_up(broker).unwrap();
+    }
+    let consumed = |m: &Metrics, p: &str| m.sum("heartbeat_messages_consumed_total", &[("partition", p)]);
+    running
+        .wait_for("every partition measured again", Duration::from_secs(30), |m| {
+            ["0", "1", "2"].iter().all(|p| consumed(m, p) >= consumed(&down, p) + 3.0)
+                && m.sum("heartbeat_up", &[]) == 1.0
+        })
+        .await;
+    let start = Instant::now();
+    while get(running.address, "/ready").await.0 != 200 {
+        assert!(start.elapsed() < Duration::from_secs(10), "never ready again");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(running.stop().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarts_and_neighbours_are_never_measured() {
+    let mock = mock_cluster(1, TOPIC, 1);
+    let config = || test_config(&mock.bootstrap_servers(), TOPIC, "");
+    // An earlier run leaves its heartbeats on the topic.
+    let earlier = Running::start(config()).await;
+    earlier.wait_for_heartbeats(5.0).await;
+    assert!(earlier.stop().await);
+
+    // Two instances side by side on the same topic.
+    let first = Running::start(config()).await;
+    let second = Running::start(config()).await;
+    first.wait_for_heartbeats(10.0).await;
+    second.wait_for_heartbeats(10.0).await;
+    for running in [&first, &second] {
+        let metrics = running.metrics().await;
+        assert!(metrics.sum("heartbeat_messages_skipped_total", &[("kind", "other_instance")]) >= 5.0);
+        assert_eq!(metrics.sum("heartbeat_messages_skipped_total", &[("kind", "stale")]), 0.0, "nothing from the earlier run is read");
+        assert_eq!(metrics.sum("heartbeat_messages_duplicated_total", &[]), 0.0);
+        assert_eq!(metrics.sum("heartbeat_messages_lost_total", &[]), 0.0);
+        // No spike: every end-to-end sample is a real, short round trip.
+        let count = metrics.sum("heartbeat_end_to_end_latency_seconds_count", &[]);
+        let fast = metrics.sum("heartbeat_end_to_end_latency_seconds_bucket", &[("le", "0.25")]);
+        assert_eq!(fast, count, "{}", metrics.text);
+        // Consumed never exceeds what this instance produced: the neighbour's are not counted.
+        assert!(
+            metrics.sum("heartbeat_messages_consumed_total", &[])
+                <= metrics.sum("heartbeat_messages_produced_total", &[]) + 2.0
+        );
+    }
+    assert!(first.stop().await);
+    assert!(second.stop().await);
+}

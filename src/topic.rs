@@ -5,7 +5,6 @@
 //! It runs at start, every `check.topic.period.seconds`, and when the broker count grows.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
 use rdkafka::error::KafkaError;
@@ -228,7 +227,7 @@ impl TopicManager {
     }
 
     fn options(&self) -> AdminOptions {
-        let timeout = Duration::from_secs(30);
+        let timeout = self.shared.config.admin.check_topic_timeout;
         AdminOptions::new()
             .request_timeout(Some(timeout))
             .operation_timeout(Some(timeout))

@@ -153,3 +153,40 @@ async fn restarts_and_neighbours_are_never_measured() {
     assert!(first.stop().await);
     assert!(second.stop().await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topic_that_cannot_be_created_is_explained_then_picked_up() {
+    // The mock cluster does not serve CreateTopics: creation fails as it would without rights.
+    let mock = mock_cluster(1, TOPIC, 0);
+    let running = Running::start(test_config(
+        &mock.bootstrap_servers(),
+        "wanted-topic",
+        "check.topic.timeout.seconds = 1",
+    ))
+    .await;
+    let start = Instant::now();
+    let reason = loop {
+        let (status, body, _) = get(running.address, "/ready").await;
+        assert_eq!(status, 503);
+        if body.contains("creating it failed") {
+            break body;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "never explained: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(reason.contains("`wanted-topic`") && reason.contains("CREATE"), "{reason}");
+    let checks = running.metrics().await.sum("heartbeat_connection_checks_total", &[]);
+    running
+        .wait_for("connectivity checks go on", Duration::from_secs(10), |m| {
+            m.sum("heartbeat_connection_checks_total", &[]) >= checks + 2.0
+        })
+        .await;
+    mock.create_topic("wanted-topic", 1, 1).unwrap();
+    running.wait_for_heartbeats(3.0).await;
+    let start = Instant::now();
+    while get(running.address, "/ready").await.0 != 200 {
+        assert!(start.elapsed() < Duration::from_secs(10), "never ready");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(running.stop().await);
+}

@@ -118,6 +118,8 @@ pub struct AdminSettings {
     pub lost_after: Duration,
     /// `check.topic.period.seconds`: how often the topic's existence and size are checked.
     pub check_topic_period: Duration,
+    /// `check.topic.timeout.seconds`: how long creating the topic or its partitions may take.
+    pub check_topic_timeout: Duration,
     /// `check.metadata.period.seconds`: how often cluster metadata is refreshed.
     pub check_metadata_period: Duration,
     /// `check.metadata.timeout.seconds`: how long one metadata request may take.
@@ -168,6 +170,10 @@ const ADMIN_KEYS: &[AdminKey] = &[
     AdminKey {
         name: "check.topic.period.seconds",
         default: "300",
+    },
+    AdminKey {
+        name: "check.topic.timeout.seconds",
+        default: "30",
     },
     AdminKey {
         name: "check.metadata.period.seconds",
@@ -572,6 +578,7 @@ fn parse_admin(section: &BTreeMap<String, Entry>) -> Result<AdminSettings, Confi
         heartbeat_topic_manage: reader.parse("heartbeat.topic.manage", parse_bool)?,
         lost_after: reader.seconds("heartbeat.lost.after.seconds", 1.0, 3600.0)?,
         check_topic_period: reader.seconds("check.topic.period.seconds", 1.0, 86_400.0)?,
+        check_topic_timeout: reader.seconds("check.topic.timeout.seconds", 0.1, 600.0)?,
         check_metadata_period: reader.seconds("check.metadata.period.seconds", 0.1, 3600.0)?,
         check_metadata_timeout: reader.seconds("check.metadata.timeout.seconds", 0.1, 600.0)?,
         check_connectivity_period: reader.seconds(
@@ -736,6 +743,10 @@ impl AdminSettings {
             (
                 "check.topic.period.seconds",
                 seconds(&self.check_topic_period),
+            ),
+            (
+                "check.topic.timeout.seconds",
+                seconds(&self.check_topic_timeout),
             ),
             (
                 "check.metadata.period.seconds",

@@ -53,6 +53,10 @@ pub fn client_config(config: &Config, role: Role) -> ClientConfig {
     // Only the topic task creates the heartbeat topic, with the right settings: a produce or
     // metadata request must never auto-create it with broker defaults.
     set("allow.auto.create.topics", "false".to_string());
+    // After a topic-level refusal (an authorization failure) librdkafka refuses every send
+    // locally until its next metadata refresh of the topic: 5 minutes by default. A monitor
+    // should see the fix within seconds; the request is small (only the heartbeat topic).
+    set("topic.metadata.refresh.interval.ms", "10000".to_string());
     set("socket.keepalive.enable", "true".to_string());
     let user = match role {
         Role::Producer => {

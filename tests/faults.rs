@@ -48,16 +48,27 @@ async fn scrape_flood_delays_no_beat() {
             total
         })
     });
-    let scrapes = tokio::task::spawn_blocking(move || flood.join().unwrap()).await.unwrap();
+    let scrapes = tokio::task::spawn_blocking(move || flood.join().unwrap())
+        .await
+        .unwrap();
     let after = running.metrics().await;
     assert!(scrapes >= 500, "only {scrapes} scrapes: no flood happened");
 
-    let delta = |name: &str, filter: &[(&str, &str)]| after.sum(name, filter) - before.sum(name, filter);
-    assert_eq!(delta("heartbeat_beats_missed_total", &[]), 0.0, "{}", after.text);
+    let delta =
+        |name: &str, filter: &[(&str, &str)]| after.sum(name, filter) - before.sum(name, filter);
+    assert_eq!(
+        delta("heartbeat_beats_missed_total", &[]),
+        0.0,
+        "{}",
+        after.text
+    );
     let beats = delta("heartbeat_beat_delay_seconds_count", &[]);
     let on_time = delta("heartbeat_beat_delay_seconds_bucket", &[("le", "0.05")]);
     assert!(beats >= 140.0, "{beats} beats in 30 s at 0.2 s");
-    assert_eq!(on_time, beats, "every beat started within 50 ms of its slot");
+    assert_eq!(
+        on_time, beats,
+        "every beat started within 50 ms of its slot"
+    );
     let produced = delta("heartbeat_messages_produced_total", &[]);
     assert!(produced >= 3.0 * 140.0, "{produced} heartbeats");
     assert_eq!(delta("heartbeat_produce_failures_total", &[]), 0.0);
@@ -83,10 +94,17 @@ async fn all_brokers_down_keeps_serving_bounded_and_recovers() {
         max_in_flight = max_in_flight.max(metrics.sum("heartbeat_messages_in_flight", &[]));
         assert_eq!(get(running.address, "/healthz").await.0, 200);
         if start.elapsed() > Duration::from_secs(10) {
-            assert_eq!(metrics.sum("heartbeat_up", &[]), 0.0, "cluster reported up while all brokers are down");
+            assert_eq!(
+                metrics.sum("heartbeat_up", &[]),
+                0.0,
+                "cluster reported up while all brokers are down"
+            );
             let (status, reason, _) = get(running.address, "/ready").await;
             assert_eq!(status, 503);
-            assert!(reason.contains("metadata is stale") || reason.contains("round trip"), "{reason}");
+            assert!(
+                reason.contains("metadata is stale") || reason.contains("round trip"),
+                "{reason}"
+            );
             saw_down = true;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -94,27 +112,56 @@ async fn all_brokers_down_keeps_serving_bounded_and_recovers() {
     assert!(saw_down);
     // In flight: at most what is sent within message.timeout.ms plus librdkafka's 1 s timeout
     // scan (3 s at 0.2 s), per partition; never growing with the outage.
-    assert!(max_in_flight <= 3.0 * 16.0, "in-flight heartbeats grew to {max_in_flight}");
+    assert!(
+        max_in_flight <= 3.0 * 16.0,
+        "in-flight heartbeats grew to {max_in_flight}"
+    );
     let down = running.metrics().await;
-    assert!(down.sum("heartbeat_produce_failures_total", &[("reason", "timed_out")]) >= 30.0, "{}", down.text);
+    assert!(
+        down.sum(
+            "heartbeat_produce_failures_total",
+            &[("reason", "timed_out")]
+        ) >= 30.0,
+        "{}",
+        down.text
+    );
     assert!(down.sum("heartbeat_metadata_refresh_failures_total", &[]) >= 5.0);
-    assert!(down.sum("heartbeat_connection_failures_total", &[("reason", "refused")]) >= 15.0);
+    assert!(
+        down.sum(
+            "heartbeat_connection_failures_total",
+            &[("reason", "refused")]
+        ) >= 15.0
+    );
     // Those already acknowledged when the lights went out are lost; the rest failed, not both.
-    assert!(down.sum("heartbeat_messages_lost_total", &[]) <= 3.0, "{}", down.text);
+    assert!(
+        down.sum("heartbeat_messages_lost_total", &[]) <= 3.0,
+        "{}",
+        down.text
+    );
 
     for broker in 1..=3 {
         mock.broker_up(broker).unwrap();
     }
-    let consumed = |m: &Metrics, p: &str| m.sum("heartbeat_messages_consumed_total", &[("partition", p)]);
+    let consumed =
+        |m: &Metrics, p: &str| m.sum("heartbeat_messages_consumed_total", &[("partition", p)]);
     running
-        .wait_for("every partition measured again", Duration::from_secs(30), |m| {
-            ["0", "1", "2"].iter().all(|p| consumed(m, p) >= consumed(&down, p) + 3.0)
-                && m.sum("heartbeat_up", &[]) == 1.0
-        })
+        .wait_for(
+            "every partition measured again",
+            Duration::from_secs(30),
+            |m| {
+                ["0", "1", "2"]
+                    .iter()
+                    .all(|p| consumed(m, p) >= consumed(&down, p) + 3.0)
+                    && m.sum("heartbeat_up", &[]) == 1.0
+            },
+        )
         .await;
     let start = Instant::now();
     while get(running.address, "/ready").await.0 != 200 {
-        assert!(start.elapsed() < Duration::from_secs(10), "never ready again");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "never ready again"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(running.stop().await);
@@ -136,13 +183,25 @@ async fn restarts_and_neighbours_are_never_measured() {
     second.wait_for_heartbeats(10.0).await;
     for running in [&first, &second] {
         let metrics = running.metrics().await;
-        assert!(metrics.sum("heartbeat_messages_skipped_total", &[("kind", "other_instance")]) >= 5.0);
-        assert_eq!(metrics.sum("heartbeat_messages_skipped_total", &[("kind", "stale")]), 0.0, "nothing from the earlier run is read");
+        assert!(
+            metrics.sum(
+                "heartbeat_messages_skipped_total",
+                &[("kind", "other_instance")]
+            ) >= 5.0
+        );
+        assert_eq!(
+            metrics.sum("heartbeat_messages_skipped_total", &[("kind", "stale")]),
+            0.0,
+            "nothing from the earlier run is read"
+        );
         assert_eq!(metrics.sum("heartbeat_messages_duplicated_total", &[]), 0.0);
         assert_eq!(metrics.sum("heartbeat_messages_lost_total", &[]), 0.0);
         // No spike: every end-to-end sample is a real, short round trip.
         let count = metrics.sum("heartbeat_end_to_end_latency_seconds_count", &[]);
-        let fast = metrics.sum("heartbeat_end_to_end_latency_seconds_bucket", &[("le", "0.25")]);
+        let fast = metrics.sum(
+            "heartbeat_end_to_end_latency_seconds_bucket",
+            &[("le", "0.25")],
+        );
         assert_eq!(fast, count, "{}", metrics.text);
         // Consumed never exceeds what this instance produced: the neighbour's are not counted.
         assert!(
@@ -171,11 +230,20 @@ async fn topic_that_cannot_be_created_is_explained_then_picked_up() {
         if body.contains("creating it failed") {
             break body;
         }
-        assert!(start.elapsed() < Duration::from_secs(20), "never explained: {body}");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "never explained: {body}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    assert!(reason.contains("`wanted-topic`") && reason.contains("CREATE"), "{reason}");
-    let checks = running.metrics().await.sum("heartbeat_connection_checks_total", &[]);
+    assert!(
+        reason.contains("`wanted-topic`") && reason.contains("CREATE"),
+        "{reason}"
+    );
+    let checks = running
+        .metrics()
+        .await
+        .sum("heartbeat_connection_checks_total", &[]);
     running
         .wait_for("connectivity checks go on", Duration::from_secs(10), |m| {
             m.sum("heartbeat_connection_checks_total", &[]) >= checks + 2.0
@@ -189,4 +257,71 @@ async fn topic_that_cannot_be_created_is_explained_then_picked_up() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(running.stop().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_produces_are_counted_apart_from_timeouts_and_logged_once() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    let mock = mock_cluster(1, TOPIC, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &test_ini(&mock.bootstrap_servers(), TOPIC, ""));
+    let mut process = Process::start(&["--config", path.to_str().unwrap()], &[]);
+    let address = process.address();
+    process.wait_for_line("reading heartbeat partitions", Duration::from_secs(20));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // Each refusal makes librdkafka refuse sends locally until its next topic metadata refresh
+    // (1 s in tests): a handful of broker refusals make a spell of a few seconds.
+    let denied = vec![RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 4];
+    mock.request_errors(RDKafkaApiKey::Produce, &denied);
+    let start = Instant::now();
+    let metrics = loop {
+        let metrics = Metrics::parse(&get(address, "/metrics").await.1);
+        if metrics.sum(
+            "heartbeat_produce_failures_total",
+            &[("reason", "authorization_failed")],
+        ) >= 10.0
+        {
+            break metrics;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no rejections counted:\n{}",
+            metrics.text
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        metrics.sum(
+            "heartbeat_produce_failures_total",
+            &[("reason", "timed_out")]
+        ),
+        0.0
+    );
+    // After the injected errors run out, heartbeats flow again.
+    let consumed = metrics.sum("heartbeat_messages_consumed_total", &[]);
+    let start = Instant::now();
+    while Metrics::parse(&get(address, "/metrics").await.1)
+        .sum("heartbeat_messages_consumed_total", &[])
+        < consumed + 3.0
+    {
+        assert!(start.elapsed() < Duration::from_secs(20), "never recovered");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, code) = process.terminate();
+    assert_eq!(code, Some(0));
+    let log = process.rest_of_log();
+    let said = log
+        .lines()
+        .filter(|line| line.contains("heartbeat not delivered"))
+        .count();
+    assert_eq!(
+        said, 1,
+        "one line for one failing spell, not one per heartbeat:\n{log}"
+    );
+    let authorization_lines = log
+        .lines()
+        .filter(|line| line.to_lowercase().contains("authorization"))
+        .count();
+    assert!(authorization_lines <= 3, "log flood:\n{log}");
 }

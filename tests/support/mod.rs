@@ -3,8 +3,11 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use cc_heartbeat::app::App;
@@ -37,6 +40,7 @@ pub fn test_ini(bootstrap: &str, topic: &str, extra_admin: &str) -> String {
          bootstrap.servers = {bootstrap}\n\
          socket.connection.setup.timeout.ms = 1000\n\
          reconnect.backoff.max.ms = 500\n\
+         topic.metadata.refresh.interval.ms = 1000\n\
          [producer]\n\
          message.timeout.ms = 2000\n\
          [consumer]\n\
@@ -306,4 +310,129 @@ fn find_tansu() -> Option<std::path::PathBuf> {
         .ok()?;
     let path = std::path::PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
     path.is_file().then_some(path)
+}
+
+/// Writes `config.ini` into `dir`.
+pub fn write_config(dir: &std::path::Path, text: &str) -> std::path::PathBuf {
+    let path = dir.join("config.ini");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The real binary.
+pub const BINARY: &str = env!("CARGO_BIN_EXE_cc-heartbeat");
+
+/// The binary with none of the caller's configuration variables.
+pub fn binary() -> Command {
+    let mut command = Command::new(BINARY);
+    command.env_remove("RUST_LOG");
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("CC_HEARTBEAT__") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+/// The binary running in the background, its log lines collected as they come.
+pub struct Process {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    log: Vec<String>,
+}
+
+impl Process {
+    pub fn start(args: &[&str], environment: &[(&str, &str)]) -> Process {
+        let mut command = binary();
+        command
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (key, value) in environment {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("spawn binary");
+        let (sender, lines) = mpsc::channel();
+        for stream in [
+            Box::new(child.stderr.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stdout.take().unwrap()),
+        ] {
+            let sender = sender.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let _ = sender.send(line);
+                }
+            });
+        }
+        Process {
+            child,
+            lines,
+            log: Vec::new(),
+        }
+    }
+
+    /// Waits for a log line containing `needle`, returning it.
+    pub fn wait_for_line(&mut self, needle: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.log.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        panic!(
+            "no log line with {needle:?} within {limit:?}:\n{}",
+            self.log.join("\n")
+        );
+    }
+
+    /// The HTTP address from the start-up log line.
+    pub fn address(&mut self) -> SocketAddr {
+        let line = self.wait_for_line("serving metrics on http://", Duration::from_secs(20));
+        let start = line.find("http://").unwrap() + "http://".len();
+        let rest = &line[start..];
+        let end = rest.find('/').unwrap();
+        rest[..end].parse().expect("address")
+    }
+
+    pub fn terminate(&mut self) -> (Duration, Option<i32>) {
+        let start = Instant::now();
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (start.elapsed(), status.code());
+            }
+            if start.elapsed() > Duration::from_secs(15) {
+                let _ = self.child.kill();
+                panic!(
+                    "did not exit within 15 s of SIGTERM:\n{}",
+                    self.rest_of_log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn rest_of_log(&mut self) -> String {
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
+            self.log.push(line);
+        }
+        self.log.join("\n")
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

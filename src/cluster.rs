@@ -153,11 +153,7 @@ impl ClusterShared {
     pub fn new(config: Config) -> Arc<Self> {
         let instance_id = uuid::Uuid::new_v4().simple().to_string();
         let admin = &config.admin;
-        let metrics = Metrics::new(
-            admin.lost_after,
-            admin.check_connectivity_timeout,
-            &instance_id,
-        );
+        let metrics = Metrics::new(admin, &instance_id);
         let tracker = MessageTracker::new(admin.lost_after);
         Arc::new(ClusterShared {
             instance_id,

@@ -185,10 +185,7 @@ impl EndToEndConsumer {
                     .messages_consumed
                     .get_or_create(&PartitionLabels::new(partition))
                     .inc();
-                metrics
-                    .end_to_end_latency
-                    .get_or_create(&PartitionLeaderLabels::new(partition, leader))
-                    .observe(latency.as_secs_f64());
+                metrics.observe_end_to_end_latency(partition, leader, latency, now);
                 self.shared.status.lock().last_round_trip = Some(now);
             }
             Reading::Duplicate => {

@@ -28,5 +28,6 @@ pub mod metrics;
 pub mod monitor;
 pub mod native_admin;
 pub mod producer;
+pub mod recent;
 pub mod topic;
 pub mod tracker;

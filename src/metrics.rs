@@ -7,7 +7,7 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -15,6 +15,9 @@ use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
+
+use crate::config::AdminSettings;
+use crate::recent::{QuantileFamily, RecentLatencies};
 
 /// `cluster_id` label value before the cluster has been reached.
 pub const UNKNOWN_CLUSTER_ID: &str = "unknown";
@@ -159,6 +162,10 @@ pub struct Metrics {
     pub messages_duplicated: Family<PartitionLabels, Counter>,
     pub messages_skipped: Family<KindLabels, Counter>,
     pub messages_in_flight: Gauge,
+    pub produce_latency_recent: QuantileFamily,
+    pub end_to_end_latency_recent: QuantileFamily,
+    produce_samples: Arc<RecentLatencies>,
+    end_to_end_samples: Arc<RecentLatencies>,
     pub beat_delay: Histogram,
     pub beats_missed: Counter,
 }
@@ -166,9 +173,9 @@ pub struct Metrics {
 impl Metrics {
     /// Metrics whose latency histograms end at `lost_after` and connection histograms at
     /// `connect_timeout`.
-    pub fn new(lost_after: Duration, connect_timeout: Duration, instance: &str) -> Self {
-        let latency = Buckets(buckets_up_to(lost_after).into());
-        let connect = Buckets(buckets_up_to(connect_timeout).into());
+    pub fn new(admin: &AdminSettings, instance: &str) -> Self {
+        let latency = Buckets(buckets_up_to(admin.lost_after).into());
+        let connect = Buckets(buckets_up_to(admin.check_connectivity_timeout).into());
         let metrics = Metrics {
             build_info: Family::default(),
             up: Gauge::default(),
@@ -195,6 +202,10 @@ impl Metrics {
             messages_duplicated: Family::default(),
             messages_skipped: Family::default(),
             messages_in_flight: Gauge::default(),
+            produce_latency_recent: QuantileFamily::default(),
+            end_to_end_latency_recent: QuantileFamily::default(),
+            produce_samples: Arc::new(RecentLatencies::new(admin.latency_window)),
+            end_to_end_samples: Arc::new(RecentLatencies::new(admin.latency_window)),
             beat_delay: Histogram::new(buckets_up_to(Duration::from_secs(1))),
             beats_missed: Counter::default(),
         };
@@ -207,6 +218,38 @@ impl Metrics {
             .set(1);
         metrics.controller_id.set(-1);
         metrics
+    }
+
+    /// Records an acknowledgement latency in the histogram and the recent window.
+    pub fn observe_produce_latency(
+        &self,
+        partition: i32,
+        leader: i32,
+        latency: Duration,
+        now: Instant,
+    ) {
+        let labels = PartitionLeaderLabels::new(partition, leader);
+        self.produce_latency
+            .get_or_create(&labels)
+            .observe(latency.as_secs_f64());
+        self.produce_samples
+            .record(&labels, latency.as_secs_f64(), now);
+    }
+
+    /// Records an end-to-end latency in the histogram and the recent window.
+    pub fn observe_end_to_end_latency(
+        &self,
+        partition: i32,
+        leader: i32,
+        latency: Duration,
+        now: Instant,
+    ) {
+        let labels = PartitionLeaderLabels::new(partition, leader);
+        self.end_to_end_latency
+            .get_or_create(&labels)
+            .observe(latency.as_secs_f64());
+        self.end_to_end_samples
+            .record(&labels, latency.as_secs_f64(), now);
     }
 
     /// Creates a new broker's series at zero, so dashboards and alerts see 0, not no data.
@@ -258,6 +301,11 @@ impl Metrics {
     /// Appends the OpenMetrics text of these metrics, every series labelled `cluster_id`,
     /// without the final `# EOF`.
     pub fn encode(&self, out: &mut String, cluster_id: &str) -> std::fmt::Result {
+        let now = Instant::now();
+        self.produce_samples
+            .publish(&self.produce_latency_recent, now);
+        self.end_to_end_samples
+            .publish(&self.end_to_end_latency_recent, now);
         let labels = [(
             Cow::Borrowed("cluster_id"),
             Cow::Owned(cluster_id.to_string()),
@@ -367,6 +415,12 @@ impl Metrics {
             Unit::Seconds,
             m.produce_latency,
         );
+        registry.register_with_unit(
+            "produce_latency_recent",
+            "Exact quantiles of the acknowledgement latency over the last latency.window.seconds",
+            Unit::Seconds,
+            m.produce_latency_recent,
+        );
         registry.register(
             "messages_consumed",
             "Heartbeats of this instance read back from the topic",
@@ -377,6 +431,12 @@ impl Metrics {
             "Time from sending a heartbeat to reading it back",
             Unit::Seconds,
             m.end_to_end_latency,
+        );
+        registry.register_with_unit(
+            "end_to_end_latency_recent",
+            "Exact quantiles of the end-to-end latency over the last latency.window.seconds",
+            Unit::Seconds,
+            m.end_to_end_latency_recent,
         );
         registry.register(
             "messages_lost",
@@ -427,7 +487,10 @@ mod tests {
 
     #[test]
     fn every_series_carries_the_cluster_id() {
-        let metrics = Metrics::new(Duration::from_secs(20), Duration::from_secs(5), "i");
+        let config =
+            crate::config::Config::from_ini("", std::path::Path::new("t.ini"), std::iter::empty())
+                .unwrap();
+        let metrics = Metrics::new(&config.admin, "i");
         metrics
             .messages_produced
             .get_or_create(&PartitionLabels::new(0))

@@ -86,13 +86,12 @@ impl ProducerContext for DeliveryRecorder {
                     .messages_produced
                     .get_or_create(&PartitionLabels::new(in_flight.partition))
                     .inc();
-                metrics
-                    .produce_latency
-                    .get_or_create(&PartitionLeaderLabels::new(
-                        in_flight.partition,
-                        in_flight.leader,
-                    ))
-                    .observe(now.saturating_duration_since(in_flight.sent).as_secs_f64());
+                metrics.observe_produce_latency(
+                    in_flight.partition,
+                    in_flight.leader,
+                    now.saturating_duration_since(in_flight.sent),
+                    now,
+                );
                 self.throttle.reset(&failure_key(in_flight.leader));
             }
             Err((error, _)) => {

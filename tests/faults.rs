@@ -325,3 +325,60 @@ async fn rejected_produces_are_counted_apart_from_timeouts_and_logged_once() {
         .count();
     assert!(authorization_lines <= 3, "log flood:\n{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_broker_is_measured_accurately_on_its_partitions_only() {
+    let mock = mock_cluster(3, TOPIC, 3);
+    let text = test_ini(
+        &mock.bootstrap_servers(),
+        TOPIC,
+        "latency.window.seconds = 2",
+    )
+    .replace("fetch.wait.max.ms = 5", "fetch.wait.max.ms = 1");
+    let config = cc_heartbeat::config::Config::from_ini(
+        &text,
+        std::path::Path::new("t.ini"),
+        std::iter::empty(),
+    )
+    .unwrap();
+    let running = Running::start(config).await;
+    running.wait_for_heartbeats(9.0).await;
+    let p50 = |m: &Metrics, name: &str, partition: &str| {
+        m.sum(name, &[("partition", partition), ("quantile", "0.5")])
+    };
+    // Broker 1 leads partition 0.
+    for delay_ms in [5u64, 20, 50, 120, 250] {
+        let delay = Duration::from_millis(delay_ms);
+        mock.broker_round_trip_time(1, delay).unwrap();
+        // Let the window fill with samples taken under this delay only.
+        tokio::time::sleep(Duration::from_millis(2600)).await;
+        let metrics = running.metrics().await;
+        let expected = delay.as_secs_f64();
+        let tolerance = 0.002 + 0.03 * expected;
+        let produce = p50(&metrics, "heartbeat_produce_latency_recent_seconds", "0");
+        let end_to_end = p50(&metrics, "heartbeat_end_to_end_latency_recent_seconds", "0");
+        eprintln!("delay {delay_ms} ms: produce p50 {produce:.4}, e2e p50 {end_to_end:.4}");
+        assert!(
+            (produce - expected).abs() <= tolerance,
+            "produce p50 {produce} for {delay_ms} ms"
+        );
+        // End to end, the heartbeat also rides a fetch, delayed too: depending on where the
+        // consumer's fetch cycle stands it pays the delay once to a few times more.
+        assert!(
+            end_to_end >= expected - tolerance && end_to_end <= 4.0 * expected + 4.0 * tolerance,
+            "e2e p50 {end_to_end} for {delay_ms} ms"
+        );
+        for healthy in ["1", "2"] {
+            let produce = p50(
+                &metrics,
+                "heartbeat_produce_latency_recent_seconds",
+                healthy,
+            );
+            assert!(
+                produce < 0.003,
+                "partition {healthy} produce p50 {produce} with broker 1 slow"
+            );
+        }
+    }
+    assert!(running.stop().await);
+}

@@ -116,6 +116,8 @@ pub struct AdminSettings {
     pub heartbeat_topic_manage: bool,
     /// `heartbeat.lost.after.seconds`: a heartbeat not consumed within this time is lost.
     pub lost_after: Duration,
+    /// `latency.window.seconds`: the window of the exact latency quantile gauges.
+    pub latency_window: Duration,
     /// `check.topic.period.seconds`: how often the topic's existence and size are checked.
     pub check_topic_period: Duration,
     /// `check.topic.timeout.seconds`: how long creating the topic or its partitions may take.
@@ -166,6 +168,10 @@ const ADMIN_KEYS: &[AdminKey] = &[
     AdminKey {
         name: "heartbeat.lost.after.seconds",
         default: "20",
+    },
+    AdminKey {
+        name: "latency.window.seconds",
+        default: "60",
     },
     AdminKey {
         name: "check.topic.period.seconds",
@@ -577,6 +583,7 @@ fn parse_admin(section: &BTreeMap<String, Entry>) -> Result<AdminSettings, Confi
         heartbeat_topic: reader.parse("heartbeat.topic", parse_topic_name)?,
         heartbeat_topic_manage: reader.parse("heartbeat.topic.manage", parse_bool)?,
         lost_after: reader.seconds("heartbeat.lost.after.seconds", 1.0, 3600.0)?,
+        latency_window: reader.seconds("latency.window.seconds", 1.0, 86_400.0)?,
         check_topic_period: reader.seconds("check.topic.period.seconds", 1.0, 86_400.0)?,
         check_topic_timeout: reader.seconds("check.topic.timeout.seconds", 0.1, 600.0)?,
         check_metadata_period: reader.seconds("check.metadata.period.seconds", 0.1, 3600.0)?,
@@ -740,6 +747,7 @@ impl AdminSettings {
                 self.heartbeat_topic_manage.to_string(),
             ),
             ("heartbeat.lost.after.seconds", seconds(&self.lost_after)),
+            ("latency.window.seconds", seconds(&self.latency_window)),
             (
                 "check.topic.period.seconds",
                 seconds(&self.check_topic_period),

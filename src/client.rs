@@ -11,6 +11,7 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 
 use crate::cluster::Status;
@@ -135,7 +136,18 @@ impl ClientContext for ClientLog {
 
     fn error(&self, error: KafkaError, reason: &str) {
         let text = format!("{error}: {reason}");
-        self.status.lock().client_error = Some(format!("{} client: {reason}", self.role.as_str()));
+        {
+            let mut facts = self.status.lock();
+            // "All brokers are down" follows the specific failure (TLS, SASL) that caused it;
+            // keep the specific one.
+            let generic = matches!(
+                error.rdkafka_error_code(),
+                Some(RDKafkaErrorCode::AllBrokersDown)
+            );
+            if !generic || facts.client_error.is_none() {
+                facts.client_error = Some(format!("{} client: {reason}", self.role.as_str()));
+            }
+        }
         if let Some(held_back) = self.throttle.admit(&text) {
             tracing::error!(target: "librdkafka", client = self.role.as_str(), held_back, "{text}");
         }

@@ -113,6 +113,8 @@ pub struct StatusFacts {
     pub topic_warning: Option<String>,
     /// The last error librdkafka reported for this cluster (e.g. authentication).
     pub client_error: Option<String>,
+    /// What the connection checks found, while every checked broker fails.
+    pub connection_problem: Option<String>,
 }
 
 /// Shared, lock-protected [`StatusFacts`]; every lock is held for a few field writes only.
@@ -186,24 +188,29 @@ impl ClusterShared {
         let snapshot = self.snapshot();
         let facts = self.status.lock();
         let stale_after = (admin.check_metadata_period * 3).max(admin.check_metadata_timeout * 2);
-        match snapshot.refreshed_at {
-            None => {
-                let cause = facts
-                    .metadata_error
-                    .as_deref()
-                    .or(facts.client_error.as_deref())
-                    .unwrap_or("no answer yet");
-                return Err(format!("cluster not reached yet: {cause}"));
+        // Why the cluster does not answer: every cause known, most specific first.
+        let causes = || {
+            let causes: Vec<&str> = [
+                facts.connection_problem.as_deref(),
+                facts.client_error.as_deref(),
+                facts.metadata_error.as_deref(),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            if causes.is_empty() {
+                "no answer yet".to_string()
+            } else {
+                causes.join("; ")
             }
+        };
+        match snapshot.refreshed_at {
+            None => return Err(format!("cluster not reached yet: {}", causes())),
             Some(at) if now.saturating_duration_since(at) > stale_after => {
-                let cause = facts
-                    .metadata_error
-                    .as_deref()
-                    .or(facts.client_error.as_deref())
-                    .unwrap_or("no answer");
                 return Err(format!(
-                    "metadata is stale ({}s old): {cause}",
-                    now.saturating_duration_since(at).as_secs()
+                    "metadata is stale ({}s old): {}",
+                    now.saturating_duration_since(at).as_secs(),
+                    causes()
                 ));
             }
             Some(_) => {}

@@ -1,13 +1,17 @@
-//! The connectivity task: a timed TCP connect to every broker's advertised address, all
+//! The connectivity task: a timed connection to every broker's advertised address, all
 //! brokers at once, each bounded by `check.connectivity.timeout.seconds`.
 //!
-//! The time measured is what a client pays to open a connection: name resolution plus the TCP
-//! handshake, nothing after the connection exists. Brokers reported missing are still checked
-//! at their last known address, since that is where an operator will look.
+//! Each check times its phases separately: name resolution, the TCP handshake and, when the
+//! cluster is reached over TLS, the TLS handshake (see [`crate::tls_check`]). The connection
+//! time reported is what a client pays to open a connection, nothing after it exists. Brokers
+//! reported missing are still checked at their last known address, since that is where an
+//! operator will look; before the cluster has ever answered, the bootstrap servers are checked
+//! instead, so a wrong address, a firewall or a bad certificate shows up at once.
 
 use std::collections::HashSet;
 use std::io::ErrorKind;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,14 +20,59 @@ use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster::{Broker, ClusterShared};
+use crate::cluster::{unix_seconds, Broker, ClusterShared};
 use crate::logging::LogThrottle;
-use crate::metrics::{BrokerLabels, BrokerReasonLabels};
+use crate::metrics::{BrokerLabels, BrokerPhaseLabels, BrokerReasonLabels};
+use crate::tls_check::TlsCheck;
+
+/// The phase of a connection check; the `phase` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Phase {
+    /// Name resolution.
+    Dns,
+    /// The TCP handshake.
+    Tcp,
+    /// The TLS handshake and certificate verification.
+    Tls,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 3] = [Phase::Dns, Phase::Tcp, Phase::Tls];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Dns => "dns",
+            Phase::Tcp => "tcp",
+            Phase::Tls => "tls",
+        }
+    }
+
+    /// The reasons a check can fail for in this phase.
+    pub fn reasons(self) -> &'static [FailureReason] {
+        match self {
+            Phase::Dns => &[FailureReason::Timeout, FailureReason::NameResolution],
+            Phase::Tcp => &[
+                FailureReason::Timeout,
+                FailureReason::Refused,
+                FailureReason::Unreachable,
+                FailureReason::Other,
+            ],
+            Phase::Tls => &[
+                FailureReason::Timeout,
+                FailureReason::Handshake,
+                FailureReason::CertificateUntrusted,
+                FailureReason::CertificateExpired,
+                FailureReason::NameMismatch,
+                FailureReason::Other,
+            ],
+        }
+    }
+}
 
 /// Why a connection check failed; the `reason` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FailureReason {
-    /// No answer within the timeout (resolution and handshake together).
+    /// No answer within the timeout.
     Timeout,
     /// The host answered with a reset: nothing listens on the port.
     Refused,
@@ -31,25 +80,29 @@ pub enum FailureReason {
     NameResolution,
     /// No route to the host or network.
     Unreachable,
+    /// The TLS handshake failed (protocol, alert, not TLS at all).
+    Handshake,
+    /// The certificate does not chain to a trusted CA.
+    CertificateUntrusted,
+    /// The certificate has expired.
+    CertificateExpired,
+    /// The certificate is not for this host name.
+    NameMismatch,
     /// Anything else.
     Other,
 }
 
 impl FailureReason {
-    pub const ALL: [FailureReason; 5] = [
-        FailureReason::Timeout,
-        FailureReason::Refused,
-        FailureReason::NameResolution,
-        FailureReason::Unreachable,
-        FailureReason::Other,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             FailureReason::Timeout => "timeout",
             FailureReason::Refused => "refused",
             FailureReason::NameResolution => "name_resolution",
             FailureReason::Unreachable => "unreachable",
+            FailureReason::Handshake => "handshake",
+            FailureReason::CertificateUntrusted => "certificate_untrusted",
+            FailureReason::CertificateExpired => "certificate_expired",
+            FailureReason::NameMismatch => "name_mismatch",
             FailureReason::Other => "other",
         }
     }
@@ -66,12 +119,26 @@ impl FailureReason {
     }
 }
 
-/// A failed check, with the reason and the underlying message for the log.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{} ({detail})", reason.as_str())]
+/// A failed check: in which phase, why, and the underlying message for the log.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{} failed in {} ({detail})", reason.as_str(), phase.as_str())]
 pub struct CheckFailure {
+    pub phase: Phase,
     pub reason: FailureReason,
     pub detail: String,
+    /// The certificate's expiry, when a TLS check got that far.
+    pub certificate_expiry: Option<f64>,
+}
+
+/// A successful check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckSuccess {
+    /// Time to an established (and, with TLS, verified) connection.
+    pub total: Duration,
+    /// Time of each phase.
+    pub phases: Vec<(Phase, Duration)>,
+    /// The certificate's expiry (Unix seconds), with TLS.
+    pub certificate_expiry: Option<f64>,
 }
 
 /// Name lookups go through the system resolver on blocking threads, which a timeout cannot
@@ -84,12 +151,18 @@ pub struct Resolver {
 
 impl Resolver {
     async fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, CheckFailure> {
+        let failure = |reason, detail: String| CheckFailure {
+            phase: Phase::Dns,
+            reason,
+            detail,
+            certificate_expiry: None,
+        };
         let key = (host.to_string(), port);
         if !self.lock().insert(key.clone()) {
-            return Err(CheckFailure {
-                reason: FailureReason::Timeout,
-                detail: format!("the previous lookup of {host} has not finished"),
-            });
+            return Err(failure(
+                FailureReason::Timeout,
+                format!("the previous lookup of {host} has not finished"),
+            ));
         }
         let pending = self.pending.clone();
         let lookup = tokio::task::spawn_blocking(move || {
@@ -104,14 +177,14 @@ impl Resolver {
         });
         match lookup.await {
             Ok(Ok(addresses)) => Ok(addresses),
-            Ok(Err(error)) => Err(CheckFailure {
-                reason: FailureReason::NameResolution,
-                detail: format!("{host}: {error}"),
-            }),
-            Err(error) => Err(CheckFailure {
-                reason: FailureReason::Other,
-                detail: format!("lookup of {host} failed: {error}"),
-            }),
+            Ok(Err(error)) => Err(failure(
+                FailureReason::NameResolution,
+                format!("{host}: {error}"),
+            )),
+            Err(error) => Err(failure(
+                FailureReason::Other,
+                format!("lookup of {host} failed: {error}"),
+            )),
         }
     }
 
@@ -122,45 +195,128 @@ impl Resolver {
     }
 }
 
-/// Resolves `host` and opens a TCP connection to `port`, trying each address in turn as a
-/// client would. Returns the time taken to the first established connection.
+/// Resolves `host`, opens a TCP connection to `port` (trying each address in turn as a client
+/// would) and, with `tls`, completes a verified TLS handshake. Each phase is timed; the whole
+/// check is bounded by `timeout`, and a timeout names the phase it cut short.
 pub async fn check_broker(
     resolver: &Resolver,
+    tls: Option<&TlsCheck>,
     host: &str,
     port: u16,
     timeout: Duration,
-) -> Result<Duration, CheckFailure> {
+) -> Result<CheckSuccess, CheckFailure> {
     let start = Instant::now();
+    // The phase in progress, readable after a timeout has dropped the attempt.
+    let current = AtomicU8::new(0);
     let attempt = async {
+        let mut phases = Vec::with_capacity(3);
         let addresses = resolver.resolve(host, port).await?;
+        phases.push((Phase::Dns, start.elapsed()));
+        current.store(1, Ordering::Relaxed);
+        let connecting = Instant::now();
         let mut last = CheckFailure {
+            phase: Phase::Dns,
             reason: FailureReason::NameResolution,
             detail: format!("{host} resolved to no address"),
+            certificate_expiry: None,
         };
+        let mut connected = None;
         for address in addresses {
             match TcpStream::connect(address).await {
                 Ok(stream) => {
-                    let elapsed = start.elapsed();
-                    drop(stream);
-                    return Ok(elapsed);
+                    connected = Some(stream);
+                    break;
                 }
                 Err(error) => {
                     last = CheckFailure {
+                        phase: Phase::Tcp,
                         reason: FailureReason::from_io(&error),
                         detail: format!("{address}: {error}"),
+                        certificate_expiry: None,
                     }
                 }
             }
         }
-        Err(last)
+        let stream = connected.ok_or(last)?;
+        phases.push((Phase::Tcp, connecting.elapsed()));
+        let mut certificate_expiry = None;
+        if let Some(tls) = tls {
+            current.store(2, Ordering::Relaxed);
+            let handshaking = Instant::now();
+            certificate_expiry =
+                tls.handshake(host, stream)
+                    .await
+                    .map_err(|failure| CheckFailure {
+                        phase: Phase::Tls,
+                        reason: failure.reason,
+                        detail: failure.detail,
+                        certificate_expiry: failure.certificate_expiry,
+                    })?;
+            phases.push((Phase::Tls, handshaking.elapsed()));
+        }
+        Ok(CheckSuccess {
+            total: start.elapsed(),
+            phases,
+            certificate_expiry,
+        })
     };
     match tokio::time::timeout(timeout, attempt).await {
         Ok(result) => result,
         Err(_) => Err(CheckFailure {
+            phase: Phase::ALL[usize::from(current.load(Ordering::Relaxed))],
             reason: FailureReason::Timeout,
             detail: format!("no connection within {}s", timeout.as_secs_f64()),
+            certificate_expiry: None,
         }),
     }
+}
+
+/// What a check round checks: a known broker, or a bootstrap server before any metadata.
+#[derive(Debug, Clone)]
+struct Target {
+    /// The `broker` label: the broker id, or `bootstrap-N` for the N-th bootstrap server.
+    label: String,
+    broker_id: Option<i32>,
+    host: String,
+    port: u16,
+    listed: bool,
+}
+
+impl Target {
+    fn broker(broker: &Broker) -> Self {
+        Target {
+            label: broker.id.to_string(),
+            broker_id: Some(broker.id),
+            host: broker.host.clone(),
+            port: broker.port,
+            listed: broker.missing_since.is_none(),
+        }
+    }
+
+    fn address(&self) -> String {
+        Broker {
+            id: -1,
+            host: self.host.clone(),
+            port: self.port,
+            rack: None,
+            missing_since: None,
+        }
+        .address()
+    }
+}
+
+/// `host:port` pairs from `bootstrap.servers` (protocol prefixes and IPv6 brackets allowed).
+pub fn parse_bootstrap_servers(servers: &str) -> Vec<(String, u16)> {
+    servers
+        .split(',')
+        .filter_map(|server| {
+            let server = server.trim();
+            let server = server.split_once("://").map_or(server, |(_, rest)| rest);
+            let (host, port) = server.rsplit_once(':')?;
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            Some((host.to_string(), port.parse().ok()?))
+        })
+        .collect()
 }
 
 /// The connectivity task of one cluster.
@@ -168,14 +324,24 @@ pub struct ConnectivityChecker {
     shared: Arc<ClusterShared>,
     throttle: Arc<LogThrottle>,
     resolver: Resolver,
+    tls: Option<Arc<TlsCheck>>,
+    bootstrap: Vec<(String, u16)>,
 }
 
 impl ConnectivityChecker {
-    pub fn new(shared: Arc<ClusterShared>) -> Self {
+    pub fn new(shared: Arc<ClusterShared>, tls: Option<TlsCheck>) -> Self {
+        let bootstrap = shared
+            .config
+            .admin_properties()
+            .get("bootstrap.servers")
+            .map(|servers| parse_bootstrap_servers(servers))
+            .unwrap_or_default();
         ConnectivityChecker {
             shared,
             throttle: Arc::new(LogThrottle::default()),
             resolver: Resolver::default(),
+            tls: tls.map(Arc::new),
+            bootstrap,
         }
     }
 
@@ -188,6 +354,7 @@ impl ConnectivityChecker {
         interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
         let mut view = self.shared.view.subscribe();
         let mut checked: Vec<i32> = Vec::new();
+        let mut bootstrap_series = false;
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break,
@@ -202,78 +369,166 @@ impl ConnectivityChecker {
                     }
                 }
             }
-            checked = self.shared.snapshot().brokers.keys().copied().collect();
+            let snapshot = self.shared.snapshot();
+            checked = snapshot.brokers.keys().copied().collect();
+            let targets: Vec<Target> = if snapshot.refreshed_at.is_some() {
+                if bootstrap_series {
+                    // The cluster answered: the brokers' own series take over.
+                    for index in 0..self.bootstrap.len() {
+                        self.shared
+                            .metrics
+                            .forget_broker_label(&bootstrap_label(index));
+                    }
+                    bootstrap_series = false;
+                }
+                snapshot.brokers.values().map(Target::broker).collect()
+            } else {
+                bootstrap_series = true;
+                self.bootstrap
+                    .iter()
+                    .enumerate()
+                    .map(|(index, (host, port))| Target {
+                        label: bootstrap_label(index),
+                        broker_id: None,
+                        host: host.clone(),
+                        port: *port,
+                        listed: true,
+                    })
+                    .collect()
+            };
             tokio::select! {
                 _ = cancel.cancelled() => break,
-                _ = self.check_all() => {}
+                _ = self.check_all(targets) => {}
             }
         }
     }
 
-    /// One round: every known broker concurrently; returns when all have finished.
-    pub async fn check_all(&self) {
-        let snapshot = self.shared.snapshot();
+    /// One round: every target concurrently; returns when all have finished. When every
+    /// target failed, what they failed on becomes a readiness cause.
+    async fn check_all(&self, targets: Vec<Target>) {
         let timeout = self.shared.config.admin.check_connectivity_timeout;
         let mut checks = JoinSet::new();
-        for broker in snapshot.brokers.values().cloned() {
+        for target in targets {
             let shared = self.shared.clone();
             let throttle = self.throttle.clone();
             let resolver = self.resolver.clone();
+            let tls = self.tls.clone();
             checks.spawn(async move {
-                let result = check_broker(&resolver, &broker.host, broker.port, timeout).await;
-                record(&shared, &throttle, &broker, result);
+                let result = check_broker(
+                    &resolver,
+                    tls.as_deref(),
+                    &target.host,
+                    target.port,
+                    timeout,
+                )
+                .await;
+                let failure = result.as_ref().err().map(|failure| {
+                    format!(
+                        "connection check of {} ({}): {failure}",
+                        target.label,
+                        target.address()
+                    )
+                });
+                record(&shared, &throttle, &target, tls.is_some(), result);
+                failure
             });
         }
-        while checks.join_next().await.is_some() {}
+        let mut failures = Vec::new();
+        let mut checked = 0;
+        while let Some(result) = checks.join_next().await {
+            checked += 1;
+            if let Ok(Some(failure)) = result {
+                failures.push(failure);
+            }
+        }
+        let problem = (checked > 0 && failures.len() == checked).then(|| {
+            failures.sort();
+            failures.join("; ")
+        });
+        self.shared.status.lock().connection_problem = problem;
     }
+}
+
+fn bootstrap_label(index: usize) -> String {
+    format!("bootstrap-{index}")
 }
 
 fn record(
     shared: &ClusterShared,
     throttle: &LogThrottle,
-    broker: &Broker,
-    result: Result<Duration, CheckFailure>,
+    target: &Target,
+    tls: bool,
+    result: Result<CheckSuccess, CheckFailure>,
 ) {
-    if !shared.snapshot().brokers.contains_key(&broker.id) {
-        // Forgotten while its check ran: recording now would bring back its removed series.
-        return;
+    if let Some(id) = target.broker_id {
+        if !shared.snapshot().brokers.contains_key(&id) {
+            // Forgotten while its check ran: recording now would bring back its removed series.
+            return;
+        }
     }
     let metrics = &shared.metrics;
-    let labels = BrokerLabels::new(broker.id);
+    metrics.init_broker_label(&target.label, tls);
+    let labels = BrokerLabels {
+        broker: target.label.clone(),
+    };
     metrics.connection_checks.get_or_create(&labels).inc();
-    let failing_key = format!("broker {} failing", broker.id);
-    let ok_key = format!("broker {} ok", broker.id);
+    let failing_key = format!("broker {} failing", target.label);
+    let certificate_expiry = match &result {
+        Ok(success) => success.certificate_expiry,
+        Err(failure) => failure.certificate_expiry,
+    };
+    if let Some(expiry) = certificate_expiry {
+        metrics
+            .certificate_expiry
+            .get_or_create(&labels)
+            .set(expiry);
+    }
     match result {
-        Ok(elapsed) => {
+        Ok(success) => {
             metrics
                 .connection_seconds
                 .get_or_create(&labels)
-                .observe(elapsed.as_secs_f64());
-            let listed = broker.missing_since.is_none();
+                .observe(success.total.as_secs_f64());
+            for (phase, elapsed) in &success.phases {
+                metrics
+                    .connection_phase_seconds
+                    .get_or_create(&BrokerPhaseLabels {
+                        broker: target.label.clone(),
+                        phase: phase.as_str().to_string(),
+                    })
+                    .observe(elapsed.as_secs_f64());
+            }
             metrics
                 .broker_up
                 .get_or_create(&labels)
-                .set(i64::from(listed));
+                .set(i64::from(target.listed));
             throttle.reset(&failing_key);
-            // Say once that a broker recovered, not at every successful check.
-            if throttle.admit(&ok_key) == Some(0) {
-                tracing::debug!(broker = broker.id, address = %broker.address(), "connection check ok");
+            if let Some(expiry) = certificate_expiry {
+                let days = (expiry - unix_seconds()) / 86_400.0;
+                if days < 14.0
+                    && throttle
+                        .admit(&format!("broker {} expiry", target.label))
+                        .is_some()
+                {
+                    tracing::warn!(broker = %target.label, address = %target.address(), "the broker's TLS certificate expires in {days:.1} days");
+                }
             }
         }
         Err(failure) => {
             metrics
                 .connection_failures
                 .get_or_create(&BrokerReasonLabels {
-                    broker: labels.broker.clone(),
+                    broker: target.label.clone(),
+                    phase: failure.phase.as_str().to_string(),
                     reason: failure.reason.as_str().to_string(),
                 })
                 .inc();
             metrics.broker_up.get_or_create(&labels).set(0);
-            throttle.reset(&ok_key);
             if let Some(held_back) = throttle.admit(&failing_key) {
                 tracing::warn!(
-                    broker = broker.id,
-                    address = %broker.address(),
+                    broker = %target.label,
+                    address = %target.address(),
+                    phase = failure.phase.as_str(),
                     reason = failure.reason.as_str(),
                     held_back,
                     "connection check failed: {}",
@@ -292,15 +547,36 @@ mod tests {
     async fn connects_to_a_listening_port() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let elapsed = check_broker(
+        let success = check_broker(
             &Resolver::default(),
+            None,
             "127.0.0.1",
             port,
             Duration::from_secs(5),
         )
         .await
         .unwrap();
-        assert!(elapsed < Duration::from_secs(5));
+        let phases: Vec<Phase> = success.phases.iter().map(|(phase, _)| *phase).collect();
+        assert_eq!(
+            phases,
+            vec![Phase::Dns, Phase::Tcp],
+            "no TLS phase without TLS"
+        );
+        let sum: Duration = success.phases.iter().map(|(_, elapsed)| *elapsed).sum();
+        assert!(sum <= success.total, "{success:?}");
+        assert_eq!(success.certificate_expiry, None);
+    }
+
+    #[test]
+    fn bootstrap_servers_are_parsed_like_librdkafka_does() {
+        assert_eq!(
+            parse_bootstrap_servers("a:9092, SASL_SSL://b.example.com:9093,[::1]:9094,bad"),
+            vec![
+                ("a".to_string(), 9092),
+                ("b.example.com".to_string(), 9093),
+                ("::1".to_string(), 9094)
+            ]
+        );
     }
 
     #[tokio::test]
@@ -311,6 +587,7 @@ mod tests {
         };
         let failure = check_broker(
             &Resolver::default(),
+            None,
             "127.0.0.1",
             port,
             Duration::from_secs(5),
@@ -318,12 +595,14 @@ mod tests {
         .await
         .unwrap_err();
         assert_eq!(failure.reason, FailureReason::Refused);
+        assert_eq!(failure.phase, Phase::Tcp);
     }
 
     #[tokio::test]
     async fn unknown_name_is_a_resolution_failure() {
         let failure = check_broker(
             &Resolver::default(),
+            None,
             "no-such-host.invalid",
             9092,
             Duration::from_secs(10),
@@ -354,6 +633,7 @@ mod tests {
         for _ in 0..8 {
             let result = check_broker(
                 &Resolver::default(),
+                None,
                 "127.0.0.1",
                 address.port(),
                 Duration::from_millis(300),

@@ -29,5 +29,6 @@ pub mod monitor;
 pub mod native_admin;
 pub mod producer;
 pub mod recent;
+pub mod tls_check;
 pub mod topic;
 pub mod tracker;

@@ -521,9 +521,6 @@ impl MetadataRefresher {
                     metrics.broker_info.remove(&broker_info_labels(old));
                 }
             }
-            if !previous.brokers.contains_key(&broker.id) {
-                metrics.init_broker(broker.id);
-            }
             metrics
                 .broker_info
                 .get_or_create(&broker_info_labels(broker))

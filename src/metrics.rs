@@ -6,6 +6,7 @@
 //! (before the cluster has answered once it reads [`UNKNOWN_CLUSTER_ID`]).
 
 use std::borrow::Cow;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::config::AdminSettings;
+use crate::connectivity::Phase;
 use crate::recent::{QuantileFamily, RecentLatencies};
 
 /// `cluster_id` label value before the cluster has been reached.
@@ -79,7 +81,15 @@ pub struct BrokerInfoLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BrokerReasonLabels {
     pub broker: String,
+    pub phase: String,
     pub reason: String,
+}
+
+/// Labels of a per-broker, per-phase series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BrokerPhaseLabels {
+    pub broker: String,
+    pub phase: String,
 }
 
 /// Labels of a per-partition series.
@@ -146,13 +156,15 @@ pub struct Metrics {
     pub broker_missing: Family<BrokerLabels, Gauge>,
     pub metadata_refresh_failures: Counter,
     pub metadata_changes: Family<KindLabels, Counter>,
-    pub metadata_last_refresh: Gauge<f64, std::sync::atomic::AtomicU64>,
+    pub metadata_last_refresh: Gauge<f64, AtomicU64>,
     pub topic_partitions: Gauge,
     pub topic_ok: Gauge,
     pub partition_leader: Family<PartitionLabels, Gauge>,
     pub connection_checks: Family<BrokerLabels, Counter>,
     pub connection_failures: Family<BrokerReasonLabels, Counter>,
     pub connection_seconds: HistogramFamily<BrokerLabels>,
+    pub connection_phase_seconds: HistogramFamily<BrokerPhaseLabels>,
+    pub certificate_expiry: Family<BrokerLabels, Gauge<f64, AtomicU64>>,
     pub messages_produced: Family<PartitionLabels, Counter>,
     pub produce_failures: Family<ProduceFailureLabels, Counter>,
     pub produce_latency: HistogramFamily<PartitionLeaderLabels>,
@@ -192,7 +204,9 @@ impl Metrics {
             partition_leader: Family::default(),
             connection_checks: Family::default(),
             connection_failures: Family::default(),
-            connection_seconds: Family::new_with_constructor(connect),
+            connection_seconds: Family::new_with_constructor(connect.clone()),
+            connection_phase_seconds: Family::new_with_constructor(connect),
+            certificate_expiry: Family::default(),
             messages_produced: Family::default(),
             produce_failures: Family::default(),
             produce_latency: Family::new_with_constructor(latency.clone()),
@@ -252,15 +266,23 @@ impl Metrics {
             .record(&labels, latency.as_secs_f64(), now);
     }
 
-    /// Creates a new broker's series at zero, so dashboards and alerts see 0, not no data.
-    pub fn init_broker(&self, broker: i32) {
-        let labels = BrokerLabels::new(broker);
-        drop(self.connection_checks.get_or_create(&labels));
-        for reason in crate::connectivity::FailureReason::ALL {
-            drop(self.connection_failures.get_or_create(&BrokerReasonLabels {
-                broker: labels.broker.clone(),
-                reason: reason.as_str().to_string(),
-            }));
+    /// Creates a broker's counters at zero (under its `broker` label), so dashboards and
+    /// alerts see 0, not no data. Idempotent.
+    pub fn init_broker_label(&self, broker: &str, tls: bool) {
+        drop(self.connection_checks.get_or_create(&BrokerLabels {
+            broker: broker.to_string(),
+        }));
+        for phase in Phase::ALL
+            .into_iter()
+            .filter(|phase| tls || *phase != Phase::Tls)
+        {
+            for reason in phase.reasons() {
+                drop(self.connection_failures.get_or_create(&BrokerReasonLabels {
+                    broker: broker.to_string(),
+                    phase: phase.as_str().to_string(),
+                    reason: reason.as_str().to_string(),
+                }));
+            }
         }
     }
 
@@ -285,16 +307,31 @@ impl Metrics {
 
     /// Removes every series of a broker that has been gone longer than the retention.
     pub fn forget_broker(&self, broker: i32) {
-        let labels = BrokerLabels::new(broker);
+        self.forget_broker_label(&broker.to_string());
+    }
+
+    /// Removes every per-broker series under this `broker` label.
+    pub fn forget_broker_label(&self, broker: &str) {
+        let labels = BrokerLabels {
+            broker: broker.to_string(),
+        };
         self.broker_up.remove(&labels);
         self.broker_missing.remove(&labels);
         self.connection_checks.remove(&labels);
         self.connection_seconds.remove(&labels);
-        for reason in crate::connectivity::FailureReason::ALL {
-            self.connection_failures.remove(&BrokerReasonLabels {
-                broker: labels.broker.clone(),
-                reason: reason.as_str().to_string(),
+        self.certificate_expiry.remove(&labels);
+        for phase in Phase::ALL {
+            self.connection_phase_seconds.remove(&BrokerPhaseLabels {
+                broker: broker.to_string(),
+                phase: phase.as_str().to_string(),
             });
+            for reason in phase.reasons() {
+                self.connection_failures.remove(&BrokerReasonLabels {
+                    broker: broker.to_string(),
+                    phase: phase.as_str().to_string(),
+                    reason: reason.as_str().to_string(),
+                });
+            }
         }
     }
 
@@ -385,19 +422,31 @@ impl Metrics {
         );
         registry.register(
             "connection_checks",
-            "TCP connection checks made to each broker",
+            "Connection checks made to each broker",
             m.connection_checks,
         );
         registry.register(
             "connection_failures",
-            "Failed TCP connection checks, by broker and reason",
+            "Failed connection checks, by broker, phase and reason",
             m.connection_failures,
         );
         registry.register_with_unit(
             "connection",
-            "Time to resolve the broker's name and complete the TCP handshake",
+            "Time to an established connection: name resolution, TCP and (with TLS) TLS handshakes",
             Unit::Seconds,
             m.connection_seconds,
+        );
+        registry.register_with_unit(
+            "connection_phase",
+            "Time of each phase of a successful connection check: dns, tcp, tls",
+            Unit::Seconds,
+            m.connection_phase_seconds,
+        );
+        registry.register_with_unit(
+            "broker_certificate_expiry_timestamp",
+            "Unix time at which the broker's TLS certificate expires",
+            Unit::Seconds,
+            m.certificate_expiry,
         );
         registry.register(
             "messages_produced",

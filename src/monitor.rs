@@ -15,6 +15,7 @@ use crate::connectivity::ConnectivityChecker;
 use crate::consumer::{ConsumerError, EndToEndConsumer};
 use crate::metadata::MetadataRefresher;
 use crate::producer::{HeartbeatProducer, ProducerError};
+use crate::tls_check::{TlsCheck, TlsSetupError};
 use crate::topic::TopicManager;
 
 /// Why a cluster's clients could not be created (a configuration librdkafka refused).
@@ -22,6 +23,8 @@ use crate::topic::TopicManager;
 pub enum MonitorError {
     #[error("cannot create the admin client: {0}")]
     Admin(KafkaError),
+    #[error("[default] {0}")]
+    Tls(TlsSetupError),
     #[error(transparent)]
     Producer(#[from] ProducerError),
     #[error(transparent)]
@@ -49,7 +52,9 @@ impl ClusterMonitor {
         let mut tasks = JoinSet::new();
         tasks.spawn(MetadataRefresher::new(shared.clone(), admin.clone()).run(cancel.clone()));
         tasks.spawn(TopicManager::new(shared.clone(), admin).run(cancel.clone()));
-        tasks.spawn(ConnectivityChecker::new(shared.clone()).run(cancel.clone()));
+        let tls = TlsCheck::from_properties(&shared.config.admin_properties())
+            .map_err(MonitorError::Tls)?;
+        tasks.spawn(ConnectivityChecker::new(shared.clone(), tls).run(cancel.clone()));
         tasks.spawn(producer.run(cancel.clone()));
         tasks.spawn(consumer.run(cancel.clone()));
         Ok(ClusterMonitor { shared, tasks })

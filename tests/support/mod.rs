@@ -436,3 +436,4 @@ impl Drop for Process {
         let _ = self.child.wait();
     }
 }
+pub mod tls;

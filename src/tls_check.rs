@@ -1,0 +1,172 @@
+//! The TLS part of the per-broker check, for clusters reached over SSL or SASL_SSL (Confluent
+//! Cloud): a handshake with SNI set to the broker's host, verified the way librdkafka would
+//! verify it (`ssl.ca.location` or `ssl.ca.pem`, else the system's CA paths; hostname checked
+//! unless `ssl.endpoint.identification.algorithm=none`), with certificate problems told apart
+//! and the certificate's expiry read even when it is not trusted.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use openssl::asn1::{Asn1Time, Asn1TimeRef};
+use openssl::error::ErrorStack;
+use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
+use openssl::x509::{X509VerifyResult, X509};
+use tokio::net::TcpStream;
+
+use crate::connectivity::FailureReason;
+
+/// Why the TLS check could not be set up from the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    #[error("cannot load the CA certificates of ssl.ca.location `{location}`: {source}")]
+    CaLocation {
+        location: String,
+        source: ErrorStack,
+    },
+    #[error("cannot read ssl.ca.pem: {0}")]
+    CaPem(ErrorStack),
+    #[error("cannot set up TLS: {0}")]
+    Setup(#[from] ErrorStack),
+}
+
+/// A failed TLS handshake or verification.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsFailure {
+    pub reason: FailureReason,
+    pub detail: String,
+    /// The presented certificate's expiry (Unix seconds), when one was presented.
+    pub certificate_expiry: Option<f64>,
+}
+
+/// How to check brokers' TLS, built once from the client properties.
+pub struct TlsCheck {
+    connector: SslConnector,
+    verify: bool,
+    verify_hostname: bool,
+}
+
+impl TlsCheck {
+    /// `None` when `security.protocol` does not use TLS.
+    pub fn from_properties(
+        properties: &BTreeMap<String, String>,
+    ) -> Result<Option<TlsCheck>, TlsSetupError> {
+        let protocol = properties
+            .get("security.protocol")
+            .map(|value| value.to_ascii_uppercase())
+            .unwrap_or_default();
+        if protocol != "SSL" && protocol != "SASL_SSL" {
+            return Ok(None);
+        }
+        // The builder starts from the system's default CA paths, as librdkafka does.
+        let mut builder = SslConnector::builder(SslMethod::tls_client())?;
+        if let Some(location) = properties
+            .get("ssl.ca.location")
+            .filter(|location| *location != "probe")
+        {
+            let loaded = if Path::new(location).is_dir() {
+                builder.load_verify_locations(None, Some(Path::new(location)))
+            } else {
+                builder.set_ca_file(location)
+            };
+            loaded.map_err(|source| TlsSetupError::CaLocation {
+                location: location.clone(),
+                source,
+            })?;
+        }
+        if let Some(pem) = properties.get("ssl.ca.pem") {
+            for certificate in X509::stack_from_pem(pem.as_bytes()).map_err(TlsSetupError::CaPem)? {
+                builder
+                    .cert_store_mut()
+                    .add_cert(certificate)
+                    .map_err(TlsSetupError::CaPem)?;
+            }
+        }
+        let verify = properties
+            .get("enable.ssl.certificate.verification")
+            .is_none_or(|value| !value.eq_ignore_ascii_case("false"));
+        let verify_hostname = properties
+            .get("ssl.endpoint.identification.algorithm")
+            .is_none_or(|value| !value.eq_ignore_ascii_case("none"));
+        Ok(Some(TlsCheck {
+            connector: builder.build(),
+            verify,
+            verify_hostname,
+        }))
+    }
+
+    /// Completes a TLS handshake over `stream` as a client of `host`. On success returns the
+    /// certificate's expiry (Unix seconds).
+    pub async fn handshake(
+        &self,
+        host: &str,
+        stream: TcpStream,
+    ) -> Result<Option<f64>, TlsFailure> {
+        let failure = |reason, detail: String| TlsFailure {
+            reason,
+            detail,
+            certificate_expiry: None,
+        };
+        let mut configuration = self
+            .connector
+            .configure()
+            .map_err(|error| failure(FailureReason::Other, error.to_string()))?;
+        configuration.set_verify_hostname(self.verify_hostname);
+        // Verification errors are recorded, not fatal, so the certificate can still be read
+        // (its expiry matters most when it is the problem); they are judged after the handshake.
+        let first_error: Arc<Mutex<Option<X509VerifyResult>>> = Arc::default();
+        let recorder = first_error.clone();
+        configuration.set_verify_callback(SslVerifyMode::PEER, move |preverified, context| {
+            if !preverified {
+                let mut first = recorder
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                first.get_or_insert(context.error());
+            }
+            true
+        });
+        let ssl = configuration
+            .into_ssl(host)
+            .map_err(|error| failure(FailureReason::Other, error.to_string()))?;
+        let mut tls = tokio_openssl::SslStream::new(ssl, stream)
+            .map_err(|error| failure(FailureReason::Other, error.to_string()))?;
+        if let Err(error) = Pin::new(&mut tls).connect().await {
+            return Err(failure(FailureReason::Handshake, error.to_string()));
+        }
+        let expiry = tls
+            .ssl()
+            .peer_certificate()
+            .and_then(|certificate| unix_seconds(certificate.not_after()));
+        let verify_error = *first_error
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match verify_error {
+            Some(error) if self.verify => Err(TlsFailure {
+                reason: classify(error),
+                detail: format!("certificate of {host}: {}", error.error_string()),
+                certificate_expiry: expiry,
+            }),
+            _ => Ok(expiry),
+        }
+    }
+}
+
+/// The failure reason for a certificate verification error.
+pub fn classify(error: X509VerifyResult) -> FailureReason {
+    // Codes from OpenSSL's x509_vfy.h.
+    const CERT_HAS_EXPIRED: i32 = 10;
+    const HOSTNAME_MISMATCH: i32 = 62;
+    const IP_ADDRESS_MISMATCH: i32 = 64;
+    match error.as_raw() {
+        CERT_HAS_EXPIRED => FailureReason::CertificateExpired,
+        HOSTNAME_MISMATCH | IP_ADDRESS_MISMATCH => FailureReason::NameMismatch,
+        _ => FailureReason::CertificateUntrusted,
+    }
+}
+
+fn unix_seconds(time: &Asn1TimeRef) -> Option<f64> {
+    let epoch = Asn1Time::from_unix(0).ok()?;
+    let difference = epoch.diff(time).ok()?;
+    Some(f64::from(difference.days) * 86_400.0 + f64::from(difference.secs))
+}

@@ -1,0 +1,213 @@
+//! TLS-aware broker checks and TLS failures, with stunnel in front of the mock cluster.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use rdkafka::producer::{BaseProducer, Producer};
+use support::tls::{free_port, not_after_unix, Authority, Kind, Stunnel};
+use support::*;
+
+const TOPIC: &str = "cc-heartbeat";
+
+/// A one-broker mock cluster whose broker is advertised behind stunnel on `tls_port`.
+struct TlsCluster {
+    // Owns the mock cluster.
+    _client: BaseProducer,
+    plain_port: u16,
+    tls_port: u16,
+}
+
+impl TlsCluster {
+    fn start() -> TlsCluster {
+        let client: BaseProducer = rdkafka::ClientConfig::new()
+            .set("test.mock.num.brokers", "1")
+            .create()
+            .unwrap();
+        let mock = client.client().mock_cluster().expect("mock cluster");
+        mock.create_topic(TOPIC, 1, 1).unwrap();
+        let plain_port = mock
+            .bootstrap_servers()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        drop(mock);
+        let tls_port = free_port();
+        let host = std::ffi::CString::new("127.0.0.1").unwrap();
+        // SAFETY: the client owns the mock cluster and outlives this call.
+        unsafe {
+            let cluster =
+                rdkafka::bindings::rd_kafka_handle_mock_cluster(client.client().native_ptr());
+            rdkafka::bindings::rd_kafka_mock_broker_set_host_port(
+                cluster,
+                1,
+                host.as_ptr(),
+                i32::from(tls_port),
+            );
+        }
+        TlsCluster {
+            _client: client,
+            plain_port,
+            tls_port,
+        }
+    }
+
+    fn config(&self, ca_file: &Path) -> cc_heartbeat::config::Config {
+        let text = test_ini(&format!("127.0.0.1:{}", self.tls_port), TOPIC, "").replace(
+            "[producer]",
+            &format!(
+                "security.protocol = SSL\nssl.ca.location = {}\n[producer]",
+                ca_file.display()
+            ),
+        );
+        cc_heartbeat::config::Config::from_ini(&text, Path::new("tls.ini"), std::iter::empty())
+            .unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_phases_and_certificate_expiry_are_measured() {
+    let dir = tempfile::tempdir().unwrap();
+    let authority = Authority::new(dir.path());
+    let valid = authority.issue(Kind::Valid);
+    let cluster = TlsCluster::start();
+    let _stunnel = Stunnel::start(dir.path(), &valid.pem, cluster.tls_port, cluster.plain_port);
+    let running = Running::start(cluster.config(&authority.ca_file)).await;
+    let metrics = running
+        .wait_for(
+            "heartbeats over TLS and a TLS check",
+            Duration::from_secs(30),
+            |m| {
+                m.sum("heartbeat_messages_consumed_total", &[]) >= 3.0
+                    && m.sum(
+                        "heartbeat_connection_phase_seconds_count",
+                        &[("broker", "1"), ("phase", "tls")],
+                    ) >= 1.0
+            },
+        )
+        .await;
+    for phase in ["dns", "tcp", "tls"] {
+        assert!(metrics.has(
+            "heartbeat_connection_phase_seconds_count",
+            &[("phase", phase)]
+        ));
+    }
+    let expiry = metrics.sum(
+        "heartbeat_broker_certificate_expiry_timestamp_seconds",
+        &[("broker", "1")],
+    );
+    assert!(
+        (expiry - not_after_unix(&valid.certificate)).abs() <= 1.0,
+        "{expiry}"
+    );
+    assert_eq!(
+        metrics.sum("heartbeat_connection_failures_total", &[]),
+        0.0,
+        "{}",
+        metrics.text
+    );
+    assert!(running.stop().await);
+}
+
+async fn assert_tls_failure(kind: Kind, reason: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let authority = Authority::new(dir.path());
+    let presented = authority.issue(kind);
+    let cluster = TlsCluster::start();
+    let _stunnel = Stunnel::start(
+        dir.path(),
+        &presented.pem,
+        cluster.tls_port,
+        cluster.plain_port,
+    );
+    let running = Running::start(cluster.config(&authority.ca_file)).await;
+    // The cluster never answers, so the bootstrap server is what gets checked.
+    let metrics = running
+        .wait_for(
+            &format!("{kind:?} certificate reported as {reason}"),
+            Duration::from_secs(20),
+            |m| {
+                m.sum(
+                    "heartbeat_connection_failures_total",
+                    &[
+                        ("broker", "bootstrap-0"),
+                        ("phase", "tls"),
+                        ("reason", reason),
+                    ],
+                ) >= 2.0
+            },
+        )
+        .await;
+    assert_eq!(metrics.sum("heartbeat_up", &[]), 0.0);
+    assert_eq!(
+        metrics.sum("heartbeat_connection_failures_total", &[("phase", "tcp")]),
+        0.0,
+        "TCP works; only TLS fails"
+    );
+    let expiry = metrics.sum(
+        "heartbeat_broker_certificate_expiry_timestamp_seconds",
+        &[("broker", "bootstrap-0")],
+    );
+    assert!(
+        (expiry - not_after_unix(&presented.certificate)).abs() <= 1.0,
+        "expiry read even when not trusted"
+    );
+    let (status, body, _) = get(running.address, "/ready").await;
+    assert_eq!(status, 503);
+    assert!(body.contains(reason), "the reason names the cause: {body}");
+    assert!(running.stop().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn untrusted_certificate_is_named() {
+    assert_tls_failure(Kind::Untrusted, "certificate_untrusted").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_certificate_is_named() {
+    assert_tls_failure(Kind::Expired, "certificate_expired").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_for_another_name_is_named() {
+    assert_tls_failure(Kind::WrongName, "name_mismatch").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_failure_recovers_without_restart_once_the_certificate_is_right() {
+    let dir = tempfile::tempdir().unwrap();
+    let authority = Authority::new(dir.path());
+    let untrusted = authority.issue(Kind::Untrusted);
+    let valid = authority.issue(Kind::Valid);
+    let cluster = TlsCluster::start();
+    let stunnel = Stunnel::start(
+        dir.path(),
+        &untrusted.pem,
+        cluster.tls_port,
+        cluster.plain_port,
+    );
+    let running = Running::start(cluster.config(&authority.ca_file)).await;
+    running
+        .wait_for(
+            "failing on the untrusted certificate",
+            Duration::from_secs(20),
+            |m| {
+                m.sum(
+                    "heartbeat_connection_failures_total",
+                    &[("reason", "certificate_untrusted")],
+                ) >= 1.0
+            },
+        )
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let failing = running.metrics().await;
+    assert_eq!(failing.sum("heartbeat_up", &[]), 0.0);
+    drop(stunnel);
+    let _stunnel = Stunnel::start(dir.path(), &valid.pem, cluster.tls_port, cluster.plain_port);
+    running.wait_for_heartbeats(3.0).await;
+    assert_eq!(running.metrics().await.sum("heartbeat_up", &[]), 1.0);
+    assert!(running.stop().await);
+}

@@ -65,6 +65,8 @@ pub fn client_config(config: &Config, role: Role) -> ClientConfig {
             // Batching delay would be measured as latency.
             set("linger.ms", "0".to_string());
             set("enable.idempotence", "false".to_string());
+            // The client's own view of each broker (connection state, round-trip time).
+            set("statistics.interval.ms", "15000".to_string());
             // Below the lost deadline, so a heartbeat is failed or lost, never both.
             let timeout = (admin.lost_after / 2).min(std::time::Duration::from_secs(10));
             set("message.timeout.ms", timeout.as_millis().max(1).to_string());

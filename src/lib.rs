@@ -15,6 +15,7 @@
 
 pub mod app;
 pub mod client;
+pub mod client_stats;
 pub mod cluster;
 pub mod config;
 pub mod connectivity;

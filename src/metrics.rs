@@ -17,6 +17,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::client_stats::ClientBrokerMetrics;
 use crate::config::AdminSettings;
 use crate::connectivity::Phase;
 use crate::recent::{QuantileFamily, RecentLatencies};
@@ -180,6 +181,7 @@ pub struct Metrics {
     end_to_end_samples: Arc<RecentLatencies>,
     pub beat_delay: Histogram,
     pub beats_missed: Counter,
+    pub client_brokers: ClientBrokerMetrics,
 }
 
 impl Metrics {
@@ -222,6 +224,7 @@ impl Metrics {
             end_to_end_samples: Arc::new(RecentLatencies::new(admin.latency_window)),
             beat_delay: Histogram::new(buckets_up_to(Duration::from_secs(1))),
             beats_missed: Counter::default(),
+            client_brokers: ClientBrokerMetrics::default(),
         };
         metrics
             .build_info
@@ -512,6 +515,33 @@ impl Metrics {
             "beats_missed",
             "Beats skipped because an earlier one started a whole period late",
             m.beats_missed,
+        );
+        let client = m.client_brokers;
+        registry.register(
+            "client_broker_state",
+            "1 for the producer client's current connection state of each broker (librdkafka: INIT, DOWN, CONNECT, AUTH, APIVERSION_QUERY, AUTH_HANDSHAKE, UP, UPDATE)",
+            client.state,
+        );
+        registry.register(
+            "client_broker_connects",
+            "Connections the producer client opened to each broker",
+            client.connects,
+        );
+        registry.register(
+            "client_broker_disconnects",
+            "Connections to each broker the producer client lost",
+            client.disconnects,
+        );
+        registry.register(
+            "client_broker_request_timeouts",
+            "Requests of the producer client to each broker that timed out",
+            client.request_timeouts,
+        );
+        registry.register_with_unit(
+            "client_broker_rtt",
+            "Producer request round-trip time quantiles per broker over the last statistics interval (windowed)",
+            Unit::Seconds,
+            client.rtt,
         );
         registry.register(
             "messages_in_flight",

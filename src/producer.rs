@@ -13,10 +13,12 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::Statistics;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{client_config, ClientLog, Role};
+use crate::client_stats::ClientStatsRecorder;
 use crate::cluster::{unix_micros, ClusterShared};
 use crate::logging::LogThrottle;
 use crate::message::HeartbeatMessage;
@@ -56,6 +58,7 @@ pub struct InFlight {
 /// The producer client's context: records each delivery the moment librdkafka reports it.
 pub struct DeliveryRecorder {
     log: ClientLog,
+    stats: ClientStatsRecorder,
     shared: Arc<ClusterShared>,
     throttle: LogThrottle,
 }
@@ -69,8 +72,9 @@ impl ClientContext for DeliveryRecorder {
         self.log.error(error, reason);
     }
 
-    fn stats_raw(&self, statistics: &[u8]) {
-        self.log.stats_raw(statistics);
+    fn stats(&self, statistics: Statistics) {
+        self.stats
+            .record(&statistics, &self.shared.metrics.client_brokers);
     }
 }
 
@@ -163,6 +167,7 @@ impl HeartbeatProducer {
         let config = client_config(&shared.config, Role::Producer);
         let context = DeliveryRecorder {
             log: ClientLog::new(Role::Producer, shared.status.clone()),
+            stats: ClientStatsRecorder::default(),
             shared: shared.clone(),
             throttle: LogThrottle::default(),
         };

@@ -115,6 +115,27 @@ async fn all_metric_families_present_with_sane_values() {
         assert!(sum / count < 0.5, "mean e2e latency {}", sum / count);
         assert!(metrics.sum("heartbeat_produce_latency_seconds_count", &filter) >= 3.0);
     }
+    // The producer client's own view of each broker.
+    let stats = running
+        .wait_for("client statistics", Duration::from_secs(10), |m| {
+            m.select("heartbeat_client_broker_state", &[("state", "UP")])
+                .count()
+                == 3
+        })
+        .await;
+    for broker in ["1", "2", "3"] {
+        assert!(
+            stats.sum(
+                "heartbeat_client_broker_connects_total",
+                &[("broker", broker)]
+            ) >= 1.0
+        );
+        let rtt = stats.sum(
+            "heartbeat_client_broker_rtt_seconds",
+            &[("broker", broker), ("quantile", "0.5")],
+        );
+        assert!(rtt > 0.0 && rtt < 0.1, "broker {broker} rtt {rtt}");
+    }
     let connect_mean = metrics.sum("heartbeat_connection_seconds_sum", &[])
         / metrics.sum("heartbeat_connection_seconds_count", &[]);
     assert!(connect_mean > 0.0 && connect_mean < 0.5, "{connect_mean}");
@@ -214,6 +235,23 @@ async fn broker_down_counts_failures_for_its_partitions_only_and_recovers() {
         .await;
     let (status, _, _) = get(running.address, "/ready").await;
     assert_eq!(status, 200, "one broker down is not a cluster down");
+    running
+        .wait_for(
+            "the client sees broker 2 down",
+            Duration::from_secs(10),
+            |m| {
+                m.has("heartbeat_client_broker_state", &[("broker", "2")])
+                    && !m.has(
+                        "heartbeat_client_broker_state",
+                        &[("broker", "2"), ("state", "UP")],
+                    )
+                    && m.sum(
+                        "heartbeat_client_broker_disconnects_total",
+                        &[("broker", "2")],
+                    ) >= 1.0
+            },
+        )
+        .await;
 
     mock.broker_up(2).unwrap();
     let before_1 = consumed(&later, "1");

@@ -368,6 +368,13 @@ async fn slow_broker_is_measured_accurately_on_its_partitions_only() {
             end_to_end >= expected - tolerance && end_to_end <= 4.0 * expected + 4.0 * tolerance,
             "e2e p50 {end_to_end} for {delay_ms} ms"
         );
+        // The client's own round-trip time of broker 1 sees the delay too (over the last
+        // statistics interval, so only once it has filled).
+        let rtt = metrics.sum(
+            "heartbeat_client_broker_rtt_seconds",
+            &[("broker", "1"), ("quantile", "0.5")],
+        );
+        assert!(rtt >= expected * 0.9, "client rtt {rtt} for {delay_ms} ms");
         for healthy in ["1", "2"] {
             let produce = p50(
                 &metrics,

@@ -43,6 +43,7 @@ pub fn test_ini(bootstrap: &str, topic: &str, extra_admin: &str) -> String {
          topic.metadata.refresh.interval.ms = 1000\n\
          [producer]\n\
          message.timeout.ms = 2000\n\
+         statistics.interval.ms = 500\n\
          [consumer]\n\
          fetch.wait.max.ms = 5\n\
          [admin]\n\

@@ -65,6 +65,10 @@ pub fn client_config(config: &Config, role: Role) -> ClientConfig {
             // Batching delay would be measured as latency.
             set("linger.ms", "0".to_string());
             set("enable.idempotence", "false".to_string());
+            // Bounded memory whatever happens: at most this much waits to be sent (beyond it a
+            // heartbeat fails as queue_full rather than memory growing).
+            set("queue.buffering.max.messages", "100000".to_string());
+            set("queue.buffering.max.kbytes", "32768".to_string());
             // The client's own view of each broker (connection state, round-trip time).
             set("statistics.interval.ms", "15000".to_string());
             // Below the lost deadline, so a heartbeat is failed or lost, never both.
@@ -79,6 +83,8 @@ pub fn client_config(config: &Config, role: Role) -> ClientConfig {
             set("auto.offset.reset", "latest".to_string());
             set("enable.partition.eof", "false".to_string());
             set("fetch.wait.max.ms", "100".to_string());
+            // Bounded prefetch, even if someone floods the heartbeat topic.
+            set("queued.max.messages.kbytes", "4096".to_string());
             set("fetch.error.backoff.ms", "100".to_string());
             config.consumer_properties()
         }

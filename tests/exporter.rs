@@ -233,6 +233,16 @@ async fn broker_down_counts_failures_for_its_partitions_only_and_recovers() {
             |m| consumed(m, "0") >= before_0 + 3.0 && consumed(m, "2") >= before_2 + 3.0,
         )
         .await;
+    for healthy in ["0", "2"] {
+        let p99 = later.sum(
+            "heartbeat_produce_latency_recent_seconds",
+            &[("partition", healthy), ("quantile", "0.99")],
+        );
+        assert!(
+            p99 > 0.0 && p99 < 0.05,
+            "partition {healthy} p99 {p99} while broker 2 is down"
+        );
+    }
     let (status, _, _) = get(running.address, "/ready").await;
     assert_eq!(status, 200, "one broker down is not a cluster down");
 

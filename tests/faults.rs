@@ -389,3 +389,40 @@ async fn slow_broker_is_measured_accurately_on_its_partitions_only() {
     }
     assert!(running.stop().await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authentication_failure_is_named_retried_and_not_fatal() {
+    let mock = mock_cluster(1, TOPIC, 1);
+    let sasl = test_ini(&mock.bootstrap_servers(), TOPIC, "").replace(
+        "[producer]",
+        "security.protocol = SASL_PLAINTEXT\nsasl.mechanisms = PLAIN\nsasl.username = u\nsasl.password = p\n[producer]",
+    );
+    let config = cc_heartbeat::config::Config::from_ini(
+        &sasl,
+        std::path::Path::new("t.ini"),
+        std::iter::empty(),
+    )
+    .unwrap();
+    let running = Running::start(config).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let metrics = running.metrics().await;
+    assert_eq!(metrics.sum("heartbeat_up", &[]), 0.0);
+    let (status, reason, _) = get(running.address, "/ready").await;
+    assert_eq!(status, 503);
+    assert!(
+        reason.contains("SASL"),
+        "the reason names the cause: {reason}"
+    );
+    // Retried with backoff: a refresh per period, not a tight loop.
+    let failures = metrics.sum("heartbeat_metadata_refresh_failures_total", &[]);
+    assert!(
+        (2.0..=20.0).contains(&failures),
+        "{failures} metadata failures in 6 s"
+    );
+    assert!(running.stop().await, "stops cleanly");
+
+    // With the configuration right, the same cluster works.
+    let running = Running::start(test_config(&mock.bootstrap_servers(), TOPIC, "")).await;
+    running.wait_for_heartbeats(3.0).await;
+    assert!(running.stop().await);
+}

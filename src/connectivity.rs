@@ -543,19 +543,16 @@ fn record(
 mod tests {
     use super::*;
 
+    async fn check_local(port: u16) -> Result<CheckSuccess, CheckFailure> {
+        let timeout = Duration::from_secs(5);
+        check_broker(&Resolver::default(), None, "127.0.0.1", port, timeout).await
+    }
+
     #[tokio::test]
     async fn connects_to_a_listening_port() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let success = check_broker(
-            &Resolver::default(),
-            None,
-            "127.0.0.1",
-            port,
-            Duration::from_secs(5),
-        )
-        .await
-        .unwrap();
+        let success = check_local(port).await.unwrap();
         let phases: Vec<Phase> = success.phases.iter().map(|(phase, _)| *phase).collect();
         assert_eq!(
             phases,
@@ -585,15 +582,7 @@ mod tests {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             listener.local_addr().unwrap().port()
         };
-        let failure = check_broker(
-            &Resolver::default(),
-            None,
-            "127.0.0.1",
-            port,
-            Duration::from_secs(5),
-        )
-        .await
-        .unwrap_err();
+        let failure = check_local(port).await.unwrap_err();
         assert_eq!(failure.reason, FailureReason::Refused);
         assert_eq!(failure.phase, Phase::Tcp);
     }

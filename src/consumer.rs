@@ -185,7 +185,9 @@ impl EndToEndConsumer {
                     .messages_consumed
                     .get_or_create(&PartitionLabels::new(partition))
                     .inc();
-                metrics.observe_end_to_end_latency(partition, leader, latency, now);
+                metrics
+                    .end_to_end_latency
+                    .observe(partition, leader, latency, now);
                 self.shared.status.lock().last_round_trip = Some(now);
             }
             Reading::Duplicate => {

@@ -2,16 +2,17 @@
 //!
 //! Independent tasks per cluster feed one set of metrics that the HTTP server exposes:
 //! - [`metadata`]: refreshes cluster metadata and publishes the shared [`cluster`] view;
-//! - [`connectivity`]: timed TCP connects to every broker;
+//! - [`connectivity`]: timed connections to every broker (TCP, and TLS via [`tls_check`]);
 //! - [`producer`]: one heartbeat per partition per period, acknowledgement latency;
 //! - [`consumer`]: reads heartbeats back, end-to-end latency, lost/duplicate/skipped;
 //! - [`topic`]: keeps the heartbeat topic in shape;
 //! - [`http`]: `/metrics`, `/healthz`, `/ready`.
 //!
 //! Around them: [`config`] (the INI file and environment), [`client`] (librdkafka settings and
-//! log routing), [`message`] (the payload), [`tracker`] (what is in flight), [`metrics`] (every
-//! metric), [`monitor`] (one cluster's tasks), [`app`] (everything together), [`demo`] (the
-//! embedded cluster) and [`logging`].
+//! log routing), [`client_stats`] (librdkafka's statistics), [`native_admin`] (admin calls
+//! rust-rdkafka lacks), [`message`] (the payload), [`tracker`] (what is in flight), [`metrics`]
+//! (every metric), [`recent`] (exact windowed quantiles), [`monitor`] (one cluster's tasks),
+//! [`app`] (everything together), [`demo`] (the embedded cluster) and [`logging`].
 
 pub mod app;
 pub mod client;

@@ -55,6 +55,36 @@ impl MetricConstructor<Histogram> for Buckets {
 
 type HistogramFamily<L> = Family<L, Histogram, Buckets>;
 
+/// A latency: a histogram to aggregate and alert on, and exact quantiles of the recent window.
+#[derive(Clone, Debug)]
+pub struct Latency {
+    pub histogram: HistogramFamily<PartitionLeaderLabels>,
+    pub recent: QuantileFamily,
+    samples: Arc<RecentLatencies>,
+}
+
+impl Latency {
+    fn new(buckets: Buckets, window: Duration) -> Self {
+        Latency {
+            histogram: Family::new_with_constructor(buckets),
+            recent: QuantileFamily::default(),
+            samples: Arc::new(RecentLatencies::new(window)),
+        }
+    }
+
+    /// Records one latency of `partition` led by `leader`.
+    pub fn observe(&self, partition: i32, leader: i32, latency: Duration, now: Instant) {
+        let labels = PartitionLeaderLabels::new(partition, leader);
+        let seconds = latency.as_secs_f64();
+        self.histogram.get_or_create(&labels).observe(seconds);
+        self.samples.record(&labels, seconds, now);
+    }
+
+    fn publish(&self, now: Instant) {
+        self.samples.publish(&self.recent, now);
+    }
+}
+
 /// Labels of a per-broker series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BrokerLabels {
@@ -168,17 +198,13 @@ pub struct Metrics {
     pub certificate_expiry: Family<BrokerLabels, Gauge<f64, AtomicU64>>,
     pub messages_produced: Family<PartitionLabels, Counter>,
     pub produce_failures: Family<ProduceFailureLabels, Counter>,
-    pub produce_latency: HistogramFamily<PartitionLeaderLabels>,
+    pub produce_latency: Latency,
     pub messages_consumed: Family<PartitionLabels, Counter>,
-    pub end_to_end_latency: HistogramFamily<PartitionLeaderLabels>,
+    pub end_to_end_latency: Latency,
     pub messages_lost: Family<PartitionLeaderLabels, Counter>,
     pub messages_duplicated: Family<PartitionLabels, Counter>,
     pub messages_skipped: Family<KindLabels, Counter>,
     pub messages_in_flight: Gauge,
-    pub produce_latency_recent: QuantileFamily,
-    pub end_to_end_latency_recent: QuantileFamily,
-    produce_samples: Arc<RecentLatencies>,
-    end_to_end_samples: Arc<RecentLatencies>,
     pub beat_delay: Histogram,
     pub beats_missed: Counter,
     pub client_brokers: ClientBrokerMetrics,
@@ -211,17 +237,13 @@ impl Metrics {
             certificate_expiry: Family::default(),
             messages_produced: Family::default(),
             produce_failures: Family::default(),
-            produce_latency: Family::new_with_constructor(latency.clone()),
+            produce_latency: Latency::new(latency.clone(), admin.latency_window),
             messages_consumed: Family::default(),
-            end_to_end_latency: Family::new_with_constructor(latency),
+            end_to_end_latency: Latency::new(latency, admin.latency_window),
             messages_lost: Family::default(),
             messages_duplicated: Family::default(),
             messages_skipped: Family::default(),
             messages_in_flight: Gauge::default(),
-            produce_latency_recent: QuantileFamily::default(),
-            end_to_end_latency_recent: QuantileFamily::default(),
-            produce_samples: Arc::new(RecentLatencies::new(admin.latency_window)),
-            end_to_end_samples: Arc::new(RecentLatencies::new(admin.latency_window)),
             beat_delay: Histogram::new(buckets_up_to(Duration::from_secs(1))),
             beats_missed: Counter::default(),
             client_brokers: ClientBrokerMetrics::default(),
@@ -235,38 +257,6 @@ impl Metrics {
             .set(1);
         metrics.controller_id.set(-1);
         metrics
-    }
-
-    /// Records an acknowledgement latency in the histogram and the recent window.
-    pub fn observe_produce_latency(
-        &self,
-        partition: i32,
-        leader: i32,
-        latency: Duration,
-        now: Instant,
-    ) {
-        let labels = PartitionLeaderLabels::new(partition, leader);
-        self.produce_latency
-            .get_or_create(&labels)
-            .observe(latency.as_secs_f64());
-        self.produce_samples
-            .record(&labels, latency.as_secs_f64(), now);
-    }
-
-    /// Records an end-to-end latency in the histogram and the recent window.
-    pub fn observe_end_to_end_latency(
-        &self,
-        partition: i32,
-        leader: i32,
-        latency: Duration,
-        now: Instant,
-    ) {
-        let labels = PartitionLeaderLabels::new(partition, leader);
-        self.end_to_end_latency
-            .get_or_create(&labels)
-            .observe(latency.as_secs_f64());
-        self.end_to_end_samples
-            .record(&labels, latency.as_secs_f64(), now);
     }
 
     /// Creates a broker's counters at zero (under its `broker` label), so dashboards and
@@ -342,10 +332,8 @@ impl Metrics {
     /// without the final `# EOF`.
     pub fn encode(&self, out: &mut String, cluster_id: &str) -> std::fmt::Result {
         let now = Instant::now();
-        self.produce_samples
-            .publish(&self.produce_latency_recent, now);
-        self.end_to_end_samples
-            .publish(&self.end_to_end_latency_recent, now);
+        self.produce_latency.publish(now);
+        self.end_to_end_latency.publish(now);
         let labels = [(
             Cow::Borrowed("cluster_id"),
             Cow::Owned(cluster_id.to_string()),
@@ -465,13 +453,13 @@ impl Metrics {
             "produce_latency",
             "Time from sending a heartbeat to the leader's acknowledgement",
             Unit::Seconds,
-            m.produce_latency,
+            m.produce_latency.histogram,
         );
         registry.register_with_unit(
             "produce_latency_recent",
             "Exact quantiles of the acknowledgement latency over the last latency.window.seconds",
             Unit::Seconds,
-            m.produce_latency_recent,
+            m.produce_latency.recent,
         );
         registry.register(
             "messages_consumed",
@@ -482,13 +470,13 @@ impl Metrics {
             "end_to_end_latency",
             "Time from sending a heartbeat to reading it back",
             Unit::Seconds,
-            m.end_to_end_latency,
+            m.end_to_end_latency.histogram,
         );
         registry.register_with_unit(
             "end_to_end_latency_recent",
             "Exact quantiles of the end-to-end latency over the last latency.window.seconds",
             Unit::Seconds,
-            m.end_to_end_latency_recent,
+            m.end_to_end_latency.recent,
         );
         registry.register(
             "messages_lost",
@@ -576,8 +564,7 @@ mod tests {
             .inc();
         metrics
             .produce_latency
-            .get_or_create(&PartitionLeaderLabels::new(0, 1))
-            .observe(0.004);
+            .observe(0, 1, Duration::from_millis(4), Instant::now());
         let mut out = String::new();
         metrics.encode(&mut out, "abc").unwrap();
         for line in out.lines().filter(|line| !line.starts_with('#')) {

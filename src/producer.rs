@@ -90,7 +90,7 @@ impl ProducerContext for DeliveryRecorder {
                     .messages_produced
                     .get_or_create(&PartitionLabels::new(in_flight.partition))
                     .inc();
-                metrics.observe_produce_latency(
+                metrics.produce_latency.observe(
                     in_flight.partition,
                     in_flight.leader,
                     now.saturating_duration_since(in_flight.sent),

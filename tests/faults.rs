@@ -11,6 +11,7 @@ const TOPIC: &str = "cc-heartbeat";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scrape_flood_delays_no_beat() {
+    let _serial = serial().await;
     let mock = mock_cluster(3, TOPIC, 3);
     let running = Running::start(test_config(&mock.bootstrap_servers(), TOPIC, "")).await;
     running.wait_for_heartbeats(9.0).await;
@@ -78,6 +79,7 @@ async fn scrape_flood_delays_no_beat() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_brokers_down_keeps_serving_bounded_and_recovers() {
+    let _serial = serial().await;
     let mock = mock_cluster(3, TOPIC, 3);
     let running = Running::start(test_config(&mock.bootstrap_servers(), TOPIC, "")).await;
     running.wait_for_heartbeats(9.0).await;
@@ -169,6 +171,7 @@ async fn all_brokers_down_keeps_serving_bounded_and_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarts_and_neighbours_are_never_measured() {
+    let _serial = serial().await;
     let mock = mock_cluster(1, TOPIC, 1);
     let config = || test_config(&mock.bootstrap_servers(), TOPIC, "");
     // An earlier run leaves its heartbeats on the topic.
@@ -215,6 +218,7 @@ async fn restarts_and_neighbours_are_never_measured() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topic_that_cannot_be_created_is_explained_then_picked_up() {
+    let _serial = serial().await;
     // The mock cluster does not serve CreateTopics: creation fails as it would without rights.
     let mock = mock_cluster(1, TOPIC, 0);
     let running = Running::start(test_config(
@@ -261,6 +265,7 @@ async fn topic_that_cannot_be_created_is_explained_then_picked_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejected_produces_are_counted_apart_from_timeouts_and_logged_once() {
+    let _serial = serial().await;
     use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
     let mock = mock_cluster(1, TOPIC, 1);
     let dir = tempfile::tempdir().unwrap();
@@ -328,6 +333,7 @@ async fn rejected_produces_are_counted_apart_from_timeouts_and_logged_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_broker_is_measured_accurately_on_its_partitions_only() {
+    let _serial = serial().await;
     let mock = mock_cluster(3, TOPIC, 3);
     let text = test_ini(
         &mock.bootstrap_servers(),
@@ -392,6 +398,7 @@ async fn slow_broker_is_measured_accurately_on_its_partitions_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authentication_failure_is_named_retried_and_not_fatal() {
+    let _serial = serial().await;
     let mock = mock_cluster(1, TOPIC, 1);
     let sasl = test_ini(&mock.bootstrap_servers(), TOPIC, "").replace(
         "[producer]",

@@ -65,6 +65,14 @@ pub fn test_config(bootstrap: &str, topic: &str, extra_admin: &str) -> Config {
     Config::from_ini(&text, Path::new("test.ini"), std::iter::empty()).expect("valid test config")
 }
 
+/// Serialises the tests of one test binary that measure time closely (latency accuracy, beat
+/// cadence, outages), so they do not load the machine under each other. A failing test does
+/// not poison it.
+pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
+}
+
 /// The exporter running in this process.
 pub struct Running {
     pub app: Option<App>,

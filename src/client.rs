@@ -91,6 +91,17 @@ pub fn client_config(config: &Config, role: Role) -> ClientConfig {
         Role::Admin => config.admin_properties(),
     };
     properties.extend(user);
+    if role == Role::Producer
+        && properties
+            .get("linger.ms")
+            .is_some_and(|linger| linger != "0")
+    {
+        // A batching delay would be measured as acknowledgement latency: never allowed.
+        tracing::warn!(
+            "[producer] linger.ms is ignored: heartbeats are sent without batching delay"
+        );
+        properties.insert("linger.ms".to_string(), "0".to_string());
+    }
     let mut client_config = ClientConfig::new();
     for (key, value) in properties {
         client_config.set(key, value);
@@ -117,9 +128,28 @@ impl ClientLog {
     }
 }
 
+/// The throttle key of a librdkafka message: the same message with other numbers (ports,
+/// durations, counts) is the same message.
+fn throttle_key(message: &str) -> String {
+    let mut key = String::with_capacity(message.len());
+    let mut in_number = false;
+    for character in message.chars() {
+        if character.is_ascii_digit() {
+            if !in_number {
+                key.push('#');
+            }
+            in_number = true;
+        } else {
+            key.push(character);
+            in_number = false;
+        }
+    }
+    key
+}
+
 impl ClientContext for ClientLog {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        let Some(held_back) = self.throttle.admit(message) else {
+        let Some(held_back) = self.throttle.admit(&throttle_key(message)) else {
             return;
         };
         let client = self.role.as_str();
@@ -156,7 +186,7 @@ impl ClientContext for ClientLog {
                 facts.client_error = Some(format!("{} client: {reason}", self.role.as_str()));
             }
         }
-        if let Some(held_back) = self.throttle.admit(&text) {
+        if let Some(held_back) = self.throttle.admit(&throttle_key(&text)) {
             tracing::error!(target: "librdkafka", client = self.role.as_str(), held_back, "{text}");
         }
     }
@@ -166,3 +196,44 @@ impl ClientContext for ClientLog {
 }
 
 impl ConsumerContext for ClientLog {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_differing_only_in_numbers_are_one_message() {
+        let first = "Connect to ipv4#127.0.0.1:40211 failed: Connection refused (after 0ms in state CONNECT)";
+        let second = "Connect to ipv4#127.0.0.1:40211 failed: Connection refused (after 12ms in state CONNECT, 4 identical error(s) suppressed)";
+        let third = "Connect to ipv4#127.0.0.1:40211 failed: Connection refused (after 3ms in state CONNECT)";
+        assert_eq!(throttle_key(first), throttle_key(third));
+        assert_ne!(throttle_key(first), throttle_key(second));
+        assert_eq!(throttle_key("a 10 b 200"), "a # b #");
+    }
+
+    #[test]
+    fn user_properties_override_defaults() {
+        let config = Config::from_ini(
+            "[producer]\nlinger.ms = 5\nacks = 1\n",
+            std::path::Path::new("t.ini"),
+            std::iter::empty(),
+        )
+        .unwrap();
+        let producer = client_config(&config, Role::Producer);
+        assert_eq!(producer.get("acks"), Some("1"), "the user's choice");
+        assert_eq!(
+            producer.get("linger.ms"),
+            Some("0"),
+            "never a batching delay"
+        );
+        assert_eq!(producer.get("enable.idempotence"), Some("false"));
+        assert_eq!(producer.get("allow.auto.create.topics"), Some("false"));
+        let consumer = client_config(&config, Role::Consumer);
+        assert_eq!(
+            consumer.get("acks"),
+            None,
+            "[producer] stays with the producer"
+        );
+        assert_eq!(consumer.get("enable.auto.commit"), Some("false"));
+    }
+}

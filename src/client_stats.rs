@@ -54,6 +54,44 @@ pub struct ClientStatsRecorder {
     seen: Mutex<HashMap<i32, Seen>>,
 }
 
+impl ClientBrokerMetrics {
+    /// librdkafka's broker states (`rd_kafka_broker_state_names`).
+    pub const STATES: [&'static str; 10] = [
+        "INIT",
+        "DOWN",
+        "TRY_CONNECT",
+        "CONNECT",
+        "SSL_HANDSHAKE",
+        "AUTH_LEGACY",
+        "UP",
+        "UPDATE",
+        "APIVERSION_QUERY",
+        "AUTH_HANDSHAKE",
+    ];
+
+    /// Removes every series of `broker`.
+    pub fn forget(&self, broker: &str) {
+        for state in Self::STATES {
+            self.state.remove(&BrokerStateLabels {
+                broker: broker.to_string(),
+                state: state.to_string(),
+            });
+        }
+        let labels = BrokerLabels {
+            broker: broker.to_string(),
+        };
+        self.connects.remove(&labels);
+        self.disconnects.remove(&labels);
+        self.request_timeouts.remove(&labels);
+        for quantile in ["0.5", "0.99"] {
+            self.rtt.remove(&BrokerQuantileLabels {
+                broker: broker.to_string(),
+                quantile: quantile.to_string(),
+            });
+        }
+    }
+}
+
 impl ClientStatsRecorder {
     /// Records one statistics report.
     pub fn record(&self, statistics: &Statistics, metrics: &ClientBrokerMetrics) {
@@ -99,15 +137,24 @@ impl ClientStatsRecorder {
                 &mut last.request_timeouts,
                 broker.req_timeouts,
             );
-            if let Some(rtt) = broker.rtt.as_ref().filter(|window| window.cnt > 0) {
-                for (quantile, micros) in [("0.5", rtt.p50), ("0.99", rtt.p99)] {
-                    metrics
-                        .rtt
-                        .get_or_create(&BrokerQuantileLabels {
-                            broker: id.clone(),
-                            quantile: quantile.to_string(),
-                        })
-                        .set(micros as f64 / 1e6);
+            // An empty window (no request answered in the interval) removes the quantiles
+            // rather than leaving the last healthy value standing.
+            let window = broker.rtt.as_ref().filter(|window| window.cnt > 0);
+            for (quantile, micros) in [
+                ("0.5", window.map(|w| w.p50)),
+                ("0.99", window.map(|w| w.p99)),
+            ] {
+                let labels = BrokerQuantileLabels {
+                    broker: id.clone(),
+                    quantile: quantile.to_string(),
+                };
+                match micros {
+                    Some(micros) => {
+                        metrics.rtt.get_or_create(&labels).set(micros as f64 / 1e6);
+                    }
+                    None => {
+                        metrics.rtt.remove(&labels);
+                    }
                 }
             }
         }

@@ -50,7 +50,11 @@ impl Phase {
     /// The reasons a check can fail for in this phase.
     pub fn reasons(self) -> &'static [FailureReason] {
         match self {
-            Phase::Dns => &[FailureReason::Timeout, FailureReason::NameResolution],
+            Phase::Dns => &[
+                FailureReason::Timeout,
+                FailureReason::NameResolution,
+                FailureReason::Other,
+            ],
             Phase::Tcp => &[
                 FailureReason::Timeout,
                 FailureReason::Refused,

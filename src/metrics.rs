@@ -313,6 +313,7 @@ impl Metrics {
         self.connection_checks.remove(&labels);
         self.connection_seconds.remove(&labels);
         self.certificate_expiry.remove(&labels);
+        self.client_brokers.forget(broker);
         for phase in Phase::ALL {
             self.connection_phase_seconds.remove(&BrokerPhaseLabels {
                 broker: broker.to_string(),

@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex};
 
 use openssl::asn1::{Asn1Time, Asn1TimeRef};
 use openssl::error::ErrorStack;
-use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
+use openssl::ssl::{SslConnector, SslFiletype, SslMethod, SslVerifyMode};
+use openssl::x509::store::{X509Lookup, X509StoreBuilder};
 use openssl::x509::{X509VerifyResult, X509};
 use tokio::net::TcpStream;
 
@@ -27,6 +28,11 @@ pub enum TlsSetupError {
     },
     #[error("cannot read ssl.ca.pem: {0}")]
     CaPem(ErrorStack),
+    #[error("cannot load {key}: {source}")]
+    ClientCertificate {
+        key: &'static str,
+        source: ErrorStack,
+    },
     #[error("cannot set up TLS: {0}")]
     Setup(#[from] ErrorStack),
 }
@@ -59,29 +65,60 @@ impl TlsCheck {
         if protocol != "SSL" && protocol != "SASL_SSL" {
             return Ok(None);
         }
-        // The builder starts from the system's default CA paths, as librdkafka does.
         let mut builder = SslConnector::builder(SslMethod::tls_client())?;
-        if let Some(location) = properties
+        // As librdkafka: the configured CAs only, else the system's default paths (which the
+        // builder starts from).
+        let location = properties
             .get("ssl.ca.location")
-            .filter(|location| *location != "probe")
-        {
-            let loaded = if Path::new(location).is_dir() {
-                builder.load_verify_locations(None, Some(Path::new(location)))
-            } else {
-                builder.set_ca_file(location)
-            };
-            loaded.map_err(|source| TlsSetupError::CaLocation {
-                location: location.clone(),
-                source,
-            })?;
-        }
-        if let Some(pem) = properties.get("ssl.ca.pem") {
-            for certificate in X509::stack_from_pem(pem.as_bytes()).map_err(TlsSetupError::CaPem)? {
-                builder
-                    .cert_store_mut()
-                    .add_cert(certificate)
-                    .map_err(TlsSetupError::CaPem)?;
+            .filter(|location| *location != "probe");
+        let pem = properties.get("ssl.ca.pem");
+        if location.is_some() || pem.is_some() {
+            let mut store = X509StoreBuilder::new()?;
+            if let Some(location) = location {
+                let loaded = if Path::new(location).is_dir() {
+                    store
+                        .add_lookup(X509Lookup::hash_dir())
+                        .and_then(|lookup| lookup.add_dir(location, SslFiletype::PEM))
+                } else {
+                    std::fs::read(location)
+                        .map_err(|_| ErrorStack::get())
+                        .and_then(|bytes| X509::stack_from_pem(&bytes))
+                        .and_then(|certificates| {
+                            certificates
+                                .into_iter()
+                                .try_for_each(|certificate| store.add_cert(certificate))
+                        })
+                };
+                loaded.map_err(|source| TlsSetupError::CaLocation {
+                    location: location.clone(),
+                    source,
+                })?;
             }
+            if let Some(pem) = pem {
+                for certificate in
+                    X509::stack_from_pem(pem.as_bytes()).map_err(TlsSetupError::CaPem)?
+                {
+                    store.add_cert(certificate).map_err(TlsSetupError::CaPem)?;
+                }
+            }
+            builder.set_verify_cert_store(store.build())?;
+        }
+        // Clusters that require client certificates (mutual TLS) get the configured one.
+        if let Some(certificate) = properties.get("ssl.certificate.location") {
+            builder
+                .set_certificate_chain_file(certificate)
+                .map_err(|source| TlsSetupError::ClientCertificate {
+                    key: "ssl.certificate.location",
+                    source,
+                })?;
+        }
+        if let Some(key) = properties.get("ssl.key.location") {
+            builder
+                .set_private_key_file(key, SslFiletype::PEM)
+                .map_err(|source| TlsSetupError::ClientCertificate {
+                    key: "ssl.key.location",
+                    source,
+                })?;
         }
         let verify = properties
             .get("enable.ssl.certificate.verification")

@@ -224,3 +224,39 @@ fn json_logs_are_one_object_per_line() {
         "start-up names the cluster: {log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_heartbeats_in_flight_to_dead_brokers_exits_within_5_seconds() {
+    let mock = mock_cluster(3, "cc-heartbeat", 3);
+    let dir = tempfile::tempdir().unwrap();
+    let text = test_ini(&mock.bootstrap_servers(), "cc-heartbeat", "")
+        .replace("message.timeout.ms = 2000", "message.timeout.ms = 3000")
+        .replace(
+            "heartbeat.lost.after.seconds = 4",
+            "heartbeat.lost.after.seconds = 10",
+        );
+    let path = write_config(dir.path(), &text);
+    let mut process = Process::start(&["--config", path.to_str().unwrap()], &[]);
+    let address = process.address();
+    let start = Instant::now();
+    while Metrics::parse(&get(address, "/metrics").await.1)
+        .sum("heartbeat_messages_consumed_total", &[])
+        < 6.0
+    {
+        assert!(start.elapsed() < Duration::from_secs(20), "no heartbeats");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for broker in 1..=3 {
+        mock.broker_down(broker).unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let in_flight =
+        Metrics::parse(&get(address, "/metrics").await.1).sum("heartbeat_messages_in_flight", &[]);
+    assert!(
+        in_flight >= 3.0,
+        "heartbeats should be stuck in flight, {in_flight}"
+    );
+    let (elapsed, code) = process.terminate();
+    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+    assert_eq!(code, Some(0));
+}

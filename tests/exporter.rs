@@ -216,6 +216,11 @@ async fn broker_down_counts_failures_for_its_partitions_only_and_recovers() {
             0.0
         );
     }
+    assert_eq!(
+        down.sum("heartbeat_produce_failures_total", &[("leader", "2")]),
+        down.sum("heartbeat_produce_failures_total", &[]),
+        "every failure is labelled with the down broker as leader"
+    );
     assert!(
         down.sum(
             "heartbeat_metadata_changes_total",
@@ -251,7 +256,8 @@ async fn broker_down_counts_failures_for_its_partitions_only_and_recovers() {
     let recovered = running
         .wait_for(
             "partition 1 measured again after broker 2 returns",
-            Duration::from_secs(30),
+            // The documented bound: reconnect backoff (0.5 s in tests) + metadata period.
+            Duration::from_secs(13),
             |m| {
                 consumed(m, "1") >= before_1 + 3.0
                     && m.sum("heartbeat_broker_missing", &[("broker", "2")]) == 0.0
@@ -479,10 +485,11 @@ async fn leadership_moves_are_followed_and_counted() {
         )
         .await;
     mock.partition_leader(TOPIC, 0, Some(2)).unwrap();
+    // Followed within a metadata period (0.5 s here) plus a beat and a round trip.
     let moved = running
         .wait_for(
             "partition 0 measured under leader 2",
-            Duration::from_secs(20),
+            Duration::from_secs(3),
             |m| {
                 m.sum(
                     "heartbeat_end_to_end_latency_seconds_count",
@@ -502,6 +509,9 @@ async fn leadership_moves_are_followed_and_counted() {
         ),
         1.0
     );
+    // Anything the move lost would be counted once the lost deadline (4 s) has passed.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let moved = running.metrics().await;
     assert_eq!(
         moved.sum("heartbeat_messages_lost_total", &[]),
         0.0,

@@ -89,6 +89,17 @@ async fn all_brokers_down_keeps_serving_bounded_and_recovers() {
     let start = Instant::now();
     let mut max_in_flight: f64 = 0.0;
     let mut saw_down = false;
+    let mut saw_cause = false;
+    let beats_before = running
+        .metrics()
+        .await
+        .sum("heartbeat_beat_delay_seconds_count", &[]);
+    let ended_before = {
+        let m = running.metrics().await;
+        m.sum("heartbeat_messages_consumed_total", &[])
+            + m.sum("heartbeat_produce_failures_total", &[])
+            + m.sum("heartbeat_messages_lost_total", &[])
+    };
     while start.elapsed() < Duration::from_secs(32) {
         let (status, text, _) = get(running.address, "/metrics").await;
         assert_eq!(status, 200);
@@ -103,15 +114,18 @@ async fn all_brokers_down_keeps_serving_bounded_and_recovers() {
             );
             let (status, reason, _) = get(running.address, "/ready").await;
             assert_eq!(status, 503);
-            assert!(
-                reason.contains("metadata is stale") || reason.contains("round trip"),
-                "{reason}"
-            );
+            if reason.contains("metadata is stale") {
+                // Once every broker's check has failed, the reason says what they failed on.
+                saw_cause |= reason.contains("connection check") && reason.contains("refused");
+            } else {
+                assert!(reason.contains("round trip"), "{reason}");
+            }
             saw_down = true;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert!(saw_down);
+    assert!(saw_cause, "/ready never named the refused connections");
     // In flight: at most what is sent within message.timeout.ms plus librdkafka's 1 s timeout
     // scan (3 s at 0.2 s), per partition; never growing with the outage.
     assert!(
@@ -133,6 +147,18 @@ async fn all_brokers_down_keeps_serving_bounded_and_recovers() {
             "heartbeat_connection_failures_total",
             &[("reason", "refused")]
         ) >= 15.0
+    );
+    // Every heartbeat sent during the outage ended one way: failed (or lost, for the few
+    // acknowledged just before), or is still in flight. None vanished, none counted twice.
+    let beats = down.sum("heartbeat_beat_delay_seconds_count", &[]) - beats_before;
+    let ended = down.sum("heartbeat_messages_consumed_total", &[])
+        + down.sum("heartbeat_produce_failures_total", &[])
+        + down.sum("heartbeat_messages_lost_total", &[])
+        - ended_before;
+    let in_flight = down.sum("heartbeat_messages_in_flight", &[]);
+    assert!(
+        (3.0 * beats - ended - in_flight).abs() <= 6.0,
+        "{beats} beats x 3 partitions, {ended} ended, {in_flight} in flight"
     );
     // Those already acknowledged when the lights went out are lost; the rest failed, not both.
     assert!(

@@ -59,6 +59,9 @@ pub fn client_config(config: &Config, role: Role) -> ClientConfig {
     // should see the fix within seconds; the request is small (only the heartbeat topic).
     set("topic.metadata.refresh.interval.ms", "10000".to_string());
     set("socket.keepalive.enable", "true".to_string());
+    // Nagle's algorithm may hold a small request back: latency a monitor would measure as the
+    // cluster's.
+    set("socket.nagle.disable", "true".to_string());
     let user = match role {
         Role::Producer => {
             set("acks", "all".to_string());

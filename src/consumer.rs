@@ -165,11 +165,15 @@ impl EndToEndConsumer {
         if message.partition != partition {
             return Reading::Skipped(SkipKind::Misplaced);
         }
-        match self
-            .shared
-            .tracker()
-            .observe(partition, message.sequence, now)
-        {
+        let (observation, pending) = {
+            let mut tracker = self.shared.tracker();
+            (
+                tracker.observe(partition, message.sequence, now),
+                tracker.pending(),
+            )
+        };
+        self.shared.metrics.messages_in_flight.set(pending as i64);
+        match observation {
             Observation::Consumed { latency, leader } => Reading::Measured { latency, leader },
             Observation::Duplicate => Reading::Duplicate,
             Observation::Late => Reading::Skipped(SkipKind::Late),

@@ -124,12 +124,14 @@ fn record_failure(
     now: Instant,
 ) {
     // Counted only if still in flight: a heartbeat is failed or lost, never both.
-    if !shared
-        .tracker()
-        .fail(in_flight.partition, in_flight.sequence, now)
-    {
-        return;
-    }
+    let pending = {
+        let mut tracker = shared.tracker();
+        if !tracker.fail(in_flight.partition, in_flight.sequence, now) {
+            return;
+        }
+        tracker.pending()
+    };
+    shared.metrics.messages_in_flight.set(pending as i64);
     let reason = failure_reason(error);
     shared
         .metrics

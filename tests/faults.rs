@@ -157,7 +157,7 @@ async fn all_brokers_down_keeps_serving_bounded_and_recovers() {
         - ended_before;
     let in_flight = down.sum("heartbeat_messages_in_flight", &[]);
     assert!(
-        (3.0 * beats - ended - in_flight).abs() <= 6.0,
+        (3.0 * beats - ended - in_flight).abs() <= 9.0,
         "{beats} beats x 3 partitions, {ended} ended, {in_flight} in flight"
     );
     // Those already acknowledged when the lights went out are lost; the rest failed, not both.
@@ -365,8 +365,7 @@ async fn slow_broker_is_measured_accurately_on_its_partitions_only() {
         &mock.bootstrap_servers(),
         TOPIC,
         "latency.window.seconds = 2",
-    )
-    .replace("fetch.wait.max.ms = 5", "fetch.wait.max.ms = 1");
+    );
     let config = cc_heartbeat::config::Config::from_ini(
         &text,
         std::path::Path::new("t.ini"),
@@ -378,6 +377,17 @@ async fn slow_broker_is_measured_accurately_on_its_partitions_only() {
     let p50 = |m: &Metrics, name: &str, partition: &str| {
         m.sum(name, &[("partition", partition), ("quantile", "0.5")])
     };
+    // The latency without injected delay: what the delay adds to.
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    let baseline = p50(
+        &running.metrics().await,
+        "heartbeat_produce_latency_recent_seconds",
+        "0",
+    );
+    assert!(
+        baseline > 0.0 && baseline < 0.002,
+        "baseline p50 {baseline}"
+    );
     // Broker 1 leads partition 0.
     for delay_ms in [5u64, 20, 50, 120, 250] {
         let delay = Duration::from_millis(delay_ms);
@@ -385,7 +395,7 @@ async fn slow_broker_is_measured_accurately_on_its_partitions_only() {
         // Let the window fill with samples taken under this delay only.
         tokio::time::sleep(Duration::from_millis(2600)).await;
         let metrics = running.metrics().await;
-        let expected = delay.as_secs_f64();
+        let expected = baseline + delay.as_secs_f64();
         let tolerance = 0.002 + 0.03 * expected;
         let produce = p50(&metrics, "heartbeat_produce_latency_recent_seconds", "0");
         let end_to_end = p50(&metrics, "heartbeat_end_to_end_latency_recent_seconds", "0");

@@ -21,6 +21,11 @@ struct TlsCluster {
 
 impl TlsCluster {
     fn start() -> TlsCluster {
+        Self::start_advertising("127.0.0.1")
+    }
+
+    /// The broker advertised as `host` (which must resolve to loopback).
+    fn start_advertising(host: &str) -> TlsCluster {
         let client: BaseProducer = rdkafka::ClientConfig::new()
             .set("test.mock.num.brokers", "1")
             .create()
@@ -36,7 +41,7 @@ impl TlsCluster {
             .unwrap();
         drop(mock);
         let tls_port = free_port();
-        let host = std::ffi::CString::new("127.0.0.1").unwrap();
+        let host = std::ffi::CString::new(host).unwrap();
         // SAFETY: the client owns the mock cluster and outlives this call.
         unsafe {
             let cluster =
@@ -56,7 +61,11 @@ impl TlsCluster {
     }
 
     fn config(&self, ca_file: &Path) -> cc_heartbeat::config::Config {
-        let text = test_ini(&format!("127.0.0.1:{}", self.tls_port), TOPIC, "").replace(
+        self.config_for(&format!("127.0.0.1:{}", self.tls_port), ca_file)
+    }
+
+    fn config_for(&self, bootstrap: &str, ca_file: &Path) -> cc_heartbeat::config::Config {
+        let text = test_ini(bootstrap, TOPIC, "").replace(
             "[producer]",
             &format!(
                 "security.protocol = SSL\nssl.ca.location = {}\n[producer]",
@@ -209,5 +218,79 @@ async fn tls_failure_recovers_without_restart_once_the_certificate_is_right() {
     let _stunnel = Stunnel::start(dir.path(), &valid.pem, cluster.tls_port, cluster.plain_port);
     running.wait_for_heartbeats(3.0).await;
     assert_eq!(running.metrics().await.sum("heartbeat_up", &[]), 1.0);
+    assert!(running.stop().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_check_names_the_broker_by_sni() {
+    // stunnel presents the trusted certificate only to a client that asks for "localhost" by
+    // SNI; anyone else gets an untrusted one.
+    let dir = tempfile::tempdir().unwrap();
+    let authority = Authority::new(dir.path());
+    let untrusted = authority.issue(Kind::Untrusted);
+    let valid = authority.issue(Kind::Valid);
+    let cluster = TlsCluster::start_advertising("localhost");
+    let _stunnel = Stunnel::start_with_sni(
+        dir.path(),
+        &untrusted.pem,
+        Some(("localhost", &valid.pem)),
+        cluster.tls_port,
+        cluster.plain_port,
+    );
+    let config = cluster.config_for(
+        &format!("localhost:{}", cluster.tls_port),
+        &authority.ca_file,
+    );
+    let running = Running::start(config).await;
+    let metrics = running
+        .wait_for(
+            "a verified TLS check of broker 1",
+            Duration::from_secs(30),
+            |m| {
+                m.sum(
+                    "heartbeat_connection_phase_seconds_count",
+                    &[("broker", "1"), ("phase", "tls")],
+                ) >= 1.0
+            },
+        )
+        .await;
+    assert_eq!(
+        metrics.sum("heartbeat_connection_failures_total", &[("phase", "tls")]),
+        0.0,
+        "{}",
+        metrics.text
+    );
+    let expiry = metrics.sum(
+        "heartbeat_broker_certificate_expiry_timestamp_seconds",
+        &[("broker", "1")],
+    );
+    assert!((expiry - not_after_unix(&valid.certificate)).abs() <= 1.0);
+    assert!(running.stop().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plaintext_port_is_a_handshake_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let authority = Authority::new(dir.path());
+    let cluster = TlsCluster::start();
+    // TLS configured, but the address answers in plaintext Kafka.
+    let config = cluster.config_for(
+        &format!("127.0.0.1:{}", cluster.plain_port),
+        &authority.ca_file,
+    );
+    let running = Running::start(config).await;
+    let metrics = running
+        .wait_for("a handshake failure", Duration::from_secs(20), |m| {
+            m.sum(
+                "heartbeat_connection_failures_total",
+                &[
+                    ("broker", "bootstrap-0"),
+                    ("phase", "tls"),
+                    ("reason", "handshake"),
+                ],
+            ) >= 1.0
+        })
+        .await;
+    assert_eq!(metrics.sum("heartbeat_up", &[]), 0.0);
     assert!(running.stop().await);
 }

@@ -178,16 +178,30 @@ pub struct Stunnel {
 
 impl Stunnel {
     pub fn start(dir: &Path, pem: &Path, accept_port: u16, connect_port: u16) -> Stunnel {
+        Self::start_with_sni(dir, pem, None, accept_port, connect_port)
+    }
+
+    /// Like [`Stunnel::start`], presenting `sni.1` instead to clients that ask for `sni.0`.
+    pub fn start_with_sni(
+        dir: &Path,
+        pem: &Path,
+        sni: Option<(&str, &Path)>,
+        accept_port: u16,
+        connect_port: u16,
+    ) -> Stunnel {
         let config = dir.join(format!("stunnel-{accept_port}.conf"));
-        std::fs::write(
-            &config,
-            format!(
-                "foreground = yes\npid =\ndebug = 3\n[broker]\naccept = 127.0.0.1:{accept_port}\n\
-                 connect = 127.0.0.1:{connect_port}\ncert = {}\n",
-                pem.display()
-            ),
-        )
-        .unwrap();
+        let mut text = format!(
+            "foreground = yes\npid =\ndebug = 3\n[broker]\naccept = 127.0.0.1:{accept_port}\n\
+             connect = 127.0.0.1:{connect_port}\ncert = {}\n",
+            pem.display()
+        );
+        if let Some((name, sni_pem)) = sni {
+            text.push_str(&format!(
+                "[broker-by-name]\nsni = broker:{name}\nconnect = 127.0.0.1:{connect_port}\ncert = {}\n",
+                sni_pem.display()
+            ));
+        }
+        std::fs::write(&config, text).unwrap();
         let child = Command::new("stunnel")
             .arg(&config)
             .stdin(Stdio::null())

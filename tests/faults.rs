@@ -365,11 +365,6 @@ async fn slow_broker_is_measured_accurately_on_its_partitions_only() {
         &mock.bootstrap_servers(),
         TOPIC,
         "latency.window.seconds = 2",
-    )
-    // Forty samples in each window rather than ten: a steadier median.
-    .replace(
-        "produce.period.seconds = 0.2",
-        "produce.period.seconds = 0.05",
     );
     let config = cc_heartbeat::config::Config::from_ini(
         &text,

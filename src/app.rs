@@ -32,7 +32,12 @@ pub struct App {
 impl App {
     /// Binds the HTTP listener (from the first cluster's `[admin]` settings) and starts every
     /// cluster's tasks. Everything stops when `cancel` is cancelled.
-    pub async fn start(configs: Vec<Config>, cancel: CancellationToken) -> Result<App, StartError> {
+    /// `extra` routes (the demo control) are served beside the standard endpoints.
+    pub async fn start(
+        configs: Vec<Config>,
+        extra: Option<axum::Router>,
+        cancel: CancellationToken,
+    ) -> Result<App, StartError> {
         let listener = match configs.first() {
             Some(config) => {
                 http::bind(
@@ -49,7 +54,11 @@ impl App {
             monitors.push(ClusterMonitor::start(config, &cancel)?);
         }
         let state = HttpState::new(monitors.iter().map(ClusterMonitor::shared).collect());
-        let server = tokio::spawn(http::serve(listener, state, cancel));
+        let mut router = http::router(state);
+        if let Some(extra) = extra {
+            router = router.merge(extra);
+        }
+        let server = tokio::spawn(http::serve(listener, router, cancel));
         Ok(App {
             monitors,
             server,

@@ -63,14 +63,14 @@ pub async fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> {
 /// Serves until cancelled.
 pub async fn serve(
     listener: TcpListener,
-    state: HttpState,
+    router: Router,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
     let address: Option<SocketAddr> = listener.local_addr().ok();
     if let Some(address) = address {
         tracing::info!("serving metrics on http://{address}/metrics");
     }
-    axum::serve(listener, router(state))
+    axum::serve(listener, router)
         .with_graceful_shutdown(cancel.cancelled_owned())
         .await
 }

@@ -3,12 +3,13 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use cc_heartbeat::app::App;
 use cc_heartbeat::config::{Config, ENV_PREFIX};
-use cc_heartbeat::demo::DemoCluster;
+use cc_heartbeat::demo::{self, DemoCluster};
 use cc_heartbeat::logging;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
@@ -35,6 +36,20 @@ struct Cli {
     /// [admin] settings are used, and the file may be absent.
     #[arg(long)]
     demo: bool,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Ask the running exporter's /healthz (at [admin] metrics.listener.port) and exit 0 when
+    /// it answers 200: a container health check that needs no curl.
+    Healthcheck {
+        /// Address to ask, instead of 127.0.0.1 and the configured port.
+        #[arg(long, value_name = "HOST:PORT")]
+        address: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -46,7 +61,8 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let loaded = if cli.demo {
+    // Demo mode and the health check run fine on defaults when there is no file.
+    let loaded = if cli.demo || cli.command.is_some() {
         Config::load_optional(&cli.config, environment)
     } else {
         Config::load(&cli.config, environment)
@@ -58,6 +74,18 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    if let Some(Command::Healthcheck { address }) = &cli.command {
+        let address = address
+            .clone()
+            .unwrap_or_else(|| format!("127.0.0.1:{}", config.admin.metrics_listener_port));
+        return match healthcheck(&address) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("cc-heartbeat: unhealthy: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if cli.check_config {
         print!("{}", config.render_masked());
         return ExitCode::SUCCESS;
@@ -91,6 +119,43 @@ fn main() -> ExitCode {
     }
 }
 
+/// GET /healthz over plain HTTP/1.1, with a short timeout: no client library, no runtime.
+fn healthcheck(address: &str) -> Result<(), String> {
+    use std::io::{Read, Write};
+    use std::net::ToSocketAddrs;
+    let timeout = Duration::from_secs(3);
+    let target = address
+        .to_socket_addrs()
+        .map_err(|error| format!("{address}: {error}"))?
+        .next()
+        .ok_or_else(|| format!("{address} resolves to no address"))?;
+    let mut stream = std::net::TcpStream::connect_timeout(&target, timeout)
+        .map_err(|error| format!("{address}: {error}"))?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|error| error.to_string())?;
+    stream
+        .set_write_timeout(Some(timeout))
+        .map_err(|error| error.to_string())?;
+    stream
+        .write_all(
+            format!("GET /healthz HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .map_err(|error| format!("{address}: {error}"))?;
+    let mut head = [0u8; 12];
+    stream
+        .read_exact(&mut head)
+        .map_err(|error| format!("{address}: {error}"))?;
+    match &head[9..12] {
+        b"200" => Ok(()),
+        status => Err(format!(
+            "{address}/healthz answered {}",
+            String::from_utf8_lossy(status)
+        )),
+    }
+}
+
 /// The process environment as UTF-8 pairs. Variables of other programs that are not UTF-8
 /// are passed over; one of ours that is not is an error.
 fn environment() -> Result<Vec<(String, String)>, String> {
@@ -111,17 +176,24 @@ fn environment() -> Result<Vec<(String, String)>, String> {
 
 async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
     // The embedded cluster must outlive every client, so it is held here until the end.
-    let (config, _demo) = if demo {
+    let (config, demo_cluster) = if demo {
         let cluster = DemoCluster::start(&config.admin.heartbeat_topic)
             .context("cannot start the demo cluster")?;
-        let bootstrap = cluster.bootstrap_servers();
-        tracing::info!(bootstrap, "demo mode: embedded 3-broker cluster started");
-        (config.for_demo(&bootstrap), Some(cluster))
+        let bootstrap = cluster
+            .bootstrap_servers()
+            .context("cannot start the demo cluster")?;
+        tracing::info!(
+            bootstrap,
+            "demo mode: embedded 3-broker cluster started; break it with POST \
+             /demo/brokers/{{1..3}}/down, /up or /delay?ms=N"
+        );
+        (config.for_demo(&bootstrap), Some(Arc::new(cluster)))
     } else {
         (config, None)
     };
+    let control = demo_cluster.clone().map(demo::control_router);
     let cancel = CancellationToken::new();
-    let app = App::start(vec![config], cancel.clone())
+    let app = App::start(vec![config], control, cancel.clone())
         .await
         .context("cannot start")?;
     tracing::info!(version = env!("CARGO_PKG_VERSION"), address = %app.address(), "cc-heartbeat started");

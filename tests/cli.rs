@@ -260,3 +260,73 @@ async fn sigterm_with_heartbeats_in_flight_to_dead_brokers_exits_within_5_second
     assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
     assert_eq!(code, Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_control_breaks_the_embedded_cluster_and_healthcheck_answers() {
+    let mut process = Process::start(
+        &["--demo", "--config", "/no/such/config.ini"],
+        &[
+            ("CC_HEARTBEAT__ADMIN__METRICS_LISTENER_HOST", "127.0.0.1"),
+            ("CC_HEARTBEAT__ADMIN__METRICS_LISTENER_PORT", "0"),
+            ("CC_HEARTBEAT__ADMIN__CHECK_METADATA_PERIOD_SECONDS", "1"),
+        ],
+    );
+    let address = process.address();
+    process.wait_for_line("reading heartbeat partitions", Duration::from_secs(20));
+    let client = reqwest::Client::new();
+    let post = |path: &str| client.post(format!("http://{address}{path}")).send();
+    assert_eq!(post("/demo/brokers/2/down").await.unwrap().status(), 200);
+    assert_eq!(post("/demo/brokers/9/down").await.unwrap().status(), 404);
+    assert_eq!(
+        post("/demo/brokers/1/delay?ms=150").await.unwrap().status(),
+        200
+    );
+    assert_eq!(
+        post("/demo/brokers/1/delay?ms=soon")
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    let start = Instant::now();
+    loop {
+        let metrics = Metrics::parse(&get(address, "/metrics").await.1);
+        if metrics.sum("heartbeat_broker_missing", &[("broker", "2")]) == 1.0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "broker 2 never went missing:\n{}",
+            metrics.text
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(post("/demo/brokers/2/up").await.unwrap().status(), 200);
+
+    let healthy = binary()
+        .args(["healthcheck", "--address", &address.to_string()])
+        .output()
+        .unwrap();
+    assert!(healthy.status.success(), "{healthy:?}");
+    let (_, code) = process.terminate();
+    assert_eq!(code, Some(0));
+    let unhealthy = binary()
+        .args(["healthcheck", "--address", &address.to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(unhealthy.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unhealthy.stderr).contains("unhealthy"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_control_is_not_served_outside_demo_mode() {
+    let mock = mock_cluster(1, "cc-heartbeat", 1);
+    let running = Running::start(test_config(&mock.bootstrap_servers(), "cc-heartbeat", "")).await;
+    let response = reqwest::Client::new()
+        .post(format!("http://{}/demo/brokers/1/down", running.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    assert!(running.stop().await);
+}

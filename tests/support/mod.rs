@@ -83,7 +83,7 @@ pub struct Running {
 impl Running {
     pub async fn start(config: Config) -> Running {
         let cancel = CancellationToken::new();
-        let app = App::start(vec![config], cancel.clone())
+        let app = App::start(vec![config], None, cancel.clone())
             .await
             .expect("app starts");
         let address = app.address();

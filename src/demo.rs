@@ -83,16 +83,18 @@ pub fn control_router(cluster: Arc<DemoCluster>) -> Router {
         .with_state(cluster)
 }
 
-fn check_id(id: i32) -> Result<(), Response> {
-    if (1..=DEMO_BROKERS).contains(&id) {
-        Ok(())
-    } else {
-        Err((
+/// The answer for an id that is not a broker of the embedded cluster, if it is not.
+fn unknown_broker(id: i32) -> Option<Response> {
+    (!(1..=DEMO_BROKERS).contains(&id)).then(|| {
+        (
             StatusCode::NOT_FOUND,
-            format!("no broker {id}: brokers are 1 to {DEMO_BROKERS}\n"),
+            format!(
+                "no broker {id}: brokers are 1 to {DEMO_BROKERS}
+"
+            ),
         )
-            .into_response())
-    }
+            .into_response()
+    })
 }
 
 fn answer(result: Result<(), KafkaError>, done: String) -> Response {
@@ -103,7 +105,7 @@ fn answer(result: Result<(), KafkaError>, done: String) -> Response {
 }
 
 async fn broker_down(State(cluster): State<Arc<DemoCluster>>, Path(id): Path<i32>) -> Response {
-    if let Err(response) = check_id(id) {
+    if let Some(response) = unknown_broker(id) {
         return response;
     }
     answer(
@@ -113,7 +115,7 @@ async fn broker_down(State(cluster): State<Arc<DemoCluster>>, Path(id): Path<i32
 }
 
 async fn broker_up(State(cluster): State<Arc<DemoCluster>>, Path(id): Path<i32>) -> Response {
-    if let Err(response) = check_id(id) {
+    if let Some(response) = unknown_broker(id) {
         return response;
     }
     answer(
@@ -133,7 +135,7 @@ async fn broker_delay(
     Path(id): Path<i32>,
     Query(delay): Query<Delay>,
 ) -> Response {
-    if let Err(response) = check_id(id) {
+    if let Some(response) = unknown_broker(id) {
         return response;
     }
     if delay.ms > 60_000 {

@@ -34,7 +34,7 @@ struct Cli {
 
     /// Run against an embedded three-broker cluster (no Kafka needed); only the file's
     /// [admin] settings are used, and the file may be absent.
-    #[arg(long)]
+    #[arg(long, env = "CC_HEARTBEAT_DEMO")]
     demo: bool,
 
     #[command(subcommand)]

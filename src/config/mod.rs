@@ -539,6 +539,10 @@ fn apply_environment(
         let Some(rest) = variable.strip_prefix(ENV_PREFIX) else {
             continue;
         };
+        // An empty variable is an unset one (compose files pass optional settings through).
+        if value.is_empty() {
+            continue;
+        }
         let origin = Origin::Environment(variable.clone());
         let Some((section, key)) = rest.split_once("__") else {
             return Err(ConfigError::Key {
@@ -990,5 +994,15 @@ mod tests {
             config.admin_properties()["sasl.password"],
             "from-env-secret"
         );
+    }
+
+    #[test]
+    fn empty_environment_variables_are_unset() {
+        let config = load(
+            "[default]\nsecurity.protocol = SSL\n",
+            &[("CC_HEARTBEAT__DEFAULT__SECURITY_PROTOCOL", "")],
+        )
+        .unwrap();
+        assert_eq!(config.admin_properties()["security.protocol"], "SSL");
     }
 }

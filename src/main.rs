@@ -37,6 +37,10 @@ struct Cli {
     #[arg(long, env = "CC_HEARTBEAT_DEMO")]
     demo: bool,
 
+    /// With --demo: how many embedded clusters to run side by side (named demo_1, demo_2, …).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=8))]
+    demo_clusters: u8,
+
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -63,21 +67,24 @@ fn main() -> ExitCode {
     };
     // Demo mode and the health check run fine on defaults when there is no file.
     let loaded = if cli.demo || cli.command.is_some() {
-        Config::load_optional(&cli.config, environment)
+        Config::load_clusters_optional(&cli.config, environment)
     } else {
-        Config::load(&cli.config, environment)
+        Config::load_clusters(&cli.config, environment)
     };
-    let config = match loaded {
-        Ok(config) => config,
+    let configs = match loaded {
+        Ok(configs) => configs,
         Err(error) => {
             eprintln!("cc-heartbeat: configuration error: {error}");
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    // Process-wide settings (listener, logging) come from the top-level [admin], which every
+    // cluster inherits.
+    let process = configs[0].admin.clone();
     if let Some(Command::Healthcheck { address }) = &cli.command {
         let address = address
             .clone()
-            .unwrap_or_else(|| format!("127.0.0.1:{}", config.admin.metrics_listener_port));
+            .unwrap_or_else(|| format!("127.0.0.1:{}", process.metrics_listener_port));
         return match healthcheck(&address) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
@@ -87,11 +94,13 @@ fn main() -> ExitCode {
         };
     }
     if cli.check_config {
-        print!("{}", config.render_masked());
+        for config in &configs {
+            print!("{}", config.render_masked());
+        }
         return ExitCode::SUCCESS;
     }
-    logging::init(&config.admin.log_level, config.admin.log_format);
-    for warning in &config.warnings {
+    logging::init(&process.log_level, process.log_format);
+    for warning in configs.iter().flat_map(|config| &config.warnings) {
         tracing::warn!("{warning}");
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -105,7 +114,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(run(config, cli.demo));
+    let result = runtime.block_on(run(configs, cli.demo.then_some(cli.demo_clusters)));
     // Blocking librdkafka calls still running (a metadata request to a dead cluster) must not
     // hold the exit: they are abandoned.
     runtime.shutdown_timeout(Duration::from_millis(500));
@@ -174,26 +183,43 @@ fn environment() -> Result<Vec<(String, String)>, String> {
     Ok(environment)
 }
 
-async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
-    // The embedded cluster must outlive every client, so it is held here until the end.
-    let (config, demo_cluster) = if demo {
-        let cluster = DemoCluster::start(&config.admin.heartbeat_topic)
-            .context("cannot start the demo cluster")?;
-        let bootstrap = cluster
-            .bootstrap_servers()
-            .context("cannot start the demo cluster")?;
-        tracing::info!(
-            bootstrap,
-            "demo mode: embedded 3-broker cluster started; break it with POST \
-             /demo/brokers/{{1..3}}/down, /up or /delay?ms=N"
-        );
-        (config.for_demo(&bootstrap), Some(Arc::new(cluster)))
-    } else {
-        (config, None)
+/// Runs every cluster's tasks (or, with `demo`, that many embedded clusters) until a signal.
+async fn run(configs: Vec<Config>, demo: Option<u8>) -> anyhow::Result<()> {
+    // The embedded clusters must outlive every client, so they are held here until the end.
+    let mut demo_clusters = Vec::new();
+    let configs = match demo {
+        None => configs,
+        Some(count) => {
+            let template = configs.into_iter().next().context("no configuration")?;
+            let mut demo_configs = Vec::new();
+            for index in 1..=count {
+                let cluster = DemoCluster::start(&template.admin.heartbeat_topic)
+                    .context("cannot start the demo cluster")?;
+                let bootstrap = cluster
+                    .bootstrap_servers()
+                    .context("cannot start the demo cluster")?;
+                let config = template.clone().for_demo(&bootstrap);
+                let config = if count > 1 {
+                    config.named(&format!("demo_{index}"))
+                } else {
+                    config
+                };
+                tracing::info!(
+                    bootstrap,
+                    cluster = config.name,
+                    "demo mode: embedded 3-broker cluster started"
+                );
+                demo_clusters.push(Arc::new(cluster));
+                demo_configs.push(config);
+            }
+            tracing::info!("break the (first) demo cluster with POST /demo/brokers/{{1..3}}/down, /up or /delay?ms=N");
+            demo_configs
+        }
     };
+    let demo_cluster = demo_clusters.first().cloned();
     let control = demo_cluster.clone().map(demo::control_router);
     let cancel = CancellationToken::new();
-    let app = App::start(vec![config], control, cancel.clone())
+    let app = App::start(configs, control, cancel.clone())
         .await
         .context("cannot start")?;
     tracing::info!(version = env!("CARGO_PKG_VERSION"), address = %app.address(), "cc-heartbeat started");

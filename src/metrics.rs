@@ -1,9 +1,10 @@
 //! Every metric cc-heartbeat exports, declared in one place with its help text and unit.
 //!
 //! Tasks record into a [`Metrics`] value (cheap handles around atomics); `/metrics` encodes it
-//! from memory. The `cluster_id` label is added to every series at encoding time from the
-//! cluster's latest metadata, so a series never needs relabelling when the id becomes known
-//! (before the cluster has answered once it reads [`UNKNOWN_CLUSTER_ID`]).
+//! from memory. The `cluster` (configured name) and `cluster_id` labels are added to every
+//! series at encoding time, the id from the cluster's latest metadata, so a series never needs
+//! relabelling when the id becomes known (before the cluster has answered once it reads
+//! [`UNKNOWN_CLUSTER_ID`]). [`merge_families`] joins several clusters into one exposition.
 
 use std::borrow::Cow;
 use std::sync::atomic::AtomicU64;
@@ -329,16 +330,19 @@ impl Metrics {
         }
     }
 
-    /// Appends the OpenMetrics text of these metrics, every series labelled `cluster_id`,
-    /// without the final `# EOF`.
-    pub fn encode(&self, out: &mut String, cluster_id: &str) -> std::fmt::Result {
+    /// Appends the OpenMetrics text of these metrics, every series labelled with the
+    /// configured `cluster` name and the `cluster_id`, without the final `# EOF`.
+    pub fn encode(&self, out: &mut String, cluster: &str, cluster_id: &str) -> std::fmt::Result {
         let now = Instant::now();
         self.produce_latency.publish(now);
         self.end_to_end_latency.publish(now);
-        let labels = [(
-            Cow::Borrowed("cluster_id"),
-            Cow::Owned(cluster_id.to_string()),
-        )];
+        let labels = [
+            (Cow::Borrowed("cluster"), Cow::Owned(cluster.to_string())),
+            (
+                Cow::Borrowed("cluster_id"),
+                Cow::Owned(cluster_id.to_string()),
+            ),
+        ];
         let mut registry = Registry::with_prefix_and_labels("heartbeat", labels.into_iter());
         self.register(&mut registry);
         prometheus_client::encoding::text::encode_registry(out, &registry)
@@ -540,6 +544,62 @@ impl Metrics {
     }
 }
 
+/// Joins the expositions of several clusters into one: each metric family's `# HELP`,
+/// `# TYPE` and `# UNIT` lines once, followed by the samples of every cluster, in first-seen
+/// family order (OpenMetrics allows a family only once).
+pub fn merge_families(expositions: &[String]) -> String {
+    let mut order: Vec<String> = Vec::new();
+    let mut families: std::collections::HashMap<String, (String, String)> = Default::default();
+    for exposition in expositions {
+        let mut current: Option<String> = None;
+        for line in exposition.lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let name = rest.split(' ').next().unwrap_or_default().to_string();
+                let entry = families.entry(name.clone()).or_insert_with(|| {
+                    order.push(name.clone());
+                    (String::new(), String::new())
+                });
+                // The descriptor is taken from the first cluster only.
+                if entry.0.is_empty() {
+                    entry.0.push_str(line);
+                    entry.0.push('\n');
+                    current = Some(name);
+                } else {
+                    current = Some(format!("{name}\u{0}samples"));
+                }
+                continue;
+            }
+            let Some(name) = current.as_deref() else {
+                continue;
+            };
+            let (name, descriptor_open) = match name.strip_suffix("\u{0}samples") {
+                Some(name) => (name, false),
+                None => (name, true),
+            };
+            let Some(entry) = families.get_mut(name) else {
+                continue;
+            };
+            if line.starts_with("# ") {
+                if descriptor_open {
+                    entry.0.push_str(line);
+                    entry.0.push('\n');
+                }
+            } else {
+                entry.1.push_str(line);
+                entry.1.push('\n');
+            }
+        }
+    }
+    let mut out = String::new();
+    for name in order {
+        if let Some((descriptor, samples)) = families.get(&name) {
+            out.push_str(descriptor);
+            out.push_str(samples);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -567,12 +627,54 @@ mod tests {
             .produce_latency
             .observe(0, 1, Duration::from_millis(4), Instant::now());
         let mut out = String::new();
-        metrics.encode(&mut out, "abc").unwrap();
+        metrics.encode(&mut out, "prod", "abc").unwrap();
         for line in out.lines().filter(|line| !line.starts_with('#')) {
             assert!(line.contains("cluster_id=\"abc\""), "{line}");
+            assert!(line.contains("cluster=\"prod\""), "{line}");
         }
         assert!(out.contains("heartbeat_messages_produced_total{"));
         assert!(out.contains("# TYPE heartbeat_produce_latency_seconds histogram"));
         assert!(!out.contains("# EOF"));
+    }
+
+    #[test]
+    fn clusters_share_each_family_once() {
+        let config =
+            crate::config::Config::from_ini("", std::path::Path::new("t.ini"), std::iter::empty())
+                .unwrap();
+        let first = Metrics::new(&config.admin, "a");
+        let second = Metrics::new(&config.admin, "b");
+        first
+            .messages_produced
+            .get_or_create(&PartitionLabels::new(0))
+            .inc();
+        second
+            .messages_produced
+            .get_or_create(&PartitionLabels::new(0))
+            .inc_by(2);
+        let mut one = String::new();
+        let mut two = String::new();
+        first.encode(&mut one, "east", "id1").unwrap();
+        second.encode(&mut two, "west", "id2").unwrap();
+        let merged = merge_families(&[one, two]);
+        assert_eq!(
+            merged
+                .matches("# TYPE heartbeat_messages_produced counter")
+                .count(),
+            1
+        );
+        assert!(merged.contains("heartbeat_messages_produced_total{cluster=\"east\",cluster_id=\"id1\",partition=\"0\"} 1"), "{merged}");
+        assert!(merged.contains("heartbeat_messages_produced_total{cluster=\"west\",cluster_id=\"id2\",partition=\"0\"} 2"), "{merged}");
+        let help = merged.find("# HELP heartbeat_messages_produced ").unwrap();
+        let east = merged
+            .find("cluster=\"east\",cluster_id=\"id1\",partition")
+            .unwrap();
+        let west = merged
+            .find("cluster=\"west\",cluster_id=\"id2\",partition")
+            .unwrap();
+        assert!(
+            help < east && east < west,
+            "descriptor first, then both clusters' samples"
+        );
     }
 }

@@ -57,7 +57,7 @@ pub enum ConfigError {
     },
     #[error("{path}: {message}")]
     Syntax { path: PathBuf, message: String },
-    #[error("{origin}: unknown section [{section}] (expected one of: default, producer, consumer, admin; names are lower-case)")]
+    #[error("{origin}: unknown section [{section}] (expected one of: default, producer, consumer, admin, or cluster:NAME, cluster:NAME:producer, cluster:NAME:consumer, cluster:NAME:admin with NAME of a-z, 0-9, _; names are lower-case)")]
     UnknownSection { origin: Origin, section: String },
     #[error("{origin}: [{section}] {key}: {message}")]
     Key {
@@ -68,11 +68,52 @@ pub enum ConfigError {
     },
 }
 
+/// Name of the one cluster of a file without `[cluster:…]` sections.
+pub const DEFAULT_CLUSTER: &str = "default";
+
+/// `[admin]` keys that apply to the whole process, not to one cluster.
+const PROCESS_WIDE_KEYS: [&str; 4] = [
+    "log.level",
+    "log.format",
+    "metrics.listener.host",
+    "metrics.listener.port",
+];
+
+/// `Some((cluster, kind))` for a known section name: `(None, "admin")` for `[admin]`,
+/// `(Some("prod"), "default")` for `[cluster:prod]`, `(Some("prod"), "admin")` for
+/// `[cluster:prod:admin]`.
+fn parse_section_name(section: &str) -> Option<(Option<String>, String)> {
+    let known = |kind: &str| kind == "admin" || LIBRDKAFKA_SECTIONS.contains(&kind);
+    let Some(rest) = section.strip_prefix("cluster:") else {
+        return known(section).then(|| (None, section.to_string()));
+    };
+    let (name, kind) = rest.split_once(':').unwrap_or((rest, "default"));
+    let valid_name = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    // A cluster's librdkafka section is spelled `cluster:NAME`, never `cluster:NAME:default`.
+    let spelled_default = rest.contains(':') && kind == "default";
+    (valid_name && known(kind) && !spelled_default)
+        .then(|| (Some(name.to_string()), kind.to_string()))
+}
+
+/// The section of `kind` for cluster `name`: `cluster:NAME` or `cluster:NAME:KIND`.
+fn cluster_section(name: &str, kind: &str) -> String {
+    if kind == "default" {
+        format!("cluster:{name}")
+    } else {
+        format!("cluster:{name}:{kind}")
+    }
+}
+
 /// One configured value and where it came from.
 #[derive(Clone, PartialEq, Eq)]
 struct Entry {
     value: String,
     origin: Origin,
+    /// The section it was written in (`admin`, `cluster:prod:admin`, …), for error messages.
+    section: String,
 }
 
 /// Raw sections after files and environment are merged, before validation.
@@ -86,7 +127,14 @@ impl RawConfig {
         self.sections
             .entry(section.to_string())
             .or_default()
-            .insert(key.to_string(), Entry { value, origin });
+            .insert(
+                key.to_string(),
+                Entry {
+                    value,
+                    origin,
+                    section: section.to_string(),
+                },
+            );
     }
 
     fn section(&self, section: &str) -> BTreeMap<String, Entry> {
@@ -222,6 +270,9 @@ const ADMIN_KEYS: &[AdminKey] = &[
 /// The validated configuration of one cluster.
 #[derive(Clone)]
 pub struct Config {
+    /// The cluster's configured name (`default` for a file without `[cluster:…]` sections),
+    /// the `cluster` label of its series.
+    pub name: String,
     /// The `[admin]` settings.
     pub admin: AdminSettings,
     /// Things worth a warning at start that are not errors (never quoting a value).
@@ -249,36 +300,60 @@ pub fn is_secret(key: &str) -> bool {
 }
 
 impl Config {
-    /// Loads `path`, applies `CC_HEARTBEAT__*` variables from `environment`, validates.
+    /// Loads the single cluster of `path` (the first, if it declares several).
     pub fn load(
         path: &Path,
         environment: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
+        Ok(Self::load_clusters(path, environment)?.remove(0))
+    }
+
+    /// Loads `path`, applies `CC_HEARTBEAT__*` variables from `environment`, validates, and
+    /// returns every cluster it declares (one when it has no `[cluster:…]` sections).
+    pub fn load_clusters(
+        path: &Path,
+        environment: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Vec<Config>, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::from_ini(&text, path, environment)
+        Self::clusters_from_ini(&text, path, environment)
     }
 
-    /// Like [`Config::load`], for a file that may be absent (demo mode): absent means defaults.
-    pub fn load_optional(
+    /// Like [`Config::load_clusters`], for a file that may be absent (demo mode, health check):
+    /// absent means defaults.
+    pub fn load_clusters_optional(
         path: &Path,
         environment: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Config, ConfigError> {
+    ) -> Result<Vec<Config>, ConfigError> {
         if path.exists() {
-            Self::load(path, environment)
+            Self::load_clusters(path, environment)
         } else {
-            Self::from_ini("", path, environment)
+            Self::clusters_from_ini("", path, environment)
         }
     }
 
-    /// Parses INI text as if read from `path`.
+    /// Parses INI text as if read from `path`; the first cluster it declares.
     pub fn from_ini(
         text: &str,
         path: &Path,
         environment: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
+        Ok(Self::clusters_from_ini(text, path, environment)?.remove(0))
+    }
+
+    /// Parses INI text as if read from `path`: every cluster it declares.
+    ///
+    /// Without `[cluster:NAME…]` sections the file is one cluster, named `default`. With them,
+    /// each NAME is a cluster: `[cluster:NAME]` holds its librdkafka properties (as `[default]`
+    /// does), `[cluster:NAME:producer]`, `[cluster:NAME:consumer]` and `[cluster:NAME:admin]`
+    /// the rest, each over the top-level section of the same kind, which every cluster inherits.
+    pub fn clusters_from_ini(
+        text: &str,
+        path: &Path,
+        environment: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Vec<Config>, ConfigError> {
         let sections = ini::load(text).map_err(|error| ConfigError::Syntax {
             path: path.to_path_buf(),
             message: error.to_string(),
@@ -292,36 +367,77 @@ impl Config {
             raw.sections.entry(section).or_default();
         }
         apply_environment(&mut raw, environment)?;
-        Self::validate(raw, &file)
-    }
-
-    fn validate(raw: RawConfig, file: &Origin) -> Result<Config, ConfigError> {
+        let mut names: Vec<String> = Vec::new();
         for (section, keys) in &raw.sections {
-            if section != "admin" && !LIBRDKAFKA_SECTIONS.contains(&section.as_str()) {
-                let origin = keys
-                    .values()
+            let origin = || {
+                keys.values()
                     .next()
                     .map(|entry| entry.origin.clone())
-                    .unwrap_or_else(|| file.clone());
-                return Err(ConfigError::UnknownSection {
-                    origin,
-                    section: section.clone(),
-                });
+                    .unwrap_or_else(|| file.clone())
+            };
+            match parse_section_name(section) {
+                Some((None, _)) => {}
+                Some((Some(name), _)) => {
+                    if !names.contains(&name) {
+                        names.push(name);
+                    }
+                }
+                None => {
+                    return Err(ConfigError::UnknownSection {
+                        origin: origin(),
+                        section: section.clone(),
+                    })
+                }
             }
         }
+        if names.is_empty() {
+            return Ok(vec![Self::validate(&raw, DEFAULT_CLUSTER)?]);
+        }
+        names
+            .iter()
+            .map(|name| {
+                let mut merged = RawConfig::default();
+                for kind in ["default", "producer", "consumer", "admin"] {
+                    let mut entries = raw.section(kind);
+                    let own = raw.section(&cluster_section(name, kind));
+                    if kind == "admin" {
+                        if let Some((key, entry)) = own
+                            .iter()
+                            .find(|(key, _)| PROCESS_WIDE_KEYS.contains(&key.as_str()))
+                        {
+                            return Err(ConfigError::Key {
+                                origin: entry.origin.clone(),
+                                section: entry.section.clone(),
+                                key: key.clone(),
+                                message: "applies to the whole process: set it in [admin]"
+                                    .to_string(),
+                            });
+                        }
+                    }
+                    entries.extend(own);
+                    merged.sections.insert(kind.to_string(), entries);
+                }
+                Self::validate(&merged, name)
+            })
+            .collect()
+    }
+
+    fn validate(raw: &RawConfig, name: &str) -> Result<Config, ConfigError> {
         let admin = parse_admin(&raw.section("admin"))?;
         let mut warnings = Vec::new();
-        for (section, keys) in &raw.sections {
+        for keys in raw.sections.values() {
             for (key, entry) in keys {
                 if matches!(entry.origin, Origin::File(_)) && entry.value.contains("%%") {
                     warnings.push(format!(
-                        "[{section}] {key} contains `%%`, which Python's ConfigParser read as `%`; \
-                         values here are taken literally, so write a single `%` if that was meant"
+                        "[{}] {key} contains `%%`, which Python's ConfigParser read as `%`; \
+                         values here are taken literally, so write a single `%` if that was meant",
+                        entry.section
                     ));
                 }
             }
         }
         let config = Config {
+            name: name.to_string(),
             admin,
             warnings,
             default: raw.section("default"),
@@ -330,6 +446,16 @@ impl Config {
         };
         config.validate_client_properties()?;
         Ok(config)
+    }
+
+    /// How the section of `kind` (default, producer, consumer, admin) is written for this
+    /// cluster.
+    fn section_name(&self, kind: &str) -> String {
+        if self.name == DEFAULT_CLUSTER {
+            kind.to_string()
+        } else {
+            cluster_section(&self.name, kind)
+        }
     }
 
     /// The user's librdkafka properties for the producer: `[default]` merged with `[producer]`.
@@ -345,6 +471,12 @@ impl Config {
     /// The user's librdkafka properties for admin and metadata requests: `[default]` only.
     pub fn admin_properties(&self) -> BTreeMap<String, String> {
         merge(&self.default, &BTreeMap::new())
+    }
+
+    /// The same configuration under another cluster name.
+    pub fn named(mut self, name: &str) -> Config {
+        self.name = name.to_string();
+        self
     }
 
     /// The configuration for demo mode: the `[admin]` settings kept, every client pointed at
@@ -367,6 +499,7 @@ impl Config {
             Entry {
                 value: value.to_string(),
                 origin: Origin::Default,
+                section: "consumer".to_string(),
             },
         );
     }
@@ -378,6 +511,7 @@ impl Config {
             Entry {
                 value: value.to_string(),
                 origin: Origin::Default,
+                section: "default".to_string(),
             },
         );
     }
@@ -385,12 +519,18 @@ impl Config {
     /// The effective configuration as INI, every secret replaced by [`MASK`].
     pub fn render_masked(&self) -> String {
         let mut out = String::new();
+        if self.name != DEFAULT_CLUSTER {
+            out.push_str(&format!(
+                "# cluster {}: its sections with what it inherits\n",
+                self.name
+            ));
+        }
         for (name, keys) in [
             ("default", &self.default),
             ("producer", &self.producer),
             ("consumer", &self.consumer),
         ] {
-            out.push_str(&format!("[{name}]\n"));
+            out.push_str(&format!("[{}]\n", self.section_name(name)));
             for (key, entry) in keys {
                 let value = if is_secret(key) {
                     MASK.to_string()
@@ -402,7 +542,7 @@ impl Config {
             }
             out.push('\n');
         }
-        out.push_str("[admin]\n");
+        out.push_str(&format!("[{}]\n", self.section_name("admin")));
         for (key, value) in self.admin.render() {
             out.push_str(&format!("{key} = {value}\n"));
         }
@@ -415,13 +555,11 @@ impl Config {
             let merged = merge(&self.default, own);
             let section_of = |key: &str| -> (String, Origin) {
                 match own.get(key).or_else(|| self.default.get(key)) {
-                    Some(entry) if own.contains_key(key) => {
-                        (own_name.to_string(), entry.origin.clone())
-                    }
-                    Some(entry) => ("default".to_string(), entry.origin.clone()),
-                    None => ("default".to_string(), Origin::Default),
+                    Some(entry) => (entry.section.clone(), entry.origin.clone()),
+                    None => (self.section_name("default"), Origin::Default),
                 }
             };
+            let _ = own_name;
             let mut client_config = ClientConfig::new();
             for (key, value) in &merged {
                 client_config.set(key, value);
@@ -544,17 +682,26 @@ fn apply_environment(
             continue;
         }
         let origin = Origin::Environment(variable.clone());
-        let Some((section, key)) = rest.split_once("__") else {
-            return Err(ConfigError::Key {
-                origin,
-                section: String::new(),
-                key: String::new(),
-                message: format!("expected {ENV_PREFIX}<SECTION>__<KEY>, e.g. {ENV_PREFIX}DEFAULT__SASL_PASSWORD"),
-            });
+        let parts: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+        let (section, key) = match parts.as_slice() {
+            [section, key] => (section.clone(), key),
+            [cluster, section, key] if cluster.starts_with("cluster_") => {
+                (cluster_section(&cluster["cluster_".len()..], section), key)
+            }
+            _ => {
+                return Err(ConfigError::Key {
+                    origin,
+                    section: String::new(),
+                    key: String::new(),
+                    message: format!(
+                        "expected {ENV_PREFIX}<SECTION>__<KEY> or {ENV_PREFIX}CLUSTER_<NAME>__<SECTION>__<KEY>, \
+                         e.g. {ENV_PREFIX}DEFAULT__SASL_PASSWORD"
+                    ),
+                })
+            }
         };
-        let section = section.to_ascii_lowercase();
-        let key = key.to_ascii_lowercase().replace('_', ".");
-        if section != "admin" && !LIBRDKAFKA_SECTIONS.contains(&section.as_str()) {
+        let key = key.replace('_', ".");
+        if parse_section_name(&section).is_none() {
             return Err(ConfigError::UnknownSection { origin, section });
         }
         raw.set(&section, &key, value, origin);
@@ -568,7 +715,7 @@ fn parse_admin(section: &BTreeMap<String, Entry>) -> Result<AdminSettings, Confi
             let known: Vec<&str> = ADMIN_KEYS.iter().map(|known| known.name).collect();
             return Err(ConfigError::Key {
                 origin: entry.origin.clone(),
-                section: "admin".to_string(),
+                section: entry.section.clone(),
                 key: key.clone(),
                 message: format!("unknown key (known keys: {})", known.join(", ")),
             });
@@ -660,7 +807,10 @@ impl AdminReader<'_> {
     fn error(&self, key: &str, message: String) -> ConfigError {
         ConfigError::Key {
             origin: self.raw(key).1,
-            section: "admin".to_string(),
+            section: self
+                .section
+                .get(key)
+                .map_or_else(|| "admin".to_string(), |entry| entry.section.clone()),
             key: key.to_string(),
             message,
         }

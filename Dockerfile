@@ -7,7 +7,10 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends libssl-dev pkg-config zlib1g-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY . .
+# Only what the build needs: no secrets, and source edits do not re-fetch dependencies.
+COPY Cargo.toml Cargo.lock ./
+COPY src src
+COPY scripts scripts
 RUN scripts/build-release.sh
 
 FROM debian:bookworm-slim

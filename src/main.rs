@@ -82,9 +82,14 @@ fn main() -> ExitCode {
     // cluster inherits.
     let process = configs[0].admin.clone();
     if let Some(Command::Healthcheck { address }) = &cli.command {
-        let address = address
-            .clone()
-            .unwrap_or_else(|| format!("127.0.0.1:{}", process.metrics_listener_port));
+        let address = address.clone().unwrap_or_else(|| {
+            // A wildcard listener is reached on loopback; a specific one where it listens.
+            let host = match process.metrics_listener_host.as_str() {
+                "0.0.0.0" | "::" | "[::]" => "127.0.0.1",
+                host => host,
+            };
+            format!("{host}:{}", process.metrics_listener_port)
+        });
         return match healthcheck(&address) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
@@ -191,6 +196,15 @@ async fn run(configs: Vec<Config>, demo: Option<u8>) -> anyhow::Result<()> {
         None => configs,
         Some(count) => {
             let template = configs.into_iter().next().context("no configuration")?;
+            if template
+                .admin_properties()
+                .contains_key("bootstrap.servers")
+            {
+                tracing::warn!(
+                    "demo mode: the configured bootstrap.servers and client settings are ignored; \
+                     set CC_HEARTBEAT_DEMO=false (or drop --demo) to monitor that cluster"
+                );
+            }
             let mut demo_configs = Vec::new();
             for index in 1..=count {
                 let cluster = DemoCluster::start(&template.admin.heartbeat_topic)

@@ -330,3 +330,42 @@ async fn demo_control_is_not_served_outside_demo_mode() {
     assert_eq!(response.status(), 404);
     assert!(running.stop().await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_can_run_several_clusters() {
+    let mut process = Process::start(
+        &[
+            "--demo",
+            "--demo-clusters",
+            "2",
+            "--config",
+            "/no/such/config.ini",
+        ],
+        &[
+            ("CC_HEARTBEAT__ADMIN__METRICS_LISTENER_HOST", "127.0.0.1"),
+            ("CC_HEARTBEAT__ADMIN__METRICS_LISTENER_PORT", "0"),
+        ],
+    );
+    let address = process.address();
+    let start = Instant::now();
+    loop {
+        let metrics = Metrics::parse(&get(address, "/metrics").await.1);
+        let measured = |cluster: &str| {
+            metrics.sum("heartbeat_messages_consumed_total", &[("cluster", cluster)]) >= 3.0
+        };
+        if measured("demo_1") && measured("demo_2") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no data for both:\n{}",
+            metrics.text
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (status, body, _) = get(address, "/ready").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("demo_1") && body.contains("demo_2"), "{body}");
+    let (_, code) = process.terminate();
+    assert_eq!(code, Some(0));
+}

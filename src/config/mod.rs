@@ -1155,4 +1155,116 @@ mod tests {
         .unwrap();
         assert_eq!(config.admin_properties()["security.protocol"], "SSL");
     }
+
+    fn clusters(text: &str, environment: &[(&str, &str)]) -> Result<Vec<Config>, ConfigError> {
+        let environment = environment
+            .iter()
+            .map(|(key, value)| (key.to_string(), value.to_string()));
+        Config::clusters_from_ini(text, Path::new("test.ini"), environment)
+    }
+
+    const TWO_CLUSTERS: &str = "[default]\nsecurity.protocol = SASL_SSL\nsasl.mechanisms = PLAIN\n\
+        sasl.username = shared\nsasl.password = shared-secret\n\
+        [admin]\nproduce.period.seconds = 2\nmetrics.listener.port = 9100\n\
+        [cluster:east]\nbootstrap.servers = east:9092\n\
+        [cluster:west]\nbootstrap.servers = west:9092\nsasl.username = west-key\n\
+        [cluster:west:admin]\nheartbeat.topic = west-heartbeat\n\
+        [cluster:west:producer]\nacks = 1\n";
+
+    #[test]
+    fn clusters_inherit_the_top_level_and_override_it() {
+        let configs = clusters(TWO_CLUSTERS, &[]).unwrap();
+        let names: Vec<&str> = configs.iter().map(|config| config.name.as_str()).collect();
+        assert_eq!(names, vec!["east", "west"]);
+        let (east, west) = (&configs[0], &configs[1]);
+        assert_eq!(east.admin_properties()["bootstrap.servers"], "east:9092");
+        assert_eq!(east.admin_properties()["sasl.username"], "shared");
+        assert_eq!(west.admin_properties()["sasl.username"], "west-key");
+        assert_eq!(west.admin_properties()["sasl.password"], "shared-secret");
+        assert_eq!(east.admin.heartbeat_topic, "cc-heartbeat");
+        assert_eq!(west.admin.heartbeat_topic, "west-heartbeat");
+        assert_eq!(
+            west.admin.produce_period,
+            Duration::from_secs(2),
+            "inherited [admin]"
+        );
+        assert_eq!(west.producer_properties()["acks"], "1");
+        assert!(!east.producer_properties().contains_key("acks"));
+        assert!(west.render_masked().contains("[cluster:west:admin]"));
+        assert!(!west.render_masked().contains("shared-secret"));
+    }
+
+    #[test]
+    fn a_file_without_cluster_sections_is_one_cluster_named_default() {
+        let configs = clusters("[default]\nbootstrap.servers = a:9092\n", &[]).unwrap();
+        assert_eq!(configs.len(), 1);
+        assert_eq!(configs[0].name, DEFAULT_CLUSTER);
+    }
+
+    #[test]
+    fn environment_overrides_work_per_cluster() {
+        let configs = clusters(
+            TWO_CLUSTERS,
+            &[
+                (
+                    "CC_HEARTBEAT__CLUSTER_EAST__DEFAULT__SASL_PASSWORD",
+                    "east-secret",
+                ),
+                (
+                    "CC_HEARTBEAT__CLUSTER_WEST__ADMIN__HEARTBEAT_TOPIC",
+                    "from-env",
+                ),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            configs[0].admin_properties()["sasl.password"],
+            "east-secret"
+        );
+        assert_eq!(
+            configs[1].admin_properties()["sasl.password"],
+            "shared-secret"
+        );
+        assert_eq!(configs[1].admin.heartbeat_topic, "from-env");
+    }
+
+    #[test]
+    fn errors_name_the_cluster_section_and_key() {
+        let text = format!("{TWO_CLUSTERS}[cluster:east:admin]\nproduce.period.seconds = soon\n");
+        let error = clusters(&text, &[]).unwrap_err().to_string();
+        assert!(
+            error.contains("[cluster:east:admin] produce.period.seconds"),
+            "{error}"
+        );
+
+        let text = format!("{TWO_CLUSTERS}[cluster:east:admin]\nmetrics.listener.port = 1\n");
+        let error = clusters(&text, &[]).unwrap_err().to_string();
+        assert!(
+            error.contains(
+                "[cluster:east:admin] metrics.listener.port: applies to the whole process"
+            ),
+            "{error}"
+        );
+
+        let text = format!("{TWO_CLUSTERS}[cluster:east]\nacks = sometimes\n");
+        let error = clusters(
+            &text.replace("[cluster:east]\nbootstrap.servers = east:9092\n", ""),
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("[cluster:east] acks"), "{error}");
+
+        let error = clusters("[cluster:East]\nbootstrap.servers = a:1\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("unknown section [cluster:East]"), "{error}");
+        let error = clusters("[cluster:a:default]\nx = 1\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("unknown section [cluster:a:default]"),
+            "{error}"
+        );
+    }
 }

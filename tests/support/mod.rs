@@ -82,8 +82,13 @@ pub struct Running {
 
 impl Running {
     pub async fn start(config: Config) -> Running {
+        Self::start_clusters(vec![config]).await
+    }
+
+    /// The exporter monitoring several clusters.
+    pub async fn start_clusters(configs: Vec<Config>) -> Running {
         let cancel = CancellationToken::new();
-        let app = App::start(vec![config], None, cancel.clone())
+        let app = App::start(configs, None, cancel.clone())
             .await
             .expect("app starts");
         let address = app.address();

@@ -1,0 +1,126 @@
+//! Several clusters monitored by one process, each isolated from the others.
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use cc_heartbeat::config::Config;
+use support::*;
+
+const TOPIC: &str = "cc-heartbeat";
+
+/// The test settings at the top level, one `[cluster:NAME]` per mock cluster.
+fn two_clusters(east: &str, west: &str) -> Vec<Config> {
+    let text = test_ini("unused:9092", TOPIC, "")
+        .replace("bootstrap.servers = unused:9092\n", "")
+        + &format!("[cluster:east]\nbootstrap.servers = {east}\n[cluster:west]\nbootstrap.servers = {west}\n");
+    Config::clusters_from_ini(&text, Path::new("clusters.ini"), std::iter::empty()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_cluster_down_leaves_the_other_untouched() {
+    let _serial = serial().await;
+    let east = mock_cluster(3, TOPIC, 3);
+    let west = mock_cluster(3, TOPIC, 3);
+    let running = Running::start_clusters(two_clusters(
+        &east.bootstrap_servers(),
+        &west.bootstrap_servers(),
+    ))
+    .await;
+    let consumed = |m: &Metrics, cluster: &str| {
+        m.sum("heartbeat_messages_consumed_total", &[("cluster", cluster)])
+    };
+    let both = running
+        .wait_for("both clusters measured", Duration::from_secs(20), |m| {
+            consumed(m, "east") >= 9.0 && consumed(m, "west") >= 9.0
+        })
+        .await;
+    // Every series says which cluster it belongs to, by name and by id.
+    let id = |cluster: &str| {
+        both.select("heartbeat_up", &[("cluster", cluster)])
+            .next()
+            .unwrap()
+            .labels["cluster_id"]
+            .clone()
+    };
+    assert_ne!(id("east"), id("west"));
+    for sample in &both.samples {
+        let cluster = sample.labels.get("cluster").map(String::as_str);
+        assert!(matches!(cluster, Some("east" | "west")), "{sample:?}");
+        assert_eq!(
+            sample.labels["cluster_id"],
+            id(cluster.unwrap()),
+            "{sample:?}"
+        );
+    }
+    assert_eq!(
+        both.text.matches("# TYPE heartbeat_up gauge").count(),
+        1,
+        "each family once"
+    );
+    let (status, _, _) = get(running.address, "/ready").await;
+    assert_eq!(status, 200);
+
+    // Every broker of east goes down.
+    let west_before = running.metrics().await;
+    for broker in 1..=3 {
+        east.broker_down(broker).unwrap();
+    }
+    let start = Instant::now();
+    let reason = loop {
+        let (status, body, _) = get(running.address, "/ready").await;
+        if status == 503 {
+            break body;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "east never reported not ready"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let ready: serde_json::Value = serde_json::from_str(&reason).unwrap();
+    let clusters = ready["clusters"].as_array().unwrap();
+    let by_name = |name: &str| {
+        clusters
+            .iter()
+            .find(|cluster| cluster["cluster"] == name)
+            .unwrap()
+    };
+    assert_eq!(ready["ready"], false);
+    assert_eq!(by_name("east")["ready"], false, "{reason}");
+    assert!(
+        by_name("east")["reason"].as_str().unwrap().len() > 10,
+        "{reason}"
+    );
+    assert_eq!(by_name("west")["ready"], true, "{reason}");
+
+    // West beats on, on time, with unchanged latency, while east is down.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let after = running.metrics().await;
+    assert_eq!(after.sum("heartbeat_up", &[("cluster", "east")]), 0.0);
+    assert_eq!(after.sum("heartbeat_up", &[("cluster", "west")]), 1.0);
+    let delta = |name: &str, filter: &[(&str, &str)]| {
+        after.sum(name, filter) - west_before.sum(name, filter)
+    };
+    let west = [("cluster", "west")];
+    assert_eq!(delta("heartbeat_beats_missed_total", &west), 0.0);
+    let beats = delta("heartbeat_beat_delay_seconds_count", &west);
+    assert!(beats >= 35.0, "{beats} west beats in ~9 s at 0.2 s");
+    let on_time = delta(
+        "heartbeat_beat_delay_seconds_bucket",
+        &[("cluster", "west"), ("le", "0.05")],
+    );
+    assert_eq!(on_time, beats, "every west beat within 50 ms of its slot");
+    assert!(delta("heartbeat_messages_consumed_total", &west) >= 3.0 * 35.0);
+    assert_eq!(delta("heartbeat_produce_failures_total", &west), 0.0);
+    assert_eq!(delta("heartbeat_messages_lost_total", &west), 0.0);
+    for sample in after.select(
+        "heartbeat_end_to_end_latency_recent_seconds",
+        &[("cluster", "west"), ("quantile", "0.99")],
+    ) {
+        assert!(sample.value < 0.05, "west p99 {sample:?}");
+    }
+    assert!(after.sum("heartbeat_produce_failures_total", &[("cluster", "east")]) > 0.0);
+    assert!(running.stop().await);
+}

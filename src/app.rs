@@ -18,8 +18,11 @@ use crate::monitor::{ClusterMonitor, MonitorError};
 pub enum StartError {
     #[error(transparent)]
     Listen(#[from] std::io::Error),
-    #[error(transparent)]
-    Monitor(#[from] MonitorError),
+    #[error("cluster {cluster}: {source}")]
+    Monitor {
+        cluster: String,
+        source: MonitorError,
+    },
 }
 
 /// A started application.
@@ -51,7 +54,10 @@ impl App {
         let address = listener.local_addr()?;
         let mut monitors = Vec::with_capacity(configs.len());
         for config in configs {
-            monitors.push(ClusterMonitor::start(config, &cancel)?);
+            let cluster = config.name.clone();
+            let monitor = ClusterMonitor::start(config, &cancel)
+                .map_err(|source| StartError::Monitor { cluster, source })?;
+            monitors.push(monitor);
         }
         let state = HttpState::new(monitors.iter().map(ClusterMonitor::shared).collect());
         let mut router = http::router(state);

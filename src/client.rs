@@ -116,14 +116,16 @@ pub fn client_config(config: &Config, role: Role) -> ClientConfig {
 /// Routes one client's librdkafka logs and errors to `tracing` and the cluster's status,
 /// with repeated messages summarised.
 pub struct ClientLog {
+    cluster: String,
     role: Role,
     status: Arc<Status>,
     throttle: LogThrottle,
 }
 
 impl ClientLog {
-    pub fn new(role: Role, status: Arc<Status>) -> Self {
+    pub fn new(cluster: &str, role: Role, status: Arc<Status>) -> Self {
         ClientLog {
+            cluster: cluster.to_string(),
             role,
             status,
             throttle: LogThrottle::default(),
@@ -161,16 +163,16 @@ impl ClientContext for ClientLog {
             | RDKafkaLogLevel::Alert
             | RDKafkaLogLevel::Critical
             | RDKafkaLogLevel::Error => {
-                tracing::error!(target: "librdkafka", client, facility, held_back, "{message}")
+                tracing::error!(target: "librdkafka", cluster = %self.cluster, client, facility, held_back, "{message}")
             }
             RDKafkaLogLevel::Warning => {
-                tracing::warn!(target: "librdkafka", client, facility, held_back, "{message}")
+                tracing::warn!(target: "librdkafka", cluster = %self.cluster, client, facility, held_back, "{message}")
             }
             RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
-                tracing::info!(target: "librdkafka", client, facility, held_back, "{message}")
+                tracing::info!(target: "librdkafka", cluster = %self.cluster, client, facility, held_back, "{message}")
             }
             RDKafkaLogLevel::Debug => {
-                tracing::debug!(target: "librdkafka", client, facility, held_back, "{message}")
+                tracing::debug!(target: "librdkafka", cluster = %self.cluster, client, facility, held_back, "{message}")
             }
         }
     }
@@ -190,7 +192,7 @@ impl ClientContext for ClientLog {
             }
         }
         if let Some(held_back) = self.throttle.admit(&throttle_key(&text)) {
-            tracing::error!(target: "librdkafka", client = self.role.as_str(), held_back, "{text}");
+            tracing::error!(target: "librdkafka", cluster = %self.cluster, client = self.role.as_str(), held_back, "{text}");
         }
     }
 

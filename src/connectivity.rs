@@ -19,6 +19,7 @@ use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::cluster::{unix_seconds, Broker, ClusterShared};
 use crate::logging::LogThrottle;
@@ -417,25 +418,30 @@ impl ConnectivityChecker {
             let throttle = self.throttle.clone();
             let resolver = self.resolver.clone();
             let tls = self.tls.clone();
-            checks.spawn(async move {
-                let result = check_broker(
-                    &resolver,
-                    tls.as_deref(),
-                    &target.host,
-                    target.port,
-                    timeout,
-                )
-                .await;
-                let failure = result.as_ref().err().map(|failure| {
-                    format!(
-                        "connection check of {} ({}): {failure}",
-                        target.label,
-                        target.address()
+            // Spawned checks log within this cluster's span.
+            let span = tracing::Span::current();
+            checks.spawn(
+                async move {
+                    let result = check_broker(
+                        &resolver,
+                        tls.as_deref(),
+                        &target.host,
+                        target.port,
+                        timeout,
                     )
-                });
-                record(&shared, &throttle, &target, tls.is_some(), result);
-                failure
-            });
+                    .await;
+                    let failure = result.as_ref().err().map(|failure| {
+                        format!(
+                            "connection check of {} ({}): {failure}",
+                            target.label,
+                            target.address()
+                        )
+                    });
+                    record(&shared, &throttle, &target, tls.is_some(), result);
+                    failure
+                }
+                .instrument(span),
+            );
         }
         let mut failures = Vec::new();
         let mut checked = 0;

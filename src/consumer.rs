@@ -101,8 +101,11 @@ pub struct EndToEndConsumer {
 impl EndToEndConsumer {
     pub fn new(shared: Arc<ClusterShared>) -> Result<Self, ConsumerError> {
         let config = client_config(&shared.config, Role::Consumer);
-        let consumer =
-            config.create_with_context(ClientLog::new(Role::Consumer, shared.status.clone()))?;
+        let consumer = config.create_with_context(ClientLog::new(
+            &shared.config.name,
+            Role::Consumer,
+            shared.status.clone(),
+        ))?;
         for kind in SkipKind::ALL {
             let labels = KindLabels {
                 kind: kind.as_str().to_string(),

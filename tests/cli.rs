@@ -17,6 +17,18 @@ fn run_to_end(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// The binary in demo mode on a free loopback port, with `args` and `environment` added.
+fn start_demo(args: &[&str], environment: &[(&str, &str)]) -> Process {
+    let mut all_args = vec!["--demo", "--config", "/no/such/config.ini"];
+    all_args.extend_from_slice(args);
+    let mut all_environment = vec![
+        ("CC_HEARTBEAT__ADMIN__METRICS_LISTENER_HOST", "127.0.0.1"),
+        ("CC_HEARTBEAT__ADMIN__METRICS_LISTENER_PORT", "0"),
+    ];
+    all_environment.extend_from_slice(environment);
+    Process::start(&all_args, &all_environment)
+}
+
 #[test]
 fn bad_config_exits_2_naming_file_section_and_key() {
     let dir = tempfile::tempdir().unwrap();
@@ -145,13 +157,7 @@ async fn secrets_never_appear_in_logs_metrics_or_readiness() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_mode_serves_live_metrics_and_stops_on_sigterm() {
-    let mut process = Process::start(
-        &["--demo", "--config", "/no/such/config.ini"],
-        &[
-            ("CC_HEARTBEAT__ADMIN__METRICS_LISTENER_HOST", "127.0.0.1"),
-            ("CC_HEARTBEAT__ADMIN__METRICS_LISTENER_PORT", "0"),
-        ],
-    );
+    let mut process = start_demo(&[], &[]);
     let address = process.address();
     let start = Instant::now();
     loop {
@@ -198,14 +204,7 @@ fn sigterm_during_an_outage_exits_within_5_seconds() {
 
 #[test]
 fn json_logs_are_one_object_per_line() {
-    let mut process = Process::start(
-        &["--demo", "--config", "/no/such/config.ini"],
-        &[
-            ("CC_HEARTBEAT__ADMIN__METRICS_LISTENER_HOST", "127.0.0.1"),
-            ("CC_HEARTBEAT__ADMIN__METRICS_LISTENER_PORT", "0"),
-            ("CC_HEARTBEAT__ADMIN__LOG_FORMAT", "json"),
-        ],
-    );
+    let mut process = start_demo(&[], &[("CC_HEARTBEAT__ADMIN__LOG_FORMAT", "json")]);
     process.wait_for_line("reading heartbeat partitions", Duration::from_secs(20));
     let (_, code) = process.terminate();
     assert_eq!(code, Some(0));
@@ -263,13 +262,9 @@ async fn sigterm_with_heartbeats_in_flight_to_dead_brokers_exits_within_5_second
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_control_breaks_the_embedded_cluster_and_healthcheck_answers() {
-    let mut process = Process::start(
-        &["--demo", "--config", "/no/such/config.ini"],
-        &[
-            ("CC_HEARTBEAT__ADMIN__METRICS_LISTENER_HOST", "127.0.0.1"),
-            ("CC_HEARTBEAT__ADMIN__METRICS_LISTENER_PORT", "0"),
-            ("CC_HEARTBEAT__ADMIN__CHECK_METADATA_PERIOD_SECONDS", "1"),
-        ],
+    let mut process = start_demo(
+        &[],
+        &[("CC_HEARTBEAT__ADMIN__CHECK_METADATA_PERIOD_SECONDS", "1")],
     );
     let address = process.address();
     process.wait_for_line("reading heartbeat partitions", Duration::from_secs(20));
@@ -333,19 +328,7 @@ async fn demo_control_is_not_served_outside_demo_mode() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_can_run_several_clusters() {
-    let mut process = Process::start(
-        &[
-            "--demo",
-            "--demo-clusters",
-            "2",
-            "--config",
-            "/no/such/config.ini",
-        ],
-        &[
-            ("CC_HEARTBEAT__ADMIN__METRICS_LISTENER_HOST", "127.0.0.1"),
-            ("CC_HEARTBEAT__ADMIN__METRICS_LISTENER_PORT", "0"),
-        ],
-    );
+    let mut process = start_demo(&["--demo-clusters", "2"], &[]);
     let address = process.address();
     let start = Instant::now();
     loop {

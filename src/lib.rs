@@ -6,6 +6,7 @@
 //! - [`producer`]: one heartbeat per partition per period, acknowledgement latency;
 //! - [`consumer`]: reads heartbeats back, end-to-end latency, lost/duplicate/skipped;
 //! - [`topic`]: keeps the heartbeat topic in shape;
+//! - [`scan`]: a slow look at the whole cluster (topics, partitions, their health);
 //! - [`http`]: `/metrics`, `/healthz`, `/ready`.
 //!
 //! Around them: [`config`] (the INI file and environment), [`client`] (librdkafka settings and
@@ -31,6 +32,7 @@ pub mod monitor;
 pub mod native_admin;
 pub mod producer;
 pub mod recent;
+pub mod scan;
 pub mod tls_check;
 pub mod topic;
 pub mod tracker;

@@ -209,6 +209,12 @@ pub struct Metrics {
     pub beat_delay: Histogram,
     pub beats_missed: Counter,
     pub client_brokers: ClientBrokerMetrics,
+    pub cluster_topics: Gauge,
+    pub cluster_partitions: Gauge,
+    pub cluster_under_replicated_partitions: Gauge,
+    pub cluster_offline_partitions: Gauge,
+    pub cluster_scan_duration: Gauge<f64, AtomicU64>,
+    pub cluster_scan_failures: Counter,
 }
 
 impl Metrics {
@@ -248,6 +254,12 @@ impl Metrics {
             beat_delay: Histogram::new(buckets_up_to(Duration::from_secs(1))),
             beats_missed: Counter::default(),
             client_brokers: ClientBrokerMetrics::default(),
+            cluster_topics: Gauge::default(),
+            cluster_partitions: Gauge::default(),
+            cluster_under_replicated_partitions: Gauge::default(),
+            cluster_offline_partitions: Gauge::default(),
+            cluster_scan_duration: Gauge::default(),
+            cluster_scan_failures: Counter::default(),
         };
         metrics
             .build_info
@@ -508,6 +520,37 @@ impl Metrics {
             "beats_missed",
             "Beats skipped because an earlier one started a whole period late",
             m.beats_missed,
+        );
+        registry.register(
+            "cluster_topics",
+            "Topics in the cluster (internal ones included), at the last scan",
+            m.cluster_topics,
+        );
+        registry.register(
+            "cluster_partitions",
+            "Partitions of all topics, at the last scan",
+            m.cluster_partitions,
+        );
+        registry.register(
+            "cluster_under_replicated_partitions",
+            "Partitions with fewer in-sync replicas than replicas, at the last scan",
+            m.cluster_under_replicated_partitions,
+        );
+        registry.register(
+            "cluster_offline_partitions",
+            "Partitions without a leader, at the last scan",
+            m.cluster_offline_partitions,
+        );
+        registry.register_with_unit(
+            "cluster_scan_duration",
+            "How long the last cluster scan took",
+            Unit::Seconds,
+            m.cluster_scan_duration,
+        );
+        registry.register(
+            "cluster_scan_failures",
+            "Cluster scans that failed or timed out",
+            m.cluster_scan_failures,
         );
         let client = m.client_brokers;
         registry.register(

@@ -16,6 +16,7 @@ use crate::connectivity::ConnectivityChecker;
 use crate::consumer::{ConsumerError, EndToEndConsumer};
 use crate::metadata::MetadataRefresher;
 use crate::producer::{HeartbeatProducer, ProducerError};
+use crate::scan::{ClusterScan, ScanError};
 use crate::tls_check::{TlsCheck, TlsSetupError};
 use crate::topic::TopicManager;
 
@@ -30,6 +31,8 @@ pub enum MonitorError {
     Producer(#[from] ProducerError),
     #[error(transparent)]
     Consumer(#[from] ConsumerError),
+    #[error(transparent)]
+    Scan(#[from] ScanError),
 }
 
 /// The tasks and shared state of one cluster.
@@ -52,6 +55,7 @@ impl ClusterMonitor {
             .map_err(MonitorError::Admin)?;
         let admin = Arc::new(admin);
         let producer = HeartbeatProducer::new(shared.clone())?;
+        let scan = ClusterScan::new(shared.clone())?;
         let consumer = EndToEndConsumer::new(shared.clone())?;
 
         let mut tasks = JoinSet::new();
@@ -75,6 +79,7 @@ impl ClusterMonitor {
                 .instrument(span.clone()),
         );
         tasks.spawn(producer.run(cancel.clone()).instrument(span.clone()));
+        tasks.spawn(scan.run(cancel.clone()).instrument(span.clone()));
         tasks.spawn(consumer.run(cancel.clone()).instrument(span));
         Ok(ClusterMonitor { shared, tasks })
     }

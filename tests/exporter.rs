@@ -605,3 +605,48 @@ async fn unread_heartbeats_are_lost_once_then_late_never_failed() {
     );
     assert!(running.stop().await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_scan_counts_topics_partitions_and_offline_ones() {
+    let mock = mock_cluster(3, TOPIC, 3);
+    mock.create_topic("orders", 4, 3).unwrap();
+    let running = Running::start(test_config(
+        &mock.bootstrap_servers(),
+        TOPIC,
+        "check.consumer.group.period.seconds = 1",
+    ))
+    .await;
+    let scanned = running
+        .wait_for("a cluster scan", Duration::from_secs(15), |m| {
+            m.sum("heartbeat_cluster_partitions", &[]) == 7.0
+        })
+        .await;
+    assert_eq!(scanned.sum("heartbeat_cluster_topics", &[]), 2.0);
+    assert_eq!(
+        scanned.sum("heartbeat_cluster_offline_partitions", &[]),
+        0.0
+    );
+    assert_eq!(
+        scanned.sum("heartbeat_cluster_scan_failures_total", &[]),
+        0.0
+    );
+    // Nobody produces to it, so taking its leader away is safe on the mock.
+    mock.partition_leader("orders", 1, None).unwrap();
+    running
+        .wait_for(
+            "the leaderless partition counted",
+            Duration::from_secs(15),
+            |m| m.sum("heartbeat_cluster_offline_partitions", &[]) == 1.0,
+        )
+        .await;
+    running
+        .wait_for_heartbeats(
+            running
+                .metrics()
+                .await
+                .sum("heartbeat_messages_consumed_total", &[])
+                + 3.0,
+        )
+        .await;
+    assert!(running.stop().await);
+}

@@ -168,6 +168,19 @@ pub struct KindLabels {
     pub kind: String,
 }
 
+/// Labels of a per-consumer-group series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupLabels {
+    pub group: String,
+}
+
+/// Labels of `heartbeat_consumer_group_state`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupStateLabels {
+    pub group: String,
+    pub state: String,
+}
+
 /// Labels of `heartbeat_build_info`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabels {
@@ -214,7 +227,11 @@ pub struct Metrics {
     pub cluster_under_replicated_partitions: Gauge,
     pub cluster_offline_partitions: Gauge,
     pub cluster_scan_duration: Gauge<f64, AtomicU64>,
-    pub cluster_scan_failures: Counter,
+    pub cluster_scan_failures: Family<KindLabels, Counter>,
+    pub consumer_groups: Gauge,
+    pub consumer_groups_by_state: Family<KindLabels, Gauge>,
+    pub consumer_group_state: Family<GroupStateLabels, Gauge>,
+    pub consumer_group_members: Family<GroupLabels, Gauge>,
 }
 
 impl Metrics {
@@ -259,7 +276,11 @@ impl Metrics {
             cluster_under_replicated_partitions: Gauge::default(),
             cluster_offline_partitions: Gauge::default(),
             cluster_scan_duration: Gauge::default(),
-            cluster_scan_failures: Counter::default(),
+            cluster_scan_failures: Family::default(),
+            consumer_groups: Gauge::default(),
+            consumer_groups_by_state: Family::default(),
+            consumer_group_state: Family::default(),
+            consumer_group_members: Family::default(),
         };
         metrics
             .build_info
@@ -549,8 +570,28 @@ impl Metrics {
         );
         registry.register(
             "cluster_scan_failures",
-            "Cluster scans that failed or timed out",
+            "Cluster scans that failed or timed out, by what was scanned (kind: topics, groups)",
             m.cluster_scan_failures,
+        );
+        registry.register(
+            "consumer_groups",
+            "Consumer groups listed (within consumer.group.allow/deny), at the last scan",
+            m.consumer_groups,
+        );
+        registry.register(
+            "consumer_groups_by_state",
+            "Consumer groups by state (kind: Stable, Empty, PreparingRebalance, …)",
+            m.consumer_groups_by_state,
+        );
+        registry.register(
+            "consumer_group_state",
+            "1 for each consumer group's current state; idle and empty groups keep theirs",
+            m.consumer_group_state,
+        );
+        registry.register(
+            "consumer_group_members",
+            "Members of each consumer group",
+            m.consumer_group_members,
         );
         let client = m.client_brokers;
         registry.register(

@@ -3,11 +3,16 @@
 //! has, and how many partitions are under-replicated (fewer in-sync replicas than replicas) or
 //! offline (no leader).
 //!
-//! It has its own client and its own task, and asks for the metadata of every topic on a
-//! blocking thread, so a large cluster's slow answer never delays a heartbeat. (Consumer-group
-//! lag is to be scanned here too.)
+//! It also lists the consumer groups (ListGroups and DescribeGroups, within
+//! `consumer.group.allow`/`consumer.group.deny`): how many, in which state, with how many
+//! members. Idle and empty groups keep their series, so a stuck consumer stays visible; a
+//! deleted group's series go. (Their lag is to be scanned here too.)
+//!
+//! It has its own client and its own task, and makes its requests on blocking threads, so a
+//! large cluster's slow answer never delays a heartbeat.
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::AdminClient;
@@ -17,7 +22,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::{client_config, ClientLog, Role};
 use crate::cluster::ClusterShared;
+use crate::config::AdminSettings;
 use crate::logging::LogThrottle;
+use crate::metrics::{GroupLabels, GroupStateLabels, KindLabels};
 
 /// One partition as the scan sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +86,44 @@ fn fetch_overview(
     Ok(overview(topics.iter().map(Vec::as_slice)))
 }
 
+/// A consumer group as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSummary {
+    pub name: String,
+    /// As the coordinator reports it: Stable, Empty, PreparingRebalance, Dead, …
+    pub state: String,
+    pub members: usize,
+}
+
+/// Whether `name` passes the allow and deny expressions.
+pub fn group_wanted(admin: &AdminSettings, name: &str) -> bool {
+    admin
+        .consumer_group_allow
+        .as_ref()
+        .is_none_or(|allow| allow.0.is_match(name))
+        && !admin
+            .consumer_group_deny
+            .as_ref()
+            .is_some_and(|deny| deny.0.is_match(name))
+}
+
+/// Lists the consumer groups and their state. Blocking.
+fn fetch_groups(
+    client: &AdminClient<ClientLog>,
+    timeout: Duration,
+) -> Result<Vec<GroupSummary>, KafkaError> {
+    let groups = client.inner().fetch_group_list(None, timeout)?;
+    Ok(groups
+        .groups()
+        .iter()
+        .map(|group| GroupSummary {
+            name: group.name().to_string(),
+            state: group.state().to_string(),
+            members: group.members().len(),
+        })
+        .collect())
+}
+
 /// Why the scan's client could not be created.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot create the cluster scan's client: {0}")]
@@ -89,6 +134,8 @@ pub struct ClusterScan {
     shared: Arc<ClusterShared>,
     client: Arc<AdminClient<ClientLog>>,
     throttle: LogThrottle,
+    /// Groups and states reported by the last scan, to remove what is gone.
+    reported: Mutex<(BTreeMap<String, String>, BTreeSet<String>)>,
 }
 
 impl ClusterScan {
@@ -103,6 +150,7 @@ impl ClusterScan {
             shared,
             client: Arc::new(client),
             throttle: LogThrottle::default(),
+            reported: Mutex::default(),
         })
     }
 
@@ -126,6 +174,11 @@ impl ClusterScan {
     }
 
     async fn scan(&self) {
+        self.scan_topics().await;
+        self.scan_groups().await;
+    }
+
+    async fn scan_topics(&self) {
         let client = self.client.clone();
         // A whole-cluster answer can be large: more time than a heartbeat-topic request.
         let timeout = self.shared.config.admin.check_metadata_timeout * 3;
@@ -145,17 +198,107 @@ impl ClusterScan {
                 metrics
                     .cluster_scan_duration
                     .set(start.elapsed().as_secs_f64());
-                self.throttle.reset("failing");
+                self.throttle.reset("topics");
             }
-            Ok(Err(error)) => self.failed(&error.to_string()),
-            Err(error) => self.failed(&error.to_string()),
+            Ok(Err(error)) => self.failed("topics", &error.to_string(), false),
+            Err(error) => self.failed("topics", &error.to_string(), false),
         }
     }
 
-    fn failed(&self, error: &str) {
-        self.shared.metrics.cluster_scan_failures.inc();
-        if let Some(held_back) = self.throttle.admit("failing") {
-            tracing::warn!(held_back, "cluster scan failed: {error}");
+    async fn scan_groups(&self) {
+        let client = self.client.clone();
+        let timeout = self.shared.config.admin.check_metadata_timeout * 3;
+        let result = tokio::task::spawn_blocking(move || fetch_groups(&client, timeout)).await;
+        match result {
+            Ok(Ok(groups)) => {
+                let admin = &self.shared.config.admin;
+                let groups: Vec<GroupSummary> = groups
+                    .into_iter()
+                    .filter(|group| group_wanted(admin, &group.name))
+                    .collect();
+                self.record_groups(&groups);
+                self.throttle.reset("groups");
+            }
+            Ok(Err(error)) => {
+                // Some brokers do not list groups (librdkafka's mock cluster among them): say it
+                // quietly, it will not change.
+                let unsupported = error.rdkafka_error_code()
+                    == Some(rdkafka::types::RDKafkaErrorCode::UnsupportedFeature);
+                self.failed("groups", &error.to_string(), unsupported)
+            }
+            Err(error) => self.failed("groups", &error.to_string(), false),
+        }
+    }
+
+    fn record_groups(&self, groups: &[GroupSummary]) {
+        let metrics = &self.shared.metrics;
+        let mut reported = self
+            .reported
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (states_of_groups, states_seen) = &mut *reported;
+        let current: BTreeMap<String, String> = groups
+            .iter()
+            .map(|group| (group.name.clone(), group.state.clone()))
+            .collect();
+        for (name, state) in states_of_groups.iter() {
+            if current.get(name) != Some(state) {
+                metrics.consumer_group_state.remove(&GroupStateLabels {
+                    group: name.clone(),
+                    state: state.clone(),
+                });
+            }
+            if !current.contains_key(name) {
+                metrics.consumer_group_members.remove(&GroupLabels {
+                    group: name.clone(),
+                });
+            }
+        }
+        let mut by_state: BTreeMap<String, i64> =
+            states_seen.iter().map(|state| (state.clone(), 0)).collect();
+        for group in groups {
+            metrics
+                .consumer_group_state
+                .get_or_create(&GroupStateLabels {
+                    group: group.name.clone(),
+                    state: group.state.clone(),
+                })
+                .set(1);
+            metrics
+                .consumer_group_members
+                .get_or_create(&GroupLabels {
+                    group: group.name.clone(),
+                })
+                .set(group.members as i64);
+            *by_state.entry(group.state.clone()).or_default() += 1;
+        }
+        for (state, count) in &by_state {
+            metrics
+                .consumer_groups_by_state
+                .get_or_create(&KindLabels {
+                    kind: state.clone(),
+                })
+                .set(*count);
+        }
+        metrics.consumer_groups.set(groups.len() as i64);
+        states_seen.extend(by_state.into_keys());
+        *states_of_groups = current;
+    }
+
+    fn failed(&self, part: &str, error: &str, quietly: bool) {
+        self.shared
+            .metrics
+            .cluster_scan_failures
+            .get_or_create(&KindLabels {
+                kind: part.to_string(),
+            })
+            .inc();
+        if let Some(held_back) = self.throttle.admit(part) {
+            if quietly {
+                tracing::debug!(held_back, "cluster scan of {part} failed: {error}");
+            } else {
+                tracing::warn!(held_back, "cluster scan of {part} failed: {error}");
+            }
         }
     }
 }
@@ -191,5 +334,22 @@ mod tests {
                 offline: 1
             }
         );
+    }
+
+    #[test]
+    fn groups_are_bounded_by_allow_and_deny() {
+        let config = crate::config::Config::from_ini(
+            "[admin]\nconsumer.group.allow = ^orders\nconsumer.group.deny = -test$\n",
+            std::path::Path::new("t.ini"),
+            std::iter::empty(),
+        )
+        .unwrap();
+        assert!(group_wanted(&config.admin, "orders-service"));
+        assert!(!group_wanted(&config.admin, "orders-service-test"));
+        assert!(!group_wanted(&config.admin, "billing"));
+        let everything =
+            crate::config::Config::from_ini("", std::path::Path::new("t.ini"), std::iter::empty())
+                .unwrap();
+        assert!(group_wanted(&everything.admin, "anything"));
     }
 }

@@ -627,7 +627,10 @@ async fn the_cluster_scan_counts_topics_partitions_and_offline_ones() {
         0.0
     );
     assert_eq!(
-        scanned.sum("heartbeat_cluster_scan_failures_total", &[]),
+        scanned.sum(
+            "heartbeat_cluster_scan_failures_total",
+            &[("kind", "topics")]
+        ),
         0.0
     );
     // Nobody produces to it, so taking its leader away is safe on the mock.

@@ -116,3 +116,74 @@ fn describe_cluster_reports_brokers_where_served_and_fails_cleanly_where_not() {
     assert!(start.elapsed() < Duration::from_secs(5), "{error}");
     assert!(error.to_string().contains("DescribeCluster"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_groups_are_listed_with_state_and_members_and_bounded_by_deny() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let tansu = Tansu::start();
+    let member: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &tansu.bootstrap)
+        .set("group.id", "orders-service")
+        .set("allow.auto.create.topics", "true")
+        .create()
+        .unwrap();
+    let hidden: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &tansu.bootstrap)
+        .set("group.id", "orders-service-test")
+        .set("allow.auto.create.topics", "true")
+        .create()
+        .unwrap();
+    member.subscribe(&["cc-heartbeat"]).unwrap();
+    hidden.subscribe(&["cc-heartbeat"]).unwrap();
+    // Joining happens while polling.
+    let polling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let keep = polling.clone();
+    let poller = std::thread::spawn(move || {
+        while keep.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ = member.poll(Duration::from_millis(100));
+            let _ = hidden.poll(Duration::from_millis(100));
+        }
+    });
+    let running = Running::start(test_config(
+        &tansu.bootstrap,
+        "cc-heartbeat",
+        "check.consumer.group.period.seconds = 1\nconsumer.group.deny = -test$",
+    ))
+    .await;
+    let listed = running
+        .wait_for(
+            "the group listed as stable with its member",
+            // Joining a group on tansu takes a rebalance delay of several seconds.
+            Duration::from_secs(60),
+            |m| {
+                m.sum(
+                    "heartbeat_consumer_group_state",
+                    &[("group", "orders-service"), ("state", "Stable")],
+                ) == 1.0
+                    && m.sum(
+                        "heartbeat_consumer_group_members",
+                        &[("group", "orders-service")],
+                    ) == 1.0
+            },
+        )
+        .await;
+    assert!(
+        !listed.has(
+            "heartbeat_consumer_group_state",
+            &[("group", "orders-service-test")]
+        ),
+        "denied"
+    );
+    assert!(listed.sum("heartbeat_consumer_groups", &[]) >= 1.0);
+    assert!(listed.sum("heartbeat_consumer_groups_by_state", &[("kind", "Stable")]) >= 1.0);
+    assert_eq!(
+        listed.sum(
+            "heartbeat_cluster_scan_failures_total",
+            &[("kind", "groups")]
+        ),
+        0.0
+    );
+    polling.store(false, std::sync::atomic::Ordering::Relaxed);
+    poller.join().unwrap();
+    assert!(running.stop().await);
+}

@@ -178,8 +178,12 @@ pub struct AdminSettings {
     pub check_connectivity_period: Duration,
     /// `check.connectivity.timeout.seconds`: how long one broker's connection check may take.
     pub check_connectivity_timeout: Duration,
-    /// `check.consumer.group.period.seconds`: period of the consumer-group scan (reserved).
+    /// `check.consumer.group.period.seconds`: period of the cluster scan (topics, groups).
     pub check_consumer_group_period: Duration,
+    /// `consumer.group.allow`: only groups whose name matches are reported (empty: all).
+    pub consumer_group_allow: Option<Pattern>,
+    /// `consumer.group.deny`: groups whose name matches are not reported (empty: none).
+    pub consumer_group_deny: Option<Pattern>,
     /// `produce.period.seconds`: how often one heartbeat goes to every partition.
     pub produce_period: Duration,
     /// `broker.missing.retention.seconds`: how long a vanished broker is still reported.
@@ -248,6 +252,14 @@ const ADMIN_KEYS: &[AdminKey] = &[
     AdminKey {
         name: "check.consumer.group.period.seconds",
         default: "60",
+    },
+    AdminKey {
+        name: "consumer.group.allow",
+        default: "",
+    },
+    AdminKey {
+        name: "consumer.group.deny",
+        default: "",
     },
     AdminKey {
         name: "produce.period.seconds",
@@ -754,6 +766,8 @@ fn parse_admin(section: &BTreeMap<String, Entry>) -> Result<AdminSettings, Confi
             1.0,
             86_400.0,
         )?,
+        consumer_group_allow: reader.parse("consumer.group.allow", parse_regex)?,
+        consumer_group_deny: reader.parse("consumer.group.deny", parse_regex)?,
         produce_period: reader.seconds("produce.period.seconds", 0.01, 3600.0)?,
         broker_missing_retention: reader.seconds(
             "broker.missing.retention.seconds",
@@ -854,6 +868,31 @@ impl AdminReader<'_> {
     }
 }
 
+/// A regular expression setting, compared by its text.
+#[derive(Debug, Clone)]
+pub struct Pattern(pub regex::Regex);
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+impl fmt::Display for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.as_str())
+    }
+}
+
+fn parse_regex(value: &str) -> Result<Option<Pattern>, String> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    regex::Regex::new(value)
+        .map(|regex| Some(Pattern(regex)))
+        .map_err(|error| format!("not a valid regular expression: {error}"))
+}
+
 fn parse_bool(value: &str) -> Result<bool, String> {
     // The values Python's configparser.getboolean accepts.
     match value.to_ascii_lowercase().as_str() {
@@ -929,6 +968,20 @@ impl AdminSettings {
             (
                 "check.consumer.group.period.seconds",
                 seconds(&self.check_consumer_group_period),
+            ),
+            (
+                "consumer.group.allow",
+                self.consumer_group_allow
+                    .as_ref()
+                    .map(|regex| regex.to_string())
+                    .unwrap_or_default(),
+            ),
+            (
+                "consumer.group.deny",
+                self.consumer_group_deny
+                    .as_ref()
+                    .map(|regex| regex.to_string())
+                    .unwrap_or_default(),
             ),
             ("produce.period.seconds", seconds(&self.produce_period)),
             (
@@ -1090,7 +1143,8 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         for key in ADMIN_KEYS {
             let line = format!("{} = {}", key.name, key.default);
-            assert!(text.contains(&line), "config.example.ini lacks `{line}`");
+            let line = line.trim_end();
+            assert!(text.contains(line), "config.example.ini lacks `{line}`");
         }
         assert_eq!(config.admin, load("", &[]).unwrap().admin);
     }

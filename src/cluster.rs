@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rdkafka::types::RDKafkaErrorCode;
 use tokio::sync::watch;
@@ -242,9 +242,4 @@ pub fn unix_micros() -> i64 {
 /// Seconds since the Unix epoch, by the wall clock.
 pub fn unix_seconds() -> f64 {
     unix_micros() as f64 / 1e6
-}
-
-/// A duration for log lines: milliseconds with one decimal.
-pub fn millis(duration: Duration) -> String {
-    format!("{:.1}ms", duration.as_secs_f64() * 1000.0)
 }

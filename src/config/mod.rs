@@ -571,7 +571,6 @@ impl Config {
                     None => (self.section_name("default"), Origin::Default),
                 }
             };
-            let _ = own_name;
             let mut client_config = ClientConfig::new();
             for (key, value) in &merged {
                 client_config.set(key, value);

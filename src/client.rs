@@ -27,6 +27,8 @@ pub enum Role {
     Consumer,
     /// Metadata and topic administration.
     Admin,
+    /// Reads the oldest unconsumed record of lagging partitions, for lag in seconds.
+    LagProbe,
 }
 
 impl Role {
@@ -35,6 +37,7 @@ impl Role {
             Role::Producer => "producer",
             Role::Consumer => "consumer",
             Role::Admin => "admin",
+            Role::LagProbe => "lag-probe",
         }
     }
 }
@@ -92,8 +95,30 @@ pub fn client_config(config: &Config, role: Role) -> ClientConfig {
             config.consumer_properties()
         }
         Role::Admin => config.admin_properties(),
+        Role::LagProbe => {
+            // Assigns partitions, never joins the group, never commits: sharing the heartbeat
+            // consumer's group.id (which ACLs may require) disturbs nobody.
+            set("group.id", "cc-heartbeat".to_string());
+            // The record at a committed offset may have been deleted by retention: the oldest
+            // that is left is then the oldest unconsumed one.
+            set("auto.offset.reset", "earliest".to_string());
+            // Reaching the end tells that the committed offset only had control records left.
+            set("enable.partition.eof", "true".to_string());
+            set("fetch.wait.max.ms", "100".to_string());
+            // Only the first record of each partition is wanted: small fetches, small prefetch.
+            set("max.partition.fetch.bytes", "65536".to_string());
+            set("fetch.max.bytes", "1048576".to_string());
+            set("queued.max.messages.kbytes", "2048".to_string());
+            set("fetch.error.backoff.ms", "100".to_string());
+            config.consumer_properties()
+        }
     };
     properties.extend(user);
+    if role == Role::LagProbe {
+        // Whatever [consumer] says, the probe must never move a group's offsets.
+        properties.insert("enable.auto.commit".to_string(), "false".to_string());
+        properties.insert("enable.auto.offset.store".to_string(), "false".to_string());
+    }
     if role == Role::Producer
         && properties
             .get("linger.ms")

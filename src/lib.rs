@@ -24,6 +24,7 @@ pub mod connectivity;
 pub mod consumer;
 pub mod demo;
 pub mod http;
+pub mod lag;
 pub mod logging;
 pub mod message;
 pub mod metadata;

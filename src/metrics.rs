@@ -174,6 +174,21 @@ pub struct GroupLabels {
     pub group: String,
 }
 
+/// Labels of a per-group, per-partition series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+pub struct GroupPartitionLabels {
+    pub group: String,
+    pub topic: String,
+    pub partition: String,
+}
+
+/// Labels of a per-partition series of any topic.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+pub struct TopicPartitionLabels {
+    pub topic: String,
+    pub partition: String,
+}
+
 /// Labels of `heartbeat_consumer_group_state`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct GroupStateLabels {
@@ -232,6 +247,15 @@ pub struct Metrics {
     pub consumer_groups_by_state: Family<KindLabels, Gauge>,
     pub consumer_group_state: Family<GroupStateLabels, Gauge>,
     pub consumer_group_members: Family<GroupLabels, Gauge>,
+    pub consumer_group_committed_offset: Family<GroupPartitionLabels, Gauge>,
+    pub consumer_group_lag: Family<GroupPartitionLabels, Gauge>,
+    pub consumer_group_lag_seconds: Family<GroupPartitionLabels, Gauge<f64, AtomicU64>>,
+    pub consumer_group_total_lag: Family<GroupLabels, Gauge>,
+    pub consumer_group_max_lag: Family<GroupLabels, Gauge>,
+    pub consumer_group_max_lag_seconds: Family<GroupLabels, Gauge<f64, AtomicU64>>,
+    pub consumer_group_offset_races: Counter,
+    pub consumer_group_lag_probes: Family<KindLabels, Counter>,
+    pub partition_log_end_offset: Family<TopicPartitionLabels, Gauge>,
 }
 
 impl Metrics {
@@ -281,6 +305,15 @@ impl Metrics {
             consumer_groups_by_state: Family::default(),
             consumer_group_state: Family::default(),
             consumer_group_members: Family::default(),
+            consumer_group_committed_offset: Family::default(),
+            consumer_group_lag: Family::default(),
+            consumer_group_lag_seconds: Family::default(),
+            consumer_group_total_lag: Family::default(),
+            consumer_group_max_lag: Family::default(),
+            consumer_group_max_lag_seconds: Family::default(),
+            consumer_group_offset_races: Counter::default(),
+            consumer_group_lag_probes: Family::default(),
+            partition_log_end_offset: Family::default(),
         };
         metrics
             .build_info
@@ -592,6 +625,53 @@ impl Metrics {
             "consumer_group_members",
             "Members of each consumer group",
             m.consumer_group_members,
+        );
+        registry.register(
+            "consumer_group_committed_offset",
+            "Each group's committed offset per partition (within consumer.group.topic.allow/deny)",
+            m.consumer_group_committed_offset,
+        );
+        registry.register(
+            "consumer_group_lag",
+            "Messages between each group's committed offset and the log end offset, never negative",
+            m.consumer_group_lag,
+        );
+        registry.register_with_unit(
+            "consumer_group_lag",
+            "Age of the oldest unconsumed record (the one at the committed offset) per partition; 0 without lag",
+            Unit::Seconds,
+            m.consumer_group_lag_seconds,
+        );
+        registry.register(
+            "consumer_group_total_lag",
+            "Messages behind, summed over each group's partitions",
+            m.consumer_group_total_lag,
+        );
+        registry.register(
+            "consumer_group_max_lag",
+            "Messages behind on each group's partition furthest behind",
+            m.consumer_group_max_lag,
+        );
+        registry.register_with_unit(
+            "consumer_group_max_lag",
+            "Age of each group's oldest unconsumed record over its partitions",
+            Unit::Seconds,
+            m.consumer_group_max_lag_seconds,
+        );
+        registry.register(
+            "consumer_group_offset_races",
+            "Committed offsets found past the log end offset (read at another instant): lag clamped to 0",
+            m.consumer_group_offset_races,
+        );
+        registry.register(
+            "consumer_group_lag_probes",
+            "Partitions whose oldest unconsumed record was looked up for lag in seconds, by outcome (kind: read, cached, no_record, timed_out, failed)",
+            m.consumer_group_lag_probes,
+        );
+        registry.register(
+            "partition_log_end_offset",
+            "Log end offset (high watermark) of each partition some reported group has committed on",
+            m.partition_log_end_offset,
         );
         let client = m.client_brokers;
         registry.register(

@@ -4,9 +4,11 @@
 //! offline (no leader).
 //!
 //! It also lists the consumer groups (ListGroups and DescribeGroups, within
-//! `consumer.group.allow`/`consumer.group.deny`): how many, in which state, with how many
-//! members. Idle and empty groups keep their series, so a stuck consumer stays visible; a
-//! deleted group's series go. (Their lag is to be scanned here too.)
+//! `consumer.group.allow`/`consumer.group.deny`, plus `consumer.group.names`): how many, in
+//! which state, with how many members, and their lag (see [`crate::lag`]). Idle and empty
+//! groups keep their series, so a stuck consumer stays visible; a deleted group's series go.
+//! When one part of a scan fails, the series it would have updated keep their last values and
+//! the failure is counted by kind.
 //!
 //! It has its own client and its own task, and makes its requests on blocking threads, so a
 //! large cluster's slow answer never delays a heartbeat.
@@ -23,8 +25,11 @@ use tokio_util::sync::CancellationToken;
 use crate::client::{client_config, ClientLog, Role};
 use crate::cluster::ClusterShared;
 use crate::config::AdminSettings;
+use crate::lag::{scan_lag, LagProbe, LagScan, TopicPartition};
 use crate::logging::LogThrottle;
-use crate::metrics::{GroupLabels, GroupStateLabels, KindLabels};
+use crate::metrics::{
+    GroupLabels, GroupPartitionLabels, GroupStateLabels, KindLabels, TopicPartitionLabels,
+};
 
 /// One partition as the scan sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,12 +67,25 @@ pub fn overview<'a>(topics: impl IntoIterator<Item = &'a [PartitionHealth]>) -> 
     overview
 }
 
-/// Asks for the metadata of every topic. Blocking.
+/// Asks for the metadata of every topic: the overview, and every partition of the topics
+/// `topic_wanted` accepts. Blocking.
 fn fetch_overview(
     client: &AdminClient<ClientLog>,
     timeout: Duration,
-) -> Result<ClusterOverview, KafkaError> {
+    topic_wanted: &dyn Fn(&str) -> bool,
+) -> Result<(ClusterOverview, Vec<TopicPartition>), KafkaError> {
     let metadata = client.inner().fetch_metadata(None, timeout)?;
+    let wanted = metadata
+        .topics()
+        .iter()
+        .filter(|topic| topic_wanted(topic.name()))
+        .flat_map(|topic| {
+            topic
+                .partitions()
+                .iter()
+                .map(|partition| (topic.name().to_string(), partition.id()))
+        })
+        .collect();
     let topics: Vec<Vec<PartitionHealth>> = metadata
         .topics()
         .iter()
@@ -83,7 +101,7 @@ fn fetch_overview(
                 .collect()
         })
         .collect();
-    Ok(overview(topics.iter().map(Vec::as_slice)))
+    Ok((overview(topics.iter().map(Vec::as_slice)), wanted))
 }
 
 /// A consumer group as listed.
@@ -107,6 +125,18 @@ pub fn group_wanted(admin: &AdminSettings, name: &str) -> bool {
             .is_some_and(|deny| deny.0.is_match(name))
 }
 
+/// Whether lag on `topic` is reported, by `consumer.group.topic.allow`/`deny`.
+pub fn topic_wanted(admin: &AdminSettings, topic: &str) -> bool {
+    admin
+        .consumer_group_topic_allow
+        .as_ref()
+        .is_none_or(|allow| allow.0.is_match(topic))
+        && !admin
+            .consumer_group_topic_deny
+            .as_ref()
+            .is_some_and(|deny| deny.0.is_match(topic))
+}
+
 /// Lists the consumer groups and their state. Blocking.
 fn fetch_groups(
     client: &AdminClient<ClientLog>,
@@ -124,33 +154,57 @@ fn fetch_groups(
         .collect())
 }
 
-/// Why the scan's client could not be created.
+/// Why the scan's clients could not be created.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot create the cluster scan's client: {0}")]
 pub struct ScanError(#[from] KafkaError);
+
+/// What the last scans reported, to remove the series of what is gone.
+#[derive(Default)]
+struct Reported {
+    /// The state of each group, from the last listing that worked.
+    states: BTreeMap<String, String>,
+    /// Every state ever counted, so a state no group is in any more reports 0.
+    states_seen: BTreeSet<String>,
+    /// Groups with lag series.
+    lag_groups: BTreeSet<String>,
+    /// (group, topic, partition) with lag series.
+    lag_partitions: BTreeSet<GroupPartitionLabels>,
+    /// Partitions with a log end offset series.
+    end_offsets: BTreeSet<TopicPartitionLabels>,
+}
 
 /// The cluster scan task of one cluster.
 pub struct ClusterScan {
     shared: Arc<ClusterShared>,
     client: Arc<AdminClient<ClientLog>>,
+    /// Reads the records lag in seconds needs; `None` with `consumer.group.lag.seconds` off.
+    probe: Option<Arc<Mutex<LagProbe>>>,
     throttle: LogThrottle,
-    /// Groups and states reported by the last scan, to remove what is gone.
-    reported: Mutex<(BTreeMap<String, String>, BTreeSet<String>)>,
+    reported: Mutex<Reported>,
+    /// Partitions of the topics lag is reported on, from the last metadata that came.
+    topic_partitions: Mutex<Vec<TopicPartition>>,
 }
 
 impl ClusterScan {
     pub fn new(shared: Arc<ClusterShared>) -> Result<Self, ScanError> {
-        let config = client_config(&shared.config, Role::Admin);
-        let client = config.create_with_context(ClientLog::new(
-            &shared.config.name,
-            Role::Admin,
-            shared.status.clone(),
-        ))?;
+        let name = &shared.config.name;
+        let client = client_config(&shared.config, Role::Admin)
+            .create_with_context(ClientLog::new(name, Role::Admin, shared.status.clone()))?;
+        let probe = if shared.config.admin.consumer_group_lag_seconds {
+            let consumer = client_config(&shared.config, Role::LagProbe)
+                .create_with_context(ClientLog::new(name, Role::LagProbe, shared.status.clone()))?;
+            Some(Arc::new(Mutex::new(LagProbe::new(consumer))))
+        } else {
+            None
+        };
         Ok(ClusterScan {
             shared,
             client: Arc::new(client),
+            probe,
             throttle: LogThrottle::default(),
             reported: Mutex::default(),
+            topic_partitions: Mutex::default(),
         })
     }
 
@@ -169,24 +223,32 @@ impl ClusterScan {
                 _ = self.scan() => {}
             }
         }
-        let client = self.client;
-        let _ = tokio::task::spawn_blocking(move || drop(client)).await;
+        let (client, probe) = (self.client, self.probe);
+        let _ = tokio::task::spawn_blocking(move || drop((client, probe))).await;
     }
 
     async fn scan(&self) {
+        let start = Instant::now();
         self.scan_topics().await;
-        self.scan_groups().await;
+        let groups = self.scan_groups().await;
+        self.scan_lag(groups).await;
+        self.shared
+            .metrics
+            .cluster_scan_duration
+            .set(start.elapsed().as_secs_f64());
     }
 
     async fn scan_topics(&self) {
         let client = self.client.clone();
-        // A whole-cluster answer can be large: more time than a heartbeat-topic request.
-        let timeout = self.shared.config.admin.check_metadata_timeout * 3;
-        let start = Instant::now();
-        let result = tokio::task::spawn_blocking(move || fetch_overview(&client, timeout)).await;
+        let admin = self.shared.config.admin.clone();
+        let timeout = admin.check_consumer_group_timeout;
+        let result = tokio::task::spawn_blocking(move || {
+            fetch_overview(&client, timeout, &|topic| topic_wanted(&admin, topic))
+        })
+        .await;
         let metrics = &self.shared.metrics;
         match result {
-            Ok(Ok(overview)) => {
+            Ok(Ok((overview, partitions))) => {
                 metrics.cluster_topics.set(overview.topics as i64);
                 metrics.cluster_partitions.set(overview.partitions as i64);
                 metrics
@@ -195,9 +257,7 @@ impl ClusterScan {
                 metrics
                     .cluster_offline_partitions
                     .set(overview.offline as i64);
-                metrics
-                    .cluster_scan_duration
-                    .set(start.elapsed().as_secs_f64());
+                *lock(&self.topic_partitions) = partitions;
                 self.throttle.reset("topics");
             }
             Ok(Err(error)) => self.failed("topics", &error.to_string(), false),
@@ -205,13 +265,15 @@ impl ClusterScan {
         }
     }
 
-    async fn scan_groups(&self) {
+    /// Lists the groups and reports their state; returns the groups whose lag to scan: those
+    /// listed (or, when listing failed, last listed) and those named in the configuration.
+    async fn scan_groups(&self) -> Vec<String> {
         let client = self.client.clone();
-        let timeout = self.shared.config.admin.check_metadata_timeout * 3;
+        let timeout = self.shared.config.admin.check_consumer_group_timeout;
         let result = tokio::task::spawn_blocking(move || fetch_groups(&client, timeout)).await;
+        let admin = &self.shared.config.admin;
         match result {
             Ok(Ok(groups)) => {
-                let admin = &self.shared.config.admin;
                 let groups: Vec<GroupSummary> = groups
                     .into_iter()
                     .filter(|group| group_wanted(admin, &group.name))
@@ -228,20 +290,19 @@ impl ClusterScan {
             }
             Err(error) => self.failed("groups", &error.to_string(), false),
         }
+        let mut names: BTreeSet<String> = lock(&self.reported).states.keys().cloned().collect();
+        names.extend(admin.consumer_group_names.iter().cloned());
+        names.into_iter().collect()
     }
 
     fn record_groups(&self, groups: &[GroupSummary]) {
         let metrics = &self.shared.metrics;
-        let mut reported = self
-            .reported
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let (states_of_groups, states_seen) = &mut *reported;
+        let mut reported = lock(&self.reported);
         let current: BTreeMap<String, String> = groups
             .iter()
             .map(|group| (group.name.clone(), group.state.clone()))
             .collect();
-        for (name, state) in states_of_groups.iter() {
+        for (name, state) in reported.states.iter() {
             if current.get(name) != Some(state) {
                 metrics.consumer_group_state.remove(&GroupStateLabels {
                     group: name.clone(),
@@ -254,8 +315,11 @@ impl ClusterScan {
                 });
             }
         }
-        let mut by_state: BTreeMap<String, i64> =
-            states_seen.iter().map(|state| (state.clone(), 0)).collect();
+        let mut by_state: BTreeMap<String, i64> = reported
+            .states_seen
+            .iter()
+            .map(|state| (state.clone(), 0))
+            .collect();
         for group in groups {
             metrics
                 .consumer_group_state
@@ -281,8 +345,194 @@ impl ClusterScan {
                 .set(*count);
         }
         metrics.consumer_groups.set(groups.len() as i64);
-        states_seen.extend(by_state.into_keys());
-        *states_of_groups = current;
+        reported.states_seen.extend(by_state.into_keys());
+        reported.states = current;
+    }
+
+    async fn scan_lag(&self, groups: Vec<String>) {
+        let client = self.client.clone();
+        let probe = self.probe.clone();
+        let admin = self.shared.config.admin.clone();
+        // Real brokers answer "every committed partition"; naming the partitions (only when
+        // topics are restricted) keeps answers small, and is what librdkafka's mock serves.
+        let partitions = admin
+            .consumer_group_topic_allow
+            .is_some()
+            .then(|| lock(&self.topic_partitions).clone());
+        let scanned = groups.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let mut probe = probe.as_ref().map(|probe| lock(probe));
+            scan_lag(
+                client.inner(),
+                probe.as_deref_mut(),
+                &groups,
+                partitions.as_deref(),
+                &|topic| topic_wanted(&admin, topic),
+                admin.check_consumer_group_timeout,
+            )
+        })
+        .await;
+        match result {
+            Ok(scan) => self.record_lag(&scanned, &scan),
+            Err(error) => self.failed("offsets", &error.to_string(), false),
+        }
+    }
+
+    fn record_lag(&self, scanned: &[String], scan: &LagScan) {
+        let metrics = &self.shared.metrics;
+        let mut reported = lock(&self.reported);
+        let scanned: BTreeSet<&str> = scanned.iter().map(String::as_str).collect();
+        // Series of groups no longer scanned go; a group whose offsets failed keeps its last.
+        let mut keep = BTreeSet::new();
+        for labels in &reported.lag_partitions {
+            let still = match scan.groups.get(&labels.group) {
+                None => false,
+                Some(Err(_)) => true,
+                Some(Ok(lag)) => lag
+                    .partitions
+                    .contains_key(&(labels.topic.clone(), partition_number(&labels.partition))),
+            };
+            if still && scanned.contains(labels.group.as_str()) {
+                keep.insert(labels.clone());
+            } else {
+                metrics.consumer_group_committed_offset.remove(labels);
+                metrics.consumer_group_lag.remove(labels);
+                metrics.consumer_group_lag_seconds.remove(labels);
+            }
+        }
+        for group in &reported.lag_groups {
+            if !scan.groups.contains_key(group) {
+                let labels = GroupLabels {
+                    group: group.clone(),
+                };
+                metrics.consumer_group_total_lag.remove(&labels);
+                metrics.consumer_group_max_lag.remove(&labels);
+                metrics.consumer_group_max_lag_seconds.remove(&labels);
+            }
+        }
+        let mut failures = Vec::new();
+        for (group, answer) in &scan.groups {
+            let lag = match answer {
+                Ok(lag) => lag,
+                Err(error) => {
+                    failures.push(format!("{group}: {error}"));
+                    continue;
+                }
+            };
+            for ((topic, partition), partition_lag) in &lag.partitions {
+                let labels = GroupPartitionLabels {
+                    group: group.clone(),
+                    topic: topic.clone(),
+                    partition: partition.to_string(),
+                };
+                metrics
+                    .consumer_group_committed_offset
+                    .get_or_create(&labels)
+                    .set(partition_lag.committed);
+                if let Some(messages) = partition_lag.messages {
+                    metrics
+                        .consumer_group_lag
+                        .get_or_create(&labels)
+                        .set(messages);
+                }
+                if let Some(seconds) = partition_lag.seconds {
+                    metrics
+                        .consumer_group_lag_seconds
+                        .get_or_create(&labels)
+                        .set(seconds);
+                }
+                keep.insert(labels);
+            }
+            let labels = GroupLabels {
+                group: group.clone(),
+            };
+            if lag.partitions.values().all(|p| p.messages.is_some()) {
+                metrics
+                    .consumer_group_total_lag
+                    .get_or_create(&labels)
+                    .set(lag.total());
+                metrics
+                    .consumer_group_max_lag
+                    .get_or_create(&labels)
+                    .set(lag.max());
+            }
+            if lag.partitions.is_empty() {
+                metrics
+                    .consumer_group_max_lag_seconds
+                    .get_or_create(&labels)
+                    .set(0.0);
+            } else if let Some(seconds) = lag.max_seconds() {
+                metrics
+                    .consumer_group_max_lag_seconds
+                    .get_or_create(&labels)
+                    .set(seconds);
+            }
+        }
+        reported.lag_partitions = keep;
+        reported.lag_groups = scan.groups.keys().cloned().collect();
+        if failures.is_empty() {
+            self.throttle.reset("offsets");
+        } else {
+            let summary = format!(
+                "committed offsets of {} of {} groups could not be read; first: {}",
+                failures.len(),
+                scan.groups.len(),
+                failures[0]
+            );
+            self.failed("offsets", &summary, false);
+        }
+
+        match &scan.end_offsets_error {
+            Some(error) => self.failed("end_offsets", &error.to_string(), false),
+            None => {
+                let current: BTreeSet<TopicPartitionLabels> = scan
+                    .end_offsets
+                    .iter()
+                    .map(|((topic, partition), end)| {
+                        let labels = TopicPartitionLabels {
+                            topic: topic.clone(),
+                            partition: partition.to_string(),
+                        };
+                        metrics
+                            .partition_log_end_offset
+                            .get_or_create(&labels)
+                            .set(*end);
+                        labels
+                    })
+                    .collect();
+                for gone in reported.end_offsets.difference(&current) {
+                    metrics.partition_log_end_offset.remove(gone);
+                }
+                reported.end_offsets = current;
+                self.throttle.reset("end_offsets");
+            }
+        }
+        metrics.consumer_group_offset_races.inc_by(scan.races);
+
+        if let Some(round) = &scan.probe {
+            let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
+            for outcome in round.outcomes.values() {
+                *counts.entry(outcome.kind()).or_default() += 1;
+            }
+            // Cached answers were counted as reads above; count them apart.
+            if round.cached > 0 {
+                let read = counts.entry("read").or_default();
+                *read = read.saturating_sub(round.cached as u64);
+                counts.insert("cached", round.cached as u64);
+            }
+            for (kind, count) in counts {
+                metrics
+                    .consumer_group_lag_probes
+                    .get_or_create(&KindLabels {
+                        kind: kind.to_string(),
+                    })
+                    .inc_by(count);
+            }
+            match &round.error {
+                Some(error) => self.failed("lag_seconds", &error.to_string(), false),
+                None => self.throttle.reset("lag_seconds"),
+            }
+        }
     }
 
     fn failed(&self, part: &str, error: &str, quietly: bool) {
@@ -301,6 +551,17 @@ impl ClusterScan {
             }
         }
     }
+}
+
+fn partition_number(label: &str) -> i32 {
+    label.parse().unwrap_or(-1)
+}
+
+/// Locks a mutex whose data stays consistent even if a holder panicked.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

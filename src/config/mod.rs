@@ -184,6 +184,16 @@ pub struct AdminSettings {
     pub consumer_group_allow: Option<Pattern>,
     /// `consumer.group.deny`: groups whose name matches are not reported (empty: none).
     pub consumer_group_deny: Option<Pattern>,
+    /// `consumer.group.names`: groups always scanned, listed by the cluster or not.
+    pub consumer_group_names: Vec<String>,
+    /// `consumer.group.topic.allow`: only lag on matching topics is reported (empty: all).
+    pub consumer_group_topic_allow: Option<Pattern>,
+    /// `consumer.group.topic.deny`: lag on matching topics is not reported (empty: none).
+    pub consumer_group_topic_deny: Option<Pattern>,
+    /// `consumer.group.lag.seconds`: whether lag in seconds is read (it reads records).
+    pub consumer_group_lag_seconds: bool,
+    /// `check.consumer.group.timeout.seconds`: how long each request of the scan may take.
+    pub check_consumer_group_timeout: Duration,
     /// `produce.period.seconds`: how often one heartbeat goes to every partition.
     pub produce_period: Duration,
     /// `broker.missing.retention.seconds`: how long a vanished broker is still reported.
@@ -260,6 +270,26 @@ const ADMIN_KEYS: &[AdminKey] = &[
     AdminKey {
         name: "consumer.group.deny",
         default: "",
+    },
+    AdminKey {
+        name: "consumer.group.names",
+        default: "",
+    },
+    AdminKey {
+        name: "consumer.group.topic.allow",
+        default: "",
+    },
+    AdminKey {
+        name: "consumer.group.topic.deny",
+        default: "",
+    },
+    AdminKey {
+        name: "consumer.group.lag.seconds",
+        default: "true",
+    },
+    AdminKey {
+        name: "check.consumer.group.timeout.seconds",
+        default: "30",
     },
     AdminKey {
         name: "produce.period.seconds",
@@ -767,6 +797,15 @@ fn parse_admin(section: &BTreeMap<String, Entry>) -> Result<AdminSettings, Confi
         )?,
         consumer_group_allow: reader.parse("consumer.group.allow", parse_regex)?,
         consumer_group_deny: reader.parse("consumer.group.deny", parse_regex)?,
+        consumer_group_names: reader.parse("consumer.group.names", parse_names)?,
+        consumer_group_topic_allow: reader.parse("consumer.group.topic.allow", parse_regex)?,
+        consumer_group_topic_deny: reader.parse("consumer.group.topic.deny", parse_regex)?,
+        consumer_group_lag_seconds: reader.parse("consumer.group.lag.seconds", parse_bool)?,
+        check_consumer_group_timeout: reader.seconds(
+            "check.consumer.group.timeout.seconds",
+            0.1,
+            600.0,
+        )?,
         produce_period: reader.seconds("produce.period.seconds", 0.01, 3600.0)?,
         broker_missing_retention: reader.seconds(
             "broker.missing.retention.seconds",
@@ -892,6 +931,21 @@ fn parse_regex(value: &str) -> Result<Option<Pattern>, String> {
         .map_err(|error| format!("not a valid regular expression: {error}"))
 }
 
+/// A comma-separated list; blanks around names are ignored.
+fn parse_names(value: &str) -> Result<Vec<String>, String> {
+    let names: Vec<String> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .map(str::to_string)
+        .collect();
+    let mut unique = std::collections::BTreeSet::new();
+    match names.iter().find(|name| !unique.insert(name.as_str())) {
+        Some(twice) => Err(format!("names `{twice}` twice")),
+        None => Ok(names),
+    }
+}
+
 fn parse_bool(value: &str) -> Result<bool, String> {
     // The values Python's configparser.getboolean accepts.
     match value.to_ascii_lowercase().as_str() {
@@ -981,6 +1035,29 @@ impl AdminSettings {
                     .as_ref()
                     .map(|regex| regex.to_string())
                     .unwrap_or_default(),
+            ),
+            ("consumer.group.names", self.consumer_group_names.join(",")),
+            (
+                "consumer.group.topic.allow",
+                self.consumer_group_topic_allow
+                    .as_ref()
+                    .map(|regex| regex.to_string())
+                    .unwrap_or_default(),
+            ),
+            (
+                "consumer.group.topic.deny",
+                self.consumer_group_topic_deny
+                    .as_ref()
+                    .map(|regex| regex.to_string())
+                    .unwrap_or_default(),
+            ),
+            (
+                "consumer.group.lag.seconds",
+                self.consumer_group_lag_seconds.to_string(),
+            ),
+            (
+                "check.consumer.group.timeout.seconds",
+                seconds(&self.check_consumer_group_timeout),
             ),
             ("produce.period.seconds", seconds(&self.produce_period)),
             (

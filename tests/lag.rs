@@ -1,0 +1,400 @@
+//! Consumer-group lag against a real broker (librdkafka's mock cluster serves committed
+//! offsets and watermarks; listing groups is tested on tansu in `topic.rs`): lag in messages
+//! and in seconds must match what the test produced and committed.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use cc_heartbeat::client::{client_config, ClientLog, Role};
+use cc_heartbeat::cluster::Status;
+use cc_heartbeat::native_admin::{list_end_offsets, list_group_offsets};
+use rdkafka::admin::AdminClient;
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
+use support::{mock_cluster, test_config, Running};
+
+fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// Produces one record per timestamp to `partition`, one request each.
+fn produce_at(bootstrap: &str, topic: &str, partition: i32, timestamps: &[i64]) {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "0")
+        .create()
+        .unwrap();
+    for timestamp in timestamps {
+        producer
+            .send(
+                BaseRecord::<(), str>::to(topic)
+                    .partition(partition)
+                    .payload("x")
+                    .timestamp(*timestamp),
+            )
+            .map_err(|(error, _)| error)
+            .unwrap();
+        producer.flush(Duration::from_secs(10)).unwrap();
+    }
+}
+
+/// Commits `offsets` for `group` without joining it, as an offset-reset tool does.
+fn commit(bootstrap: &str, group: &str, topic: &str, offsets: &[(i32, i64)]) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut list = TopicPartitionList::new();
+    for (partition, offset) in offsets {
+        list.add_partition_offset(topic, *partition, Offset::Offset(*offset))
+            .unwrap();
+    }
+    consumer.commit(&list, CommitMode::Sync).unwrap();
+}
+
+fn labels<'a>(group: &'a str, topic: &'a str, partition: &'a str) -> [(&'a str, &'a str); 3] {
+    [("group", group), ("topic", topic), ("partition", partition)]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lag_in_messages_and_seconds_matches_what_was_produced_and_committed() {
+    let _serial = support::serial().await;
+    let mock = mock_cluster(3, "orders", 3);
+    mock.create_topic("audit", 1, 1).unwrap();
+    let bootstrap = mock.bootstrap_servers();
+    let start = now_millis() - 100_000;
+    // orders-0: 10 records a second apart; billing committed 4 (6 behind, oldest unconsumed
+    // written at start + 4 s). orders-1: 3 records, billing consumed all. orders-2: billing
+    // never committed. audit (not allowed): committed, never reported.
+    let timestamps: Vec<i64> = (0..10).map(|i| start + i * 1000).collect();
+    produce_at(&bootstrap, "orders", 0, &timestamps);
+    produce_at(&bootstrap, "orders", 1, &[start, start, start]);
+    produce_at(&bootstrap, "audit", 0, &[start]);
+    commit(&bootstrap, "billing", "orders", &[(0, 4), (1, 3)]);
+    commit(&bootstrap, "billing", "audit", &[(0, 0)]);
+    // A committed offset past the end: lag clamped to zero and counted as a race.
+    commit(&bootstrap, "ahead", "orders", &[(1, 7)]);
+
+    let before = now_millis();
+    let running = Running::start(test_config(
+        &bootstrap,
+        "cc-heartbeat",
+        "check.consumer.group.period.seconds = 1\n\
+         check.consumer.group.timeout.seconds = 5\n\
+         consumer.group.names = billing, ahead, ghost\n\
+         consumer.group.topic.allow = ^orders$",
+    ))
+    .await;
+    let m = running
+        .wait_for("billing's lag", Duration::from_secs(20), |m| {
+            m.has(
+                "heartbeat_consumer_group_lag_seconds",
+                &labels("billing", "orders", "0"),
+            )
+        })
+        .await;
+    let after = now_millis();
+    let value = |name: &str, filter: &[(&str, &str)]| m.sum(name, filter);
+    assert_eq!(
+        value(
+            "heartbeat_consumer_group_committed_offset",
+            &labels("billing", "orders", "0")
+        ),
+        4.0
+    );
+    assert_eq!(
+        value(
+            "heartbeat_consumer_group_committed_offset",
+            &labels("billing", "orders", "1")
+        ),
+        3.0
+    );
+    assert_eq!(
+        value(
+            "heartbeat_partition_log_end_offset",
+            &[("topic", "orders"), ("partition", "0")]
+        ),
+        10.0
+    );
+    assert_eq!(
+        value(
+            "heartbeat_partition_log_end_offset",
+            &[("topic", "orders"), ("partition", "1")]
+        ),
+        3.0
+    );
+    assert_eq!(
+        value(
+            "heartbeat_consumer_group_lag",
+            &labels("billing", "orders", "0")
+        ),
+        6.0
+    );
+    assert_eq!(
+        value(
+            "heartbeat_consumer_group_lag",
+            &labels("billing", "orders", "1")
+        ),
+        0.0
+    );
+    assert!(
+        !m.has(
+            "heartbeat_consumer_group_lag",
+            &labels("billing", "orders", "2")
+        ),
+        "never committed"
+    );
+    assert!(
+        !m.has("heartbeat_consumer_group_lag", &[("topic", "audit")]),
+        "topic not allowed"
+    );
+    assert_eq!(
+        value(
+            "heartbeat_consumer_group_total_lag",
+            &[("group", "billing")]
+        ),
+        6.0
+    );
+    assert_eq!(
+        value("heartbeat_consumer_group_max_lag", &[("group", "billing")]),
+        6.0
+    );
+    // Exact: the age of the record at offset 4, between the scan's start and now.
+    let oldest = start + 4 * 1000;
+    let seconds = value(
+        "heartbeat_consumer_group_lag_seconds",
+        &labels("billing", "orders", "0"),
+    );
+    let (low, high) = (
+        (before - oldest) as f64 / 1000.0,
+        (after - oldest) as f64 / 1000.0,
+    );
+    assert!(
+        seconds >= low && seconds <= high,
+        "{seconds} not within {low}..{high}"
+    );
+    assert_eq!(
+        value(
+            "heartbeat_consumer_group_lag_seconds",
+            &labels("billing", "orders", "1")
+        ),
+        0.0
+    );
+    assert_eq!(
+        value(
+            "heartbeat_consumer_group_max_lag_seconds",
+            &[("group", "billing")]
+        ),
+        seconds
+    );
+    assert_eq!(
+        value(
+            "heartbeat_consumer_group_lag",
+            &labels("ahead", "orders", "1")
+        ),
+        0.0
+    );
+    assert!(value("heartbeat_consumer_group_offset_races_total", &[]) >= 1.0);
+    // A group with no offsets: zero lag, reported, no failure.
+    assert_eq!(
+        value("heartbeat_consumer_group_total_lag", &[("group", "ghost")]),
+        0.0
+    );
+    assert_eq!(
+        value(
+            "heartbeat_cluster_scan_failures_total",
+            &[("kind", "offsets")]
+        ),
+        0.0
+    );
+    assert_eq!(
+        value(
+            "heartbeat_cluster_scan_failures_total",
+            &[("kind", "end_offsets")]
+        ),
+        0.0
+    );
+    assert!(
+        value(
+            "heartbeat_consumer_group_lag_probes_total",
+            &[("kind", "read")]
+        ) >= 1.0
+    );
+
+    // The next scans answer from the cache while the offset stays; lag seconds keep growing.
+    let m = running
+        .wait_for("a cached lookup", Duration::from_secs(20), |m| {
+            m.sum(
+                "heartbeat_consumer_group_lag_probes_total",
+                &[("kind", "cached")],
+            ) >= 1.0
+        })
+        .await;
+    assert_eq!(
+        m.sum(
+            "heartbeat_consumer_group_lag_probes_total",
+            &[("kind", "read")]
+        ),
+        1.0
+    );
+    assert!(
+        m.sum(
+            "heartbeat_consumer_group_lag_seconds",
+            &labels("billing", "orders", "0")
+        ) >= seconds
+    );
+
+    // The consumer moves on: the lag follows, and the new oldest record is read.
+    commit(&bootstrap, "billing", "orders", &[(0, 9)]);
+    let moved = now_millis();
+    let m = running
+        .wait_for("billing's new lag", Duration::from_secs(20), |m| {
+            m.sum(
+                "heartbeat_consumer_group_lag",
+                &labels("billing", "orders", "0"),
+            ) == 1.0
+        })
+        .await;
+    let seconds = m.sum(
+        "heartbeat_consumer_group_lag_seconds",
+        &labels("billing", "orders", "0"),
+    );
+    let oldest = start + 9 * 1000;
+    let (low, high) = (
+        (moved - oldest) as f64 / 1000.0,
+        (now_millis() - oldest) as f64 / 1000.0,
+    );
+    assert!(
+        seconds >= low - 1.5 && seconds <= high,
+        "{seconds} not within {low}..{high}"
+    );
+    // Caught up: zero in both.
+    commit(&bootstrap, "billing", "orders", &[(0, 10)]);
+    let m = running
+        .wait_for("billing caught up", Duration::from_secs(20), |m| {
+            m.sum(
+                "heartbeat_consumer_group_total_lag",
+                &[("group", "billing")],
+            ) == 0.0
+        })
+        .await;
+    assert_eq!(
+        m.sum(
+            "heartbeat_consumer_group_max_lag_seconds",
+            &[("group", "billing")]
+        ),
+        0.0
+    );
+    assert!(running.stop().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lag_without_seconds_reads_no_records() {
+    let _serial = support::serial().await;
+    let mock = mock_cluster(1, "orders", 1);
+    let bootstrap = mock.bootstrap_servers();
+    produce_at(&bootstrap, "orders", 0, &[now_millis(), now_millis()]);
+    commit(&bootstrap, "billing", "orders", &[(0, 1)]);
+    let running = Running::start(test_config(
+        &bootstrap,
+        "cc-heartbeat",
+        "check.consumer.group.period.seconds = 1\n\
+         consumer.group.names = billing\n\
+         consumer.group.topic.allow = ^orders$\n\
+         consumer.group.lag.seconds = false",
+    ))
+    .await;
+    let m = running
+        .wait_for("billing's lag", Duration::from_secs(20), |m| {
+            m.has(
+                "heartbeat_consumer_group_lag",
+                &labels("billing", "orders", "0"),
+            )
+        })
+        .await;
+    assert_eq!(
+        m.sum(
+            "heartbeat_consumer_group_lag",
+            &labels("billing", "orders", "0")
+        ),
+        1.0
+    );
+    assert!(!m.has("heartbeat_consumer_group_lag_seconds", &[]));
+    assert!(!m.has("heartbeat_consumer_group_lag_probes_total", &[]));
+    assert!(running.stop().await);
+}
+
+#[test]
+fn an_unreachable_cluster_fails_each_request_within_its_timeout() {
+    let port = support::tls::free_port();
+    let config = test_config(&format!("127.0.0.1:{port}"), "cc-heartbeat", "");
+    let admin: AdminClient<ClientLog> = client_config(&config, Role::Admin)
+        .create_with_context(ClientLog::new(
+            "t",
+            Role::Admin,
+            Arc::new(Status::default()),
+        ))
+        .unwrap();
+    let groups: Vec<String> = (0..40).map(|i| format!("group-{i}")).collect();
+    let start = Instant::now();
+    let answers = list_group_offsets(admin.inner(), &groups, None, 16, Duration::from_secs(1));
+    assert_eq!(answers.len(), 40);
+    assert!(answers.iter().all(Result::is_err), "{answers:?}");
+    let error = list_end_offsets(
+        admin.inner(),
+        &[("orders".to_string(), 0)],
+        Duration::from_secs(1),
+    )
+    .unwrap_err();
+    assert!(error.to_string().contains("ListOffsets"), "{error}");
+    // 40 groups 16 at a time: three rounds of at most a timeout and its margin each.
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn end_offsets_are_read_in_one_batch() {
+    let mock = mock_cluster(3, "orders", 6);
+    let bootstrap = mock.bootstrap_servers();
+    for partition in 0..6 {
+        produce_at(
+            &bootstrap,
+            "orders",
+            partition,
+            &vec![now_millis(); partition as usize],
+        );
+    }
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    let mut partitions: Vec<(String, i32)> = (0..6).map(|p| ("orders".to_string(), p)).collect();
+    partitions.push(("orders".to_string(), 0)); // duplicates are fine
+    partitions.push(("missing".to_string(), 0));
+    let ends = list_end_offsets(admin.inner(), &partitions, Duration::from_secs(10)).unwrap();
+    for partition in 0..6 {
+        let end = ends
+            .iter()
+            .find(|e| e.topic == "orders" && e.partition == partition)
+            .unwrap();
+        assert_eq!(end.offset, Some(i64::from(partition)), "{end:?}");
+    }
+    let missing = ends.iter().find(|e| e.topic == "missing").unwrap();
+    assert!(
+        missing.offset.is_none() && missing.error.is_some(),
+        "{missing:?}"
+    );
+}

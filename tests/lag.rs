@@ -398,3 +398,138 @@ fn end_offsets_are_read_in_one_batch() {
         "{missing:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listed_groups_keep_their_lag_when_idle_and_lose_their_series_when_deleted() {
+    use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
+    let _serial = support::serial().await;
+    let tansu = support::Tansu::start();
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &tansu.bootstrap)
+        .create()
+        .unwrap();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    admin
+        .create_topics(
+            &[NewTopic::new("orders", 1, TopicReplication::Fixed(1))],
+            &options,
+        )
+        .await
+        .unwrap();
+    let start = now_millis() - 60_000;
+    // One record per request: tansu's high watermark is wrong after a batch of several.
+    produce_at(
+        &tansu.bootstrap,
+        "orders",
+        0,
+        &(0..5).map(|i| start + i * 1000).collect::<Vec<_>>(),
+    );
+    commit(&tansu.bootstrap, "orders-service", "orders", &[(0, 2)]);
+    // A member that reads and never commits: the group is Stable and 3 behind.
+    let member: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &tansu.bootstrap)
+        .set("group.id", "orders-service")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    member.subscribe(&["orders"]).unwrap();
+    let polling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let keep = polling.clone();
+    let poller = std::thread::spawn(move || {
+        while keep.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ = member.poll(Duration::from_millis(100));
+        }
+        // Closing leaves the group: it becomes Empty.
+        drop(member);
+    });
+    // No names and no topic restriction: groups come from the listing, and the brokers answer
+    // every committed partition.
+    let running = Running::start(test_config(
+        &tansu.bootstrap,
+        "cc-heartbeat",
+        "check.consumer.group.period.seconds = 1\ncheck.consumer.group.timeout.seconds = 5",
+    ))
+    .await;
+    let group = &[("group", "orders-service")];
+    let m = running
+        .wait_for(
+            "the stable group's lag",
+            // Joining a group on tansu takes a rebalance delay of several seconds.
+            Duration::from_secs(60),
+            |m| {
+                m.sum(
+                    "heartbeat_consumer_group_state",
+                    &[("group", "orders-service"), ("state", "Stable")],
+                ) == 1.0
+                    && m.has(
+                        "heartbeat_consumer_group_lag_seconds",
+                        &labels("orders-service", "orders", "0"),
+                    )
+            },
+        )
+        .await;
+    assert_eq!(
+        m.sum(
+            "heartbeat_consumer_group_lag",
+            &labels("orders-service", "orders", "0")
+        ),
+        3.0
+    );
+    assert_eq!(m.sum("heartbeat_consumer_group_total_lag", group), 3.0);
+    let seconds = m.sum(
+        "heartbeat_consumer_group_lag_seconds",
+        &labels("orders-service", "orders", "0"),
+    );
+    let expected = (now_millis() - (start + 2000)) as f64 / 1000.0;
+    assert!(
+        seconds <= expected && seconds >= expected - 15.0,
+        "{seconds} vs {expected}"
+    );
+
+    polling.store(false, std::sync::atomic::Ordering::Relaxed);
+    poller.join().unwrap();
+    let m = running
+        .wait_for(
+            "the idle group, still 3 behind",
+            Duration::from_secs(60),
+            |m| {
+                m.sum(
+                    "heartbeat_consumer_group_state",
+                    &[("group", "orders-service"), ("state", "Empty")],
+                ) == 1.0
+            },
+        )
+        .await;
+    assert!(!m.has(
+        "heartbeat_consumer_group_state",
+        &[("group", "orders-service"), ("state", "Stable")]
+    ));
+    assert_eq!(m.sum("heartbeat_consumer_group_members", group), 0.0);
+    assert_eq!(m.sum("heartbeat_consumer_group_total_lag", group), 3.0);
+    assert!(m.sum("heartbeat_consumer_group_max_lag_seconds", group) >= seconds);
+
+    let deleted = admin
+        .delete_groups(&["orders-service"], &options)
+        .await
+        .unwrap();
+    assert!(deleted.iter().all(Result::is_ok), "{deleted:?}");
+    let m = running
+        .wait_for(
+            "the deleted group's series gone",
+            Duration::from_secs(30),
+            |m| !m.has("heartbeat_consumer_group_state", group),
+        )
+        .await;
+    for name in [
+        "heartbeat_consumer_group_members",
+        "heartbeat_consumer_group_lag",
+        "heartbeat_consumer_group_lag_seconds",
+        "heartbeat_consumer_group_committed_offset",
+        "heartbeat_consumer_group_total_lag",
+        "heartbeat_consumer_group_max_lag",
+        "heartbeat_consumer_group_max_lag_seconds",
+    ] {
+        assert!(!m.has(name, group), "{name} still reported");
+    }
+    assert!(running.stop().await);
+}

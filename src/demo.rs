@@ -1,18 +1,28 @@
 //! Demo mode: an embedded three-broker cluster (librdkafka's mock cluster, on real loopback
 //! TCP ports) with the heartbeat topic already created, so the exporter runs with no Kafka at
 //! hand, and an HTTP control to break it: take a broker down and up, slow it down.
+//!
+//! A small workload runs on it so the consumer-group panels have something to show: orders
+//! written to `demo-orders`, a group that falls behind and catches up in turn, and a group
+//! that stopped long ago.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{BaseProducer, Producer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
 use serde::Deserialize;
+
+use crate::config::{AdminSettings, Pattern};
 
 /// Brokers in the embedded cluster.
 pub const DEMO_BROKERS: i32 = 3;
@@ -22,17 +32,42 @@ pub const DEMO_BROKERS: i32 = 3;
 /// HTTP control can reach it.
 pub struct DemoCluster {
     owner: BaseProducer,
+    workload: Option<Workload>,
 }
 
+/// The demo workload's topic.
+pub const DEMO_TOPIC: &str = "demo-orders";
+/// A group that falls behind and catches up in turn.
+pub const DEMO_GROUP: &str = "demo-orders-service";
+/// A group that committed once, long ago, and stopped.
+pub const DEMO_STUCK_GROUP: &str = "demo-orders-archiver";
+
 impl DemoCluster {
-    /// Starts the brokers and creates `topic` with one partition per broker, replicated on all.
+    /// Starts the brokers, creates `topic` with one partition per broker, replicated on all,
+    /// and starts the workload.
     pub fn start(topic: &str) -> Result<Self, KafkaError> {
         let owner: BaseProducer = rdkafka::ClientConfig::new()
             .set("test.mock.num.brokers", DEMO_BROKERS.to_string())
             .create()?;
-        let cluster = DemoCluster { owner };
-        cluster.with_mock(|mock| mock.create_topic(topic, DEMO_BROKERS, DEMO_BROKERS))?;
+        let mut cluster = DemoCluster {
+            owner,
+            workload: None,
+        };
+        cluster.with_mock(|mock| {
+            mock.create_topic(topic, DEMO_BROKERS, DEMO_BROKERS)?;
+            mock.create_topic(DEMO_TOPIC, DEMO_BROKERS, DEMO_BROKERS)
+        })?;
+        cluster.workload = Some(Workload::start(&cluster.bootstrap_servers()?)?);
         Ok(cluster)
+    }
+
+    /// The scan settings that show the workload's groups: the mock cannot list groups, so they
+    /// are named, and lag is read on the workload's topic (named partitions, which the mock
+    /// serves), every 10 seconds.
+    pub fn scan_settings(admin: &mut AdminSettings) {
+        admin.consumer_group_names = vec![DEMO_GROUP.to_string(), DEMO_STUCK_GROUP.to_string()];
+        admin.consumer_group_topic_allow = regex::Regex::new("^demo-").ok().map(Pattern);
+        admin.check_consumer_group_period = Duration::from_secs(10);
     }
 
     fn with_mock<T>(
@@ -71,6 +106,106 @@ impl DemoCluster {
     pub fn set_broker_delay(&self, id: i32, delay: Duration) -> Result<(), KafkaError> {
         self.with_mock(|mock| mock.broker_round_trip_time(id, delay))
     }
+}
+
+impl Drop for DemoCluster {
+    fn drop(&mut self) {
+        // The workload's clients go before the brokers they talk to.
+        self.workload.take();
+    }
+}
+
+/// Orders written to [`DEMO_TOPIC`] (five a second per partition) and two groups' commits.
+struct Workload {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// How long the demo group takes to fall behind before it catches up again.
+const DEMO_LAG_CYCLE: Duration = Duration::from_secs(120);
+
+impl Workload {
+    fn start(bootstrap: &str) -> Result<Self, KafkaError> {
+        let client = |group: Option<&str>| {
+            let mut config = rdkafka::ClientConfig::new();
+            config
+                .set("bootstrap.servers", bootstrap)
+                .set("linger.ms", "0")
+                .set("enable.auto.commit", "false")
+                .set("log_level", "3");
+            if let Some(group) = group {
+                config.set("group.id", group);
+            }
+            config
+        };
+        let producer: BaseProducer = client(None).create()?;
+        let group: BaseConsumer = client(Some(DEMO_GROUP)).create()?;
+        let stuck: BaseConsumer = client(Some(DEMO_STUCK_GROUP)).create()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("demo-workload".to_string())
+            .spawn(move || run_workload(&producer, &group, &stuck, &stopping))
+            .map_err(|_| KafkaError::MockCluster(rdkafka::types::RDKafkaErrorCode::Fail))?;
+        Ok(Workload {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Workload {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Errors are ignored: a broker taken down from the control only pauses the workload.
+fn run_workload(
+    producer: &BaseProducer,
+    group: &BaseConsumer,
+    stuck: &BaseConsumer,
+    stop: &AtomicBool,
+) {
+    let start = Instant::now();
+    let mut written = [0i64; DEMO_BROKERS as usize];
+    let mut stuck_committed = false;
+    let mut last_commit = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        for (partition, count) in (0..DEMO_BROKERS).zip(written.iter_mut()) {
+            let record = BaseRecord::<(), str>::to(DEMO_TOPIC)
+                .partition(partition)
+                .payload("order");
+            if producer.send(record).is_ok() {
+                *count += 1;
+            }
+        }
+        producer.poll(Duration::ZERO);
+        if last_commit.elapsed() >= Duration::from_secs(2)
+            && producer.flush(Duration::from_secs(1)).is_ok()
+        {
+            last_commit = Instant::now();
+            // Behind by up to 150 records per partition, then caught up: a sawtooth.
+            let phase = start.elapsed().as_secs_f64() % DEMO_LAG_CYCLE.as_secs_f64();
+            let behind = (phase / DEMO_LAG_CYCLE.as_secs_f64() * 150.0) as i64;
+            let _ = commit(group, &written.map(|end| (end - behind).max(0)));
+            if !stuck_committed {
+                stuck_committed = commit(stuck, &[0; DEMO_BROKERS as usize]).is_ok();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn commit(consumer: &BaseConsumer, offsets: &[i64]) -> Result<(), KafkaError> {
+    let mut list = TopicPartitionList::new();
+    for (partition, offset) in (0..).zip(offsets) {
+        list.add_partition_offset(DEMO_TOPIC, partition, Offset::Offset(*offset))?;
+    }
+    consumer.commit(&list, CommitMode::Sync)
 }
 
 /// `POST /demo/brokers/{id}/down`, `/up`, `/delay?ms=N`: break the embedded cluster and watch

@@ -122,6 +122,29 @@ pub struct ProbeRound {
 /// Partitions assigned at once: bounds the probe's fetch sessions and its prefetch.
 pub const PROBE_BATCH: usize = 200;
 
+/// Splits `targets` into batches of at most [`PROBE_BATCH`] where no partition comes twice
+/// (groups at different offsets of one partition are read in different batches: one
+/// assignment holds a partition once).
+fn batches(targets: Vec<ProbeTarget>) -> Vec<Vec<ProbeTarget>> {
+    // Each batch with the partitions it holds.
+    type Batch = (BTreeSet<TopicPartition>, Vec<ProbeTarget>);
+    let mut batches: Vec<Batch> = Vec::new();
+    for target in targets {
+        let key = (target.topic.clone(), target.partition);
+        let open = batches
+            .iter_mut()
+            .find(|(keys, batch)| batch.len() < PROBE_BATCH && !keys.contains(&key));
+        match open {
+            Some((keys, batch)) => {
+                keys.insert(key);
+                batch.push(target);
+            }
+            None => batches.push((BTreeSet::from([key]), vec![target])),
+        }
+    }
+    batches.into_iter().map(|(_, batch)| batch).collect()
+}
+
 /// Reads the oldest unconsumed record's timestamp of lagging partitions. Blocking: run on a
 /// blocking thread.
 pub struct LagProbe {
@@ -157,7 +180,8 @@ impl LagProbe {
                 None => to_read.push(target.clone()),
             }
         }
-        for batch in to_read.chunks(PROBE_BATCH) {
+        for batch in batches(to_read) {
+            let batch = batch.as_slice();
             let outcomes = self.read_batch(batch, timeout, &mut round.error);
             for (target, outcome) in batch.iter().zip(outcomes) {
                 if let ProbeOutcome::Timestamp(timestamp) = outcome {
@@ -340,6 +364,7 @@ pub fn scan_lag<C: ClientContext>(
         Err(error) => scan.end_offsets_error = Some(error),
     }
     let mut targets = BTreeSet::new();
+    let with_seconds = probe.is_some();
     for (group, answer) in committed {
         let lag = answer.map(|listed| {
             let mut lag = GroupLag::default();
@@ -358,7 +383,7 @@ pub fn scan_lag<C: ClientContext>(
                         end,
                     });
                 }
-                let seconds = (messages == Some(0)).then_some(0.0);
+                let seconds = (with_seconds && messages == Some(0)).then_some(0.0);
                 lag.partitions.insert(
                     key,
                     PartitionLag {
@@ -446,6 +471,31 @@ mod tests {
             (empty.total(), empty.max(), empty.max_seconds()),
             (0, 0, None)
         );
+    }
+
+    #[test]
+    fn a_batch_holds_each_partition_once() {
+        let target = |partition: i32, committed: i64| ProbeTarget {
+            topic: "orders".to_string(),
+            partition,
+            committed,
+            end: 100,
+        };
+        let mut targets = vec![target(0, 1), target(0, 2), target(1, 1), target(0, 3)];
+        targets.extend((2..PROBE_BATCH as i32 + 2).map(|partition| target(partition, 1)));
+        let batches = batches(targets.clone());
+        for batch in &batches {
+            assert!(batch.len() <= PROBE_BATCH);
+            let unique: BTreeSet<(&str, i32)> = batch
+                .iter()
+                .map(|t| (t.topic.as_str(), t.partition))
+                .collect();
+            assert_eq!(unique.len(), batch.len());
+        }
+        let mut all: Vec<ProbeTarget> = batches.into_iter().flatten().collect();
+        all.sort();
+        targets.sort();
+        assert_eq!(all, targets);
     }
 
     #[test]

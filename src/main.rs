@@ -212,7 +212,8 @@ async fn run(configs: Vec<Config>, demo: Option<u8>) -> anyhow::Result<()> {
                 let bootstrap = cluster
                     .bootstrap_servers()
                     .context("cannot start the demo cluster")?;
-                let config = template.clone().for_demo(&bootstrap);
+                let mut config = template.clone().for_demo(&bootstrap);
+                DemoCluster::scan_settings(&mut config.admin);
                 let config = if count > 1 {
                     config.named(&format!("demo_{index}"))
                 } else {

@@ -7,8 +7,8 @@
 //! `consumer.group.allow`/`consumer.group.deny`, plus `consumer.group.names`): how many, in
 //! which state, with how many members, and their lag (see [`crate::lag`]). Idle and empty
 //! groups keep their series, so a stuck consumer stays visible; a deleted group's series go.
-//! When one part of a scan fails, the series it would have updated keep their last values and
-//! the failure is counted by kind.
+//! A value one part of a scan could not read is not reported (rather than a stale one that
+//! could hide a growing lag) and the failure is counted by kind.
 //!
 //! It has its own client and its own task, and makes its requests on blocking threads, so a
 //! large cluster's slow answer never delays a heartbeat.
@@ -359,7 +359,6 @@ impl ClusterScan {
             .consumer_group_topic_allow
             .is_some()
             .then(|| lock(&self.topic_partitions).clone());
-        let scanned = groups.clone();
         let result = tokio::task::spawn_blocking(move || {
             let mut probe = probe.as_ref().map(|probe| lock(probe));
             scan_lag(
@@ -373,49 +372,28 @@ impl ClusterScan {
         })
         .await;
         match result {
-            Ok(scan) => self.record_lag(&scanned, &scan),
+            Ok(scan) => self.record_lag(&scan),
             Err(error) => self.failed("offsets", &error.to_string(), false),
         }
     }
 
-    fn record_lag(&self, scanned: &[String], scan: &LagScan) {
+    fn record_lag(&self, scan: &LagScan) {
         let metrics = &self.shared.metrics;
         let mut reported = lock(&self.reported);
-        let scanned: BTreeSet<&str> = scanned.iter().map(String::as_str).collect();
-        // Series of groups no longer scanned go; a group whose offsets failed keeps its last.
-        let mut keep = BTreeSet::new();
-        for labels in &reported.lag_partitions {
-            let still = match scan.groups.get(&labels.group) {
-                None => false,
-                Some(Err(_)) => true,
-                Some(Ok(lag)) => lag
-                    .partitions
-                    .contains_key(&(labels.topic.clone(), partition_number(&labels.partition))),
-            };
-            if still && scanned.contains(labels.group.as_str()) {
-                keep.insert(labels.clone());
-            } else {
-                metrics.consumer_group_committed_offset.remove(labels);
-                metrics.consumer_group_lag.remove(labels);
-                metrics.consumer_group_lag_seconds.remove(labels);
-            }
-        }
-        for group in &reported.lag_groups {
-            if !scan.groups.contains_key(group) {
-                let labels = GroupLabels {
-                    group: group.clone(),
-                };
-                metrics.consumer_group_total_lag.remove(&labels);
-                metrics.consumer_group_max_lag.remove(&labels);
-                metrics.consumer_group_max_lag_seconds.remove(&labels);
-            }
-        }
+        // A value not read this scan is not reported: a stale one could hide a growing lag.
+        let mut current = BTreeSet::new();
         let mut failures = Vec::new();
         for (group, answer) in &scan.groups {
+            let labels = GroupLabels {
+                group: group.clone(),
+            };
             let lag = match answer {
                 Ok(lag) => lag,
                 Err(error) => {
                     failures.push(format!("{group}: {error}"));
+                    metrics.consumer_group_total_lag.remove(&labels);
+                    metrics.consumer_group_max_lag.remove(&labels);
+                    metrics.consumer_group_max_lag_seconds.remove(&labels);
                     continue;
                 }
             };
@@ -429,23 +407,30 @@ impl ClusterScan {
                     .consumer_group_committed_offset
                     .get_or_create(&labels)
                     .set(partition_lag.committed);
-                if let Some(messages) = partition_lag.messages {
-                    metrics
-                        .consumer_group_lag
-                        .get_or_create(&labels)
-                        .set(messages);
+                match partition_lag.messages {
+                    Some(messages) => {
+                        metrics
+                            .consumer_group_lag
+                            .get_or_create(&labels)
+                            .set(messages);
+                    }
+                    None => {
+                        metrics.consumer_group_lag.remove(&labels);
+                    }
                 }
-                if let Some(seconds) = partition_lag.seconds {
-                    metrics
-                        .consumer_group_lag_seconds
-                        .get_or_create(&labels)
-                        .set(seconds);
+                match partition_lag.seconds {
+                    Some(seconds) => {
+                        metrics
+                            .consumer_group_lag_seconds
+                            .get_or_create(&labels)
+                            .set(seconds);
+                    }
+                    None => {
+                        metrics.consumer_group_lag_seconds.remove(&labels);
+                    }
                 }
-                keep.insert(labels);
+                current.insert(labels);
             }
-            let labels = GroupLabels {
-                group: group.clone(),
-            };
             if lag.partitions.values().all(|p| p.messages.is_some()) {
                 metrics
                     .consumer_group_total_lag
@@ -455,20 +440,45 @@ impl ClusterScan {
                     .consumer_group_max_lag
                     .get_or_create(&labels)
                     .set(lag.max());
+            } else {
+                metrics.consumer_group_total_lag.remove(&labels);
+                metrics.consumer_group_max_lag.remove(&labels);
             }
-            if lag.partitions.is_empty() {
-                metrics
-                    .consumer_group_max_lag_seconds
-                    .get_or_create(&labels)
-                    .set(0.0);
-            } else if let Some(seconds) = lag.max_seconds() {
-                metrics
-                    .consumer_group_max_lag_seconds
-                    .get_or_create(&labels)
-                    .set(seconds);
+            let all_seconds = lag.partitions.values().all(|p| p.seconds.is_some());
+            match lag.max_seconds() {
+                Some(seconds) if all_seconds => {
+                    metrics
+                        .consumer_group_max_lag_seconds
+                        .get_or_create(&labels)
+                        .set(seconds);
+                }
+                None if self.probe.is_some() && lag.partitions.is_empty() => {
+                    metrics
+                        .consumer_group_max_lag_seconds
+                        .get_or_create(&labels)
+                        .set(0.0);
+                }
+                _ => {
+                    metrics.consumer_group_max_lag_seconds.remove(&labels);
+                }
             }
         }
-        reported.lag_partitions = keep;
+        for gone in reported.lag_partitions.difference(&current) {
+            metrics.consumer_group_committed_offset.remove(gone);
+            metrics.consumer_group_lag.remove(gone);
+            metrics.consumer_group_lag_seconds.remove(gone);
+        }
+        for group in &reported.lag_groups {
+            if !scan.groups.contains_key(group) {
+                let labels = GroupLabels {
+                    group: group.clone(),
+                };
+                metrics.consumer_group_total_lag.remove(&labels);
+                metrics.consumer_group_max_lag.remove(&labels);
+                metrics.consumer_group_max_lag_seconds.remove(&labels);
+            }
+        }
+        reported.lag_partitions = current;
         reported.lag_groups = scan.groups.keys().cloned().collect();
         if failures.is_empty() {
             self.throttle.reset("offsets");
@@ -482,31 +492,30 @@ impl ClusterScan {
             self.failed("offsets", &summary, false);
         }
 
-        match &scan.end_offsets_error {
-            Some(error) => self.failed("end_offsets", &error.to_string(), false),
-            None => {
-                let current: BTreeSet<TopicPartitionLabels> = scan
-                    .end_offsets
-                    .iter()
-                    .map(|((topic, partition), end)| {
-                        let labels = TopicPartitionLabels {
-                            topic: topic.clone(),
-                            partition: partition.to_string(),
-                        };
-                        metrics
-                            .partition_log_end_offset
-                            .get_or_create(&labels)
-                            .set(*end);
-                        labels
-                    })
-                    .collect();
-                for gone in reported.end_offsets.difference(&current) {
-                    metrics.partition_log_end_offset.remove(gone);
-                }
-                reported.end_offsets = current;
-                self.throttle.reset("end_offsets");
-            }
+        if let Some(error) = &scan.end_offsets_error {
+            self.failed("end_offsets", &error.to_string(), false);
+        } else {
+            self.throttle.reset("end_offsets");
         }
+        let current: BTreeSet<TopicPartitionLabels> = scan
+            .end_offsets
+            .iter()
+            .map(|((topic, partition), end)| {
+                let labels = TopicPartitionLabels {
+                    topic: topic.clone(),
+                    partition: partition.to_string(),
+                };
+                metrics
+                    .partition_log_end_offset
+                    .get_or_create(&labels)
+                    .set(*end);
+                labels
+            })
+            .collect();
+        for gone in reported.end_offsets.difference(&current) {
+            metrics.partition_log_end_offset.remove(gone);
+        }
+        reported.end_offsets = current;
         metrics.consumer_group_offset_races.inc_by(scan.races);
 
         if let Some(round) = &scan.probe {
@@ -551,10 +560,6 @@ impl ClusterScan {
             }
         }
     }
-}
-
-fn partition_number(label: &str) -> i32 {
-    label.parse().unwrap_or(-1)
 }
 
 /// Locks a mutex whose data stays consistent even if a holder panicked.

@@ -84,6 +84,8 @@ async fn lag_in_messages_and_seconds_matches_what_was_produced_and_committed() {
     commit(&bootstrap, "billing", "audit", &[(0, 0)]);
     // A committed offset past the end: lag clamped to zero and counted as a race.
     commit(&bootstrap, "ahead", "orders", &[(1, 7)]);
+    // Another group on the same partition, further on: read in its own batch.
+    commit(&bootstrap, "fast", "orders", &[(0, 7)]);
 
     let before = now_millis();
     let running = Running::start(test_config(
@@ -91,7 +93,7 @@ async fn lag_in_messages_and_seconds_matches_what_was_produced_and_committed() {
         "cc-heartbeat",
         "check.consumer.group.period.seconds = 1\n\
          check.consumer.group.timeout.seconds = 5\n\
-         consumer.group.names = billing, ahead, ghost\n\
+         consumer.group.names = billing, ahead, fast, ghost\n\
          consumer.group.topic.allow = ^orders$",
     ))
     .await;
@@ -190,6 +192,19 @@ async fn lag_in_messages_and_seconds_matches_what_was_produced_and_committed() {
         ),
         0.0
     );
+    let fast = value(
+        "heartbeat_consumer_group_lag_seconds",
+        &labels("fast", "orders", "0"),
+    );
+    let fast_oldest = start + 7 * 1000;
+    let (low, high) = (
+        (before - fast_oldest) as f64 / 1000.0,
+        (after - fast_oldest) as f64 / 1000.0,
+    );
+    assert!(
+        fast >= low && fast <= high,
+        "{fast} not within {low}..{high}"
+    );
     assert_eq!(
         value(
             "heartbeat_consumer_group_max_lag_seconds",
@@ -245,7 +260,7 @@ async fn lag_in_messages_and_seconds_matches_what_was_produced_and_committed() {
             "heartbeat_consumer_group_lag_probes_total",
             &[("kind", "read")]
         ),
-        1.0
+        2.0
     );
     assert!(
         m.sum(

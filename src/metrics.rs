@@ -608,12 +608,12 @@ impl Metrics {
         );
         registry.register(
             "consumer_groups",
-            "Consumer groups listed (within consumer.group.allow/deny), at the last scan",
+            "Consumer groups reported (listed within consumer.group.allow/deny, or named in consumer.group.names), at the last scan",
             m.consumer_groups,
         );
         registry.register(
             "consumer_groups_by_state",
-            "Consumer groups by state (kind: Stable, Empty, PreparingRebalance, …)",
+            "Consumer groups by state (kind: Stable, Empty, PreparingRebalance, …; Unknown when they could not be listed)",
             m.consumer_groups_by_state,
         );
         registry.register(

@@ -274,7 +274,7 @@ unsafe fn copy_partition(partition: *const native::rd_kafka_topic_partition_t) -
 }
 
 /// ListConsumerGroupOffsets for each of `groups`: every partition each has committed, or with
-/// `partitions`, the offsets of just those (uncommitted ones come back without an offset).
+/// `partitions`, those of them it has committed.
 ///
 /// librdkafka takes one group per request, so up to `in_flight` requests are outstanding at a
 /// time on one queue, each tagged with its group's index. The answers come in `groups`' order;
@@ -414,9 +414,16 @@ unsafe fn group_offsets(
     if partitions.elems.is_null() {
         return Ok(Vec::new());
     }
+    // Named partitions come back whether committed or not: copy only the committed ones (and
+    // failures), so thousands of groups times every partition of the topics never turn into
+    // strings.
     Ok(
         std::slice::from_raw_parts(partitions.elems, partitions.cnt.max(0) as usize)
             .iter()
+            .filter(|partition| {
+                partition.offset >= 0
+                    || partition.err != native::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+            })
             .map(|partition| copy_partition(partition))
             .collect(),
     )

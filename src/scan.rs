@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::{client_config, ClientLog, Role};
 use crate::cluster::ClusterShared;
-use crate::config::AdminSettings;
+use crate::config::{AdminSettings, LagGranularity};
 use crate::lag::{scan_lag, LagProbe, LagScan, TopicPartition};
 use crate::logging::LogThrottle;
 use crate::metrics::{
@@ -110,8 +110,13 @@ pub struct GroupSummary {
     pub name: String,
     /// As the coordinator reports it: Stable, Empty, PreparingRebalance, Dead, …
     pub state: String,
-    pub members: usize,
+    /// `None` when not known (the listing failed).
+    pub members: Option<usize>,
 }
+
+/// The state of a group the cluster could not be asked about (the listing failed or is not
+/// served): named groups, and those listed before, are still reported, as this.
+pub const UNKNOWN_STATE: &str = "Unknown";
 
 /// Whether `name` passes the allow and deny expressions.
 pub fn group_wanted(admin: &AdminSettings, name: &str) -> bool {
@@ -149,7 +154,7 @@ fn fetch_groups(
         .map(|group| GroupSummary {
             name: group.name().to_string(),
             state: group.state().to_string(),
-            members: group.members().len(),
+            members: Some(group.members().len()),
         })
         .collect())
 }
@@ -198,6 +203,27 @@ impl ClusterScan {
         } else {
             None
         };
+        // Every failure and outcome kind starts at zero, so increase() sees the first one.
+        for kind in ["topics", "groups", "offsets", "end_offsets", "lag_seconds"] {
+            shared
+                .metrics
+                .cluster_scan_failures
+                .get_or_create(&KindLabels {
+                    kind: kind.to_string(),
+                })
+                .inc_by(0);
+        }
+        if probe.is_some() {
+            for kind in ["read", "cached", "no_record", "timed_out", "failed"] {
+                shared
+                    .metrics
+                    .consumer_group_lag_probes
+                    .get_or_create(&KindLabels {
+                        kind: kind.to_string(),
+                    })
+                    .inc_by(0);
+            }
+        }
         Ok(ClusterScan {
             shared,
             client: Arc::new(client),
@@ -260,8 +286,8 @@ impl ClusterScan {
                 *lock(&self.topic_partitions) = partitions;
                 self.throttle.reset("topics");
             }
-            Ok(Err(error)) => self.failed("topics", &error.to_string(), false),
-            Err(error) => self.failed("topics", &error.to_string(), false),
+            Ok(Err(error)) => self.failed("topics", &error.to_string()),
+            Err(error) => self.failed("topics", &error.to_string()),
         }
     }
 
@@ -282,17 +308,54 @@ impl ClusterScan {
                 self.throttle.reset("groups");
             }
             Ok(Err(error)) => {
-                // Some brokers do not list groups (librdkafka's mock cluster among them): say it
-                // quietly, it will not change.
+                // Some brokers do not list groups (librdkafka's mock cluster among them): a
+                // property of the broker, not a failing scan; named groups are still scanned.
                 let unsupported = error.rdkafka_error_code()
                     == Some(rdkafka::types::RDKafkaErrorCode::UnsupportedFeature);
-                self.failed("groups", &error.to_string(), unsupported)
+                if unsupported {
+                    if self.throttle.admit("groups").is_some() {
+                        tracing::info!("the cluster does not list consumer groups ({error}): only consumer.group.names are scanned, in state {UNKNOWN_STATE}");
+                    }
+                } else {
+                    self.failed("groups", &error.to_string());
+                }
+                self.record_unknown_groups();
             }
-            Err(error) => self.failed("groups", &error.to_string(), false),
+            Err(error) => {
+                self.failed("groups", &error.to_string());
+                self.record_unknown_groups();
+            }
         }
+        self.reported_and_named().into_iter().collect()
+    }
+
+    /// The groups reported at the last listing and those named in the configuration.
+    fn reported_and_named(&self) -> BTreeSet<String> {
         let mut names: BTreeSet<String> = lock(&self.reported).states.keys().cloned().collect();
-        names.extend(admin.consumer_group_names.iter().cloned());
-        names.into_iter().collect()
+        names.extend(
+            self.shared
+                .config
+                .admin
+                .consumer_group_names
+                .iter()
+                .cloned(),
+        );
+        names
+    }
+
+    /// Without a listing, the groups listed before and the named ones are in an unknown state,
+    /// with an unknown number of members; their lag is still read.
+    fn record_unknown_groups(&self) {
+        let groups: Vec<GroupSummary> = self
+            .reported_and_named()
+            .into_iter()
+            .map(|name| GroupSummary {
+                name,
+                state: UNKNOWN_STATE.to_string(),
+                members: None,
+            })
+            .collect();
+        self.record_groups(&groups);
     }
 
     fn record_groups(&self, groups: &[GroupSummary]) {
@@ -303,15 +366,15 @@ impl ClusterScan {
             .map(|group| (group.name.clone(), group.state.clone()))
             .collect();
         for (name, state) in reported.states.iter() {
+            if !current.contains_key(name) {
+                metrics.consumer_group_members.remove(&GroupLabels {
+                    group: name.clone(),
+                });
+            }
             if current.get(name) != Some(state) {
                 metrics.consumer_group_state.remove(&GroupStateLabels {
                     group: name.clone(),
                     state: state.clone(),
-                });
-            }
-            if !current.contains_key(name) {
-                metrics.consumer_group_members.remove(&GroupLabels {
-                    group: name.clone(),
                 });
             }
         }
@@ -328,12 +391,20 @@ impl ClusterScan {
                     state: group.state.clone(),
                 })
                 .set(1);
-            metrics
-                .consumer_group_members
-                .get_or_create(&GroupLabels {
-                    group: group.name.clone(),
-                })
-                .set(group.members as i64);
+            let labels = GroupLabels {
+                group: group.name.clone(),
+            };
+            match group.members {
+                Some(members) => {
+                    metrics
+                        .consumer_group_members
+                        .get_or_create(&labels)
+                        .set(members as i64);
+                }
+                None => {
+                    metrics.consumer_group_members.remove(&labels);
+                }
+            }
             *by_state.entry(group.state.clone()).or_default() += 1;
         }
         for (state, count) in &by_state {
@@ -373,7 +444,7 @@ impl ClusterScan {
         .await;
         match result {
             Ok(scan) => self.record_lag(&scan),
-            Err(error) => self.failed("offsets", &error.to_string(), false),
+            Err(error) => self.failed("offsets", &error.to_string()),
         }
     }
 
@@ -382,6 +453,8 @@ impl ClusterScan {
         let mut reported = lock(&self.reported);
         // A value not read this scan is not reported: a stale one could hide a growing lag.
         let mut current = BTreeSet::new();
+        let per_partition =
+            self.shared.config.admin.consumer_group_lag_granularity == LagGranularity::Partition;
         let mut failures = Vec::new();
         for (group, answer) in &scan.groups {
             let labels = GroupLabels {
@@ -397,7 +470,9 @@ impl ClusterScan {
                     continue;
                 }
             };
-            for ((topic, partition), partition_lag) in &lag.partitions {
+            // With group granularity, only the group's own series below.
+            let partitions = lag.partitions.iter().filter(|_| per_partition);
+            for ((topic, partition), partition_lag) in partitions {
                 let labels = GroupPartitionLabels {
                     group: group.clone(),
                     topic: topic.clone(),
@@ -489,11 +564,11 @@ impl ClusterScan {
                 scan.groups.len(),
                 failures[0]
             );
-            self.failed("offsets", &summary, false);
+            self.failed("offsets", &summary);
         }
 
         if let Some(error) = &scan.end_offsets_error {
-            self.failed("end_offsets", &error.to_string(), false);
+            self.failed("end_offsets", &error.to_string());
         } else {
             self.throttle.reset("end_offsets");
         }
@@ -538,13 +613,13 @@ impl ClusterScan {
                     .inc_by(count);
             }
             match &round.error {
-                Some(error) => self.failed("lag_seconds", &error.to_string(), false),
+                Some(error) => self.failed("lag_seconds", &error.to_string()),
                 None => self.throttle.reset("lag_seconds"),
             }
         }
     }
 
-    fn failed(&self, part: &str, error: &str, quietly: bool) {
+    fn failed(&self, part: &str, error: &str) {
         self.shared
             .metrics
             .cluster_scan_failures
@@ -553,11 +628,7 @@ impl ClusterScan {
             })
             .inc();
         if let Some(held_back) = self.throttle.admit(part) {
-            if quietly {
-                tracing::debug!(held_back, "cluster scan of {part} failed: {error}");
-            } else {
-                tracing::warn!(held_back, "cluster scan of {part} failed: {error}");
-            }
+            tracing::warn!(held_back, "cluster scan of {part} failed: {error}");
         }
     }
 }

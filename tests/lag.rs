@@ -220,6 +220,16 @@ async fn lag_in_messages_and_seconds_matches_what_was_produced_and_committed() {
         0.0
     );
     assert!(value("heartbeat_consumer_group_offset_races_total", &[]) >= 1.0);
+    // The mock cannot list groups: the named ones are reported in an unknown state.
+    assert_eq!(
+        value(
+            "heartbeat_consumer_group_state",
+            &[("group", "billing"), ("state", "Unknown")]
+        ),
+        1.0
+    );
+    assert!(!m.has("heartbeat_consumer_group_members", &[("group", "billing")]));
+    assert_eq!(value("heartbeat_consumer_groups", &[]), 4.0);
     // A group with no offsets: zero lag, reported, no failure.
     assert_eq!(
         value("heartbeat_consumer_group_total_lag", &[("group", "ghost")]),
@@ -346,6 +356,44 @@ async fn lag_without_seconds_reads_no_records() {
     );
     assert!(!m.has("heartbeat_consumer_group_lag_seconds", &[]));
     assert!(!m.has("heartbeat_consumer_group_lag_probes_total", &[]));
+    assert!(running.stop().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_granularity_reports_only_each_groups_own_series() {
+    let _serial = support::serial().await;
+    let mock = mock_cluster(1, "orders", 2);
+    let bootstrap = mock.bootstrap_servers();
+    let written = now_millis() - 30_000;
+    produce_at(&bootstrap, "orders", 0, &[written, written, written]);
+    produce_at(&bootstrap, "orders", 1, &[written]);
+    commit(&bootstrap, "billing", "orders", &[(0, 1), (1, 0)]);
+    let running = Running::start(test_config(
+        &bootstrap,
+        "cc-heartbeat",
+        "check.consumer.group.period.seconds = 1\n\
+         consumer.group.names = billing\n\
+         consumer.group.topic.allow = ^orders$\n\
+         consumer.group.lag.granularity = group",
+    ))
+    .await;
+    let group = &[("group", "billing")];
+    let m = running
+        .wait_for("billing's lag", Duration::from_secs(20), |m| {
+            m.has("heartbeat_consumer_group_max_lag_seconds", group)
+        })
+        .await;
+    assert_eq!(m.sum("heartbeat_consumer_group_total_lag", group), 3.0);
+    assert_eq!(m.sum("heartbeat_consumer_group_max_lag", group), 2.0);
+    let seconds = m.sum("heartbeat_consumer_group_max_lag_seconds", group);
+    assert!((30.0..60.0).contains(&seconds), "{seconds}");
+    for name in [
+        "heartbeat_consumer_group_committed_offset",
+        "heartbeat_consumer_group_lag",
+        "heartbeat_consumer_group_lag_seconds",
+    ] {
+        assert!(!m.has(name, &[]), "{name} reported per partition");
+    }
     assert!(running.stop().await);
 }
 

@@ -192,6 +192,8 @@ pub struct AdminSettings {
     pub consumer_group_topic_deny: Option<Pattern>,
     /// `consumer.group.lag.seconds`: whether lag in seconds is read (it reads records).
     pub consumer_group_lag_seconds: bool,
+    /// `consumer.group.lag.granularity`: per-partition series, or per-group ones only.
+    pub consumer_group_lag_granularity: LagGranularity,
     /// `check.consumer.group.timeout.seconds`: how long each request of the scan may take.
     pub check_consumer_group_timeout: Duration,
     /// `produce.period.seconds`: how often one heartbeat goes to every partition.
@@ -286,6 +288,10 @@ const ADMIN_KEYS: &[AdminKey] = &[
     AdminKey {
         name: "consumer.group.lag.seconds",
         default: "true",
+    },
+    AdminKey {
+        name: "consumer.group.lag.granularity",
+        default: "partition",
     },
     AdminKey {
         name: "check.consumer.group.timeout.seconds",
@@ -801,6 +807,14 @@ fn parse_admin(section: &BTreeMap<String, Entry>) -> Result<AdminSettings, Confi
         consumer_group_topic_allow: reader.parse("consumer.group.topic.allow", parse_regex)?,
         consumer_group_topic_deny: reader.parse("consumer.group.topic.deny", parse_regex)?,
         consumer_group_lag_seconds: reader.parse("consumer.group.lag.seconds", parse_bool)?,
+        consumer_group_lag_granularity: reader.parse(
+            "consumer.group.lag.granularity",
+            |value| match value {
+                "partition" => Ok(LagGranularity::Partition),
+                "group" => Ok(LagGranularity::Group),
+                _ => Err("must be partition or group".to_string()),
+            },
+        )?,
         check_consumer_group_timeout: reader.seconds(
             "check.consumer.group.timeout.seconds",
             0.1,
@@ -904,6 +918,15 @@ impl AdminReader<'_> {
             Ok(level.to_string())
         })
     }
+}
+
+/// How finely consumer-group lag is reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LagGranularity {
+    /// Per group, topic and partition (committed offset, lag, lag in seconds), and per group.
+    Partition,
+    /// Per group only (total and max lag, max lag in seconds): a few series per group.
+    Group,
 }
 
 /// A regular expression setting, compared by its text.
@@ -1054,6 +1077,14 @@ impl AdminSettings {
             (
                 "consumer.group.lag.seconds",
                 self.consumer_group_lag_seconds.to_string(),
+            ),
+            (
+                "consumer.group.lag.granularity",
+                match self.consumer_group_lag_granularity {
+                    LagGranularity::Partition => "partition",
+                    LagGranularity::Group => "group",
+                }
+                .to_string(),
             ),
             (
                 "check.consumer.group.timeout.seconds",

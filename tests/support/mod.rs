@@ -385,6 +385,11 @@ impl Process {
         }
     }
 
+    /// The process id, to read its resource use from /proc.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Waits for a log line containing `needle`, returning it.
     pub fn wait_for_line(&mut self, needle: &str, limit: Duration) -> String {
         let deadline = Instant::now() + limit;

@@ -206,24 +206,14 @@ async fn prometheus_scrapes_evaluates_every_rule_and_feeds_every_panel() {
     )
     .await;
 
-    // Healthy demo cluster: the only alert even pending is for the demo's group that stopped
-    // consuming long ago (the exporter-absent one included, every other expression is false).
+    // Healthy demo: no alert is even pending (every expression is false), the exporter-absent
+    // one included, and the stalled-group one for the demo's group that stopped long ago (it
+    // waits for 15 minutes of history).
     let alerts = api(&prometheus, "/api/v1/alerts", &[]).await.unwrap();
-    let active: Vec<(&str, &str)> = alerts["alerts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|alert| {
-            (
-                alert["labels"]["alertname"].as_str().unwrap_or_default(),
-                alert["labels"]["group"].as_str().unwrap_or_default(),
-            )
-        })
-        .collect();
-    assert_eq!(
-        active,
-        [("KafkaConsumerGroupStalled", "demo-orders-archiver")],
-        "{alerts}"
+    let active = alerts["alerts"].as_array().unwrap();
+    assert!(
+        active.is_empty(),
+        "alerts active on a healthy cluster: {active:?}"
     );
     let (_, code) = exporter.terminate();
     assert_eq!(code, Some(0));

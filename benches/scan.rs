@@ -64,9 +64,11 @@ fn topic_name(index: usize) -> String {
     format!("bench-{index:03}")
 }
 
-/// The committed offset of `group` on `partition`: spread over the log, a few caught up.
+/// The committed offset of `group` on `partition`: spread over the log (groups of one topic
+/// sit at many different offsets of each partition), a few caught up.
 fn committed(group: usize, partition: usize) -> i64 {
-    ((group * 7 + partition * 3) % (RECORDS as usize + 1)) as i64
+    let mixed = (group as u64 * 2_654_435_761 + partition as u64 * 40_503) >> 7;
+    (mixed % (RECORDS as u64 + 1)) as i64
 }
 
 fn produce(bootstrap: &str, topics: usize, partitions: usize) {

@@ -161,9 +161,15 @@ impl LagProbe {
         }
     }
 
-    /// Timestamps for `targets`, each batch of [`PROBE_BATCH`] partitions bounded by `timeout`.
-    /// Cached timestamps are reused; the cache then keeps only this round's offsets.
-    pub fn probe(&mut self, targets: &BTreeSet<ProbeTarget>, timeout: Duration) -> ProbeRound {
+    /// Timestamps for `targets`, each batch of [`PROBE_BATCH`] partitions bounded by `timeout`;
+    /// no batch starts after `deadline` (its partitions time out). Cached timestamps are
+    /// reused; the cache then keeps only this round's offsets.
+    pub fn probe(
+        &mut self,
+        targets: &BTreeSet<ProbeTarget>,
+        timeout: Duration,
+        deadline: Instant,
+    ) -> ProbeRound {
         let mut round = ProbeRound::default();
         let mut cache = HashMap::new();
         let mut to_read = Vec::new();
@@ -182,7 +188,11 @@ impl LagProbe {
         }
         for batch in batches(to_read) {
             let batch = batch.as_slice();
-            let outcomes = self.read_batch(batch, timeout, &mut round.error);
+            let outcomes = if Instant::now() < deadline {
+                self.read_batch(batch, timeout, &mut round.error)
+            } else {
+                vec![ProbeOutcome::TimedOut; batch.len()]
+            };
             for (target, outcome) in batch.iter().zip(outcomes) {
                 if let ProbeOutcome::Timestamp(timestamp) = outcome {
                     cache.insert(
@@ -325,7 +335,8 @@ pub struct LagScan {
 /// Reads the lag of `groups`: their committed offsets (only on topics `topic_wanted` accepts;
 /// with `partitions`, only on those, named in each request),
 /// the log end offsets of those partitions in one request, and with a probe the age of each
-/// lagging partition's oldest unconsumed record. Each request is bounded by `timeout`. Blocking.
+/// lagging partition's oldest unconsumed record. Each request is bounded by `timeout`, and no
+/// request or batch starts after `budget` from now. Blocking.
 pub fn scan_lag<C: ClientContext>(
     admin: &Client<C>,
     probe: Option<&mut LagProbe>,
@@ -333,10 +344,18 @@ pub fn scan_lag<C: ClientContext>(
     partitions: Option<&[TopicPartition]>,
     topic_wanted: &dyn Fn(&str) -> bool,
     timeout: Duration,
+    budget: Duration,
 ) -> LagScan {
+    let deadline = Instant::now() + budget;
     let mut scan = LagScan::default();
-    let offsets =
-        native_admin::list_group_offsets(admin, groups, partitions, OFFSETS_IN_FLIGHT, timeout);
+    let offsets = native_admin::list_group_offsets(
+        admin,
+        groups,
+        partitions,
+        OFFSETS_IN_FLIGHT,
+        timeout,
+        deadline,
+    );
     let mut committed: BTreeMap<&str, Result<BTreeMap<TopicPartition, i64>, NativeAdminError>> =
         BTreeMap::new();
     let mut partitions = BTreeSet::new();
@@ -399,7 +418,7 @@ pub fn scan_lag<C: ClientContext>(
         scan.groups.insert(group.to_string(), lag);
     }
     if let Some(probe) = probe {
-        let round = probe.probe(&targets, timeout);
+        let round = probe.probe(&targets, timeout, deadline);
         let now = now_millis();
         for lag in scan.groups.values_mut().flatten() {
             for ((topic, partition), lag) in lag.partitions.iter_mut() {

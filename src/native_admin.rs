@@ -25,6 +25,8 @@ pub enum NativeAdminError {
         operation: &'static str,
         timeout: Duration,
     },
+    #[error("{operation} was not sent: the time allowed for all of them was spent")]
+    NotSent { operation: &'static str },
     #[error("{operation}: librdkafka returned no {what}")]
     Missing {
         operation: &'static str,
@@ -277,14 +279,17 @@ unsafe fn copy_partition(partition: *const native::rd_kafka_topic_partition_t) -
 /// `partitions`, those of them it has committed.
 ///
 /// librdkafka takes one group per request, so up to `in_flight` requests are outstanding at a
-/// time on one queue, each tagged with its group's index. The answers come in `groups`' order;
-/// each group fails or succeeds on its own.
+/// time on one queue, each tagged with its group's index. No request is sent after `deadline`
+/// (those groups fail as not sent), so thousands of groups on an unresponsive coordinator cost
+/// the deadline plus one timeout, not one timeout per group. The answers come in `groups`'
+/// order; each group fails or succeeds on its own.
 pub fn list_group_offsets<C: ClientContext>(
     client: &Client<C>,
     groups: &[String],
     partitions: Option<&[(String, i32)]>,
     in_flight: usize,
     timeout: Duration,
+    deadline: std::time::Instant,
 ) -> Vec<Result<Vec<PartitionOffset>, NativeAdminError>> {
     const OPERATION: &str = "ListConsumerGroupOffsets";
     let api = native::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS;
@@ -310,6 +315,12 @@ pub fn list_group_offsets<C: ClientContext>(
             while next < groups.len() && outstanding < in_flight.max(1) {
                 let index = next;
                 next += 1;
+                if std::time::Instant::now() >= deadline {
+                    answers[index] = Some(Err(NativeAdminError::NotSent {
+                        operation: OPERATION,
+                    }));
+                    continue;
+                }
                 let Ok(name) = CString::new(groups[index].as_str()) else {
                     answers[index] = Some(Err(NativeAdminError::Missing {
                         operation: OPERATION,

@@ -439,6 +439,8 @@ impl ClusterScan {
                 partitions.as_deref(),
                 &|topic| topic_wanted(&admin, topic),
                 admin.check_consumer_group_timeout,
+                // A scan ends within about its period, so scans never pile up.
+                admin.check_consumer_group_period,
             )
         })
         .await;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cc_heartbeat::client::{client_config, ClientLog, Role};
 use cc_heartbeat::cluster::Status;
-use cc_heartbeat::native_admin::{list_end_offsets, list_group_offsets};
+use cc_heartbeat::native_admin::{list_end_offsets, list_group_offsets, NativeAdminError};
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -410,7 +410,14 @@ fn an_unreachable_cluster_fails_each_request_within_its_timeout() {
         .unwrap();
     let groups: Vec<String> = (0..40).map(|i| format!("group-{i}")).collect();
     let start = Instant::now();
-    let answers = list_group_offsets(admin.inner(), &groups, None, 16, Duration::from_secs(1));
+    let answers = list_group_offsets(
+        admin.inner(),
+        &groups,
+        None,
+        16,
+        Duration::from_secs(1),
+        start + Duration::from_secs(60),
+    );
     assert_eq!(answers.len(), 40);
     assert!(answers.iter().all(Result::is_err), "{answers:?}");
     let error = list_end_offsets(
@@ -426,6 +433,27 @@ fn an_unreachable_cluster_fails_each_request_within_its_timeout() {
         "{:?}",
         start.elapsed()
     );
+    // Past the deadline nothing more is sent: the first round only, then every other group
+    // fails as not sent, at once.
+    let start = Instant::now();
+    let answers = list_group_offsets(
+        admin.inner(),
+        &groups,
+        None,
+        16,
+        Duration::from_secs(1),
+        start + Duration::from_millis(100),
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        start.elapsed()
+    );
+    let not_sent = answers
+        .iter()
+        .filter(|answer| matches!(answer, Err(NativeAdminError::NotSent { .. })))
+        .count();
+    assert_eq!(not_sent, 40 - 16, "{answers:?}");
 }
 
 #[test]

@@ -99,11 +99,6 @@ pub fn client_config(config: &Config, role: Role) -> ClientConfig {
             // Assigns partitions, never joins the group, never commits: sharing the heartbeat
             // consumer's group.id (which ACLs may require) disturbs nobody.
             set("group.id", "cc-heartbeat".to_string());
-            // The record at a committed offset may have been deleted by retention: the oldest
-            // that is left is then the oldest unconsumed one.
-            set("auto.offset.reset", "earliest".to_string());
-            // Reaching the end tells that the committed offset only had control records left.
-            set("enable.partition.eof", "true".to_string());
             set("fetch.wait.max.ms", "100".to_string());
             // Only the first record of each partition is wanted: small fetches, small prefetch.
             set("max.partition.fetch.bytes", "65536".to_string());
@@ -115,9 +110,20 @@ pub fn client_config(config: &Config, role: Role) -> ClientConfig {
     };
     properties.extend(user);
     if role == Role::LagProbe {
-        // Whatever [consumer] says, the probe must never move a group's offsets.
-        properties.insert("enable.auto.commit".to_string(), "false".to_string());
-        properties.insert("enable.auto.offset.store".to_string(), "false".to_string());
+        // Whatever [consumer] says: the probe must never move a group's offsets; the record
+        // at a committed offset that retention deleted is replaced by the oldest left (which
+        // is then the oldest unconsumed one); reaching the end tells that only control records
+        // were left; and it reads up to the high watermark the lag is measured against, open
+        // transactions included, or it would wait on them.
+        for (key, value) in [
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("auto.offset.reset", "earliest"),
+            ("enable.partition.eof", "true"),
+            ("isolation.level", "read_uncommitted"),
+        ] {
+            properties.insert(key.to_string(), value.to_string());
+        }
     }
     if role == Role::Producer
         && properties

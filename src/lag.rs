@@ -122,6 +122,9 @@ pub struct ProbeRound {
 /// Partitions assigned at once: bounds the probe's fetch sessions and its prefetch.
 pub const PROBE_BATCH: usize = 200;
 
+/// After an error, how long a batch still waits without any partition answering.
+const ERROR_GRACE: Duration = Duration::from_secs(2);
+
 /// Splits `targets` into batches of at most [`PROBE_BATCH`] where no partition comes twice
 /// (groups at different offsets of one partition are read in different batches: one
 /// assignment holds a partition once).
@@ -233,19 +236,31 @@ impl LagProbe {
             }
             waiting.insert((target.topic.as_str(), target.partition), index);
         }
+        // Client-wide errors that came while nobody polled (between scans) belong to no batch.
+        while self.consumer.poll(Duration::ZERO).is_some() {}
         if let Err(failure) = self.consumer.assign(&assignment) {
             error.get_or_insert(failure);
             return vec![ProbeOutcome::Failed; batch.len()];
         }
         let deadline = Instant::now() + timeout;
+        // After an error, which names no partition, the batch waits only while others still
+        // answer: a partition that cannot be read would otherwise cost the whole timeout.
+        let mut failing_since: Option<Instant> = None;
         while !waiting.is_empty() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
             }
+            if failing_since.is_some_and(|since| since.elapsed() >= ERROR_GRACE) {
+                for index in waiting.values() {
+                    outcomes[*index] = ProbeOutcome::Failed;
+                }
+                break;
+            }
             match self.consumer.poll(left.min(Duration::from_millis(200))) {
                 None => {}
                 Some(Ok(message)) => {
+                    failing_since = failing_since.map(|_| Instant::now());
                     let key = (message.topic(), message.partition());
                     let Some(index) = waiting.get(&key).copied() else {
                         continue;
@@ -266,13 +281,18 @@ impl LagProbe {
                     // partition of that number that has reached its end.
                     self.settle_at_end(batch, &mut waiting, &mut outcomes, partition);
                 }
-                Some(Err(failure)) => {
-                    // Authorization or a vanished topic: the rest of the batch would only wait.
+                Some(Err(failure @ KafkaError::MessageConsumptionFatal(_))) => {
                     error.get_or_insert(failure);
                     for index in waiting.values() {
                         outcomes[*index] = ProbeOutcome::Failed;
                     }
-                    waiting.clear();
+                    break;
+                }
+                Some(Err(failure)) => {
+                    // Authorization, a vanished topic, a broker gone: the other partitions of
+                    // the batch may still answer.
+                    error.get_or_insert(failure);
+                    failing_since = Some(Instant::now());
                 }
             }
         }

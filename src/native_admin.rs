@@ -295,6 +295,10 @@ pub fn list_group_offsets<C: ClientContext>(
     let api = native::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS;
     let mut answers: Vec<Option<Result<Vec<PartitionOffset>, NativeAdminError>>> =
         groups.iter().map(|_| None).collect();
+    // librdkafka refuses an empty list: no partitions named, none committed.
+    if partitions.is_some_and(<[_]>::is_empty) {
+        return groups.iter().map(|_| Ok(Vec::new())).collect();
+    }
     let partitions = match partitions.map(|partitions| partition_list(OPERATION, partitions, None))
     {
         None => None,

@@ -187,8 +187,9 @@ pub struct ClusterScan {
     probe: Option<Arc<Mutex<LagProbe>>>,
     throttle: LogThrottle,
     reported: Mutex<Reported>,
-    /// Partitions of the topics lag is reported on, from the last metadata that came.
-    topic_partitions: Mutex<Vec<TopicPartition>>,
+    /// Partitions of the topics lag is reported on, from the last metadata that came (`None`
+    /// before any came).
+    topic_partitions: Mutex<Option<Vec<TopicPartition>>>,
 }
 
 impl ClusterScan {
@@ -283,7 +284,7 @@ impl ClusterScan {
                 metrics
                     .cluster_offline_partitions
                     .set(overview.offline as i64);
-                *lock(&self.topic_partitions) = partitions;
+                *lock(&self.topic_partitions) = Some(partitions);
                 self.throttle.reset("topics");
             }
             Ok(Err(error)) => self.failed("topics", &error.to_string()),
@@ -426,10 +427,16 @@ impl ClusterScan {
         let admin = self.shared.config.admin.clone();
         // Real brokers answer "every committed partition"; naming the partitions (only when
         // topics are restricted) keeps answers small, and is what librdkafka's mock serves.
-        let partitions = admin
-            .consumer_group_topic_allow
-            .is_some()
-            .then(|| lock(&self.topic_partitions).clone());
+        let partitions = if admin.consumer_group_topic_allow.is_some() {
+            match lock(&self.topic_partitions).clone() {
+                Some(partitions) => Some(partitions),
+                // Which partitions to ask about is not known yet (the topics' failure is
+                // counted): reporting every group with no lag would be wrong.
+                None => return,
+            }
+        } else {
+            None
+        };
         let result = tokio::task::spawn_blocking(move || {
             let mut probe = probe.as_ref().map(|probe| lock(probe));
             scan_lag(

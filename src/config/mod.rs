@@ -1356,6 +1356,53 @@ mod tests {
     }
 
     #[test]
+    fn lag_settings_are_parsed_and_bad_ones_named() {
+        let config = load(
+            "[admin]\nconsumer.group.names = billing, orders-service ,\n\
+             consumer.group.topic.allow = ^orders\nconsumer.group.lag.granularity = group\n\
+             consumer.group.lag.seconds = off\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            config.admin.consumer_group_names,
+            ["billing", "orders-service"]
+        );
+        assert_eq!(
+            config.admin.consumer_group_lag_granularity,
+            LagGranularity::Group
+        );
+        assert!(!config.admin.consumer_group_lag_seconds);
+        assert!(config.admin.consumer_group_topic_deny.is_none());
+        let defaults = load("", &[]).unwrap();
+        assert_eq!(
+            defaults.admin.consumer_group_lag_granularity,
+            LagGranularity::Partition
+        );
+        assert!(defaults.admin.consumer_group_names.is_empty());
+
+        for (text, expected) in [
+            (
+                "consumer.group.names = a, b, a",
+                "consumer.group.names: names `a` twice",
+            ),
+            (
+                "consumer.group.lag.granularity = topic",
+                "consumer.group.lag.granularity: must be partition or group",
+            ),
+            (
+                "consumer.group.topic.deny = (",
+                "consumer.group.topic.deny: not a valid regular expression",
+            ),
+        ] {
+            let error = load(&format!("[admin]\n{text}\n"), &[])
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(expected), "{error}");
+        }
+    }
+
+    #[test]
     fn a_file_without_cluster_sections_is_one_cluster_named_default() {
         let configs = clusters("[default]\nbootstrap.servers = a:9092\n", &[]).unwrap();
         assert_eq!(configs.len(), 1);

@@ -113,8 +113,8 @@ impl ProbeOutcome {
 #[derive(Debug, Default)]
 pub struct ProbeRound {
     pub outcomes: HashMap<ProbeTarget, ProbeOutcome>,
-    /// Targets answered from the cache.
-    pub cached: usize,
+    /// Targets by how they were answered: `cached`, or an outcome's [`ProbeOutcome::kind`].
+    pub counts: BTreeMap<&'static str, u64>,
     /// The first error that stopped a batch, to report.
     pub error: Option<KafkaError>,
 }
@@ -180,7 +180,7 @@ impl LagProbe {
             let key = (target.topic.clone(), target.partition, target.committed);
             match self.cache.get(&key) {
                 Some(timestamp) => {
-                    round.cached += 1;
+                    *round.counts.entry("cached").or_default() += 1;
                     round
                         .outcomes
                         .insert(target.clone(), ProbeOutcome::Timestamp(*timestamp));
@@ -197,6 +197,7 @@ impl LagProbe {
                 vec![ProbeOutcome::TimedOut; batch.len()]
             };
             for (target, outcome) in batch.iter().zip(outcomes) {
+                *round.counts.entry(outcome.kind()).or_default() += 1;
                 if let ProbeOutcome::Timestamp(timestamp) = outcome {
                     cache.insert(
                         (target.topic.clone(), target.partition, target.committed),
@@ -208,11 +209,6 @@ impl LagProbe {
         }
         self.cache = cache;
         round
-    }
-
-    /// Cached timestamps, for tests and benchmarks of the cache's bound.
-    pub fn cached(&self) -> usize {
-        self.cache.len()
     }
 
     fn read_batch(

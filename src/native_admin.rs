@@ -88,6 +88,18 @@ unsafe fn copy_string(pointer: *const c_char) -> Option<String> {
     }
 }
 
+/// The `count` elements at `pointer`, none when it is null.
+///
+/// # Safety
+/// `pointer` must be null or point to `count` elements alive for `'a`.
+unsafe fn native_slice<'a, T>(pointer: *const T, count: usize) -> &'a [T] {
+    if pointer.is_null() {
+        &[]
+    } else {
+        std::slice::from_raw_parts(pointer, count)
+    }
+}
+
 /// Copies a node owned by librdkafka.
 ///
 /// # Safety
@@ -221,15 +233,11 @@ pub fn describe_cluster<C: ClientContext>(
         }
         let mut count = 0usize;
         let nodes = native::rd_kafka_DescribeCluster_result_nodes(result, &mut count);
-        let nodes = if nodes.is_null() {
-            Vec::new()
-        } else {
-            std::slice::from_raw_parts(nodes, count)
-                .iter()
-                .filter(|node| !node.is_null())
-                .map(|node| copy_node(*node))
-                .collect()
-        };
+        let nodes = native_slice(nodes, count)
+            .iter()
+            .filter(|node| !node.is_null())
+            .map(|node| copy_node(*node))
+            .collect();
         let controller = native::rd_kafka_DescribeCluster_result_controller(result);
         let controller_id = (!controller.is_null()).then(|| native::rd_kafka_Node_id(controller));
         Ok(ClusterDescription {
@@ -426,14 +434,11 @@ unsafe fn group_offsets(
         return Ok(Vec::new());
     }
     let partitions = &*partitions;
-    if partitions.elems.is_null() {
-        return Ok(Vec::new());
-    }
     // Named partitions come back whether committed or not: copy only the committed ones (and
     // failures), so thousands of groups times every partition of the topics never turn into
     // strings.
     Ok(
-        std::slice::from_raw_parts(partitions.elems, partitions.cnt.max(0) as usize)
+        native_slice(partitions.elems, partitions.cnt.max(0) as usize)
             .iter()
             .filter(|partition| {
                 partition.offset >= 0
@@ -511,10 +516,7 @@ pub fn list_end_offsets<C: ClientContext>(
         }
         let mut count = 0usize;
         let infos = native::rd_kafka_ListOffsets_result_infos(result, &mut count);
-        if infos.is_null() {
-            return Ok(Vec::new());
-        }
-        Ok(std::slice::from_raw_parts(infos, count)
+        Ok(native_slice(infos, count)
             .iter()
             .filter(|info| !info.is_null())
             .map(|info| native::rd_kafka_ListOffsetsResultInfo_topic_partition(*info))

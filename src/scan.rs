@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::{client_config, ClientLog, Role};
 use crate::cluster::ClusterShared;
-use crate::config::{AdminSettings, LagGranularity};
+use crate::config::{AdminSettings, LagGranularity, Pattern};
 use crate::lag::{scan_lag, LagProbe, LagScan, TopicPartition};
 use crate::logging::LogThrottle;
 use crate::metrics::{
@@ -118,28 +118,28 @@ pub struct GroupSummary {
 /// served): named groups, and those listed before, are still reported, as this.
 pub const UNKNOWN_STATE: &str = "Unknown";
 
-/// Whether `name` passes the allow and deny expressions.
+/// Whether `name` matches `allow` (when set) and not `deny`.
+fn admitted(allow: &Option<Pattern>, deny: &Option<Pattern>, name: &str) -> bool {
+    allow.as_ref().is_none_or(|allow| allow.0.is_match(name))
+        && !deny.as_ref().is_some_and(|deny| deny.0.is_match(name))
+}
+
+/// Whether group `name` is reported, by `consumer.group.allow`/`deny`.
 pub fn group_wanted(admin: &AdminSettings, name: &str) -> bool {
-    admin
-        .consumer_group_allow
-        .as_ref()
-        .is_none_or(|allow| allow.0.is_match(name))
-        && !admin
-            .consumer_group_deny
-            .as_ref()
-            .is_some_and(|deny| deny.0.is_match(name))
+    admitted(
+        &admin.consumer_group_allow,
+        &admin.consumer_group_deny,
+        name,
+    )
 }
 
 /// Whether lag on `topic` is reported, by `consumer.group.topic.allow`/`deny`.
 pub fn topic_wanted(admin: &AdminSettings, topic: &str) -> bool {
-    admin
-        .consumer_group_topic_allow
-        .as_ref()
-        .is_none_or(|allow| allow.0.is_match(topic))
-        && !admin
-            .consumer_group_topic_deny
-            .as_ref()
-            .is_some_and(|deny| deny.0.is_match(topic))
+    admitted(
+        &admin.consumer_group_topic_allow,
+        &admin.consumer_group_topic_deny,
+        topic,
+    )
 }
 
 /// Lists the consumer groups and their state. Blocking.
@@ -603,23 +603,13 @@ impl ClusterScan {
         metrics.consumer_group_offset_races.inc_by(scan.races);
 
         if let Some(round) = &scan.probe {
-            let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
-            for outcome in round.outcomes.values() {
-                *counts.entry(outcome.kind()).or_default() += 1;
-            }
-            // Cached answers were counted as reads above; count them apart.
-            if round.cached > 0 {
-                let read = counts.entry("read").or_default();
-                *read = read.saturating_sub(round.cached as u64);
-                counts.insert("cached", round.cached as u64);
-            }
-            for (kind, count) in counts {
+            for (kind, count) in &round.counts {
                 metrics
                     .consumer_group_lag_probes
                     .get_or_create(&KindLabels {
                         kind: kind.to_string(),
                     })
-                    .inc_by(count);
+                    .inc_by(*count);
             }
             match &round.error {
                 Some(error) => self.failed("lag_seconds", &error.to_string()),

@@ -929,6 +929,14 @@ pub enum LagGranularity {
     Group,
 }
 
+/// The text of an optional expression setting, empty when unset.
+fn pattern_text(pattern: &Option<Pattern>) -> String {
+    pattern
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_default()
+}
+
 /// A regular expression setting, compared by its text.
 #[derive(Debug, Clone)]
 pub struct Pattern(pub regex::Regex);
@@ -1047,32 +1055,20 @@ impl AdminSettings {
             ),
             (
                 "consumer.group.allow",
-                self.consumer_group_allow
-                    .as_ref()
-                    .map(|regex| regex.to_string())
-                    .unwrap_or_default(),
+                pattern_text(&self.consumer_group_allow),
             ),
             (
                 "consumer.group.deny",
-                self.consumer_group_deny
-                    .as_ref()
-                    .map(|regex| regex.to_string())
-                    .unwrap_or_default(),
+                pattern_text(&self.consumer_group_deny),
             ),
             ("consumer.group.names", self.consumer_group_names.join(",")),
             (
                 "consumer.group.topic.allow",
-                self.consumer_group_topic_allow
-                    .as_ref()
-                    .map(|regex| regex.to_string())
-                    .unwrap_or_default(),
+                pattern_text(&self.consumer_group_topic_allow),
             ),
             (
                 "consumer.group.topic.deny",
-                self.consumer_group_topic_deny
-                    .as_ref()
-                    .map(|regex| regex.to_string())
-                    .unwrap_or_default(),
+                pattern_text(&self.consumer_group_topic_deny),
             ),
             (
                 "consumer.group.lag.seconds",

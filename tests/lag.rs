@@ -514,21 +514,32 @@ async fn listed_groups_keep_their_lag_when_idle_and_lose_their_series_when_delet
         .create()
         .unwrap();
     member.subscribe(&["orders"]).unwrap();
+    // A group consumer.group.deny hides.
+    let hidden: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &tansu.bootstrap)
+        .set("group.id", "orders-service-test")
+        .create()
+        .unwrap();
+    hidden.subscribe(&["orders"]).unwrap();
     let polling = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let keep = polling.clone();
+    // Joining happens while polling.
     let poller = std::thread::spawn(move || {
         while keep.load(std::sync::atomic::Ordering::Relaxed) {
             let _ = member.poll(Duration::from_millis(100));
+            let _ = hidden.poll(Duration::from_millis(100));
         }
         // Closing leaves the group: it becomes Empty.
         drop(member);
+        drop(hidden);
     });
     // No names and no topic restriction: groups come from the listing, and the brokers answer
     // every committed partition.
     let running = Running::start(test_config(
         &tansu.bootstrap,
         "cc-heartbeat",
-        "check.consumer.group.period.seconds = 1\ncheck.consumer.group.timeout.seconds = 5",
+        "check.consumer.group.period.seconds = 1\ncheck.consumer.group.timeout.seconds = 5\n\
+         consumer.group.deny = -test$",
     ))
     .await;
     let group = &[("group", "orders-service")];
@@ -549,6 +560,23 @@ async fn listed_groups_keep_their_lag_when_idle_and_lose_their_series_when_delet
             },
         )
         .await;
+    assert_eq!(m.sum("heartbeat_consumer_group_members", group), 1.0);
+    assert!(
+        !m.has(
+            "heartbeat_consumer_group_state",
+            &[("group", "orders-service-test")]
+        ),
+        "denied"
+    );
+    assert!(m.sum("heartbeat_consumer_groups", &[]) >= 1.0);
+    assert!(m.sum("heartbeat_consumer_groups_by_state", &[("kind", "Stable")]) >= 1.0);
+    assert_eq!(
+        m.sum(
+            "heartbeat_cluster_scan_failures_total",
+            &[("kind", "groups")]
+        ),
+        0.0
+    );
     assert_eq!(
         m.sum(
             "heartbeat_consumer_group_lag",

@@ -1253,6 +1253,45 @@ mod tests {
     }
 
     #[test]
+    fn example_file_and_readme_name_exactly_the_declared_admin_keys() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let declared: std::collections::BTreeSet<&str> =
+            ADMIN_KEYS.iter().map(|key| key.name).collect();
+
+        let example = std::fs::read_to_string(root.join("config.example.ini")).unwrap();
+        let sections = super::ini::parse(&example).unwrap();
+        let in_example: std::collections::BTreeSet<&str> = sections
+            .iter()
+            .filter(|(section, _)| section == "admin")
+            .flat_map(|(_, keys)| keys.iter().map(|(key, _)| key.as_str()))
+            .collect();
+        assert_eq!(in_example, declared, "config.example.ini [admin]");
+
+        // The README's bullet that lists them: "- `[admin]`: … `key`, `key` …" up to the
+        // next bullet or blank line.
+        let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+        let start = readme
+            .find("- `[admin]`:")
+            .expect("README lists the [admin] keys");
+        let bullet: String = readme[start..]
+            .lines()
+            .enumerate()
+            .take_while(|(index, line)| {
+                *index == 0 || !(line.trim().is_empty() || line.starts_with("- "))
+            })
+            .map(|(_, line)| line)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let in_readme: std::collections::BTreeSet<&str> = bullet
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|token| *token != "[admin]")
+            .collect();
+        assert_eq!(in_readme, declared, "README's [admin] list");
+    }
+
+    #[test]
     fn blank_admin_values_mean_the_default() {
         let config = load("[admin]\ncheck.consumer.group.period.seconds =\n", &[]).unwrap();
         assert_eq!(

@@ -262,24 +262,31 @@ pub struct Tansu {
 impl Tansu {
     /// Starts a single in-memory tansu broker on a free loopback port.
     pub fn start() -> Tansu {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        Self::start_advertising(port, port)
+    }
+
+    /// Starts tansu on loopback `port`, telling clients to connect to `advertised_port`
+    /// (where something in front of it, such as a TLS terminator, listens).
+    pub fn start_advertising(port: u16, advertised_port: u16) -> Tansu {
         let binary = find_tansu().unwrap_or_else(|| {
             panic!(
                 "tansu not found: run scripts/test.sh (it fetches tansu into target/test-tools), \
                  or set TANSU_BIN"
             )
         });
-        let port = {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            listener.local_addr().unwrap().port()
-        };
         let url = format!("tcp://127.0.0.1:{port}");
+        let advertised = format!("tcp://127.0.0.1:{advertised_port}");
         let child = std::process::Command::new(binary)
             .args([
                 "broker",
                 "--listener-url",
                 &url,
                 "--advertised-listener-url",
-                &url,
+                &advertised,
             ])
             .args(["--storage-engine", "memory://tansu/"])
             .stdout(std::process::Stdio::null())
@@ -296,7 +303,7 @@ impl Tansu {
         }
         Tansu {
             child,
-            bootstrap: format!("127.0.0.1:{port}"),
+            bootstrap: format!("127.0.0.1:{advertised_port}"),
         }
     }
 }

@@ -2,13 +2,11 @@
 //! stopped together on one cancellation token.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster::ClusterShared;
 use crate::config::Config;
 use crate::http::{self, HttpState};
 use crate::monitor::{ClusterMonitor, MonitorError};
@@ -75,11 +73,6 @@ impl App {
     /// Where the HTTP server listens.
     pub fn address(&self) -> SocketAddr {
         self.address
-    }
-
-    /// Every cluster's shared state.
-    pub fn clusters(&self) -> Vec<Arc<ClusterShared>> {
-        self.monitors.iter().map(ClusterMonitor::shared).collect()
     }
 
     /// Waits, after cancellation, for every task to stop, at most `limit`; returns whether

@@ -1,35 +1,40 @@
-//! The shared view of one cluster: what metadata said last, and how the heartbeat is doing.
+//! What the tasks of one cluster share: its configuration, what metadata said last, the facts
+//! readiness is decided from, and the set its metrics are exported from.
 //!
 //! The metadata task publishes an immutable [`ClusterSnapshot`] through a `watch` channel; the
 //! other tasks read the latest one (or wait for the next) without locking each other out.
 //! [`Status`] holds the few facts readiness is decided from.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use rdkafka::types::RDKafkaErrorCode;
 use tokio::sync::watch;
 
+use crate::clock::unix_micros;
 use crate::config::Config;
-use crate::metrics::{Metrics, UNKNOWN_CLUSTER_ID};
-use crate::tracker::MessageTracker;
+use crate::metrics::ClusterMetrics;
+use crate::sync::lock;
+
+/// `cluster_id` label value before the cluster has been reached.
+pub(crate) const UNKNOWN_CLUSTER_ID: &str = "unknown";
 
 /// A broker as last seen in metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Broker {
-    pub id: i32,
-    pub host: String,
-    pub port: u16,
+pub(crate) struct Broker {
+    pub(crate) id: i32,
+    pub(crate) host: String,
+    pub(crate) port: u16,
     /// Rack, where the cluster tells it (DescribeCluster); `None` otherwise.
-    pub rack: Option<String>,
+    pub(crate) rack: Option<String>,
     /// When the broker vanished from metadata; `None` while it is listed.
-    pub missing_since: Option<Instant>,
+    pub(crate) missing_since: Option<Instant>,
 }
 
 impl Broker {
     /// `host:port`, as a client would connect to it.
-    pub fn address(&self) -> String {
+    pub(crate) fn address(&self) -> String {
         if self.host.contains(':') && !self.host.starts_with('[') {
             format!("[{}]:{}", self.host, self.port)
         } else {
@@ -40,42 +45,42 @@ impl Broker {
 
 /// A partition of the heartbeat topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Partition {
-    pub id: i32,
+pub(crate) struct Partition {
+    pub(crate) id: i32,
     /// Number of replicas (the replication factor).
-    pub replicas: usize,
+    pub(crate) replicas: usize,
     /// Leader broker id, `None` when the partition has no leader.
-    pub leader: Option<i32>,
+    pub(crate) leader: Option<i32>,
 }
 
 /// Label value of a missing leader.
-pub const NO_LEADER: i32 = -1;
+pub(crate) const NO_LEADER: i32 = -1;
 
 /// The cluster as the latest successful metadata refresh saw it.
 #[derive(Debug, Clone, Default)]
-pub struct ClusterSnapshot {
-    pub cluster_id: Option<String>,
-    pub controller_id: Option<i32>,
+pub(crate) struct ClusterSnapshot {
+    pub(crate) cluster_id: Option<String>,
+    pub(crate) controller_id: Option<i32>,
     /// Listed brokers and, until their retention ends, missing ones.
-    pub brokers: BTreeMap<i32, Broker>,
+    pub(crate) brokers: BTreeMap<i32, Broker>,
     /// Partitions of the heartbeat topic (empty when it does not exist).
-    pub partitions: BTreeMap<i32, Partition>,
+    pub(crate) partitions: BTreeMap<i32, Partition>,
     /// Why the heartbeat topic's metadata could not be read, if it could not.
-    pub topic_error: Option<RDKafkaErrorCode>,
+    pub(crate) topic_error: Option<RDKafkaErrorCode>,
     /// When this snapshot was taken.
-    pub refreshed_at: Option<Instant>,
+    pub(crate) refreshed_at: Option<Instant>,
 }
 
 impl ClusterSnapshot {
     /// Brokers currently listed in metadata.
-    pub fn listed_brokers(&self) -> impl Iterator<Item = &Broker> {
+    pub(crate) fn listed_brokers(&self) -> impl Iterator<Item = &Broker> {
         self.brokers
             .values()
             .filter(|broker| broker.missing_since.is_none())
     }
 
     /// Whether metadata says the heartbeat topic does not exist (not merely unreadable).
-    pub fn topic_missing(&self) -> bool {
+    pub(crate) fn topic_missing(&self) -> bool {
         self.refreshed_at.is_some()
             && self.partitions.is_empty()
             && matches!(
@@ -87,12 +92,12 @@ impl ClusterSnapshot {
     }
 
     /// The `cluster_id` label value.
-    pub fn cluster_id_label(&self) -> &str {
+    pub(crate) fn cluster_id_label(&self) -> &str {
         self.cluster_id.as_deref().unwrap_or(UNKNOWN_CLUSTER_ID)
     }
 
     /// The leader of `partition`, or [`NO_LEADER`].
-    pub fn leader_of(&self, partition: i32) -> i32 {
+    pub(crate) fn leader_of(&self, partition: i32) -> i32 {
         self.partitions
             .get(&partition)
             .and_then(|partition| partition.leader)
@@ -124,46 +129,37 @@ pub struct Status(Mutex<StatusFacts>);
 impl Status {
     /// Locks the facts, recovering them if a panicking thread held the lock.
     pub fn lock(&self) -> MutexGuard<'_, StatusFacts> {
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.0)
     }
 }
 
 /// Everything the tasks of one cluster share.
-pub struct ClusterShared {
+pub(crate) struct ClusterShared {
     /// The validated configuration of this cluster.
-    pub config: Config,
+    pub(crate) config: Config,
     /// Id of this running instance, written into every heartbeat.
-    pub instance_id: String,
+    pub(crate) instance_id: String,
     /// Wall-clock start of this process, in microseconds since the Unix epoch.
-    pub started_at_us: i64,
-    pub metrics: Metrics,
+    pub(crate) started_at_us: i64,
+    /// Every metric family of this cluster; each task adds its own when it is created.
+    pub(crate) metrics: ClusterMetrics,
     /// The latest metadata snapshot.
-    pub view: watch::Sender<Arc<ClusterSnapshot>>,
-    /// Partitions the end-to-end consumer is positioned on; only these get heartbeats, so a
-    /// heartbeat is never sent before its reader is in place.
-    pub reading: watch::Sender<Arc<BTreeSet<i32>>>,
-    pub tracker: Mutex<MessageTracker>,
-    pub status: Arc<Status>,
+    pub(crate) view: watch::Sender<Arc<ClusterSnapshot>>,
+    pub(crate) status: Arc<Status>,
     /// Asks the metadata task for a refresh now (e.g. right after the topic was created).
-    pub refresh_now: tokio::sync::Notify,
+    pub(crate) refresh_now: tokio::sync::Notify,
 }
 
 impl ClusterShared {
     /// Shared state for a cluster configured by `config`.
-    pub fn new(config: Config) -> Arc<Self> {
+    pub(crate) fn new(config: Config) -> Arc<Self> {
         let instance_id = uuid::Uuid::new_v4().simple().to_string();
-        let admin = &config.admin;
-        let metrics = Metrics::new(admin, &instance_id);
-        let tracker = MessageTracker::new(admin.lost_after);
+        let metrics = ClusterMetrics::new(&instance_id);
         Arc::new(ClusterShared {
             instance_id,
             started_at_us: unix_micros(),
             metrics,
             view: watch::Sender::new(Arc::new(ClusterSnapshot::default())),
-            reading: watch::Sender::new(Arc::new(BTreeSet::new())),
-            tracker: Mutex::new(tracker),
             status: Arc::new(Status::default()),
             refresh_now: tokio::sync::Notify::new(),
             config,
@@ -171,19 +167,12 @@ impl ClusterShared {
     }
 
     /// The latest snapshot.
-    pub fn snapshot(&self) -> Arc<ClusterSnapshot> {
+    pub(crate) fn snapshot(&self) -> Arc<ClusterSnapshot> {
         self.view.borrow().clone()
     }
 
-    /// Locks the message tracker, recovering it if a panicking thread held the lock.
-    pub fn tracker(&self) -> MutexGuard<'_, MessageTracker> {
-        self.tracker
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// Ok when metadata is fresh and heartbeats make the round trip; else the reason why not.
-    pub fn readiness(&self, now: Instant) -> Result<(), String> {
+    pub(crate) fn readiness(&self, now: Instant) -> Result<(), String> {
         let admin = &self.config.admin;
         let snapshot = self.snapshot();
         let facts = self.status.lock();
@@ -229,17 +218,4 @@ impl ClusterShared {
             None => Err("no heartbeat has made the round trip yet".to_string()),
         }
     }
-}
-
-/// Microseconds since the Unix epoch, by the wall clock.
-pub fn unix_micros() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_micros() as i64)
-        .unwrap_or_default()
-}
-
-/// Seconds since the Unix epoch, by the wall clock.
-pub fn unix_seconds() -> f64 {
-    unix_micros() as f64 / 1e6
 }

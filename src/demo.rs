@@ -22,10 +22,10 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Deserialize;
 
-use crate::config::{AdminSettings, Pattern};
+use crate::config::{AdminSettings, Config, Pattern};
 
 /// Brokers in the embedded cluster.
-pub const DEMO_BROKERS: i32 = 3;
+const DEMO_BROKERS: i32 = 3;
 
 /// The embedded cluster; it lives as long as this value. It is owned through a client of its
 /// own (librdkafka's `test.mock.num.brokers`), which can be shared between threads, so the
@@ -36,11 +36,11 @@ pub struct DemoCluster {
 }
 
 /// The demo workload's topic.
-pub const DEMO_TOPIC: &str = "demo-orders";
+const DEMO_TOPIC: &str = "demo-orders";
 /// A group that falls behind and catches up in turn.
-pub const DEMO_GROUP: &str = "demo-orders-service";
+const DEMO_GROUP: &str = "demo-orders-service";
 /// A group that committed once, long ago, and stopped.
-pub const DEMO_STUCK_GROUP: &str = "demo-orders-archiver";
+const DEMO_STUCK_GROUP: &str = "demo-orders-archiver";
 
 impl DemoCluster {
     /// Starts the brokers, creates `topic` with one partition per broker, replicated on all,
@@ -106,6 +106,48 @@ impl DemoCluster {
     pub fn set_broker_delay(&self, id: i32, delay: Duration) -> Result<(), KafkaError> {
         self.with_mock(|mock| mock.broker_round_trip_time(id, delay))
     }
+}
+
+/// Starts `count` embedded clusters, each with the configuration that monitors it: the
+/// `[admin]` settings of `template`, its heartbeat topic, and the scan settings that show the
+/// workload (named `demo_1`, `demo_2`, … when there are several).
+pub fn start_clusters(
+    template: &Config,
+    count: u8,
+) -> Result<(Vec<Arc<DemoCluster>>, Vec<Config>), KafkaError> {
+    if template
+        .admin_properties()
+        .contains_key("bootstrap.servers")
+    {
+        tracing::warn!(
+            "demo mode: the configured bootstrap.servers and client settings are ignored; \
+             set CC_HEARTBEAT_DEMO=false (or drop --demo) to monitor that cluster"
+        );
+    }
+    let mut clusters = Vec::new();
+    let mut configs = Vec::new();
+    for index in 1..=count {
+        let cluster = DemoCluster::start(&template.admin.heartbeat_topic)?;
+        let bootstrap = cluster.bootstrap_servers()?;
+        let mut config = template.clone().for_demo(&bootstrap);
+        DemoCluster::scan_settings(&mut config.admin);
+        let config = if count > 1 {
+            config.named(&format!("demo_{index}"))
+        } else {
+            config
+        };
+        tracing::info!(
+            bootstrap,
+            cluster = config.name,
+            "demo mode: embedded 3-broker cluster started"
+        );
+        clusters.push(Arc::new(cluster));
+        configs.push(config);
+    }
+    tracing::info!(
+        "break the (first) demo cluster with POST /demo/brokers/{{1..3}}/down, /up or /delay?ms=N"
+    );
+    Ok((clusters, configs))
 }
 
 impl Drop for DemoCluster {

@@ -1,9 +1,11 @@
 //! The HTTP server: `/metrics` (OpenMetrics, from memory only), `/healthz`, `/ready` and a
-//! landing page. A scrape never calls Kafka and never resets anything.
+//! landing page. A scrape never calls Kafka and never resets anything. Also the client side of
+//! `/healthz`, for the `healthcheck` subcommand.
 
-use std::net::SocketAddr;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -27,13 +29,13 @@ const CONCURRENT_ENCODES: usize = 2;
 
 /// What the handlers read: the clusters' shared state.
 #[derive(Clone)]
-pub struct HttpState {
+pub(crate) struct HttpState {
     clusters: Arc<Vec<Arc<ClusterShared>>>,
     encodes: Arc<Semaphore>,
 }
 
 impl HttpState {
-    pub fn new(clusters: Vec<Arc<ClusterShared>>) -> Self {
+    pub(crate) fn new(clusters: Vec<Arc<ClusterShared>>) -> Self {
         HttpState {
             clusters: Arc::new(clusters),
             encodes: Arc::new(Semaphore::new(CONCURRENT_ENCODES)),
@@ -42,7 +44,7 @@ impl HttpState {
 }
 
 /// The router, for serving and for tests.
-pub fn router(state: HttpState) -> Router {
+pub(crate) fn router(state: HttpState) -> Router {
     Router::new()
         .route("/", get(landing))
         .route("/metrics", get(metrics))
@@ -52,7 +54,7 @@ pub fn router(state: HttpState) -> Router {
 }
 
 /// Binds the listener; errors name the address.
-pub async fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> {
+pub(crate) async fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> {
     TcpListener::bind((host, port)).await.map_err(|error| {
         std::io::Error::new(
             error.kind(),
@@ -62,7 +64,7 @@ pub async fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> {
 }
 
 /// Serves until cancelled.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     cancel: CancellationToken,
@@ -158,4 +160,39 @@ async fn landing() -> Html<&'static str> {
         "<li><a href=\"/healthz\">/healthz</a> &mdash; the process is alive</li>",
         "</ul></body></html>\n"
     ))
+}
+
+/// GET /healthz over plain HTTP/1.1, with a short timeout: no client library, no runtime.
+pub fn healthcheck(address: &str) -> Result<(), String> {
+    let timeout = Duration::from_secs(3);
+    let target = address
+        .to_socket_addrs()
+        .map_err(|error| format!("{address}: {error}"))?
+        .next()
+        .ok_or_else(|| format!("{address} resolves to no address"))?;
+    let mut stream = TcpStream::connect_timeout(&target, timeout)
+        .map_err(|error| format!("{address}: {error}"))?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|error| error.to_string())?;
+    stream
+        .set_write_timeout(Some(timeout))
+        .map_err(|error| error.to_string())?;
+    stream
+        .write_all(
+            format!("GET /healthz HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .map_err(|error| format!("{address}: {error}"))?;
+    let mut head = [0u8; 12];
+    stream
+        .read_exact(&mut head)
+        .map_err(|error| format!("{address}: {error}"))?;
+    match &head[9..12] {
+        b"200" => Ok(()),
+        status => Err(format!(
+            "{address}/healthz answered {}",
+            String::from_utf8_lossy(status)
+        )),
+    }
 }

@@ -1,39 +1,46 @@
 //! cc-heartbeat: an end-to-end health-check exporter for Apache Kafka and Confluent Cloud.
 //!
-//! Independent tasks per cluster feed one set of metrics that the HTTP server exposes:
-//! - [`metadata`]: refreshes cluster metadata and publishes the shared [`cluster`] view;
-//! - [`connectivity`]: timed connections to every broker (TCP, and TLS via [`tls_check`]);
-//! - [`producer`]: one heartbeat per partition per period, acknowledgement latency;
-//! - [`consumer`]: reads heartbeats back, end-to-end latency, lost/duplicate/skipped;
-//! - [`topic`]: keeps the heartbeat topic in shape;
-//! - [`scan`]: a slow look at the whole cluster (topics, partitions, their health);
-//! - [`http`]: `/metrics`, `/healthz`, `/ready`.
+//! Independent tasks per cluster feed metrics that the HTTP server exposes as OpenMetrics.
 //!
-//! Around them: [`config`] (the INI file and environment), [`client`] (librdkafka settings and
-//! log routing), [`client_stats`] (librdkafka's statistics), [`native_admin`] (admin calls
-//! rust-rdkafka lacks), [`message`] (the payload), [`tracker`] (what is in flight), [`metrics`]
-//! (every metric), [`recent`] (exact windowed quantiles), [`monitor`] (one cluster's tasks),
-//! [`app`] (everything together), [`demo`] (the embedded cluster) and [`logging`].
+//! # Layout
+//!
+//! One line per module, each with one job. A module uses only those listed below it.
+//!
+//! - [`app`]: every cluster's monitor and the HTTP server, started and stopped together;
+//! - `monitor`: one cluster: its clients and its tasks;
+//! - [`demo`]: the embedded cluster of demo mode, and its HTTP control;
+//! - [`http`]: `/metrics`, `/healthz`, `/ready`, the landing page, and the health-check client;
+//! - `tasks`: one folder per task of a cluster: `metadata`, `connectivity` (the per-broker
+//!   DNS, TCP and TLS check), `heartbeat` (producer, consumer, tracker, message), `topic`,
+//!   `scan` (cluster overview, consumer groups, lag);
+//! - [`kafka`]: librdkafka plumbing: client settings and log routing, admin calls
+//!   rust-rdkafka lacks, the client's statistics;
+//! - [`cluster`]: what one cluster's tasks share: configuration, latest metadata, readiness;
+//! - `metrics`: the per-cluster set of metric families, shared label and latency types,
+//!   encoding; it knows no task;
+//! - [`logging`]: log set-up and the throttle for repeated messages;
+//! - [`config`]: the INI file and environment, validated, each key declared once;
+//! - [`clock`] and `sync`: Unix time, and locks that survive a panicking holder.
 
 pub mod app;
-pub mod client;
-pub mod client_stats;
-pub mod cluster;
-pub mod config;
-pub mod connectivity;
-pub mod consumer;
+mod monitor;
+
 pub mod demo;
 pub mod http;
-pub mod lag;
+
+mod tasks;
+
+pub mod kafka;
+
+pub mod cluster;
+mod metrics;
+
 pub mod logging;
-pub mod message;
-pub mod metadata;
-pub mod metrics;
-pub mod monitor;
-pub mod native_admin;
-pub mod producer;
-pub mod recent;
-pub mod scan;
-pub mod tls_check;
-pub mod topic;
-pub mod tracker;
+
+pub mod config;
+
+pub mod clock;
+mod sync;
+
+/// The heartbeat payload, for tools and tests that write or read the heartbeat topic.
+pub use tasks::heartbeat::message::HeartbeatMessage;

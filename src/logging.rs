@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
+use crate::sync::lock;
 
 /// Installs the global subscriber. `RUST_LOG`, when set, overrides `level`.
 pub fn init(level: &str, format: LogFormat) {
@@ -26,12 +27,12 @@ pub fn init(level: &str, format: LogFormat) {
 }
 
 /// How often a repeated message is logged again, with the count of what was held back.
-pub const REPEAT_SUMMARY_INTERVAL: Duration = Duration::from_secs(60);
+pub(crate) const REPEAT_SUMMARY_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Decides which of many identical log messages to write: the first, then one summary per
 /// [`REPEAT_SUMMARY_INTERVAL`] saying how many were held back.
 #[derive(Debug, Default)]
-pub struct LogThrottle {
+pub(crate) struct LogThrottle {
     seen: Mutex<HashMap<String, (Instant, u64)>>,
 }
 
@@ -41,15 +42,12 @@ const MAX_KEYS: usize = 1024;
 impl LogThrottle {
     /// `Some(held_back)` when a message with this key should be written now, where
     /// `held_back` is how many were suppressed since the last one; `None` to stay quiet.
-    pub fn admit(&self, key: &str) -> Option<u64> {
+    pub(crate) fn admit(&self, key: &str) -> Option<u64> {
         self.admit_at(key, Instant::now())
     }
 
     fn admit_at(&self, key: &str, now: Instant) -> Option<u64> {
-        let mut seen = self
-            .seen
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut seen = lock(&self.seen);
         if seen.len() >= MAX_KEYS && !seen.contains_key(key) {
             seen.clear();
         }
@@ -74,11 +72,8 @@ impl LogThrottle {
     }
 
     /// Forgets a key, so the next occurrence is logged at once (a state changed back).
-    pub fn reset(&self, key: &str) {
-        let mut seen = self
-            .seen
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+    pub(crate) fn reset(&self, key: &str) {
+        let mut seen = lock(&self.seen);
         seen.remove(key);
     }
 }

@@ -3,13 +3,13 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use cc_heartbeat::app::App;
 use cc_heartbeat::config::{Config, ENV_PREFIX};
-use cc_heartbeat::demo::{self, DemoCluster};
+use cc_heartbeat::demo;
+use cc_heartbeat::http::healthcheck;
 use cc_heartbeat::logging;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
@@ -133,43 +133,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// GET /healthz over plain HTTP/1.1, with a short timeout: no client library, no runtime.
-fn healthcheck(address: &str) -> Result<(), String> {
-    use std::io::{Read, Write};
-    use std::net::ToSocketAddrs;
-    let timeout = Duration::from_secs(3);
-    let target = address
-        .to_socket_addrs()
-        .map_err(|error| format!("{address}: {error}"))?
-        .next()
-        .ok_or_else(|| format!("{address} resolves to no address"))?;
-    let mut stream = std::net::TcpStream::connect_timeout(&target, timeout)
-        .map_err(|error| format!("{address}: {error}"))?;
-    stream
-        .set_read_timeout(Some(timeout))
-        .map_err(|error| error.to_string())?;
-    stream
-        .set_write_timeout(Some(timeout))
-        .map_err(|error| error.to_string())?;
-    stream
-        .write_all(
-            format!("GET /healthz HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n")
-                .as_bytes(),
-        )
-        .map_err(|error| format!("{address}: {error}"))?;
-    let mut head = [0u8; 12];
-    stream
-        .read_exact(&mut head)
-        .map_err(|error| format!("{address}: {error}"))?;
-    match &head[9..12] {
-        b"200" => Ok(()),
-        status => Err(format!(
-            "{address}/healthz answered {}",
-            String::from_utf8_lossy(status)
-        )),
-    }
-}
-
 /// The process environment as UTF-8 pairs. Variables of other programs that are not UTF-8
 /// are passed over; one of ours that is not is an error.
 fn environment() -> Result<Vec<(String, String)>, String> {
@@ -191,44 +154,11 @@ fn environment() -> Result<Vec<(String, String)>, String> {
 /// Runs every cluster's tasks (or, with `demo`, that many embedded clusters) until a signal.
 async fn run(configs: Vec<Config>, demo: Option<u8>) -> anyhow::Result<()> {
     // The embedded clusters must outlive every client, so they are held here until the end.
-    let mut demo_clusters = Vec::new();
-    let configs = match demo {
-        None => configs,
+    let (demo_clusters, configs) = match demo {
+        None => (Vec::new(), configs),
         Some(count) => {
             let template = configs.into_iter().next().context("no configuration")?;
-            if template
-                .admin_properties()
-                .contains_key("bootstrap.servers")
-            {
-                tracing::warn!(
-                    "demo mode: the configured bootstrap.servers and client settings are ignored; \
-                     set CC_HEARTBEAT_DEMO=false (or drop --demo) to monitor that cluster"
-                );
-            }
-            let mut demo_configs = Vec::new();
-            for index in 1..=count {
-                let cluster = DemoCluster::start(&template.admin.heartbeat_topic)
-                    .context("cannot start the demo cluster")?;
-                let bootstrap = cluster
-                    .bootstrap_servers()
-                    .context("cannot start the demo cluster")?;
-                let mut config = template.clone().for_demo(&bootstrap);
-                DemoCluster::scan_settings(&mut config.admin);
-                let config = if count > 1 {
-                    config.named(&format!("demo_{index}"))
-                } else {
-                    config
-                };
-                tracing::info!(
-                    bootstrap,
-                    cluster = config.name,
-                    "demo mode: embedded 3-broker cluster started"
-                );
-                demo_clusters.push(Arc::new(cluster));
-                demo_configs.push(config);
-            }
-            tracing::info!("break the (first) demo cluster with POST /demo/brokers/{{1..3}}/down, /up or /delay?ms=N");
-            demo_configs
+            demo::start_clusters(&template, count).context("cannot start the demo cluster")?
         }
     };
     let demo_cluster = demo_clusters.first().cloned();

@@ -9,16 +9,14 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::client::{client_config, ClientLog, Role};
 use crate::cluster::ClusterShared;
 use crate::config::Config;
-use crate::connectivity::ConnectivityChecker;
-use crate::consumer::{ConsumerError, EndToEndConsumer};
-use crate::metadata::MetadataRefresher;
-use crate::producer::{HeartbeatProducer, ProducerError};
-use crate::scan::{ClusterScan, ScanError};
-use crate::tls_check::{TlsCheck, TlsSetupError};
-use crate::topic::TopicManager;
+use crate::kafka::client::{client_config, ClientLog, Role};
+use crate::tasks::connectivity::{ConnectivityChecker, TlsSetupError};
+use crate::tasks::heartbeat::{self, HeartbeatError};
+use crate::tasks::metadata::MetadataRefresher;
+use crate::tasks::scan::{ClusterScan, ScanError};
+use crate::tasks::topic::TopicManager;
 
 /// Why a cluster's clients could not be created (a configuration librdkafka refused).
 #[derive(Debug, thiserror::Error)]
@@ -26,27 +24,24 @@ pub enum MonitorError {
     #[error("cannot create the admin client: {0}")]
     Admin(KafkaError),
     #[error("[default] {0}")]
-    Tls(TlsSetupError),
+    Tls(#[from] TlsSetupError),
     #[error(transparent)]
-    Producer(#[from] ProducerError),
-    #[error(transparent)]
-    Consumer(#[from] ConsumerError),
+    Heartbeat(#[from] HeartbeatError),
     #[error(transparent)]
     Scan(#[from] ScanError),
 }
 
 /// The tasks and shared state of one cluster.
-pub struct ClusterMonitor {
+pub(crate) struct ClusterMonitor {
     shared: Arc<ClusterShared>,
     tasks: JoinSet<()>,
 }
 
 impl ClusterMonitor {
     /// Creates the clients and starts every task; they stop when `cancel` is cancelled.
-    pub fn start(config: Config, cancel: &CancellationToken) -> Result<Self, MonitorError> {
+    pub(crate) fn start(config: Config, cancel: &CancellationToken) -> Result<Self, MonitorError> {
         let shared = ClusterShared::new(config);
-        let admin_config = client_config(&shared.config, Role::Admin);
-        let admin: AdminClient<ClientLog> = admin_config
+        let admin: AdminClient<ClientLog> = client_config(&shared.config, Role::Admin)
             .create_with_context(ClientLog::new(
                 &shared.config.name,
                 Role::Admin,
@@ -54,30 +49,19 @@ impl ClusterMonitor {
             ))
             .map_err(MonitorError::Admin)?;
         let admin = Arc::new(admin);
-        let producer = HeartbeatProducer::new(shared.clone())?;
-        let scan = ClusterScan::new(shared.clone())?;
-        let consumer = EndToEndConsumer::new(shared.clone())?;
+        // Created in this order, their series are exported in it.
+        let metadata = MetadataRefresher::new(&shared, admin.clone());
+        let topic = TopicManager::new(&shared, admin);
+        let connectivity = ConnectivityChecker::new(&shared)?;
+        let (producer, consumer) = heartbeat::tasks(&shared)?;
+        let scan = ClusterScan::new(&shared)?;
 
         let mut tasks = JoinSet::new();
         // Every log line of this cluster's tasks names the cluster.
         let span = tracing::info_span!("cluster", name = %shared.config.name);
-        tasks.spawn(
-            MetadataRefresher::new(shared.clone(), admin.clone())
-                .run(cancel.clone())
-                .instrument(span.clone()),
-        );
-        tasks.spawn(
-            TopicManager::new(shared.clone(), admin)
-                .run(cancel.clone())
-                .instrument(span.clone()),
-        );
-        let tls = TlsCheck::from_properties(&shared.config.admin_properties())
-            .map_err(MonitorError::Tls)?;
-        tasks.spawn(
-            ConnectivityChecker::new(shared.clone(), tls)
-                .run(cancel.clone())
-                .instrument(span.clone()),
-        );
+        tasks.spawn(metadata.run(cancel.clone()).instrument(span.clone()));
+        tasks.spawn(topic.run(cancel.clone()).instrument(span.clone()));
+        tasks.spawn(connectivity.run(cancel.clone()).instrument(span.clone()));
         tasks.spawn(producer.run(cancel.clone()).instrument(span.clone()));
         tasks.spawn(scan.run(cancel.clone()).instrument(span.clone()));
         tasks.spawn(consumer.run(cancel.clone()).instrument(span));
@@ -85,12 +69,12 @@ impl ClusterMonitor {
     }
 
     /// The state the HTTP server reads.
-    pub fn shared(&self) -> Arc<ClusterShared> {
+    pub(crate) fn shared(&self) -> Arc<ClusterShared> {
         self.shared.clone()
     }
 
     /// Waits for every task to stop (after cancellation).
-    pub async fn join(mut self) {
+    pub(crate) async fn join(mut self) {
         while let Some(result) = self.tasks.join_next().await {
             if let Err(error) = result {
                 tracing::error!(

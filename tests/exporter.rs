@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use cc_heartbeat::message::HeartbeatMessage;
+use cc_heartbeat::HeartbeatMessage;
 use support::*;
 
 const TOPIC: &str = "cc-heartbeat";
@@ -332,7 +332,7 @@ async fn garbage_and_foreign_messages_are_counted_not_fatal() {
     let bootstrap = mock.bootstrap_servers();
     let running = Running::start(test_config(&bootstrap, TOPIC, "")).await;
     running.wait_for_heartbeats(2.0).await;
-    let now_us = cc_heartbeat::cluster::unix_micros();
+    let now_us = cc_heartbeat::clock::unix_micros();
     let other_instance = HeartbeatMessage::new("someone-else", 0, 7, now_us + 1_000_000).encode();
     let earlier_run = HeartbeatMessage::new("earlier-run", 0, 7, now_us - 3_600_000_000).encode();
     let payloads: Vec<Option<Vec<u8>>> = [

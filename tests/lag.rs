@@ -7,9 +7,9 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use cc_heartbeat::client::{client_config, ClientLog, Role};
 use cc_heartbeat::cluster::Status;
-use cc_heartbeat::native_admin::{list_end_offsets, list_group_offsets, NativeAdminError};
+use cc_heartbeat::kafka::client::{client_config, ClientLog, Role};
+use cc_heartbeat::kafka::native_admin::{list_end_offsets, list_group_offsets, NativeAdminError};
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;

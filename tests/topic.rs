@@ -89,7 +89,7 @@ async fn without_management_a_missing_topic_is_never_created() {
 
 #[test]
 fn describe_cluster_reports_brokers_where_served_and_fails_cleanly_where_not() {
-    use cc_heartbeat::native_admin::describe_cluster;
+    use cc_heartbeat::kafka::native_admin::describe_cluster;
     use rdkafka::admin::AdminClient;
     use rdkafka::client::DefaultClientContext;
 

@@ -249,12 +249,7 @@ mod tests {
 
     #[test]
     fn user_properties_override_defaults() {
-        let config = Config::from_ini(
-            "[producer]\nlinger.ms = 5\nacks = 1\n",
-            std::path::Path::new("t.ini"),
-            std::iter::empty(),
-        )
-        .unwrap();
+        let config = Config::for_test("[producer]\nlinger.ms = 5\nacks = 1\n", &[]).unwrap();
         let producer = client_config(&config, Role::Producer);
         assert_eq!(producer.get("acks"), Some("1"), "the user's choice");
         assert_eq!(

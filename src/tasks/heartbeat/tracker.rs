@@ -167,6 +167,7 @@ impl MessageTracker {
     }
 
     /// Outcomes remembered, over all partitions.
+    #[cfg(test)]
     pub fn remembered(&self) -> usize {
         self.partitions
             .values()

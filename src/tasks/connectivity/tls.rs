@@ -16,7 +16,8 @@ use openssl::x509::store::{X509Lookup, X509StoreBuilder};
 use openssl::x509::{X509VerifyResult, X509};
 use tokio::net::TcpStream;
 
-use crate::connectivity::FailureReason;
+use super::outcome::FailureReason;
+use crate::sync::lock;
 
 /// Why the TLS check could not be set up from the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -39,15 +40,15 @@ pub enum TlsSetupError {
 
 /// A failed TLS handshake or verification.
 #[derive(Debug, Clone, PartialEq)]
-pub struct TlsFailure {
-    pub reason: FailureReason,
-    pub detail: String,
+pub(crate) struct TlsFailure {
+    pub(crate) reason: FailureReason,
+    pub(crate) detail: String,
     /// The presented certificate's expiry (Unix seconds), when one was presented.
-    pub certificate_expiry: Option<f64>,
+    pub(crate) certificate_expiry: Option<f64>,
 }
 
 /// How to check brokers' TLS, built once from the client properties.
-pub struct TlsCheck {
+pub(crate) struct TlsCheck {
     connector: SslConnector,
     verify: bool,
     verify_hostname: bool,
@@ -55,7 +56,7 @@ pub struct TlsCheck {
 
 impl TlsCheck {
     /// `None` when `security.protocol` does not use TLS.
-    pub fn from_properties(
+    pub(crate) fn from_properties(
         properties: &BTreeMap<String, String>,
     ) -> Result<Option<TlsCheck>, TlsSetupError> {
         let protocol = properties
@@ -135,7 +136,7 @@ impl TlsCheck {
 
     /// Completes a TLS handshake over `stream` as a client of `host`. On success returns the
     /// certificate's expiry (Unix seconds).
-    pub async fn handshake(
+    pub(super) async fn handshake(
         &self,
         host: &str,
         stream: TcpStream,
@@ -156,9 +157,7 @@ impl TlsCheck {
         let recorder = first_error.clone();
         configuration.set_verify_callback(SslVerifyMode::PEER, move |preverified, context| {
             if !preverified {
-                let mut first = recorder
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                let mut first = lock(&recorder);
                 first.get_or_insert(context.error());
             }
             true
@@ -175,9 +174,7 @@ impl TlsCheck {
             .ssl()
             .peer_certificate()
             .and_then(|certificate| unix_seconds(certificate.not_after()));
-        let verify_error = *first_error
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let verify_error = *lock(&first_error);
         match verify_error {
             Some(error) if self.verify => Err(TlsFailure {
                 reason: classify(error),
@@ -190,7 +187,7 @@ impl TlsCheck {
 }
 
 /// The failure reason for a certificate verification error.
-pub fn classify(error: X509VerifyResult) -> FailureReason {
+pub(crate) fn classify(error: X509VerifyResult) -> FailureReason {
     // Codes from OpenSSL's x509_vfy.h.
     const CERT_HAS_EXPIRED: i32 = 10;
     const HOSTNAME_MISMATCH: i32 = 62;

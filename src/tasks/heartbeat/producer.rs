@@ -5,6 +5,9 @@
 //! or dead leader delays nobody else's beat. The acknowledgement is timed in librdkafka's
 //! delivery callback (on the producer's own polling thread, with a monotonic clock), not when
 //! some task gets round to it, so the latency recorded is the broker's, not ours.
+//!
+//! The producer's client also reports librdkafka's statistics (its own view of each broker,
+//! [`crate::kafka::stats`]); the series of a broker forgotten by metadata go with it.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,38 +20,19 @@ use rdkafka::Statistics;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{client_config, ClientLog, Role};
-use crate::client_stats::ClientStatsRecorder;
-use crate::cluster::{unix_micros, ClusterShared};
+use super::message::HeartbeatMessage;
+use super::outcome::ProduceFailure;
+use super::state::HeartbeatState;
+use crate::clock::unix_micros;
+use crate::cluster::ClusterSnapshot;
+use crate::kafka::client::{client_config, ClientLog, Role};
+use crate::kafka::stats::{ClientBrokerMetrics, ClientStatsRecorder};
 use crate::logging::LogThrottle;
-use crate::message::HeartbeatMessage;
-use crate::metrics::{PartitionLabels, PartitionLeaderLabels, ProduceFailureLabels};
-
-/// Why a heartbeat was not delivered; the `reason` label.
-pub fn failure_reason(error: &KafkaError) -> &'static str {
-    let Some(code) = error.rdkafka_error_code() else {
-        return "other";
-    };
-    match code {
-        RDKafkaErrorCode::MessageTimedOut | RDKafkaErrorCode::RequestTimedOut => "timed_out",
-        RDKafkaErrorCode::QueueFull => "queue_full",
-        RDKafkaErrorCode::TopicAuthorizationFailed
-        | RDKafkaErrorCode::ClusterAuthorizationFailed => "authorization_failed",
-        RDKafkaErrorCode::UnknownTopicOrPartition
-        | RDKafkaErrorCode::UnknownPartition
-        | RDKafkaErrorCode::UnknownTopic => "unknown_partition",
-        RDKafkaErrorCode::NotLeaderForPartition | RDKafkaErrorCode::LeaderNotAvailable => {
-            "not_leader"
-        }
-        // Positive codes come from the broker; negative ones are the client's own.
-        code if (code as i32) > 0 => "rejected",
-        _ => "other",
-    }
-}
+use crate::metrics::labels::PartitionLabels;
 
 /// What the delivery callback needs to know about a message it did not send itself.
 #[derive(Debug)]
-pub struct InFlight {
+pub(super) struct InFlight {
     partition: i32,
     sequence: u64,
     leader: i32,
@@ -56,10 +40,11 @@ pub struct InFlight {
 }
 
 /// The producer client's context: records each delivery the moment librdkafka reports it.
-pub struct DeliveryRecorder {
+pub(super) struct DeliveryRecorder {
     log: ClientLog,
     stats: ClientStatsRecorder,
-    shared: Arc<ClusterShared>,
+    client_brokers: Arc<ClientBrokerMetrics>,
+    heartbeat: Arc<HeartbeatState>,
     throttle: LogThrottle,
 }
 
@@ -73,8 +58,7 @@ impl ClientContext for DeliveryRecorder {
     }
 
     fn stats(&self, statistics: Statistics) {
-        self.stats
-            .record(&statistics, &self.shared.metrics.client_brokers);
+        self.stats.record(&statistics, &self.client_brokers);
     }
 }
 
@@ -85,7 +69,7 @@ impl ProducerContext for DeliveryRecorder {
         let now = Instant::now();
         match result {
             Ok(_) => {
-                let metrics = &self.shared.metrics;
+                let metrics = &self.heartbeat.metrics;
                 metrics
                     .messages_produced
                     .get_or_create(&PartitionLabels::new(in_flight.partition))
@@ -106,7 +90,7 @@ impl ProducerContext for DeliveryRecorder {
                     // Purged at shutdown: nothing was measured, nothing to report.
                     return;
                 }
-                record_failure(&self.shared, &self.throttle, &in_flight, error, now);
+                record_failure(&self.heartbeat, &self.throttle, &in_flight, error, now);
             }
         }
     }
@@ -117,7 +101,7 @@ fn failure_key(leader: i32) -> String {
 }
 
 fn record_failure(
-    shared: &ClusterShared,
+    heartbeat: &HeartbeatState,
     throttle: &LogThrottle,
     in_flight: &InFlight,
     error: &KafkaError,
@@ -125,77 +109,84 @@ fn record_failure(
 ) {
     // Counted only if still in flight: a heartbeat is failed or lost, never both.
     let pending = {
-        let mut tracker = shared.tracker();
+        let mut tracker = heartbeat.tracker();
         if !tracker.fail(in_flight.partition, in_flight.sequence, now) {
             return;
         }
         tracker.pending()
     };
-    shared.metrics.messages_in_flight.set(pending as i64);
-    let reason = failure_reason(error);
-    shared
+    heartbeat.set_in_flight(pending);
+    let reason = ProduceFailure::of(error);
+    heartbeat
         .metrics
-        .produce_failures
-        .get_or_create(&ProduceFailureLabels {
-            partition: in_flight.partition.to_string(),
-            leader: in_flight.leader.to_string(),
-            reason: reason.to_string(),
-        })
-        .inc();
+        .count_failure(in_flight.partition, in_flight.leader, reason);
     if let Some(held_back) = throttle.admit(&failure_key(in_flight.leader)) {
         tracing::warn!(
-            cluster = %shared.config.name,
+            cluster = %heartbeat.shared.config.name,
             partition = in_flight.partition,
             leader = in_flight.leader,
-            reason,
+            reason = reason.as_str(),
             held_back,
             "heartbeat not delivered: {error}"
         );
     }
 }
 
-/// Why the producer could not be created.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot create the heartbeat producer: {0}")]
-pub struct ProducerError(#[from] KafkaError);
-
 /// The heartbeat producer task of one cluster.
-pub struct HeartbeatProducer {
-    shared: Arc<ClusterShared>,
+pub(crate) struct HeartbeatProducer {
+    heartbeat: Arc<HeartbeatState>,
     producer: ThreadedProducer<DeliveryRecorder>,
 }
 
 impl HeartbeatProducer {
-    pub fn new(shared: Arc<ClusterShared>) -> Result<Self, ProducerError> {
+    pub(super) fn new(heartbeat: Arc<HeartbeatState>) -> Result<Self, KafkaError> {
+        let shared = &heartbeat.shared;
         let config = client_config(&shared.config, Role::Producer);
+        let client_brokers = Arc::new(ClientBrokerMetrics::default());
         let context = DeliveryRecorder {
             log: ClientLog::new(&shared.config.name, Role::Producer, shared.status.clone()),
             stats: ClientStatsRecorder::default(),
-            shared: shared.clone(),
+            client_brokers: client_brokers.clone(),
+            heartbeat: heartbeat.clone(),
             throttle: LogThrottle::default(),
         };
         let producer = config.create_with_context(context)?;
-        Ok(HeartbeatProducer { shared, producer })
+        shared.metrics.add(client_brokers);
+        Ok(HeartbeatProducer {
+            heartbeat,
+            producer,
+        })
     }
 
-    /// Beats every `produce.period.seconds` until cancelled.
-    pub async fn run(self, cancel: CancellationToken) {
-        let mut interval = tokio::time::interval(self.shared.config.admin.produce_period);
+    /// Beats every `produce.period.seconds` until cancelled; between beats, follows metadata.
+    pub(crate) async fn run(self, cancel: CancellationToken) {
+        let admin = &self.heartbeat.shared.config.admin;
+        let mut interval = tokio::time::interval(admin.produce_period);
         // Beats stay on the grid: a late tick is skipped, never followed by a burst.
         interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
-        let period = self.shared.config.admin.produce_period;
+        let period = admin.produce_period;
+        let mut view = self.heartbeat.shared.view.subscribe();
+        let mut previous = Arc::new(ClusterSnapshot::default());
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 slot = interval.tick() => {
                     let late = slot.elapsed();
-                    let metrics = &self.shared.metrics;
+                    let metrics = &self.heartbeat.metrics;
                     metrics.beat_delay.observe(late.as_secs_f64());
                     let missed = (late.as_secs_f64() / period.as_secs_f64()).floor() as u64;
                     if missed > 0 {
                         metrics.beats_missed.inc_by(missed);
                     }
                     self.beat();
+                }
+                changed = view.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    let snapshot = view.borrow_and_update().clone();
+                    self.follow(&previous, &snapshot);
+                    previous = snapshot;
                 }
             }
         }
@@ -205,27 +196,37 @@ impl HeartbeatProducer {
         let _ = tokio::task::spawn_blocking(move || drop(producer)).await;
     }
 
+    /// A new metadata view: the partitions with a new leader get their series, and the
+    /// brokers metadata forgot lose the client's view of them.
+    fn follow(&self, previous: &ClusterSnapshot, snapshot: &ClusterSnapshot) {
+        self.heartbeat.metrics.follow_leaders(previous, snapshot);
+        let client_brokers = &self.producer.context().client_brokers;
+        for id in previous.brokers.keys() {
+            if !snapshot.brokers.contains_key(id) {
+                client_brokers.forget(&id.to_string());
+            }
+        }
+    }
+
     /// Sends one heartbeat to every partition the consumer is reading.
-    pub fn beat(&self) {
-        let snapshot = self.shared.snapshot();
-        let reading = self.shared.reading.borrow().clone();
-        let topic = self.shared.config.admin.heartbeat_topic.as_str();
+    fn beat(&self) {
+        let heartbeat = &self.heartbeat;
+        let shared = &heartbeat.shared;
+        let snapshot = shared.snapshot();
+        let reading = heartbeat.reading.borrow().clone();
+        let topic = shared.config.admin.heartbeat_topic.as_str();
         for &partition in reading
             .iter()
             .filter(|id| snapshot.partitions.contains_key(id))
         {
             let leader = snapshot.leader_of(partition);
             let sent = Instant::now();
-            let (sequence, evicted) = self.shared.tracker().start(partition, leader, sent);
+            let (sequence, evicted) = heartbeat.tracker().start(partition, leader, sent);
             if let Some(lost) = evicted {
-                self.shared
-                    .metrics
-                    .messages_lost
-                    .get_or_create(&PartitionLeaderLabels::new(lost.partition, lost.leader))
-                    .inc();
+                heartbeat.metrics.count_lost(lost.partition, lost.leader);
             }
             let payload =
-                HeartbeatMessage::new(&self.shared.instance_id, partition, sequence, unix_micros())
+                HeartbeatMessage::new(&shared.instance_id, partition, sequence, unix_micros())
                     .encode();
             let in_flight = Box::new(InFlight {
                 partition,
@@ -240,7 +241,7 @@ impl HeartbeatProducer {
             if let Err((error, record)) = self.producer.send(record) {
                 let context = self.producer.context();
                 record_failure(
-                    &self.shared,
+                    heartbeat,
                     &context.throttle,
                     &record.delivery_opaque,
                     &error,
@@ -248,24 +249,7 @@ impl HeartbeatProducer {
                 );
             }
         }
-        let in_flight = self.shared.tracker().pending();
-        self.shared.metrics.messages_in_flight.set(in_flight as i64);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reasons_separate_timeouts_from_rejections() {
-        let timed_out = KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut);
-        assert_eq!(failure_reason(&timed_out), "timed_out");
-        let denied = KafkaError::MessageProduction(RDKafkaErrorCode::TopicAuthorizationFailed);
-        assert_eq!(failure_reason(&denied), "authorization_failed");
-        let invalid = KafkaError::MessageProduction(RDKafkaErrorCode::InvalidRecord);
-        assert_eq!(failure_reason(&invalid), "rejected");
-        let full = KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull);
-        assert_eq!(failure_reason(&full), "queue_full");
+        let in_flight = heartbeat.tracker().pending();
+        heartbeat.set_in_flight(in_flight);
     }
 }

@@ -6,21 +6,24 @@
 
 use std::sync::Arc;
 
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use crate::client::ClientLog;
 use crate::cluster::{ClusterShared, ClusterSnapshot};
+use crate::kafka::client::ClientLog;
+use crate::metrics::Families;
 
 /// Retention of heartbeats: long enough to look back at an incident, small on disk.
-pub const RETENTION_MS: &str = "86400000";
+const RETENTION_MS: &str = "86400000";
 
 /// What the topic needs, judged from metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TopicPlan {
+enum TopicPlan {
     /// Metadata has not been read yet.
     Wait,
     /// Exists with enough partitions and replicas.
@@ -43,7 +46,7 @@ pub enum TopicPlan {
 }
 
 /// Decides what the topic needs, from the latest metadata.
-pub fn plan(snapshot: &ClusterSnapshot) -> TopicPlan {
+fn plan(snapshot: &ClusterSnapshot) -> TopicPlan {
     if snapshot.refreshed_at.is_none() {
         return TopicPlan::Wait;
     }
@@ -81,26 +84,49 @@ pub fn plan(snapshot: &ClusterSnapshot) -> TopicPlan {
 
 /// Why creating the topic or its partitions failed.
 #[derive(Debug, thiserror::Error)]
-pub enum TopicError {
+enum TopicError {
     #[error("{0}")]
     Request(#[from] KafkaError),
     #[error("{0}")]
     Refused(RDKafkaErrorCode),
 }
 
+/// The topic task's one series.
+#[derive(Debug, Default)]
+struct TopicMetrics {
+    topic_ok: Gauge,
+}
+
+impl Families for TopicMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "topic_ok",
+            "1 when the heartbeat topic exists with at least one partition per broker",
+            self.topic_ok.clone(),
+        );
+    }
+}
+
 /// The topic task of one cluster.
-pub struct TopicManager {
+pub(crate) struct TopicManager {
     shared: Arc<ClusterShared>,
     client: Arc<AdminClient<ClientLog>>,
+    metrics: Arc<TopicMetrics>,
 }
 
 impl TopicManager {
-    pub fn new(shared: Arc<ClusterShared>, client: Arc<AdminClient<ClientLog>>) -> Self {
-        TopicManager { shared, client }
+    pub(crate) fn new(shared: &Arc<ClusterShared>, client: Arc<AdminClient<ClientLog>>) -> Self {
+        let metrics = Arc::new(TopicMetrics::default());
+        shared.metrics.add(metrics.clone());
+        TopicManager {
+            shared: shared.clone(),
+            client,
+            metrics,
+        }
     }
 
     /// Checks the topic periodically and whenever the broker count grows, until cancelled.
-    pub async fn run(self, cancel: CancellationToken) {
+    pub(crate) async fn run(self, cancel: CancellationToken) {
         let mut interval = tokio::time::interval(self.shared.config.admin.check_topic_period);
         interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut view = self.shared.view.subscribe();
@@ -114,7 +140,7 @@ impl TopicManager {
             }
             let snapshot = self.shared.snapshot();
             let fine = plan(&snapshot) == TopicPlan::Fine;
-            self.shared.metrics.topic_ok.set(i64::from(fine));
+            self.metrics.topic_ok.set(i64::from(fine));
             let brokers = snapshot.listed_brokers().count();
             let topic_missing = snapshot.refreshed_at.is_some() && snapshot.partitions.is_empty();
             let problem_outstanding = self.shared.status.lock().topic_problem.is_some();
@@ -133,7 +159,7 @@ impl TopicManager {
     }
 
     /// One check; returns false when it could not decide yet (no metadata).
-    pub async fn ensure(&self, snapshot: &ClusterSnapshot) -> bool {
+    async fn ensure(&self, snapshot: &ClusterSnapshot) -> bool {
         let admin = &self.shared.config.admin;
         let topic = admin.heartbeat_topic.as_str();
         let manage = admin.heartbeat_topic_manage;

@@ -11,32 +11,35 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::{Registry, Unit};
 use rdkafka::Statistics;
 
-use crate::metrics::BrokerLabels;
+use crate::metrics::labels::BrokerLabels;
+use crate::metrics::Families;
+use crate::sync::lock;
 
 /// Labels of `heartbeat_client_broker_state`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct BrokerStateLabels {
-    pub broker: String,
-    pub state: String,
+struct BrokerStateLabels {
+    broker: String,
+    state: String,
 }
 
 /// Labels of `heartbeat_client_broker_rtt_seconds`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct BrokerQuantileLabels {
-    pub broker: String,
-    pub quantile: String,
+struct BrokerQuantileLabels {
+    broker: String,
+    quantile: String,
 }
 
 /// The metric families fed from statistics.
 #[derive(Clone, Debug, Default)]
-pub struct ClientBrokerMetrics {
-    pub state: Family<BrokerStateLabels, Gauge>,
-    pub connects: Family<BrokerLabels, Counter>,
-    pub disconnects: Family<BrokerLabels, Counter>,
-    pub request_timeouts: Family<BrokerLabels, Counter>,
-    pub rtt: Family<BrokerQuantileLabels, Gauge<f64, AtomicU64>>,
+pub(crate) struct ClientBrokerMetrics {
+    state: Family<BrokerStateLabels, Gauge>,
+    connects: Family<BrokerLabels, Counter>,
+    disconnects: Family<BrokerLabels, Counter>,
+    request_timeouts: Family<BrokerLabels, Counter>,
+    rtt: Family<BrokerQuantileLabels, Gauge<f64, AtomicU64>>,
 }
 
 /// What the last statistics said of one broker, to turn totals into increments.
@@ -50,13 +53,13 @@ struct Seen {
 
 /// Turns successive statistics into metrics.
 #[derive(Debug, Default)]
-pub struct ClientStatsRecorder {
+pub(crate) struct ClientStatsRecorder {
     seen: Mutex<HashMap<i32, Seen>>,
 }
 
 impl ClientBrokerMetrics {
     /// librdkafka's broker states (`rd_kafka_broker_state_names`).
-    pub const STATES: [&'static str; 10] = [
+    const STATES: [&'static str; 10] = [
         "INIT",
         "DOWN",
         "TRY_CONNECT",
@@ -70,7 +73,7 @@ impl ClientBrokerMetrics {
     ];
 
     /// Removes every series of `broker`.
-    pub fn forget(&self, broker: &str) {
+    pub(crate) fn forget(&self, broker: &str) {
         for state in Self::STATES {
             self.state.remove(&BrokerStateLabels {
                 broker: broker.to_string(),
@@ -94,11 +97,8 @@ impl ClientBrokerMetrics {
 
 impl ClientStatsRecorder {
     /// Records one statistics report.
-    pub fn record(&self, statistics: &Statistics, metrics: &ClientBrokerMetrics) {
-        let mut seen = self
-            .seen
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+    pub(crate) fn record(&self, statistics: &Statistics, metrics: &ClientBrokerMetrics) {
+        let mut seen = lock(&self.seen);
         // Bootstrap (-1) and internal entries are not brokers of the cluster.
         for broker in statistics
             .brokers
@@ -158,6 +158,37 @@ impl ClientStatsRecorder {
                 }
             }
         }
+    }
+}
+
+impl Families for ClientBrokerMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "client_broker_state",
+            "1 for the producer client's current connection state of each broker (librdkafka: INIT, DOWN, CONNECT, AUTH, APIVERSION_QUERY, AUTH_HANDSHAKE, UP, UPDATE)",
+            self.state.clone(),
+        );
+        registry.register(
+            "client_broker_connects",
+            "Connections the producer client opened to each broker",
+            self.connects.clone(),
+        );
+        registry.register(
+            "client_broker_disconnects",
+            "Connections to each broker the producer client lost",
+            self.disconnects.clone(),
+        );
+        registry.register(
+            "client_broker_request_timeouts",
+            "Requests of the producer client to each broker that timed out",
+            self.request_timeouts.clone(),
+        );
+        registry.register_with_unit(
+            "client_broker_rtt",
+            "Producer request round-trip time quantiles per broker over the last statistics interval (windowed)",
+            Unit::Seconds,
+            self.rtt.clone(),
+        );
     }
 }
 

@@ -1,47 +1,121 @@
-//! Exact latency quantiles over a recent window, exported as gauges beside the histograms.
+//! Latency types: histograms with buckets cut at a deadline, and exact quantiles over a recent
+//! window exported as gauges beside them.
 //!
 //! Histogram buckets are the right thing to aggregate and alert on, but a quantile interpolated
-//! inside a bucket can be tens of percent off. These gauges keep the samples of the last
+//! inside a bucket can be tens of percent off. The quantile gauges keep the samples of the last
 //! `latency.window.seconds` (at most [`MAX_SAMPLES`] per series) and compute quantiles from
 //! them when `/metrics` is encoded, so "p50 of the last minute" is exact.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::AtomicU64;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 
-use crate::metrics::PartitionLeaderLabels;
+use super::labels::PartitionLeaderLabels;
+use crate::sync::lock;
+
+/// Latency bucket bounds in seconds (about 1 ms up); cut at each histogram's deadline.
+const LATENCY_BUCKETS: [f64; 21] = [
+    0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75,
+    1.0, 1.5, 2.5, 5.0, 10.0, 20.0,
+];
+
+/// Buckets from 1 ms to `deadline` (inclusive), the last one being the deadline itself.
+pub(crate) fn buckets_up_to(deadline: Duration) -> Vec<f64> {
+    let deadline = deadline.as_secs_f64();
+    let mut buckets: Vec<f64> = LATENCY_BUCKETS
+        .iter()
+        .copied()
+        .filter(|bound| *bound < deadline)
+        .collect();
+    buckets.push(deadline);
+    buckets
+}
+
+/// Builds histograms with fixed buckets inside a [`Family`].
+#[derive(Clone, Debug)]
+pub(crate) struct Buckets(Arc<[f64]>);
+
+impl Buckets {
+    /// Buckets from 1 ms up to `deadline`.
+    pub(crate) fn up_to(deadline: Duration) -> Self {
+        Buckets(buckets_up_to(deadline).into())
+    }
+}
+
+impl MetricConstructor<Histogram> for Buckets {
+    fn new_metric(&self) -> Histogram {
+        Histogram::new(self.0.iter().copied())
+    }
+}
+
+/// A family of histograms with the same buckets.
+pub(crate) type HistogramFamily<L> = Family<L, Histogram, Buckets>;
+
+/// A latency per partition and leader: a histogram to aggregate and alert on, and exact
+/// quantiles of the recent window.
+#[derive(Clone, Debug)]
+pub(crate) struct Latency {
+    pub(crate) histogram: HistogramFamily<PartitionLeaderLabels>,
+    pub(crate) recent: QuantileFamily,
+    samples: Arc<RecentLatencies>,
+}
+
+impl Latency {
+    /// Histograms with buckets up to `deadline`; quantiles over the last `window`.
+    pub(crate) fn new(deadline: Duration, window: Duration) -> Self {
+        Latency {
+            histogram: Family::new_with_constructor(Buckets::up_to(deadline)),
+            recent: QuantileFamily::default(),
+            samples: Arc::new(RecentLatencies::new(window)),
+        }
+    }
+
+    /// Records one latency of `partition` led by `leader`.
+    pub(crate) fn observe(&self, partition: i32, leader: i32, latency: Duration, now: Instant) {
+        let labels = PartitionLeaderLabels::new(partition, leader);
+        let seconds = latency.as_secs_f64();
+        self.histogram.get_or_create(&labels).observe(seconds);
+        self.samples.record(&labels, seconds, now);
+    }
+
+    /// Brings the quantile gauges up to date with the window ending `now`.
+    pub(crate) fn publish(&self, now: Instant) {
+        self.samples.publish(&self.recent, now);
+    }
+}
 
 /// Samples kept per series, whatever the window and beat rate.
-pub const MAX_SAMPLES: usize = 2048;
+pub(crate) const MAX_SAMPLES: usize = 2048;
 
 /// The quantiles exported.
-pub const QUANTILES: [(f64, &str); 3] = [(0.5, "0.5"), (0.9, "0.9"), (0.99, "0.99")];
+pub(crate) const QUANTILES: [(f64, &str); 3] = [(0.5, "0.5"), (0.9, "0.9"), (0.99, "0.99")];
 
 /// Labels of a windowed quantile gauge.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct QuantileLabels {
-    pub partition: String,
-    pub leader: String,
-    pub quantile: String,
+pub(crate) struct QuantileLabels {
+    pub(crate) partition: String,
+    pub(crate) leader: String,
+    pub(crate) quantile: String,
 }
 
 /// Gauge family of windowed quantiles.
-pub type QuantileFamily = Family<QuantileLabels, Gauge<f64, AtomicU64>>;
+pub(crate) type QuantileFamily = Family<QuantileLabels, Gauge<f64, AtomicU64>>;
 
 /// Recent samples per (partition, leader).
 #[derive(Debug)]
-pub struct RecentLatencies {
+pub(crate) struct RecentLatencies {
     window: Duration,
     samples: Mutex<HashMap<PartitionLeaderLabels, VecDeque<(Instant, f64)>>>,
 }
 
 impl RecentLatencies {
-    pub fn new(window: Duration) -> Self {
+    pub(crate) fn new(window: Duration) -> Self {
         RecentLatencies {
             window,
             samples: Mutex::new(HashMap::new()),
@@ -49,7 +123,7 @@ impl RecentLatencies {
     }
 
     /// Records one latency, in seconds.
-    pub fn record(&self, labels: &PartitionLeaderLabels, seconds: f64, now: Instant) {
+    pub(crate) fn record(&self, labels: &PartitionLeaderLabels, seconds: f64, now: Instant) {
         let mut samples = self.lock();
         let series = samples.entry(labels.clone()).or_default();
         if series.len() >= MAX_SAMPLES {
@@ -60,7 +134,7 @@ impl RecentLatencies {
 
     /// Drops samples older than the window and sets `family` to the quantiles of what is left;
     /// a series with no recent sample is removed rather than left at a stale value.
-    pub fn publish(&self, family: &QuantileFamily, now: Instant) {
+    pub(crate) fn publish(&self, family: &QuantileFamily, now: Instant) {
         let mut samples = self.lock();
         samples.retain(|labels, series| {
             while series
@@ -93,14 +167,12 @@ impl RecentLatencies {
     fn lock(
         &self,
     ) -> std::sync::MutexGuard<'_, HashMap<PartitionLeaderLabels, VecDeque<(Instant, f64)>>> {
-        self.samples
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.samples)
     }
 }
 
 /// The `quantile` of sorted `values`, interpolating linearly between the closest ranks.
-pub fn quantile_of_sorted(values: &[f64], quantile: f64) -> Option<f64> {
+pub(crate) fn quantile_of_sorted(values: &[f64], quantile: f64) -> Option<f64> {
     let last = values.len().checked_sub(1)?;
     let rank = quantile.clamp(0.0, 1.0) * last as f64;
     let below = rank.floor() as usize;
@@ -112,6 +184,15 @@ pub fn quantile_of_sorted(values: &[f64], quantile: f64) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn buckets_end_at_the_deadline() {
+        assert_eq!(buckets_up_to(Duration::from_secs(20)).last(), Some(&20.0));
+        assert_eq!(buckets_up_to(Duration::from_secs(20)).first(), Some(&0.001));
+        let short = buckets_up_to(Duration::from_secs(5));
+        assert_eq!(short.last(), Some(&5.0));
+        assert_eq!(short.iter().filter(|b| **b == 5.0).count(), 1);
+    }
 
     #[test]
     fn quantiles_interpolate_between_ranks() {

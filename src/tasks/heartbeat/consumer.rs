@@ -20,107 +20,47 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{client_config, ClientLog, Role};
-use crate::cluster::ClusterShared;
+use super::message::{decode, Decoded};
+use super::outcome::SkipKind;
+use super::state::HeartbeatState;
+use super::tracker::Observation;
+use crate::kafka::client::{client_config, ClientLog, Role};
 use crate::logging::LogThrottle;
-use crate::message::{decode, Decoded};
-use crate::metrics::{KindLabels, PartitionLabels, PartitionLeaderLabels};
-use crate::tracker::Observation;
-
-/// Why a record on the heartbeat topic was not measured; the `kind` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SkipKind {
-    /// A heartbeat of another running cc-heartbeat instance.
-    OtherInstance,
-    /// A heartbeat sent before this process started (an earlier run).
-    Stale,
-    /// The original Python tool's `{"timestamp": …}` payload.
-    Legacy,
-    /// No value.
-    Empty,
-    /// JSON of another shape.
-    OtherJson,
-    /// Not JSON.
-    Undecodable,
-    /// One of ours, read after it had been counted lost or failed.
-    Late,
-    /// One of ours with a sequence number we have no record of.
-    UnknownSequence,
-    /// One of ours found on a partition other than the one it was sent to.
-    Misplaced,
-}
-
-impl SkipKind {
-    pub const ALL: [SkipKind; 9] = [
-        SkipKind::OtherInstance,
-        SkipKind::Stale,
-        SkipKind::Legacy,
-        SkipKind::Empty,
-        SkipKind::OtherJson,
-        SkipKind::Undecodable,
-        SkipKind::Late,
-        SkipKind::UnknownSequence,
-        SkipKind::Misplaced,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SkipKind::OtherInstance => "other_instance",
-            SkipKind::Stale => "stale",
-            SkipKind::Legacy => "legacy",
-            SkipKind::Empty => "empty",
-            SkipKind::OtherJson => "other_json",
-            SkipKind::Undecodable => "undecodable",
-            SkipKind::Late => "late",
-            SkipKind::UnknownSequence => "unknown_sequence",
-            SkipKind::Misplaced => "misplaced",
-        }
-    }
-}
+use crate::metrics::labels::PartitionLabels;
 
 /// What became of one record read from the heartbeat topic.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Reading {
+enum Reading {
     Measured { latency: Duration, leader: i32 },
     Duplicate,
     Skipped(SkipKind),
 }
 
-/// Why the consumer could not be created.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot create the end-to-end consumer: {0}")]
-pub struct ConsumerError(#[from] KafkaError);
-
 /// The end-to-end consumer task of one cluster.
-pub struct EndToEndConsumer {
-    shared: Arc<ClusterShared>,
+pub(crate) struct EndToEndConsumer {
+    heartbeat: Arc<HeartbeatState>,
     consumer: Arc<StreamConsumer<ClientLog>>,
     throttle: LogThrottle,
 }
 
 impl EndToEndConsumer {
-    pub fn new(shared: Arc<ClusterShared>) -> Result<Self, ConsumerError> {
+    pub(super) fn new(heartbeat: Arc<HeartbeatState>) -> Result<Self, KafkaError> {
+        let shared = &heartbeat.shared;
         let config = client_config(&shared.config, Role::Consumer);
         let consumer = config.create_with_context(ClientLog::new(
             &shared.config.name,
             Role::Consumer,
             shared.status.clone(),
         ))?;
-        for kind in SkipKind::ALL {
-            let labels = KindLabels {
-                kind: kind.as_str().to_string(),
-            };
-            drop(shared.metrics.messages_skipped.get_or_create(&labels));
-        }
         Ok(EndToEndConsumer {
-            shared,
+            heartbeat,
             consumer: Arc::new(consumer),
             throttle: LogThrottle::default(),
         })
     }
 
     /// Reads, positions new partitions and expires lost heartbeats until cancelled.
-    pub async fn run(self, cancel: CancellationToken) {
+    pub(crate) async fn run(self, cancel: CancellationToken) {
         tokio::select! {
             _ = cancel.cancelled() => {}
             _ = self.receive() => {}
@@ -150,7 +90,7 @@ impl EndToEndConsumer {
     }
 
     /// Decides what a record means for this instance, updating the tracker.
-    pub fn classify(&self, partition: i32, payload: Option<&[u8]>, now: Instant) -> Reading {
+    fn classify(&self, partition: i32, payload: Option<&[u8]>, now: Instant) -> Reading {
         let message = match decode(payload) {
             Decoded::Heartbeat(message) => message,
             Decoded::Legacy => return Reading::Skipped(SkipKind::Legacy),
@@ -158,8 +98,9 @@ impl EndToEndConsumer {
             Decoded::OtherJson => return Reading::Skipped(SkipKind::OtherJson),
             Decoded::Undecodable => return Reading::Skipped(SkipKind::Undecodable),
         };
-        if message.instance != self.shared.instance_id {
-            return Reading::Skipped(if message.sent_at_us < self.shared.started_at_us {
+        let shared = &self.heartbeat.shared;
+        if message.instance != shared.instance_id {
+            return Reading::Skipped(if message.sent_at_us < shared.started_at_us {
                 SkipKind::Stale
             } else {
                 SkipKind::OtherInstance
@@ -169,13 +110,13 @@ impl EndToEndConsumer {
             return Reading::Skipped(SkipKind::Misplaced);
         }
         let (observation, pending) = {
-            let mut tracker = self.shared.tracker();
+            let mut tracker = self.heartbeat.tracker();
             (
                 tracker.observe(partition, message.sequence, now),
                 tracker.pending(),
             )
         };
-        self.shared.metrics.messages_in_flight.set(pending as i64);
+        self.heartbeat.set_in_flight(pending);
         match observation {
             Observation::Consumed { latency, leader } => Reading::Measured { latency, leader },
             Observation::Duplicate => Reading::Duplicate,
@@ -185,7 +126,7 @@ impl EndToEndConsumer {
     }
 
     fn record(&self, partition: i32, reading: Reading, now: Instant) {
-        let metrics = &self.shared.metrics;
+        let metrics = &self.heartbeat.metrics;
         match reading {
             Reading::Measured { latency, leader } => {
                 metrics
@@ -195,7 +136,7 @@ impl EndToEndConsumer {
                 metrics
                     .end_to_end_latency
                     .observe(partition, leader, latency, now);
-                self.shared.status.lock().last_round_trip = Some(now);
+                self.heartbeat.shared.status.lock().last_round_trip = Some(now);
             }
             Reading::Duplicate => {
                 metrics
@@ -204,12 +145,7 @@ impl EndToEndConsumer {
                     .inc();
             }
             Reading::Skipped(kind) => {
-                metrics
-                    .messages_skipped
-                    .get_or_create(&KindLabels {
-                        kind: kind.as_str().to_string(),
-                    })
-                    .inc();
+                metrics.count_skipped(kind);
                 if let Some(held_back) = self.throttle.admit(kind.as_str()) {
                     tracing::info!(
                         partition,
@@ -229,18 +165,13 @@ impl EndToEndConsumer {
         loop {
             interval.tick().await;
             let (lost, pending) = {
-                let mut tracker = self.shared.tracker();
+                let mut tracker = self.heartbeat.tracker();
                 (tracker.expire(Instant::now()), tracker.pending())
             };
-            let metrics = &self.shared.metrics;
             for message in &lost {
-                metrics
-                    .messages_lost
-                    .get_or_create(&PartitionLeaderLabels::new(
-                        message.partition,
-                        message.leader,
-                    ))
-                    .inc();
+                self.heartbeat
+                    .metrics
+                    .count_lost(message.partition, message.leader);
             }
             if let Some(first) = lost.first() {
                 if let Some(held_back) = self.throttle.admit("lost") {
@@ -250,11 +181,11 @@ impl EndToEndConsumer {
                         leader = first.leader,
                         held_back,
                         "heartbeats not read back within {}s",
-                        self.shared.config.admin.lost_after.as_secs_f64()
+                        self.heartbeat.shared.config.admin.lost_after.as_secs_f64()
                     );
                 }
             }
-            metrics.messages_in_flight.set(pending as i64);
+            self.heartbeat.set_in_flight(pending);
         }
     }
 
@@ -262,14 +193,14 @@ impl EndToEndConsumer {
     /// whose end cannot be read (its leader is down) is retried later without holding up the
     /// others.
     async fn position(&self) {
-        let mut view = self.shared.view.subscribe();
+        let mut view = self.heartbeat.shared.view.subscribe();
         loop {
             let (partitions, deleted) = {
                 let snapshot = view.borrow_and_update();
                 let partitions: BTreeSet<i32> = snapshot.partitions.keys().copied().collect();
                 (partitions, snapshot.topic_missing())
             };
-            let reading = self.shared.reading.borrow().clone();
+            let reading = self.heartbeat.reading.borrow().clone();
             if deleted && !reading.is_empty() {
                 // The topic was deleted: stop reading, start afresh when it is back.
                 let consumer = self.consumer.clone();
@@ -280,7 +211,9 @@ impl EndToEndConsumer {
                     Err(error) => tracing::warn!("cannot unassign the heartbeat topic: {error}"),
                     Ok(Ok(())) => tracing::warn!("the heartbeat topic is gone; reading stopped"),
                 }
-                self.shared.reading.send_replace(Arc::new(BTreeSet::new()));
+                self.heartbeat
+                    .reading
+                    .send_replace(Arc::new(BTreeSet::new()));
             }
             let new: Vec<i32> = partitions.difference(&reading).copied().collect();
             let mut retry_soon = false;
@@ -288,7 +221,7 @@ impl EndToEndConsumer {
                 let (positioned, failed) = self.assign_at_end(&new).await;
                 if !positioned.is_empty() {
                     tracing::info!(partitions = ?positioned, "reading heartbeat partitions from their end");
-                    self.shared.reading.send_modify(|reading| {
+                    self.heartbeat.reading.send_modify(|reading| {
                         let mut now_reading = (**reading).clone();
                         now_reading.extend(positioned.iter().copied());
                         *reading = Arc::new(now_reading);
@@ -316,8 +249,9 @@ impl EndToEndConsumer {
     /// Reads the end offset of each partition and assigns those that answered there.
     /// Returns the partitions now read and those that failed.
     async fn assign_at_end(&self, partitions: &[i32]) -> (Vec<i32>, Vec<(i32, KafkaError)>) {
-        let topic = self.shared.config.admin.heartbeat_topic.clone();
-        let timeout = self.shared.config.admin.check_metadata_timeout;
+        let admin = &self.heartbeat.shared.config.admin;
+        let topic = admin.heartbeat_topic.clone();
+        let timeout = admin.check_metadata_timeout;
         let consumer = self.consumer.clone();
         let all = partitions.to_vec();
         // One request for all partitions; it fails as a whole if any leader does not answer.

@@ -1,0 +1,578 @@
+//! The `[admin]` section: cc-heartbeat's own settings, each key declared once below (field,
+//! name, default, how it is parsed and shown, and what it means), so parsing, `--check-config`
+//! and the documentation checks cannot drift apart.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use super::raw::{ConfigError, Entry, Origin};
+
+/// Declares [`AdminSettings`], its table of keys and its parsing and rendering from one list:
+/// `field: Type = "key", "default", kind;` where `kind` is a [`Kind`] parsing and showing the
+/// value (its doc comment documents the field); `, process_wide` after the kind marks a key
+/// that applies to the whole process, which a cluster's own `[admin]` may not set.
+macro_rules! admin_settings {
+    (@process_wide) => { false };
+    (@process_wide process_wide) => { true };
+    ($(
+        $(#[doc = $doc:literal])+
+        $field:ident: $type:ty = $name:literal, $default:literal, $kind:expr $(, $scope:ident)?;
+    )+) => {
+        /// The `[admin]` section: this program's own settings.
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct AdminSettings {
+            $( $(#[doc = $doc])+ pub $field: $type, )+
+        }
+
+        /// Every `[admin]` key with its default, in the order `--check-config` shows them.
+        pub(super) const ADMIN_KEYS: &[AdminKey] = &[
+            $(
+                AdminKey {
+                    name: $name,
+                    default: $default,
+                    process_wide: admin_settings!(@process_wide $($scope)?),
+                },
+            )+
+        ];
+
+        impl AdminSettings {
+            fn read(reader: &AdminReader<'_>) -> Result<AdminSettings, ConfigError> {
+                Ok(AdminSettings {
+                    $( $field: reader.read($name, &$kind)?, )+
+                })
+            }
+
+            /// Key/value pairs as they would be written in `[admin]`.
+            pub fn render(&self) -> Vec<(&'static str, String)> {
+                vec![ $( ($name, Kind::render(&$kind, &self.$field)), )+ ]
+            }
+        }
+    };
+}
+
+admin_settings! {
+    /// `log.level`: trace, debug, info, warning, error (Python's names are accepted too).
+    log_level: String = "log.level", "info", LogLevel, process_wide;
+    /// `log.format`: text or json.
+    log_format: LogFormat = "log.format", "text", Choice {
+        options: &[("text", LogFormat::Text), ("json", LogFormat::Json)],
+        ignore_case: true,
+    }, process_wide;
+    /// `heartbeat.topic`: the topic heartbeats go through.
+    heartbeat_topic: String = "heartbeat.topic", "cc-heartbeat", TopicName;
+    /// `heartbeat.topic.manage`: create the topic and add partitions (true) or only check (false).
+    heartbeat_topic_manage: bool = "heartbeat.topic.manage", "true", Flag;
+    /// `heartbeat.lost.after.seconds`: a heartbeat not consumed within this time is lost.
+    lost_after: Duration = "heartbeat.lost.after.seconds", "20", Seconds(1.0, 3600.0);
+    /// `latency.window.seconds`: the window of the exact latency quantile gauges.
+    latency_window: Duration = "latency.window.seconds", "60", Seconds(1.0, 86_400.0);
+    /// `check.topic.period.seconds`: how often the topic's existence and size are checked.
+    check_topic_period: Duration = "check.topic.period.seconds", "300", Seconds(1.0, 86_400.0);
+    /// `check.topic.timeout.seconds`: how long creating the topic or its partitions may take.
+    check_topic_timeout: Duration = "check.topic.timeout.seconds", "30", Seconds(0.1, 600.0);
+    /// `check.metadata.period.seconds`: how often cluster metadata is refreshed.
+    check_metadata_period: Duration =
+        "check.metadata.period.seconds", "10", Seconds(0.1, 3600.0);
+    /// `check.metadata.timeout.seconds`: how long one metadata request may take.
+    check_metadata_timeout: Duration =
+        "check.metadata.timeout.seconds", "5", Seconds(0.1, 600.0);
+    /// `check.connectivity.period.seconds`: how often every broker is connection-checked.
+    check_connectivity_period: Duration =
+        "check.connectivity.period.seconds", "10", Seconds(0.1, 3600.0);
+    /// `check.connectivity.timeout.seconds`: how long one broker's connection check may take.
+    check_connectivity_timeout: Duration =
+        "check.connectivity.timeout.seconds", "5", Seconds(0.1, 600.0);
+    /// `check.consumer.group.period.seconds`: period of the cluster scan (topics, groups).
+    check_consumer_group_period: Duration =
+        "check.consumer.group.period.seconds", "60", Seconds(1.0, 86_400.0);
+    /// `consumer.group.allow`: only groups whose name matches are reported (empty: all).
+    consumer_group_allow: Option<Pattern> = "consumer.group.allow", "", Expression;
+    /// `consumer.group.deny`: groups whose name matches are not reported (empty: none).
+    consumer_group_deny: Option<Pattern> = "consumer.group.deny", "", Expression;
+    /// `consumer.group.names`: groups always scanned, listed by the cluster or not.
+    consumer_group_names: Vec<String> = "consumer.group.names", "", Names;
+    /// `consumer.group.topic.allow`: only lag on matching topics is reported (empty: all).
+    consumer_group_topic_allow: Option<Pattern> = "consumer.group.topic.allow", "", Expression;
+    /// `consumer.group.topic.deny`: lag on matching topics is not reported (empty: none).
+    consumer_group_topic_deny: Option<Pattern> = "consumer.group.topic.deny", "", Expression;
+    /// `consumer.group.lag.seconds`: whether lag in seconds is read (it reads records).
+    consumer_group_lag_seconds: bool = "consumer.group.lag.seconds", "true", Flag;
+    /// `consumer.group.lag.granularity`: per-partition series, or per-group ones only.
+    consumer_group_lag_granularity: LagGranularity =
+        "consumer.group.lag.granularity", "partition", Choice {
+            options: &[
+                ("partition", LagGranularity::Partition),
+                ("group", LagGranularity::Group),
+            ],
+            ignore_case: false,
+        };
+    /// `check.consumer.group.timeout.seconds`: how long each request of the scan may take.
+    check_consumer_group_timeout: Duration =
+        "check.consumer.group.timeout.seconds", "30", Seconds(0.1, 600.0);
+    /// `produce.period.seconds`: how often one heartbeat goes to every partition.
+    produce_period: Duration = "produce.period.seconds", "1", Seconds(0.01, 3600.0);
+    /// `broker.missing.retention.seconds`: how long a vanished broker is still reported.
+    broker_missing_retention: Duration =
+        "broker.missing.retention.seconds", "3600", Seconds(0.0, 30.0 * 86_400.0);
+    /// `metrics.listener.host`: address the HTTP server binds.
+    metrics_listener_host: String = "metrics.listener.host", "0.0.0.0", Host, process_wide;
+    /// `metrics.listener.port`: port the HTTP server binds (0 picks a free one).
+    metrics_listener_port: u16 = "metrics.listener.port", "8080", Port, process_wide;
+}
+
+/// One `[admin]` key: its name and default, and whether it applies to the whole process.
+pub(super) struct AdminKey {
+    pub(super) name: &'static str,
+    pub(super) default: &'static str,
+    pub(super) process_wide: bool,
+}
+
+/// Whether `[admin]` key `name` applies to the whole process, not to one cluster.
+pub(super) fn is_process_wide(name: &str) -> bool {
+    ADMIN_KEYS
+        .iter()
+        .any(|key| key.process_wide && key.name == name)
+}
+
+impl AdminSettings {
+    /// Parses a merged `[admin]` section: unknown keys, bad values and inconsistent pairs are
+    /// errors naming the key and where it was set.
+    pub(super) fn parse(section: &BTreeMap<String, Entry>) -> Result<AdminSettings, ConfigError> {
+        for (key, entry) in section {
+            if !ADMIN_KEYS.iter().any(|known| known.name == key) {
+                let known: Vec<&str> = ADMIN_KEYS.iter().map(|known| known.name).collect();
+                return Err(ConfigError::Key {
+                    origin: entry.origin.clone(),
+                    section: entry.section.clone(),
+                    key: key.clone(),
+                    message: format!("unknown key (known keys: {})", known.join(", ")),
+                });
+            }
+        }
+        let reader = AdminReader { section };
+        let settings = AdminSettings::read(&reader)?;
+        if settings.produce_period >= settings.lost_after {
+            return Err(reader.error(
+                "heartbeat.lost.after.seconds",
+                "must be longer than produce.period.seconds".to_string(),
+            ));
+        }
+        Ok(settings)
+    }
+}
+
+/// How one kind of value is read from its text and written back.
+trait Kind<T> {
+    fn parse(&self, value: &str) -> Result<T, String>;
+    fn render(&self, value: &T) -> String;
+}
+
+/// A duration in (fractional) seconds, within bounds.
+struct Seconds(f64, f64);
+
+impl Kind<Duration> for Seconds {
+    fn parse(&self, value: &str) -> Result<Duration, String> {
+        let Seconds(min, max) = *self;
+        let seconds: f64 = value
+            .parse()
+            .map_err(|_| format!("`{value}` is not a number of seconds"))?;
+        if !seconds.is_finite() || seconds < min || seconds > max {
+            return Err(format!(
+                "must be between {min} and {max} seconds, got {value}"
+            ));
+        }
+        Ok(Duration::from_secs_f64(seconds))
+    }
+
+    fn render(&self, value: &Duration) -> String {
+        format!("{}", value.as_secs_f64())
+    }
+}
+
+/// A boolean, written as Python's `configparser.getboolean` accepts it.
+struct Flag;
+
+impl Kind<bool> for Flag {
+    fn parse(&self, value: &str) -> Result<bool, String> {
+        match value.to_ascii_lowercase().as_str() {
+            "1" | "yes" | "true" | "on" => Ok(true),
+            "0" | "no" | "false" | "off" => Ok(false),
+            _ => Err(format!(
+                "`{value}` is not a boolean (true/false, yes/no, on/off, 1/0)"
+            )),
+        }
+    }
+
+    fn render(&self, value: &bool) -> String {
+        value.to_string()
+    }
+}
+
+/// One of a few named values.
+struct Choice<T: 'static> {
+    options: &'static [(&'static str, T)],
+    ignore_case: bool,
+}
+
+impl<T: Copy + PartialEq> Kind<T> for Choice<T> {
+    fn parse(&self, value: &str) -> Result<T, String> {
+        let matches = |name: &str| {
+            if self.ignore_case {
+                name.eq_ignore_ascii_case(value)
+            } else {
+                name == value
+            }
+        };
+        match self.options.iter().find(|(name, _)| matches(name)) {
+            Some((_, option)) => Ok(*option),
+            None => {
+                let names: Vec<&str> = self.options.iter().map(|(name, _)| *name).collect();
+                Err(format!("must be {}", names.join(" or ")))
+            }
+        }
+    }
+
+    fn render(&self, value: &T) -> String {
+        self.options
+            .iter()
+            .find(|(_, option)| option == value)
+            .map(|(name, _)| name.to_string())
+            .unwrap_or_default()
+    }
+}
+
+/// A log level, by `tracing`'s names or Python's.
+struct LogLevel;
+
+impl Kind<String> for LogLevel {
+    fn parse(&self, value: &str) -> Result<String, String> {
+        let level = match value.to_ascii_lowercase().as_str() {
+            "trace" => "trace",
+            "debug" => "debug",
+            "info" | "notice" => "info",
+            "warn" | "warning" => "warn",
+            "error" | "critical" | "fatal" => "error",
+            _ => return Err("must be one of trace, debug, info, warning, error".to_string()),
+        };
+        Ok(level.to_string())
+    }
+
+    fn render(&self, value: &String) -> String {
+        value.clone()
+    }
+}
+
+/// A Kafka topic name.
+struct TopicName;
+
+impl Kind<String> for TopicName {
+    fn parse(&self, value: &str) -> Result<String, String> {
+        let valid = !value.is_empty()
+            && value.len() <= 249
+            && value != "."
+            && value != ".."
+            && value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if valid {
+            Ok(value.to_string())
+        } else {
+            Err(format!(
+                "`{value}` is not a valid Kafka topic name (1-249 characters of a-z, A-Z, 0-9, '.', '_', '-')"
+            ))
+        }
+    }
+
+    fn render(&self, value: &String) -> String {
+        value.clone()
+    }
+}
+
+/// A host name or address to listen on.
+struct Host;
+
+impl Kind<String> for Host {
+    fn parse(&self, value: &str) -> Result<String, String> {
+        if value.is_empty() {
+            Err("must not be empty".to_string())
+        } else {
+            Ok(value.to_string())
+        }
+    }
+
+    fn render(&self, value: &String) -> String {
+        value.clone()
+    }
+}
+
+/// A TCP port.
+struct Port;
+
+impl Kind<u16> for Port {
+    fn parse(&self, value: &str) -> Result<u16, String> {
+        value
+            .parse::<u16>()
+            .map_err(|_| "must be a port number from 0 to 65535".to_string())
+    }
+
+    fn render(&self, value: &u16) -> String {
+        value.to_string()
+    }
+}
+
+/// An optional regular expression (empty: none).
+struct Expression;
+
+impl Kind<Option<Pattern>> for Expression {
+    fn parse(&self, value: &str) -> Result<Option<Pattern>, String> {
+        if value.is_empty() {
+            return Ok(None);
+        }
+        regex::Regex::new(value)
+            .map(|regex| Some(Pattern(regex)))
+            .map_err(|error| format!("not a valid regular expression: {error}"))
+    }
+
+    fn render(&self, value: &Option<Pattern>) -> String {
+        value.as_ref().map(ToString::to_string).unwrap_or_default()
+    }
+}
+
+/// A comma-separated list of distinct names; blanks around names are ignored.
+struct Names;
+
+impl Kind<Vec<String>> for Names {
+    fn parse(&self, value: &str) -> Result<Vec<String>, String> {
+        let names: Vec<String> = value
+            .split(',')
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+            .map(str::to_string)
+            .collect();
+        let mut unique = std::collections::BTreeSet::new();
+        match names.iter().find(|name| !unique.insert(name.as_str())) {
+            Some(twice) => Err(format!("names `{twice}` twice")),
+            None => Ok(names),
+        }
+    }
+
+    fn render(&self, value: &Vec<String>) -> String {
+        value.join(",")
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// How finely consumer-group lag is reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LagGranularity {
+    /// Per group, topic and partition (committed offset, lag, lag in seconds), and per group.
+    Partition,
+    /// Per group only (total and max lag, max lag in seconds): a few series per group.
+    Group,
+}
+
+/// A regular expression setting, compared by its text.
+#[derive(Debug, Clone)]
+pub struct Pattern(pub regex::Regex);
+
+impl Pattern {
+    /// Whether `name` is admitted by an optional `allow` (when set) and `deny` (when set).
+    pub fn admits(allow: &Option<Pattern>, deny: &Option<Pattern>, name: &str) -> bool {
+        allow.as_ref().is_none_or(|allow| allow.0.is_match(name))
+            && !deny.as_ref().is_some_and(|deny| deny.0.is_match(name))
+    }
+}
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+impl fmt::Display for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.as_str())
+    }
+}
+
+/// Reads the keys of one merged `[admin]` section, defaults filling the gaps.
+struct AdminReader<'a> {
+    section: &'a BTreeMap<String, Entry>,
+}
+
+impl AdminReader<'_> {
+    fn raw(&self, key: &str) -> (&str, Origin) {
+        match self.section.get(key) {
+            // An empty value means the default, as `int(value or default)` did in the Python tool.
+            Some(entry) if !entry.value.trim().is_empty() => {
+                (entry.value.as_str(), entry.origin.clone())
+            }
+            _ => (
+                ADMIN_KEYS
+                    .iter()
+                    .find(|known| known.name == key)
+                    .map(|known| known.default)
+                    .unwrap_or_default(),
+                Origin::Default,
+            ),
+        }
+    }
+
+    fn error(&self, key: &str, message: String) -> ConfigError {
+        ConfigError::Key {
+            origin: self.raw(key).1,
+            section: self
+                .section
+                .get(key)
+                .map_or_else(|| "admin".to_string(), |entry| entry.section.clone()),
+            key: key.to_string(),
+            message,
+        }
+    }
+
+    fn read<T>(&self, key: &str, kind: &impl Kind<T>) -> Result<T, ConfigError> {
+        let (value, _) = self.raw(key);
+        kind.parse(value.trim())
+            .map_err(|message| self.error(key, message))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::Config;
+
+    fn load(text: &str, environment: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::for_test(text, environment)
+    }
+
+    #[test]
+    fn defaults_apply_to_an_empty_file() {
+        let config = load("", &[]).unwrap();
+        assert_eq!(config.admin.heartbeat_topic, "cc-heartbeat");
+        assert_eq!(config.admin.produce_period, Duration::from_secs(1));
+        assert_eq!(config.admin.check_metadata_period, Duration::from_secs(10));
+        assert_eq!(config.admin.lost_after, Duration::from_secs(20));
+        assert_eq!(config.admin.metrics_listener_port, 8080);
+        assert!(config.admin.heartbeat_topic_manage);
+    }
+
+    #[test]
+    fn example_file_is_valid_and_documents_every_admin_key() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.ini");
+        let config = Config::load(&path, std::iter::empty()).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for key in ADMIN_KEYS {
+            let line = format!("{} = {}", key.name, key.default);
+            let line = line.trim_end();
+            assert!(text.contains(line), "config.example.ini lacks `{line}`");
+        }
+        assert_eq!(config.admin, load("", &[]).unwrap().admin);
+    }
+
+    #[test]
+    fn example_file_and_readme_name_exactly_the_declared_admin_keys() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let declared: std::collections::BTreeSet<&str> =
+            ADMIN_KEYS.iter().map(|key| key.name).collect();
+
+        let example = std::fs::read_to_string(root.join("config.example.ini")).unwrap();
+        let sections = crate::config::ini::parse(&example).unwrap();
+        let in_example: std::collections::BTreeSet<&str> = sections
+            .iter()
+            .filter(|(section, _)| section == "admin")
+            .flat_map(|(_, keys)| keys.iter().map(|(key, _)| key.as_str()))
+            .collect();
+        assert_eq!(in_example, declared, "config.example.ini [admin]");
+
+        // The README's bullet that lists them: "- `[admin]`: … `key`, `key` …" up to the
+        // next bullet or blank line.
+        let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+        let start = readme
+            .find("- `[admin]`:")
+            .expect("README lists the [admin] keys");
+        let bullet: String = readme[start..]
+            .lines()
+            .enumerate()
+            .take_while(|(index, line)| {
+                *index == 0 || !(line.trim().is_empty() || line.starts_with("- "))
+            })
+            .map(|(_, line)| line)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let in_readme: std::collections::BTreeSet<&str> = bullet
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|token| *token != "[admin]")
+            .collect();
+        assert_eq!(in_readme, declared, "README's [admin] list");
+    }
+
+    #[test]
+    fn blank_admin_values_mean_the_default() {
+        let config = load("[admin]\ncheck.consumer.group.period.seconds =\n", &[]).unwrap();
+        assert_eq!(
+            config.admin.check_consumer_group_period,
+            Duration::from_secs(60)
+        );
+    }
+
+    #[test]
+    fn lag_settings_are_parsed_and_bad_ones_named() {
+        let config = load(
+            "[admin]\nconsumer.group.names = billing, orders-service ,\n\
+             consumer.group.topic.allow = ^orders\nconsumer.group.lag.granularity = group\n\
+             consumer.group.lag.seconds = off\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            config.admin.consumer_group_names,
+            ["billing", "orders-service"]
+        );
+        assert_eq!(
+            config.admin.consumer_group_lag_granularity,
+            LagGranularity::Group
+        );
+        assert!(!config.admin.consumer_group_lag_seconds);
+        assert!(config.admin.consumer_group_topic_deny.is_none());
+        let defaults = load("", &[]).unwrap();
+        assert_eq!(
+            defaults.admin.consumer_group_lag_granularity,
+            LagGranularity::Partition
+        );
+        assert!(defaults.admin.consumer_group_names.is_empty());
+
+        for (text, expected) in [
+            (
+                "consumer.group.names = a, b, a",
+                "consumer.group.names: names `a` twice",
+            ),
+            (
+                "consumer.group.lag.granularity = topic",
+                "consumer.group.lag.granularity: must be partition or group",
+            ),
+            (
+                "consumer.group.topic.deny = (",
+                "consumer.group.topic.deny: not a valid regular expression",
+            ),
+        ] {
+            let error = load(&format!("[admin]\n{text}\n"), &[])
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(expected), "{error}");
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! librdkafka properties as configured: merged per client, secrets recognised (and never
+//! shown), SASL credentials required where the mechanism needs them.
+
+use std::collections::BTreeMap;
+
+use super::raw::Entry;
+
+/// What replaces a secret wherever configuration is shown.
+pub const MASK: &str = "********";
+
+/// Whether a librdkafka property holds a secret that must never be shown.
+pub fn is_secret(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    key.contains("password")
+        || key.contains("secret")
+        || key.contains("passphrase")
+        || key.ends_with(".pem")
+        || key == "sasl.oauthbearer.config"
+        || key == "ssl.keystore.location"
+}
+
+/// `base`'s values with `over`'s on top.
+pub(super) fn merge(
+    base: &BTreeMap<String, Entry>,
+    over: &BTreeMap<String, Entry>,
+) -> BTreeMap<String, String> {
+    base.iter()
+        .chain(over.iter())
+        .map(|(key, entry)| (key.clone(), entry.value.clone()))
+        .collect()
+}
+
+/// SASL mechanisms that need a user name and a password.
+const PASSWORD_MECHANISMS: [&str; 3] = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
+
+/// The SASL key that is missing, and why it is needed, for a mechanism that needs a user
+/// name and a password.
+pub(super) fn check_sasl_credentials(
+    properties: &BTreeMap<String, String>,
+) -> Result<(), (String, String)> {
+    let protocol = properties
+        .get("security.protocol")
+        .map(|value| value.to_ascii_uppercase())
+        .unwrap_or_default();
+    if !protocol.starts_with("SASL") {
+        return Ok(());
+    }
+    let mechanism = properties
+        .get("sasl.mechanisms")
+        .or_else(|| properties.get("sasl.mechanism"))
+        .map(|value| value.to_ascii_uppercase())
+        .unwrap_or_else(|| "GSSAPI".to_string());
+    if !PASSWORD_MECHANISMS.contains(&mechanism.as_str()) {
+        return Ok(());
+    }
+    for key in ["sasl.username", "sasl.password"] {
+        if properties.get(key).is_none_or(|value| value.is_empty()) {
+            return Err((
+                key.to_string(),
+                format!(
+                    "required with security.protocol={protocol} and sasl.mechanisms={mechanism}"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}

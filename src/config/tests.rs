@@ -1,0 +1,283 @@
+//! Loading, merging and validating whole configurations: files, clusters, environment.
+
+use super::*;
+
+fn load(text: &str, environment: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    Config::for_test(text, environment)
+}
+
+#[test]
+fn python_tool_file_is_accepted() {
+    let text = "[default]\nbootstrap.servers=pkc-1.example.com:9092\nsecurity.protocol=SASL_SSL\n\
+        sasl.mechanisms=PLAIN\nsasl.username=KEY\nsasl.password=p\"a'ss\\word\n\n\
+        [producer]\nacks=all\n\n[consumer]\nauto.offset.reset=latest\n\n\
+        [admin]\nlog.level=INFO\nheartbeat.topic=hb\ncheck.topic.period.seconds=60\n\
+        check.metadata.period.seconds=30\ncheck.connectivity.period.seconds=15\n\
+        check.consumer.group.period.seconds=60\nproduce.period.seconds=2\n\
+        metrics.listener.host=127.0.0.1\nmetrics.listener.port=9100\n";
+    let config = load(text, &[]).unwrap();
+    assert_eq!(
+        config.producer_properties()["sasl.password"],
+        "p\"a'ss\\word"
+    );
+    assert_eq!(config.producer_properties()["acks"], "all");
+    assert!(!config.consumer_properties().contains_key("acks"));
+    assert_eq!(config.admin.log_level, "info");
+    assert_eq!(config.admin.produce_period, Duration::from_secs(2));
+    assert_eq!(config.admin.metrics_listener_port, 9100);
+}
+
+#[test]
+fn environment_overrides_file() {
+    let text = "[default]\nbootstrap.servers=a:9092\n[admin]\nheartbeat.topic=from-file\n";
+    let config = load(
+        text,
+        &[
+            ("CC_HEARTBEAT__ADMIN__HEARTBEAT_TOPIC", "from-env"),
+            ("CC_HEARTBEAT__DEFAULT__BOOTSTRAP_SERVERS", "b:9092"),
+            ("UNRELATED", "x"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(config.admin.heartbeat_topic, "from-env");
+    assert_eq!(config.admin_properties()["bootstrap.servers"], "b:9092");
+}
+
+#[test]
+fn errors_name_file_section_and_key() {
+    let error = load("[admin]\nproduce.period.seconds=fast\n", &[]).unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("test.ini"), "{message}");
+    assert!(
+        message.contains("[admin] produce.period.seconds"),
+        "{message}"
+    );
+
+    let error = load("[admin]\nno.such.key=1\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("[admin] no.such.key: unknown key"),
+        "{error}"
+    );
+
+    let error = load("[default]\nno.such.property=1\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("[default] no.such.property"), "{error}");
+
+    let error = load("[producer]\nacks=sometimes\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("[producer] acks"), "{error}");
+
+    let error = load("[admin]\nmetrics.listener.port=70000\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("metrics.listener.port"), "{error}");
+
+    let error = load("[kafka]\nx=1\n", &[]).unwrap_err().to_string();
+    assert!(error.contains("unknown section [kafka]"), "{error}");
+
+    let error = load("", &[("CC_HEARTBEAT__ADMIN__PRODUCE_PERIOD_SECONDS", "-1")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("CC_HEARTBEAT__ADMIN__PRODUCE_PERIOD_SECONDS")
+            && error.contains("produce.period.seconds"),
+        "{error}"
+    );
+}
+
+#[test]
+fn sasl_without_password_is_rejected() {
+    let text = "[default]\nsecurity.protocol=SASL_SSL\nsasl.mechanisms=PLAIN\nsasl.username=u\n";
+    let error = load(text, &[]).unwrap_err().to_string();
+    assert!(
+        error.contains("[default] sasl.password: required"),
+        "{error}"
+    );
+}
+
+#[test]
+fn message_timeout_must_be_below_the_lost_deadline() {
+    let error = load("[producer]\nmessage.timeout.ms=60000\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("[producer] message.timeout.ms"), "{error}");
+}
+
+#[test]
+fn secrets_are_masked() {
+    let text = "[default]\nsasl.username=u\nsasl.password=hunter2secret\nssl.key.password=k3y\n";
+    let config = load(text, &[]).unwrap();
+    let rendered = config.render_masked();
+    assert!(
+        !rendered.contains("hunter2secret") && !rendered.contains("k3y"),
+        "{rendered}"
+    );
+    assert!(rendered.contains("sasl.password = ********"));
+    assert!(!format!("{config:?}").contains("hunter2secret"));
+}
+
+#[test]
+fn delivery_timeout_alias_is_checked_too() {
+    let error = load("[producer]\ndelivery.timeout.ms=30000\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("[producer] delivery.timeout.ms"), "{error}");
+}
+
+#[test]
+fn python_escaped_percent_is_warned_about() {
+    let config = load("[default]\nsasl.password = a%%b\n", &[]).unwrap();
+    assert_eq!(config.producer_properties()["sasl.password"], "a%%b");
+    assert_eq!(config.warnings.len(), 1);
+    assert!(!config.warnings[0].contains("a%%b"));
+}
+
+#[test]
+fn multi_line_values_cannot_pose_as_keys_when_shown() {
+    let config = load("[default]\nclient.rack = a\n  sasl.password = x\n", &[]).unwrap();
+    let rendered = config.render_masked();
+    assert!(
+        rendered.contains("client.rack = a\n    sasl.password = x"),
+        "{rendered}"
+    );
+    let reparsed = super::ini::parse(&rendered).unwrap();
+    assert!(reparsed[0].1.iter().all(|(key, _)| key != "sasl.password"));
+}
+
+#[test]
+fn secrets_in_the_environment_are_masked() {
+    let config = load(
+        "",
+        &[("CC_HEARTBEAT__DEFAULT__SASL_PASSWORD", "from-env-secret")],
+    )
+    .unwrap();
+    assert!(!config.render_masked().contains("from-env-secret"));
+    assert_eq!(
+        config.admin_properties()["sasl.password"],
+        "from-env-secret"
+    );
+}
+
+#[test]
+fn empty_environment_variables_are_unset() {
+    let config = load(
+        "[default]\nsecurity.protocol = SSL\n",
+        &[("CC_HEARTBEAT__DEFAULT__SECURITY_PROTOCOL", "")],
+    )
+    .unwrap();
+    assert_eq!(config.admin_properties()["security.protocol"], "SSL");
+}
+
+fn clusters(text: &str, environment: &[(&str, &str)]) -> Result<Vec<Config>, ConfigError> {
+    let environment = environment
+        .iter()
+        .map(|(key, value)| (key.to_string(), value.to_string()));
+    Config::clusters_from_ini(text, Path::new("test.ini"), environment)
+}
+
+const TWO_CLUSTERS: &str = "[default]\nsecurity.protocol = SASL_SSL\nsasl.mechanisms = PLAIN\n\
+    sasl.username = shared\nsasl.password = shared-secret\n\
+    [admin]\nproduce.period.seconds = 2\nmetrics.listener.port = 9100\n\
+    [cluster:east]\nbootstrap.servers = east:9092\n\
+    [cluster:west]\nbootstrap.servers = west:9092\nsasl.username = west-key\n\
+    [cluster:west:admin]\nheartbeat.topic = west-heartbeat\n\
+    [cluster:west:producer]\nacks = 1\n";
+
+#[test]
+fn clusters_inherit_the_top_level_and_override_it() {
+    let configs = clusters(TWO_CLUSTERS, &[]).unwrap();
+    let names: Vec<&str> = configs.iter().map(|config| config.name.as_str()).collect();
+    assert_eq!(names, vec!["east", "west"]);
+    let (east, west) = (&configs[0], &configs[1]);
+    assert_eq!(east.admin_properties()["bootstrap.servers"], "east:9092");
+    assert_eq!(east.admin_properties()["sasl.username"], "shared");
+    assert_eq!(west.admin_properties()["sasl.username"], "west-key");
+    assert_eq!(west.admin_properties()["sasl.password"], "shared-secret");
+    assert_eq!(east.admin.heartbeat_topic, "cc-heartbeat");
+    assert_eq!(west.admin.heartbeat_topic, "west-heartbeat");
+    assert_eq!(
+        west.admin.produce_period,
+        Duration::from_secs(2),
+        "inherited [admin]"
+    );
+    assert_eq!(west.producer_properties()["acks"], "1");
+    assert!(!east.producer_properties().contains_key("acks"));
+    assert!(west.render_masked().contains("[cluster:west:admin]"));
+    assert!(!west.render_masked().contains("shared-secret"));
+}
+
+#[test]
+fn a_file_without_cluster_sections_is_one_cluster_named_default() {
+    let configs = clusters("[default]\nbootstrap.servers = a:9092\n", &[]).unwrap();
+    assert_eq!(configs.len(), 1);
+    assert_eq!(configs[0].name, DEFAULT_CLUSTER);
+}
+
+#[test]
+fn environment_overrides_work_per_cluster() {
+    let configs = clusters(
+        TWO_CLUSTERS,
+        &[
+            (
+                "CC_HEARTBEAT__CLUSTER_EAST__DEFAULT__SASL_PASSWORD",
+                "east-secret",
+            ),
+            (
+                "CC_HEARTBEAT__CLUSTER_WEST__ADMIN__HEARTBEAT_TOPIC",
+                "from-env",
+            ),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        configs[0].admin_properties()["sasl.password"],
+        "east-secret"
+    );
+    assert_eq!(
+        configs[1].admin_properties()["sasl.password"],
+        "shared-secret"
+    );
+    assert_eq!(configs[1].admin.heartbeat_topic, "from-env");
+}
+
+#[test]
+fn errors_name_the_cluster_section_and_key() {
+    let text = format!("{TWO_CLUSTERS}[cluster:east:admin]\nproduce.period.seconds = soon\n");
+    let error = clusters(&text, &[]).unwrap_err().to_string();
+    assert!(
+        error.contains("[cluster:east:admin] produce.period.seconds"),
+        "{error}"
+    );
+
+    let text = format!("{TWO_CLUSTERS}[cluster:east:admin]\nmetrics.listener.port = 1\n");
+    let error = clusters(&text, &[]).unwrap_err().to_string();
+    assert!(
+        error.contains("[cluster:east:admin] metrics.listener.port: applies to the whole process"),
+        "{error}"
+    );
+
+    let text = format!("{TWO_CLUSTERS}[cluster:east]\nacks = sometimes\n");
+    let error = clusters(
+        &text.replace("[cluster:east]\nbootstrap.servers = east:9092\n", ""),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("[cluster:east] acks"), "{error}");
+
+    let error = clusters("[cluster:East]\nbootstrap.servers = a:1\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("unknown section [cluster:East]"), "{error}");
+    let error = clusters("[cluster:a:default]\nx = 1\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("unknown section [cluster:a:default]"),
+        "{error}"
+    );
+}

@@ -1,0 +1,232 @@
+//! The metrics of one monitored cluster, and their encoding.
+//!
+//! Each component declares its own families beside its code (a `metrics.rs` in its folder) and
+//! adds them to its cluster's [`ClusterMetrics`] when it is created; this module knows no
+//! component. `/metrics` encodes from memory: the `cluster` (configured name) and `cluster_id`
+//! labels are added to every series at encoding time, the id from the cluster's latest
+//! metadata, so a series never needs relabelling when the id becomes known.
+//! [`merge_families`] joins several clusters into one exposition.
+//!
+//! - [`labels`]: label sets several components share;
+//! - [`latency`]: histograms cut at a deadline, and exact quantiles over a recent window.
+
+pub(crate) mod labels;
+pub(crate) mod latency;
+
+use std::borrow::Cow;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::sync::lock;
+
+/// A component's metric families. Families are handles around shared atomics: registering
+/// clones of them into a scrape's registry exports the live values.
+pub(crate) trait Families: Send + Sync {
+    /// Registers every family into `registry` (under the `heartbeat` prefix).
+    fn register(&self, registry: &mut Registry);
+
+    /// Brings values computed at scrape time up to date (windowed quantiles); most
+    /// components have none.
+    fn refresh(&self, _now: Instant) {}
+}
+
+/// Labels of `heartbeat_build_info`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+    /// Not `instance`: Prometheus gives that name to the scrape target.
+    instance_id: String,
+}
+
+/// Every metric family of one monitored cluster: its identity, and what each of its
+/// components added.
+pub(crate) struct ClusterMetrics {
+    build_info: Family<BuildLabels, Gauge>,
+    components: Mutex<Vec<Arc<dyn Families>>>,
+}
+
+impl ClusterMetrics {
+    /// The metrics of a cluster monitored by running instance `instance_id`.
+    pub(crate) fn new(instance_id: &str) -> Self {
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                instance_id: instance_id.to_string(),
+            })
+            .set(1);
+        ClusterMetrics {
+            build_info,
+            components: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Exports a component's families from now on, after those added before.
+    pub(crate) fn add(&self, families: Arc<dyn Families>) {
+        lock(&self.components).push(families);
+    }
+
+    /// Appends the OpenMetrics text of these metrics, every series labelled with the
+    /// configured `cluster` name and the `cluster_id`, without the final `# EOF`.
+    pub(crate) fn encode(
+        &self,
+        out: &mut String,
+        cluster: &str,
+        cluster_id: &str,
+    ) -> std::fmt::Result {
+        let components = lock(&self.components).clone();
+        let now = Instant::now();
+        let labels = [
+            (Cow::Borrowed("cluster"), Cow::Owned(cluster.to_string())),
+            (
+                Cow::Borrowed("cluster_id"),
+                Cow::Owned(cluster_id.to_string()),
+            ),
+        ];
+        let mut registry = Registry::with_prefix_and_labels("heartbeat", labels.into_iter());
+        registry.register(
+            "build_info",
+            "Always 1; labelled with the version and this running instance's id (written into every heartbeat)",
+            self.build_info.clone(),
+        );
+        for component in &components {
+            component.refresh(now);
+            component.register(&mut registry);
+        }
+        prometheus_client::encoding::text::encode_registry(out, &registry)
+    }
+}
+
+/// Joins the expositions of several clusters into one: each metric family's `# HELP`,
+/// `# TYPE` and `# UNIT` lines once, followed by the samples of every cluster, in first-seen
+/// family order (OpenMetrics allows a family only once).
+pub(crate) fn merge_families(expositions: &[String]) -> String {
+    let mut order: Vec<String> = Vec::new();
+    let mut families: std::collections::HashMap<String, (String, String)> = Default::default();
+    for exposition in expositions {
+        let mut current: Option<String> = None;
+        for line in exposition.lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let name = rest.split(' ').next().unwrap_or_default().to_string();
+                let entry = families.entry(name.clone()).or_insert_with(|| {
+                    order.push(name.clone());
+                    (String::new(), String::new())
+                });
+                // The descriptor is taken from the first cluster only.
+                if entry.0.is_empty() {
+                    entry.0.push_str(line);
+                    entry.0.push('\n');
+                    current = Some(name);
+                } else {
+                    current = Some(format!("{name}\u{0}samples"));
+                }
+                continue;
+            }
+            let Some(name) = current.as_deref() else {
+                continue;
+            };
+            let (name, descriptor_open) = match name.strip_suffix("\u{0}samples") {
+                Some(name) => (name, false),
+                None => (name, true),
+            };
+            let Some(entry) = families.get_mut(name) else {
+                continue;
+            };
+            if line.starts_with("# ") {
+                if descriptor_open {
+                    entry.0.push_str(line);
+                    entry.0.push('\n');
+                }
+            } else {
+                entry.1.push_str(line);
+                entry.1.push('\n');
+            }
+        }
+    }
+    let mut out = String::new();
+    for name in order {
+        if let Some((descriptor, samples)) = families.get(&name) {
+            out.push_str(descriptor);
+            out.push_str(samples);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::labels::PartitionLabels;
+    use super::*;
+    use prometheus_client::metrics::counter::Counter;
+
+    /// A component with one counter per partition.
+    #[derive(Default)]
+    struct Produced(Family<PartitionLabels, Counter>);
+
+    impl Families for Produced {
+        fn register(&self, registry: &mut Registry) {
+            registry.register(
+                "messages_produced",
+                "Heartbeats acknowledged by the partition leader",
+                self.0.clone(),
+            );
+        }
+    }
+
+    fn cluster_with(count: u64) -> ClusterMetrics {
+        let metrics = ClusterMetrics::new("i");
+        let produced = Arc::new(Produced::default());
+        produced
+            .0
+            .get_or_create(&PartitionLabels::new(0))
+            .inc_by(count);
+        metrics.add(produced);
+        metrics
+    }
+
+    #[test]
+    fn every_series_carries_the_cluster_id() {
+        let mut out = String::new();
+        cluster_with(1).encode(&mut out, "prod", "abc").unwrap();
+        for line in out.lines().filter(|line| !line.starts_with('#')) {
+            assert!(line.contains("cluster_id=\"abc\""), "{line}");
+            assert!(line.contains("cluster=\"prod\""), "{line}");
+        }
+        assert!(out.contains("heartbeat_messages_produced_total{"));
+        assert!(out.contains("heartbeat_build_info{"));
+        assert!(!out.contains("# EOF"));
+    }
+
+    #[test]
+    fn clusters_share_each_family_once() {
+        let mut one = String::new();
+        let mut two = String::new();
+        cluster_with(1).encode(&mut one, "east", "id1").unwrap();
+        cluster_with(2).encode(&mut two, "west", "id2").unwrap();
+        let merged = merge_families(&[one, two]);
+        assert_eq!(
+            merged
+                .matches("# TYPE heartbeat_messages_produced counter")
+                .count(),
+            1
+        );
+        assert!(merged.contains("heartbeat_messages_produced_total{cluster=\"east\",cluster_id=\"id1\",partition=\"0\"} 1"), "{merged}");
+        assert!(merged.contains("heartbeat_messages_produced_total{cluster=\"west\",cluster_id=\"id2\",partition=\"0\"} 2"), "{merged}");
+        let help = merged.find("# HELP heartbeat_messages_produced ").unwrap();
+        let east = merged
+            .find("cluster=\"east\",cluster_id=\"id1\",partition")
+            .unwrap();
+        let west = merged
+            .find("cluster=\"west\",cluster_id=\"id2\",partition")
+            .unwrap();
+        assert!(
+            help < east && east < west,
+            "descriptor first, then both clusters' samples"
+        );
+    }
+}

@@ -1,0 +1,255 @@
+//! One broker's connection check: name resolution, the TCP handshake and, when the cluster is
+//! reached over TLS, the TLS handshake (see [`super::tls`]), each phase timed, the whole
+//! bounded by a timeout. The connection time reported is what a client pays to open a
+//! connection, nothing after it exists.
+
+use std::collections::HashSet;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpStream;
+
+use super::outcome::{CheckFailure, CheckSuccess, FailureReason, Phase};
+use super::tls::TlsCheck;
+use crate::sync::lock;
+
+/// Name lookups go through the system resolver on blocking threads, which a timeout cannot
+/// stop. A host whose previous lookup is still running is not looked up again, so a hanging
+/// resolver costs one thread per host, not one per host per round.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Resolver {
+    pending: Arc<Mutex<HashSet<(String, u16)>>>,
+}
+
+impl Resolver {
+    async fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, CheckFailure> {
+        let failure = |reason, detail: String| CheckFailure {
+            phase: Phase::Dns,
+            reason,
+            detail,
+            certificate_expiry: None,
+        };
+        let key = (host.to_string(), port);
+        if !self.lock().insert(key.clone()) {
+            return Err(failure(
+                FailureReason::Timeout,
+                format!("the previous lookup of {host} has not finished"),
+            ));
+        }
+        let pending = self.pending.clone();
+        let lookup = tokio::task::spawn_blocking(move || {
+            let result = (key.0.as_str(), key.1)
+                .to_socket_addrs()
+                .map(Iterator::collect);
+            lock(&pending).remove(&key);
+            result
+        });
+        match lookup.await {
+            Ok(Ok(addresses)) => Ok(addresses),
+            Ok(Err(error)) => Err(failure(
+                FailureReason::NameResolution,
+                format!("{host}: {error}"),
+            )),
+            Err(error) => Err(failure(
+                FailureReason::Other,
+                format!("lookup of {host} failed: {error}"),
+            )),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<(String, u16)>> {
+        lock(&self.pending)
+    }
+}
+
+/// Resolves `host`, opens a TCP connection to `port` (trying each address in turn as a client
+/// would) and, with `tls`, completes a verified TLS handshake. Each phase is timed; the whole
+/// check is bounded by `timeout`, and a timeout names the phase it cut short.
+pub(crate) async fn check_broker(
+    resolver: &Resolver,
+    tls: Option<&TlsCheck>,
+    host: &str,
+    port: u16,
+    timeout: Duration,
+) -> Result<CheckSuccess, CheckFailure> {
+    let start = Instant::now();
+    // The phase in progress, readable after a timeout has dropped the attempt.
+    let current = AtomicU8::new(0);
+    let attempt = async {
+        let mut phases = Vec::with_capacity(3);
+        let addresses = resolver.resolve(host, port).await?;
+        phases.push((Phase::Dns, start.elapsed()));
+        current.store(1, Ordering::Relaxed);
+        let connecting = Instant::now();
+        let mut last = CheckFailure {
+            phase: Phase::Dns,
+            reason: FailureReason::NameResolution,
+            detail: format!("{host} resolved to no address"),
+            certificate_expiry: None,
+        };
+        let mut connected = None;
+        for address in addresses {
+            match TcpStream::connect(address).await {
+                Ok(stream) => {
+                    connected = Some(stream);
+                    break;
+                }
+                Err(error) => {
+                    last = CheckFailure {
+                        phase: Phase::Tcp,
+                        reason: FailureReason::from_io(&error),
+                        detail: format!("{address}: {error}"),
+                        certificate_expiry: None,
+                    }
+                }
+            }
+        }
+        let stream = connected.ok_or(last)?;
+        phases.push((Phase::Tcp, connecting.elapsed()));
+        let mut certificate_expiry = None;
+        if let Some(tls) = tls {
+            current.store(2, Ordering::Relaxed);
+            let handshaking = Instant::now();
+            certificate_expiry =
+                tls.handshake(host, stream)
+                    .await
+                    .map_err(|failure| CheckFailure {
+                        phase: Phase::Tls,
+                        reason: failure.reason,
+                        detail: failure.detail,
+                        certificate_expiry: failure.certificate_expiry,
+                    })?;
+            phases.push((Phase::Tls, handshaking.elapsed()));
+        }
+        Ok(CheckSuccess {
+            total: start.elapsed(),
+            phases,
+            certificate_expiry,
+        })
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(result) => result,
+        Err(_) => Err(CheckFailure {
+            phase: Phase::ALL[usize::from(current.load(Ordering::Relaxed))],
+            reason: FailureReason::Timeout,
+            detail: format!("no connection within {}s", timeout.as_secs_f64()),
+            certificate_expiry: None,
+        }),
+    }
+}
+
+/// `host:port` pairs from `bootstrap.servers` (protocol prefixes and IPv6 brackets allowed).
+pub(super) fn parse_bootstrap_servers(servers: &str) -> Vec<(String, u16)> {
+    servers
+        .split(',')
+        .filter_map(|server| {
+            let server = server.trim();
+            let server = server.split_once("://").map_or(server, |(_, rest)| rest);
+            let (host, port) = server.rsplit_once(':')?;
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            Some((host.to_string(), port.parse().ok()?))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn check_local(port: u16) -> Result<CheckSuccess, CheckFailure> {
+        let timeout = Duration::from_secs(5);
+        check_broker(&Resolver::default(), None, "127.0.0.1", port, timeout).await
+    }
+
+    #[tokio::test]
+    async fn connects_to_a_listening_port() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let success = check_local(port).await.unwrap();
+        let phases: Vec<Phase> = success.phases.iter().map(|(phase, _)| *phase).collect();
+        assert_eq!(
+            phases,
+            vec![Phase::Dns, Phase::Tcp],
+            "no TLS phase without TLS"
+        );
+        let sum: Duration = success.phases.iter().map(|(_, elapsed)| *elapsed).sum();
+        assert!(sum <= success.total, "{success:?}");
+        assert_eq!(success.certificate_expiry, None);
+    }
+
+    #[test]
+    fn bootstrap_servers_are_parsed_like_librdkafka_does() {
+        assert_eq!(
+            parse_bootstrap_servers("a:9092, SASL_SSL://b.example.com:9093,[::1]:9094,bad"),
+            vec![
+                ("a".to_string(), 9092),
+                ("b.example.com".to_string(), 9093),
+                ("::1".to_string(), 9094)
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn closed_port_is_refused() {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let failure = check_local(port).await.unwrap_err();
+        assert_eq!(failure.reason, FailureReason::Refused);
+        assert_eq!(failure.phase, Phase::Tcp);
+    }
+
+    #[tokio::test]
+    async fn unknown_name_is_a_resolution_failure() {
+        let failure = check_broker(
+            &Resolver::default(),
+            None,
+            "no-such-host.invalid",
+            9092,
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(
+                failure.reason,
+                FailureReason::NameResolution | FailureReason::Timeout
+            ),
+            "{failure:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn unanswered_handshake_is_a_timeout() {
+        // A listener whose accept queue is full drops new handshakes: the client hears nothing.
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket
+            .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        socket.listen(0).unwrap();
+        let address = socket.local_addr().unwrap().as_socket().unwrap();
+        // Each successful check leaves its (closed, never accepted) connection in the queue.
+        let mut timed_out = None;
+        for _ in 0..8 {
+            let result = check_broker(
+                &Resolver::default(),
+                None,
+                "127.0.0.1",
+                address.port(),
+                Duration::from_millis(300),
+            )
+            .await;
+            if let Err(failure) = result {
+                assert_eq!(failure.reason, FailureReason::Timeout, "{failure}");
+                timed_out = Some(failure);
+                break;
+            }
+        }
+        assert!(timed_out.is_some(), "the handshake never timed out");
+        drop(socket);
+    }
+}

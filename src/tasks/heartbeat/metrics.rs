@@ -1,0 +1,199 @@
+//! The heartbeat's series: what was produced, acknowledged, read back, lost, duplicated or
+//! skipped, per partition (and leader), with latencies; and how well the beats keep their grid.
+
+use std::time::{Duration, Instant};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+use super::outcome::{ProduceFailure, SkipKind};
+use crate::cluster::{ClusterSnapshot, NO_LEADER};
+use crate::config::AdminSettings;
+use crate::metrics::labels::{KindLabels, PartitionLabels, PartitionLeaderLabels};
+use crate::metrics::latency::{buckets_up_to, Latency};
+use crate::metrics::Families;
+
+/// Labels of `heartbeat_produce_failures_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProduceFailureLabels {
+    partition: String,
+    leader: String,
+    reason: String,
+}
+
+#[derive(Debug)]
+pub(super) struct HeartbeatMetrics {
+    pub(super) messages_produced: Family<PartitionLabels, Counter>,
+    produce_failures: Family<ProduceFailureLabels, Counter>,
+    pub(super) produce_latency: Latency,
+    pub(super) messages_consumed: Family<PartitionLabels, Counter>,
+    pub(super) end_to_end_latency: Latency,
+    messages_lost: Family<PartitionLeaderLabels, Counter>,
+    pub(super) messages_duplicated: Family<PartitionLabels, Counter>,
+    messages_skipped: Family<KindLabels, Counter>,
+    pub(super) messages_in_flight: Gauge,
+    pub(super) beat_delay: Histogram,
+    pub(super) beats_missed: Counter,
+}
+
+impl HeartbeatMetrics {
+    /// Latency histograms ending at `heartbeat.lost.after.seconds`, quantiles over
+    /// `latency.window.seconds`; every skip kind at zero.
+    pub(super) fn new(admin: &AdminSettings) -> Self {
+        let metrics = HeartbeatMetrics {
+            messages_produced: Family::default(),
+            produce_failures: Family::default(),
+            produce_latency: Latency::new(admin.lost_after, admin.latency_window),
+            messages_consumed: Family::default(),
+            end_to_end_latency: Latency::new(admin.lost_after, admin.latency_window),
+            messages_lost: Family::default(),
+            messages_duplicated: Family::default(),
+            messages_skipped: Family::default(),
+            messages_in_flight: Gauge::default(),
+            beat_delay: Histogram::new(buckets_up_to(Duration::from_secs(1))),
+            beats_missed: Counter::default(),
+        };
+        for kind in SkipKind::ALL {
+            drop(
+                metrics
+                    .messages_skipped
+                    .get_or_create(&KindLabels::new(kind.as_str())),
+            );
+        }
+        metrics
+    }
+
+    /// Creates the counters of the partitions whose leader is new in `snapshot` (all of them
+    /// at first) at zero, for that leader.
+    pub(super) fn follow_leaders(&self, previous: &ClusterSnapshot, snapshot: &ClusterSnapshot) {
+        for (id, partition) in &snapshot.partitions {
+            if previous.partitions.get(id).map(|old| old.leader) != Some(partition.leader) {
+                self.init_partition(*id, partition.leader.unwrap_or(NO_LEADER));
+            }
+        }
+    }
+
+    fn init_partition(&self, partition: i32, leader: i32) {
+        let labels = PartitionLabels::new(partition);
+        drop(self.messages_produced.get_or_create(&labels));
+        drop(self.messages_consumed.get_or_create(&labels));
+        drop(self.messages_duplicated.get_or_create(&labels));
+        drop(
+            self.messages_lost
+                .get_or_create(&PartitionLeaderLabels::new(partition, leader)),
+        );
+        for reason in ProduceFailure::CREATED_AT_ZERO {
+            drop(self.produce_failures.get_or_create(&ProduceFailureLabels {
+                partition: labels.partition.clone(),
+                leader: leader.to_string(),
+                reason: reason.as_str().to_string(),
+            }));
+        }
+    }
+
+    pub(super) fn count_failure(&self, partition: i32, leader: i32, reason: ProduceFailure) {
+        self.produce_failures
+            .get_or_create(&ProduceFailureLabels {
+                partition: partition.to_string(),
+                leader: leader.to_string(),
+                reason: reason.as_str().to_string(),
+            })
+            .inc();
+    }
+
+    pub(super) fn count_lost(&self, partition: i32, leader: i32) {
+        self.messages_lost
+            .get_or_create(&PartitionLeaderLabels::new(partition, leader))
+            .inc();
+    }
+
+    pub(super) fn count_skipped(&self, kind: SkipKind) {
+        self.messages_skipped
+            .get_or_create(&KindLabels::new(kind.as_str()))
+            .inc();
+    }
+}
+
+impl Families for HeartbeatMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "messages_produced",
+            "Heartbeats acknowledged by the partition leader",
+            self.messages_produced.clone(),
+        );
+        registry.register(
+            "produce_failures",
+            "Heartbeats the producer failed to deliver, by partition, leader and reason",
+            self.produce_failures.clone(),
+        );
+        registry.register_with_unit(
+            "produce_latency",
+            "Time from sending a heartbeat to the leader's acknowledgement",
+            Unit::Seconds,
+            self.produce_latency.histogram.clone(),
+        );
+        registry.register_with_unit(
+            "produce_latency_recent",
+            "Exact quantiles of the acknowledgement latency over the last latency.window.seconds",
+            Unit::Seconds,
+            self.produce_latency.recent.clone(),
+        );
+        registry.register(
+            "messages_consumed",
+            "Heartbeats of this instance read back from the topic",
+            self.messages_consumed.clone(),
+        );
+        registry.register_with_unit(
+            "end_to_end_latency",
+            "Time from sending a heartbeat to reading it back",
+            Unit::Seconds,
+            self.end_to_end_latency.histogram.clone(),
+        );
+        registry.register_with_unit(
+            "end_to_end_latency_recent",
+            "Exact quantiles of the end-to-end latency over the last latency.window.seconds",
+            Unit::Seconds,
+            self.end_to_end_latency.recent.clone(),
+        );
+        registry.register(
+            "messages_lost",
+            "Acknowledged or pending heartbeats not read back within the deadline",
+            self.messages_lost.clone(),
+        );
+        registry.register(
+            "messages_duplicated",
+            "Heartbeats of this instance read back more than once",
+            self.messages_duplicated.clone(),
+        );
+        registry.register(
+            "messages_skipped",
+            "Records on the heartbeat topic that were not measured, by kind",
+            self.messages_skipped.clone(),
+        );
+        registry.register(
+            "messages_in_flight",
+            "Heartbeats sent and not yet read back, failed or lost",
+            self.messages_in_flight.clone(),
+        );
+        registry.register_with_unit(
+            "beat_delay",
+            "How late each beat started against its slot on the produce grid",
+            Unit::Seconds,
+            self.beat_delay.clone(),
+        );
+        registry.register(
+            "beats_missed",
+            "Beats skipped because an earlier one started a whole period late",
+            self.beats_missed.clone(),
+        );
+    }
+
+    fn refresh(&self, now: Instant) {
+        self.produce_latency.publish(now);
+        self.end_to_end_latency.publish(now);
+    }
+}

@@ -1,0 +1,55 @@
+//! The heartbeat: one timestamped message per period to every partition of the heartbeat
+//! topic, each read back by this instance, so every partition proves every period that the
+//! cluster takes writes and serves reads, end to end.
+//!
+//! Two tasks share what they need here and nothing else does: the message tracker (what was
+//! sent and not yet seen back) and the set of partitions the consumer is positioned on (only
+//! those get heartbeats, so a heartbeat is never sent before its reader is in place).
+//!
+//! - [`producer`]: the beats, on a fixed grid; acknowledgement latency;
+//! - [`consumer`]: reads them back; end-to-end latency, lost, duplicated, skipped;
+//! - [`state`]: what the two share: the tracker and the positioned partitions;
+//! - [`tracker`]: what is in flight, and what became of each heartbeat;
+//! - [`message`]: the payload;
+//! - [`outcome`]: produce failure reasons and skip kinds (the label values);
+//! - [`metrics`]: the heartbeat's series.
+
+mod consumer;
+pub(crate) mod message;
+mod metrics;
+mod outcome;
+mod producer;
+mod state;
+mod tracker;
+
+use std::sync::Arc;
+
+use rdkafka::error::KafkaError;
+
+pub(crate) use self::consumer::EndToEndConsumer;
+pub(crate) use self::producer::HeartbeatProducer;
+
+use self::metrics::HeartbeatMetrics;
+use self::state::HeartbeatState;
+use crate::cluster::ClusterShared;
+
+/// Why the heartbeat's clients could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum HeartbeatError {
+    #[error("cannot create the heartbeat producer: {0}")]
+    Producer(KafkaError),
+    #[error("cannot create the end-to-end consumer: {0}")]
+    Consumer(KafkaError),
+}
+
+/// The heartbeat's two tasks for the cluster of `shared`, with their clients.
+pub(crate) fn tasks(
+    shared: &Arc<ClusterShared>,
+) -> Result<(HeartbeatProducer, EndToEndConsumer), HeartbeatError> {
+    let metrics = Arc::new(HeartbeatMetrics::new(&shared.config.admin));
+    let heartbeat = Arc::new(HeartbeatState::new(shared, metrics.clone()));
+    shared.metrics.add(metrics);
+    let producer = HeartbeatProducer::new(heartbeat.clone()).map_err(HeartbeatError::Producer)?;
+    let consumer = EndToEndConsumer::new(heartbeat).map_err(HeartbeatError::Consumer)?;
+    Ok((producer, consumer))
+}

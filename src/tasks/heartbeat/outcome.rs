@@ -1,0 +1,137 @@
+//! What can become of a heartbeat, as the heartbeat series label it: why the producer could
+//! not deliver one (the `reason` of `heartbeat_produce_failures_total`), and why a record read
+//! from the topic was not measured (the `kind` of `heartbeat_messages_skipped_total`).
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+/// Why a heartbeat was not delivered; the `reason` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ProduceFailure {
+    /// No acknowledgement within `message.timeout.ms`, or a request timed out.
+    TimedOut,
+    /// librdkafka's queue is full (the cluster has not taken what was sent).
+    QueueFull,
+    /// The account may not write to the topic (an ACL).
+    AuthorizationFailed,
+    /// The partition (or topic) is unknown to the broker or the client.
+    UnknownPartition,
+    /// The broker written to does not lead the partition (an election is under way).
+    NotLeader,
+    /// The broker refused it for another reason.
+    Rejected,
+    /// The client failed for another reason.
+    Other,
+}
+
+impl ProduceFailure {
+    /// The failures every partition's series show from the start, at zero: a leader that
+    /// does not answer, and one that refuses.
+    pub(super) const CREATED_AT_ZERO: [ProduceFailure; 2] =
+        [ProduceFailure::TimedOut, ProduceFailure::Rejected];
+
+    /// Why `error` failed a heartbeat.
+    pub(super) fn of(error: &KafkaError) -> Self {
+        let Some(code) = error.rdkafka_error_code() else {
+            return ProduceFailure::Other;
+        };
+        match code {
+            RDKafkaErrorCode::MessageTimedOut | RDKafkaErrorCode::RequestTimedOut => {
+                ProduceFailure::TimedOut
+            }
+            RDKafkaErrorCode::QueueFull => ProduceFailure::QueueFull,
+            RDKafkaErrorCode::TopicAuthorizationFailed
+            | RDKafkaErrorCode::ClusterAuthorizationFailed => ProduceFailure::AuthorizationFailed,
+            RDKafkaErrorCode::UnknownTopicOrPartition
+            | RDKafkaErrorCode::UnknownPartition
+            | RDKafkaErrorCode::UnknownTopic => ProduceFailure::UnknownPartition,
+            RDKafkaErrorCode::NotLeaderForPartition | RDKafkaErrorCode::LeaderNotAvailable => {
+                ProduceFailure::NotLeader
+            }
+            // Positive codes come from the broker; negative ones are the client's own.
+            code if (code as i32) > 0 => ProduceFailure::Rejected,
+            _ => ProduceFailure::Other,
+        }
+    }
+
+    /// The `reason` label.
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            ProduceFailure::TimedOut => "timed_out",
+            ProduceFailure::QueueFull => "queue_full",
+            ProduceFailure::AuthorizationFailed => "authorization_failed",
+            ProduceFailure::UnknownPartition => "unknown_partition",
+            ProduceFailure::NotLeader => "not_leader",
+            ProduceFailure::Rejected => "rejected",
+            ProduceFailure::Other => "other",
+        }
+    }
+}
+
+/// Why a record on the heartbeat topic was not measured; the `kind` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum SkipKind {
+    /// A heartbeat of another running cc-heartbeat instance.
+    OtherInstance,
+    /// A heartbeat sent before this process started (an earlier run).
+    Stale,
+    /// The original Python tool's `{"timestamp": …}` payload.
+    Legacy,
+    /// No value.
+    Empty,
+    /// JSON of another shape.
+    OtherJson,
+    /// Not JSON.
+    Undecodable,
+    /// One of ours, read after it had been counted lost or failed.
+    Late,
+    /// One of ours with a sequence number we have no record of.
+    UnknownSequence,
+    /// One of ours found on a partition other than the one it was sent to.
+    Misplaced,
+}
+
+impl SkipKind {
+    pub(super) const ALL: [SkipKind; 9] = [
+        SkipKind::OtherInstance,
+        SkipKind::Stale,
+        SkipKind::Legacy,
+        SkipKind::Empty,
+        SkipKind::OtherJson,
+        SkipKind::Undecodable,
+        SkipKind::Late,
+        SkipKind::UnknownSequence,
+        SkipKind::Misplaced,
+    ];
+
+    /// The `kind` label.
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            SkipKind::OtherInstance => "other_instance",
+            SkipKind::Stale => "stale",
+            SkipKind::Legacy => "legacy",
+            SkipKind::Empty => "empty",
+            SkipKind::OtherJson => "other_json",
+            SkipKind::Undecodable => "undecodable",
+            SkipKind::Late => "late",
+            SkipKind::UnknownSequence => "unknown_sequence",
+            SkipKind::Misplaced => "misplaced",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_separate_timeouts_from_rejections() {
+        let reason = |code| ProduceFailure::of(&KafkaError::MessageProduction(code)).as_str();
+        assert_eq!(reason(RDKafkaErrorCode::MessageTimedOut), "timed_out");
+        assert_eq!(
+            reason(RDKafkaErrorCode::TopicAuthorizationFailed),
+            "authorization_failed"
+        );
+        assert_eq!(reason(RDKafkaErrorCode::InvalidRecord), "rejected");
+        assert_eq!(reason(RDKafkaErrorCode::QueueFull), "queue_full");
+    }
+}

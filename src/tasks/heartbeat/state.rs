@@ -1,0 +1,42 @@
+//! What the heartbeat's producer and consumer of one cluster share, and nothing else does.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::watch;
+
+use super::metrics::HeartbeatMetrics;
+use super::tracker::MessageTracker;
+use crate::cluster::ClusterShared;
+use crate::sync::lock;
+
+/// What the producer and the consumer of one cluster share.
+pub(super) struct HeartbeatState {
+    pub(super) shared: Arc<ClusterShared>,
+    pub(super) metrics: Arc<HeartbeatMetrics>,
+    tracker: Mutex<MessageTracker>,
+    /// Partitions the end-to-end consumer is positioned on; only these get heartbeats, so a
+    /// heartbeat is never sent before its reader is in place.
+    pub(super) reading: watch::Sender<Arc<BTreeSet<i32>>>,
+}
+
+impl HeartbeatState {
+    /// Nothing in flight, no partition positioned yet.
+    pub(super) fn new(shared: &Arc<ClusterShared>, metrics: Arc<HeartbeatMetrics>) -> Self {
+        HeartbeatState {
+            shared: shared.clone(),
+            metrics,
+            tracker: Mutex::new(MessageTracker::new(shared.config.admin.lost_after)),
+            reading: watch::Sender::new(Arc::new(BTreeSet::new())),
+        }
+    }
+
+    pub(super) fn tracker(&self) -> MutexGuard<'_, MessageTracker> {
+        lock(&self.tracker)
+    }
+
+    /// Sets the in-flight gauge from the tracker's count.
+    pub(super) fn set_in_flight(&self, pending: usize) {
+        self.metrics.messages_in_flight.set(pending as i64);
+    }
+}

@@ -1,0 +1,166 @@
+//! The metadata task's series: whether the cluster answers, its brokers and controller, the
+//! heartbeat topic's partitions and leaders, and every change seen.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::{Registry, Unit};
+
+use super::snapshot::Change;
+use crate::clock::unix_seconds;
+use crate::cluster::{Broker, ClusterSnapshot, NO_LEADER};
+use crate::metrics::labels::{BrokerLabels, KindLabels, PartitionLabels};
+use crate::metrics::Families;
+
+/// Labels of `heartbeat_broker_info`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BrokerInfoLabels {
+    broker: String,
+    host: String,
+    port: String,
+    rack: String,
+}
+
+impl BrokerInfoLabels {
+    fn of(broker: &Broker) -> Self {
+        BrokerInfoLabels {
+            broker: broker.id.to_string(),
+            host: broker.host.clone(),
+            port: broker.port.to_string(),
+            rack: broker.rack.clone().unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub(super) struct MetadataMetrics {
+    up: Gauge,
+    brokers: Gauge,
+    controller_id: Gauge,
+    broker_info: Family<BrokerInfoLabels, Gauge>,
+    broker_missing: Family<BrokerLabels, Gauge>,
+    refresh_failures: Counter,
+    changes: Family<KindLabels, Counter>,
+    last_refresh: Gauge<f64, AtomicU64>,
+    topic_partitions: Gauge,
+    partition_leader: Family<PartitionLabels, Gauge>,
+}
+
+impl MetadataMetrics {
+    /// Every change kind at zero, the controller unknown.
+    pub(super) fn new() -> Self {
+        let metrics = MetadataMetrics::default();
+        for kind in Change::KINDS {
+            drop(metrics.changes.get_or_create(&KindLabels::new(kind)));
+        }
+        metrics.controller_id.set(-1);
+        metrics
+    }
+
+    /// A refresh failed: the cluster is not up.
+    pub(super) fn record_failure(&self) {
+        self.up.set(0);
+        self.refresh_failures.inc();
+    }
+
+    /// A refresh succeeded with `snapshot` after `previous`, seeing `changes`.
+    pub(super) fn record(
+        &self,
+        previous: &ClusterSnapshot,
+        snapshot: &ClusterSnapshot,
+        changes: &[Change],
+    ) {
+        self.up.set(1);
+        self.last_refresh.set(unix_seconds());
+        self.brokers.set(snapshot.listed_brokers().count() as i64);
+        self.controller_id
+            .set(snapshot.controller_id.map_or(-1, i64::from));
+        for change in changes {
+            self.changes
+                .get_or_create(&KindLabels::new(change.kind()))
+                .inc();
+            if let Change::BrokerForgotten(broker) = change {
+                self.broker_info.remove(&BrokerInfoLabels::of(broker));
+                self.broker_missing.remove(&BrokerLabels::new(broker.id));
+            }
+        }
+        for broker in snapshot.brokers.values() {
+            if let Some(old) = previous.brokers.get(&broker.id) {
+                if old.host != broker.host || old.port != broker.port || old.rack != broker.rack {
+                    self.broker_info.remove(&BrokerInfoLabels::of(old));
+                }
+            }
+            self.broker_info
+                .get_or_create(&BrokerInfoLabels::of(broker))
+                .set(1);
+            self.broker_missing
+                .get_or_create(&BrokerLabels::new(broker.id))
+                .set(i64::from(broker.missing_since.is_some()));
+        }
+        self.topic_partitions.set(snapshot.partitions.len() as i64);
+        for (id, partition) in &snapshot.partitions {
+            self.partition_leader
+                .get_or_create(&PartitionLabels::new(*id))
+                .set(i64::from(partition.leader.unwrap_or(NO_LEADER)));
+        }
+    }
+}
+
+impl Families for MetadataMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "up",
+            "1 when the last metadata request to the cluster succeeded, else 0",
+            self.up.clone(),
+        );
+        registry.register(
+            "brokers",
+            "Brokers listed in the latest metadata",
+            self.brokers.clone(),
+        );
+        registry.register(
+            "controller_id",
+            "Broker id of the active controller (-1 when unknown)",
+            self.controller_id.clone(),
+        );
+        registry.register(
+            "broker_info",
+            "Always 1 for each known broker; labelled with its advertised host, port and rack",
+            self.broker_info.clone(),
+        );
+        registry.register(
+            "broker_missing",
+            "1 when the broker was seen before but is absent from the latest metadata",
+            self.broker_missing.clone(),
+        );
+        registry.register(
+            "metadata_refresh_failures",
+            "Metadata requests that failed or timed out",
+            self.refresh_failures.clone(),
+        );
+        registry.register(
+            "metadata_changes",
+            "Changes seen in cluster metadata, by kind",
+            self.changes.clone(),
+        );
+        registry.register_with_unit(
+            "metadata_last_refresh_timestamp",
+            "Unix time of the last successful metadata refresh",
+            Unit::Seconds,
+            self.last_refresh.clone(),
+        );
+        registry.register(
+            "topic_partitions",
+            "Partitions of the heartbeat topic in the latest metadata",
+            self.topic_partitions.clone(),
+        );
+        registry.register(
+            "partition_leader",
+            "Broker id leading each heartbeat topic partition (-1 when leaderless)",
+            self.partition_leader.clone(),
+        );
+    }
+}

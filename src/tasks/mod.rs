@@ -1,0 +1,17 @@
+//! The tasks that monitor one cluster, a folder each. Every task is a struct with `new` (which
+//! creates its clients and its metric families, at zero where they count) and
+//! `async fn run(self, cancel)`; it owns its loop, its state and its series, and forgets its
+//! own series when a broker or partition goes. Tasks share only what [`crate::cluster`] holds.
+//!
+//! - [`metadata`]: the cluster's id, controller, brokers and the heartbeat topic's leaders,
+//!   published for the others; every change counted;
+//! - [`connectivity`]: a timed DNS, TCP and TLS check of every broker;
+//! - [`heartbeat`]: one message per period to every partition, read back: loss and latency;
+//! - [`topic`]: keeps the heartbeat topic in shape;
+//! - [`scan`]: the whole cluster's topics and partitions, consumer groups and their lag.
+
+pub(crate) mod connectivity;
+pub(crate) mod heartbeat;
+pub(crate) mod metadata;
+pub(crate) mod scan;
+pub(crate) mod topic;

@@ -1,0 +1,120 @@
+//! The cluster overview: how many topics and partitions the cluster has, and how many of its
+//! partitions are under-replicated (fewer in-sync replicas than replicas) or offline (no
+//! leader), from one metadata request for every topic.
+
+use std::time::Duration;
+
+use rdkafka::admin::AdminClient;
+use rdkafka::error::KafkaError;
+
+use crate::kafka::client::ClientLog;
+use crate::kafka::TopicPartition;
+
+/// One partition as the scan sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct PartitionHealth {
+    /// Leader broker id, `None` when offline.
+    pub(super) leader: Option<i32>,
+    pub(super) replicas: usize,
+    pub(super) in_sync: usize,
+}
+
+/// What one scan counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct ClusterOverview {
+    pub(super) topics: usize,
+    pub(super) partitions: usize,
+    pub(super) under_replicated: usize,
+    pub(super) offline: usize,
+}
+
+/// Counts topics and partitions, and the unhealthy ones, from each topic's partitions.
+pub(super) fn overview<'a>(
+    topics: impl IntoIterator<Item = &'a [PartitionHealth]>,
+) -> ClusterOverview {
+    let mut overview = ClusterOverview::default();
+    for partitions in topics {
+        overview.topics += 1;
+        for partition in partitions {
+            overview.partitions += 1;
+            if partition.leader.is_none() {
+                overview.offline += 1;
+            }
+            if partition.in_sync < partition.replicas {
+                overview.under_replicated += 1;
+            }
+        }
+    }
+    overview
+}
+
+/// Asks for the metadata of every topic: the overview, and every partition of the topics
+/// `topic_wanted` accepts. Blocking.
+pub(super) fn fetch_overview(
+    client: &AdminClient<ClientLog>,
+    timeout: Duration,
+    topic_wanted: &dyn Fn(&str) -> bool,
+) -> Result<(ClusterOverview, Vec<TopicPartition>), KafkaError> {
+    let metadata = client.inner().fetch_metadata(None, timeout)?;
+    let wanted = metadata
+        .topics()
+        .iter()
+        .filter(|topic| topic_wanted(topic.name()))
+        .flat_map(|topic| {
+            topic
+                .partitions()
+                .iter()
+                .map(|partition| (topic.name().to_string(), partition.id()))
+        })
+        .collect();
+    let topics: Vec<Vec<PartitionHealth>> = metadata
+        .topics()
+        .iter()
+        .map(|topic| {
+            topic
+                .partitions()
+                .iter()
+                .map(|partition| PartitionHealth {
+                    leader: (partition.leader() >= 0).then_some(partition.leader()),
+                    replicas: partition.replicas().len(),
+                    in_sync: partition.isr().len(),
+                })
+                .collect()
+        })
+        .collect();
+    Ok((overview(topics.iter().map(Vec::as_slice)), wanted))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unhealthy_partitions_are_counted() {
+        let healthy = PartitionHealth {
+            leader: Some(1),
+            replicas: 3,
+            in_sync: 3,
+        };
+        let lagging = PartitionHealth {
+            leader: Some(2),
+            replicas: 3,
+            in_sync: 2,
+        };
+        let offline = PartitionHealth {
+            leader: None,
+            replicas: 3,
+            in_sync: 0,
+        };
+        let topics = [vec![healthy, lagging], vec![offline], vec![]];
+        assert_eq!(
+            overview(topics.iter().map(Vec::as_slice)),
+            ClusterOverview {
+                topics: 3,
+                partitions: 3,
+                under_replicated: 2,
+                offline: 1
+            }
+        );
+    }
+}

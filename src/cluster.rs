@@ -1,7 +1,7 @@
 //! What the tasks of one cluster share: its configuration, what metadata said last, the facts
 //! readiness is decided from, and the set its metrics are exported from.
 //!
-//! The metadata task publishes an immutable [`ClusterSnapshot`] through a `watch` channel; the
+//! The metadata task publishes an immutable `ClusterSnapshot` through a `watch` channel; the
 //! other tasks read the latest one (or wait for the next) without locking each other out.
 //! [`Status`] holds the few facts readiness is decided from.
 

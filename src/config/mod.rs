@@ -9,10 +9,10 @@
 //! Every error names where the bad value came from (file, section and key, or the variable),
 //! and never echoes a secret.
 //!
-//! - [`ini`]: the literal INI reader;
-//! - [`raw`]: values with their origin, section names, environment overrides;
-//! - [`admin`]: the `[admin]` keys, each declared once;
-//! - [`properties`]: librdkafka properties: merging, secrets, SASL credentials.
+//! - `ini`: the literal INI reader;
+//! - `raw`: values with their origin, section names, environment overrides;
+//! - `admin`: the `[admin]` keys, each declared once;
+//! - `properties`: librdkafka properties: merging, secrets, SASL credentials.
 
 mod admin;
 mod ini;

@@ -158,6 +158,18 @@ pub(crate) fn merge_families(expositions: &[String]) -> String {
     out
 }
 
+/// The OpenMetrics text of one component's families alone: for its unit tests.
+#[cfg(test)]
+pub(crate) fn encode_alone(families: &dyn Families) -> String {
+    let mut registry = Registry::with_prefix("heartbeat");
+    families.refresh(Instant::now());
+    families.register(&mut registry);
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode_registry(&mut out, &registry)
+        .expect("encoding to a string");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::labels::PartitionLabels;

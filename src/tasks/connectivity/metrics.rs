@@ -185,3 +185,36 @@ impl Families for ConnectivityMetrics {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::encode_alone;
+
+    fn failure_series(metrics: &ConnectivityMetrics, broker: &str) -> usize {
+        encode_alone(metrics)
+            .lines()
+            .filter(|line| line.starts_with("heartbeat_connection_failures_total{"))
+            .filter(|line| line.contains(&format!("broker=\"{broker}\"")))
+            .count()
+    }
+
+    #[test]
+    fn every_reason_of_every_phase_starts_at_zero_and_goes_with_its_broker() {
+        let metrics = ConnectivityMetrics::new(Duration::from_secs(5));
+        metrics.init_broker("1", true);
+        metrics.init_broker("2", false);
+        let all: usize = Phase::ALL.iter().map(|phase| phase.reasons().len()).sum();
+        assert_eq!(failure_series(&metrics, "1"), all);
+        assert_eq!(
+            failure_series(&metrics, "2"),
+            all - Phase::Tls.reasons().len()
+        );
+        metrics.forget_broker("1");
+        assert_eq!(failure_series(&metrics, "1"), 0);
+        assert!(
+            !encode_alone(&metrics).contains("broker=\"1\""),
+            "every series of a forgotten broker goes"
+        );
+    }
+}

@@ -197,3 +197,56 @@ impl Families for HeartbeatMetrics {
         self.end_to_end_latency.publish(now);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::cluster::Partition;
+    use crate::config::Config;
+    use crate::metrics::encode_alone;
+
+    fn snapshot(leaders: &[Option<i32>]) -> ClusterSnapshot {
+        let partitions: BTreeMap<i32, Partition> = leaders
+            .iter()
+            .enumerate()
+            .map(|(id, leader)| {
+                let id = id as i32;
+                let partition = Partition {
+                    id,
+                    replicas: 3,
+                    leader: *leader,
+                };
+                (id, partition)
+            })
+            .collect();
+        ClusterSnapshot {
+            partitions,
+            ..ClusterSnapshot::default()
+        }
+    }
+
+    #[test]
+    fn a_new_leader_gets_its_partitions_series_at_zero() {
+        let config = Config::for_test("", &[]).unwrap();
+        let metrics = HeartbeatMetrics::new(&config.admin);
+        let first = snapshot(&[Some(1), Some(2)]);
+        metrics.follow_leaders(&ClusterSnapshot::default(), &first);
+        metrics.follow_leaders(&first, &snapshot(&[Some(1), None]));
+        let text = encode_alone(&metrics);
+        for series in [
+            "heartbeat_messages_produced_total{partition=\"1\"} 0",
+            "heartbeat_messages_lost_total{partition=\"1\",leader=\"2\"} 0",
+            "heartbeat_messages_lost_total{partition=\"1\",leader=\"-1\"} 0",
+            "heartbeat_produce_failures_total{partition=\"0\",leader=\"1\",reason=\"timed_out\"} 0",
+            "heartbeat_produce_failures_total{partition=\"1\",leader=\"-1\",reason=\"rejected\"} 0",
+        ] {
+            assert!(text.contains(series), "{series} missing:\n{text}");
+        }
+        assert_eq!(
+            text.matches("heartbeat_messages_skipped_total{").count(),
+            SkipKind::ALL.len()
+        );
+    }
+}

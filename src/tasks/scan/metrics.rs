@@ -473,3 +473,33 @@ impl ScanMetrics {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::encode_alone;
+
+    fn series(text: &str, family: &str) -> usize {
+        text.lines()
+            .filter(|line| line.starts_with(&format!("{family}{{")))
+            .count()
+    }
+
+    #[test]
+    fn every_failure_kind_and_probe_outcome_starts_at_zero() {
+        let text = encode_alone(&ScanMetrics::new(true));
+        assert_eq!(
+            series(&text, "heartbeat_cluster_scan_failures_total"),
+            ScanPart::ALL.len()
+        );
+        assert_eq!(
+            series(&text, "heartbeat_consumer_group_lag_probes_total"),
+            ProbeOutcome::KINDS.len()
+        );
+        let without_probe = encode_alone(&ScanMetrics::new(false));
+        assert_eq!(
+            series(&without_probe, "heartbeat_consumer_group_lag_probes_total"),
+            0
+        );
+    }
+}

@@ -2,11 +2,12 @@
 # Installs the Debian packages building and testing cc-heartbeat need, where missing:
 # build tools and libraries for rdkafka (librdkafka with system OpenSSL and zlib), pip for
 # fetching test tools from PyPI, stunnel4 (TLS in front of the mock cluster in tests),
-# prometheus with promtool and docker-compose (checks of the deployment files).
+# prometheus with promtool and docker-compose (checks of the deployment files), and a Java 17
+# runtime with Maven (the real Apache Kafka cluster of the tests, its jars from Maven Central).
 set -euo pipefail
 
 packages=(build-essential pkg-config libssl-dev zlib1g-dev perl python3 python3-pip stunnel4
-  prometheus docker-compose)
+  prometheus docker-compose openjdk-17-jre-headless maven)
 missing=()
 for package in "${packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

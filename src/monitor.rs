@@ -42,8 +42,8 @@ impl ClusterMonitor {
     pub(crate) fn start(config: Config, cancel: &CancellationToken) -> Result<Self, MonitorError> {
         let shared = ClusterShared::new(config);
         let admin: AdminClient<ClientLog> = client_config(&shared.config, Role::Admin)
-            .create_with_context(ClientLog::new(
-                &shared.config.name,
+            .create_with_context(ClientLog::for_cluster(
+                &shared.config,
                 Role::Admin,
                 shared.status.clone(),
             ))

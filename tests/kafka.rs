@@ -161,3 +161,76 @@ async fn the_confluent_cloud_path_creates_the_topic_and_beats_every_partition() 
     cluster.delete_topic(topic).await;
     revoke(cluster, user, &acls);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_is_named_with_mechanism_and_user_never_the_secret() {
+    let cluster = KafkaCluster::shared();
+    let (user, _) = PLAIN_USERS[0];
+    let wrong = "not-the-heartbeat-password";
+    let mut exporter = Exporter::start(&exporter_ini(
+        &cluster.client_properties("PLAIN", user, wrong),
+        "auth-heartbeat",
+        "",
+    ));
+    let metrics = exporter
+        .wait_for("metadata refused", Duration::from_secs(30), |m| {
+            m.sum("heartbeat_metadata_refresh_failures_total", &[]) >= 1.0
+        })
+        .await;
+    assert_eq!(metrics.sum("heartbeat_up", &[]), 0.0);
+    let (status, body) = exporter.ready().await;
+    assert_eq!(status, 503, "{body}");
+    for named in [
+        "SASL authentication",
+        "sasl.mechanisms=PLAIN",
+        "sasl.username=heartbeat",
+    ] {
+        assert!(body.contains(named), "/ready does not name {named}: {body}");
+    }
+    assert!(!body.contains(wrong), "/ready shows the password: {body}");
+    let log = exporter.process.log();
+    assert!(
+        log.contains("authentication failed (sasl.mechanisms=PLAIN, sasl.username=heartbeat)"),
+        "{log}"
+    );
+    assert!(!log.contains(wrong), "the log shows the password");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scram_user_created_after_the_start_is_picked_up_without_a_restart() {
+    let cluster = KafkaCluster::shared();
+    let (user, password) = ("late-scram-user", "late-scram-secret");
+    let topic = "scram-heartbeat";
+    let exporter = Exporter::start(&exporter_ini(
+        &cluster.client_properties("SCRAM-SHA-512", user, password),
+        topic,
+        "",
+    ));
+    exporter
+        .wait_for("SCRAM refused", Duration::from_secs(30), |m| {
+            m.sum("heartbeat_metadata_refresh_failures_total", &[]) >= 1.0
+        })
+        .await;
+    let (status, body) = exporter.ready().await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("sasl.mechanisms=SCRAM-SHA-512, sasl.username=late-scram-user"),
+        "{body}"
+    );
+    cluster.scram_user(user, password);
+    let acls = grant(cluster, user, topic);
+    let metrics = exporter
+        .wait_for(
+            "heartbeats once the user exists",
+            Duration::from_secs(60),
+            |m| m.sum("heartbeat_messages_consumed_total", &[]) >= 3.0,
+        )
+        .await;
+    assert_eq!(metrics.sum("heartbeat_up", &[]), 1.0);
+    let (status, body) = exporter.ready().await;
+    assert_eq!(status, 200, "{body}");
+    drop(exporter);
+    cluster.delete_topic(topic).await;
+    revoke(cluster, user, &acls);
+    cluster.delete_scram_user(user);
+}

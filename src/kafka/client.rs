@@ -80,7 +80,7 @@ pub fn client_config(config: &Config, role: Role) -> ClientConfig {
             // Below the lost deadline, so a heartbeat is failed or lost, never both.
             let timeout = (admin.lost_after / 2).min(std::time::Duration::from_secs(10));
             set("message.timeout.ms", timeout.as_millis().max(1).to_string());
-            config.producer_properties()
+            user_properties(config, role)
         }
         Role::Consumer => {
             set("group.id", "cc-heartbeat".to_string());
@@ -92,9 +92,9 @@ pub fn client_config(config: &Config, role: Role) -> ClientConfig {
             // Bounded prefetch, even if someone floods the heartbeat topic.
             set("queued.max.messages.kbytes", "4096".to_string());
             set("fetch.error.backoff.ms", "100".to_string());
-            config.consumer_properties()
+            user_properties(config, role)
         }
-        Role::Admin => config.admin_properties(),
+        Role::Admin => user_properties(config, role),
         Role::LagProbe => {
             // Assigns partitions, never joins the group, never commits: sharing the heartbeat
             // consumer's group.id (which ACLs may require) disturbs nobody.
@@ -105,7 +105,7 @@ pub fn client_config(config: &Config, role: Role) -> ClientConfig {
             set("fetch.max.bytes", "1048576".to_string());
             set("queued.max.messages.kbytes", "2048".to_string());
             set("fetch.error.backoff.ms", "100".to_string());
-            config.consumer_properties()
+            user_properties(config, role)
         }
     };
     properties.extend(user);
@@ -144,6 +144,32 @@ pub fn client_config(config: &Config, role: Role) -> ClientConfig {
     client_config
 }
 
+/// The user's librdkafka properties for `role`: the section it reads over `[default]`.
+fn user_properties(config: &Config, role: Role) -> BTreeMap<String, String> {
+    match role {
+        Role::Producer => config.producer_properties(),
+        Role::Consumer | Role::LagProbe => config.consumer_properties(),
+        Role::Admin => config.admin_properties(),
+    }
+}
+
+/// Who a client authenticates as, to name in an authentication failure: the SASL mechanism
+/// and user name (never the password); `None` without SASL.
+fn sasl_identity(properties: &BTreeMap<String, String>) -> Option<String> {
+    let protocol = properties.get("security.protocol")?.to_ascii_uppercase();
+    if !protocol.starts_with("SASL") {
+        return None;
+    }
+    let mechanism = properties
+        .get("sasl.mechanisms")
+        .or_else(|| properties.get("sasl.mechanism"))
+        .map_or("GSSAPI", String::as_str);
+    Some(match properties.get("sasl.username") {
+        Some(user) => format!("sasl.mechanisms={mechanism}, sasl.username={user}"),
+        None => format!("sasl.mechanisms={mechanism}"),
+    })
+}
+
 /// Routes one client's librdkafka logs and errors to `tracing` and the cluster's status,
 /// with repeated messages summarised.
 pub struct ClientLog {
@@ -151,6 +177,8 @@ pub struct ClientLog {
     role: Role,
     status: Arc<Status>,
     throttle: LogThrottle,
+    /// The SASL mechanism and user, named when authentication fails.
+    identity: Option<String>,
 }
 
 impl ClientLog {
@@ -160,6 +188,16 @@ impl ClientLog {
             role,
             status,
             throttle: LogThrottle::default(),
+            identity: None,
+        }
+    }
+
+    /// The context of `role`'s client of the cluster `config` configures: its errors name the
+    /// cluster, and an authentication failure names the SASL mechanism and user it was for.
+    pub fn for_cluster(config: &Config, role: Role, status: Arc<Status>) -> Self {
+        ClientLog {
+            identity: sasl_identity(&user_properties(config, role)),
+            ..ClientLog::new(&config.name, role, status)
         }
     }
 }
@@ -209,15 +247,20 @@ impl ClientContext for ClientLog {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        let code = error.rdkafka_error_code();
+        // Which credentials were refused is what the person on call needs first.
+        let reason = match (&self.identity, code) {
+            (Some(identity), Some(RDKafkaErrorCode::Authentication)) => {
+                format!("authentication failed ({identity}): {reason}")
+            }
+            _ => reason.to_string(),
+        };
         let text = format!("{error}: {reason}");
         {
             let mut facts = self.status.lock();
             // "All brokers are down" follows the specific failure (TLS, SASL) that caused it;
             // keep the specific one.
-            let generic = matches!(
-                error.rdkafka_error_code(),
-                Some(RDKafkaErrorCode::AllBrokersDown)
-            );
+            let generic = matches!(code, Some(RDKafkaErrorCode::AllBrokersDown));
             if !generic || facts.client_error.is_none() {
                 facts.client_error = Some(format!("{} client: {reason}", self.role.as_str()));
             }

@@ -47,8 +47,8 @@ impl EndToEndConsumer {
     pub(super) fn new(heartbeat: Arc<HeartbeatState>) -> Result<Self, KafkaError> {
         let shared = &heartbeat.shared;
         let config = client_config(&shared.config, Role::Consumer);
-        let consumer = config.create_with_context(ClientLog::new(
-            &shared.config.name,
+        let consumer = config.create_with_context(ClientLog::for_cluster(
+            &shared.config,
             Role::Consumer,
             shared.status.clone(),
         ))?;

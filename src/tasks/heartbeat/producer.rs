@@ -144,7 +144,7 @@ impl HeartbeatProducer {
         let config = client_config(&shared.config, Role::Producer);
         let client_brokers = Arc::new(ClientBrokerMetrics::default());
         let context = DeliveryRecorder {
-            log: ClientLog::new(&shared.config.name, Role::Producer, shared.status.clone()),
+            log: ClientLog::for_cluster(&shared.config, Role::Producer, shared.status.clone()),
             stats: ClientStatsRecorder::default(),
             client_brokers: client_brokers.clone(),
             heartbeat: heartbeat.clone(),

@@ -84,12 +84,13 @@ pub(crate) struct ClusterScan {
 
 impl ClusterScan {
     pub(crate) fn new(shared: &Arc<ClusterShared>) -> Result<Self, ScanError> {
-        let name = &shared.config.name;
-        let client = client_config(&shared.config, Role::Admin)
-            .create_with_context(ClientLog::new(name, Role::Admin, shared.status.clone()))?;
+        let client = client_config(&shared.config, Role::Admin).create_with_context(
+            ClientLog::for_cluster(&shared.config, Role::Admin, shared.status.clone()),
+        )?;
         let probe = if shared.config.admin.consumer_group_lag_seconds {
-            let consumer = client_config(&shared.config, Role::LagProbe)
-                .create_with_context(ClientLog::new(name, Role::LagProbe, shared.status.clone()))?;
+            let consumer = client_config(&shared.config, Role::LagProbe).create_with_context(
+                ClientLog::for_cluster(&shared.config, Role::LagProbe, shared.status.clone()),
+            )?;
             Some(Arc::new(Mutex::new(LagProbe::new(consumer))))
         } else {
             None

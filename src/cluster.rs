@@ -120,6 +120,10 @@ pub struct StatusFacts {
     pub client_error: Option<String>,
     /// What the connection checks found, while every checked broker fails.
     pub connection_problem: Option<String>,
+    /// Why the brokers refuse heartbeats (a missing right), until one is delivered again.
+    pub produce_refused: Option<String>,
+    /// Why the brokers refuse to let heartbeats be read back, until one is read again.
+    pub consume_refused: Option<String>,
 }
 
 /// Shared, lock-protected [`StatusFacts`]; every lock is held for a few field writes only.
@@ -206,6 +210,15 @@ impl ClusterShared {
         }
         if let Some(problem) = &facts.topic_problem {
             return Err(problem.clone());
+        }
+        // A refusal is said at once, with the right that is missing, not only once round
+        // trips have been missing for a while.
+        if let Some(refused) = facts
+            .produce_refused
+            .as_ref()
+            .or(facts.consume_refused.as_ref())
+        {
+            return Err(refused.clone());
         }
         let round_trip_window = admin.lost_after;
         match facts.last_round_trip {

@@ -234,3 +234,145 @@ async fn a_scram_user_created_after_the_start_is_picked_up_without_a_restart() {
     revoke(cluster, user, &acls);
     cluster.delete_scram_user(user);
 }
+
+/// Writes `count` records to partition 0 of `topic`, one request each, as the super user.
+fn produce(cluster: &KafkaCluster, topic: &str, count: usize) {
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    let producer: ThreadedProducer<DefaultProducerContext> = cluster
+        .admin_config()
+        .set("linger.ms", "0")
+        .create()
+        .unwrap();
+    for _ in 0..count {
+        producer
+            .send(
+                BaseRecord::<(), str>::to(topic)
+                    .partition(0)
+                    .payload("order"),
+            )
+            .map_err(|(error, _)| error)
+            .unwrap();
+        producer.flush(Duration::from_secs(10)).unwrap();
+    }
+}
+
+/// Commits `offset` on partition 0 of `topic` for `group`, without joining it.
+fn commit(cluster: &KafkaCluster, group: &str, topic: &str, offset: i64) {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    use rdkafka::{Offset, TopicPartitionList};
+    let consumer: BaseConsumer = cluster
+        .admin_config()
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut offsets = TopicPartitionList::new();
+    offsets
+        .add_partition_offset(topic, 0, Offset::Offset(offset))
+        .unwrap();
+    consumer.commit(&offsets, CommitMode::Sync).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_account_with_the_readme_acls_works_and_a_missing_right_is_named() {
+    let cluster = KafkaCluster::shared();
+    let (user, password) = PLAIN_USERS[1];
+    let principal = format!("User:{user}");
+    let (topic, orders) = ("sa-heartbeat", "sa-orders");
+    let groups = ["sa-orders-service", "sa-billing"];
+    cluster.create_topic(topic, 3, 3).await;
+    cluster.create_topic(orders, 1, 3).await;
+    produce(cluster, orders, 5);
+    commit(cluster, groups[0], orders, 2);
+    commit(cluster, groups[1], orders, 1);
+    // Exactly what the README lists for heartbeat.topic.manage=false, and for lag.
+    let acls: Vec<(Vec<&str>, Vec<&str>)> = vec![
+        (vec!["Describe", "Write", "Read"], vec!["--topic", topic]),
+        (vec!["Read"], vec!["--group", "cc-heartbeat"]),
+        (vec!["Describe"], vec!["--group", groups[0]]),
+        (vec!["Describe"], vec!["--group", groups[1]]),
+        (vec!["Describe", "Read"], vec!["--topic", orders]),
+    ];
+    for (operations, resource) in &acls {
+        cluster.allow(&principal, operations, resource);
+    }
+    let mut exporter = Exporter::start(&exporter_ini(
+        &cluster.client_properties("PLAIN", user, password),
+        topic,
+        "heartbeat.topic.manage = false\nconsumer.group.allow = ^sa-\n\
+         check.consumer.group.period.seconds = 1\ncheck.consumer.group.timeout.seconds = 5",
+    ));
+    let lag = |group: &'static str| [("group", group), ("topic", orders), ("partition", "0")];
+    let metrics = exporter
+        .wait_for(
+            "heartbeats and both groups' lag",
+            Duration::from_secs(60),
+            |m| {
+                (0..3).all(|p| {
+                    m.sum(
+                        "heartbeat_messages_consumed_total",
+                        &[("partition", &p.to_string())],
+                    ) >= 2.0
+                }) && m.sum("heartbeat_consumer_group_lag", &lag(groups[0])) == 3.0
+                    && m.sum("heartbeat_consumer_group_lag", &lag(groups[1])) == 4.0
+                    && m.has("heartbeat_consumer_group_lag_seconds", &lag(groups[1]))
+            },
+        )
+        .await;
+    assert_eq!(
+        metrics.sum("heartbeat_cluster_scan_failures_total", &[]),
+        0.0,
+        "{}",
+        metrics.text
+    );
+    assert_eq!(metrics.sum("heartbeat_produce_failures_total", &[]), 0.0);
+    assert_eq!(metrics.sum("heartbeat_consumer_groups", &[]), 2.0);
+    let (status, body) = exporter.ready().await;
+    assert_eq!(status, 200, "{body}");
+
+    // Without WRITE on the topic: counted as an authorization failure, and /ready says which
+    // right is missing.
+    cluster.disallow(&principal, &["Write"], &["--topic", topic]);
+    exporter
+        .wait_for("produce refused", Duration::from_secs(30), |m| {
+            m.sum(
+                "heartbeat_produce_failures_total",
+                &[("reason", "authorization_failed")],
+            ) >= 1.0
+        })
+        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        let (status, body) = exporter.ready().await;
+        if status == 503 || std::time::Instant::now() > deadline {
+            break body;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        body.contains("WRITE") && body.contains(topic),
+        "/ready does not name the missing right: {body}"
+    );
+
+    // Without DESCRIBE on a group: it is simply not listed.
+    cluster.disallow(&principal, &["Describe"], &["--group", groups[1]]);
+    let metrics = exporter
+        .wait_for("one group fewer", Duration::from_secs(30), |m| {
+            m.sum("heartbeat_consumer_groups", &[]) == 1.0
+        })
+        .await;
+    assert!(!metrics.has("heartbeat_consumer_group_state", &[("group", groups[1])]));
+    assert!(metrics.has("heartbeat_consumer_group_state", &[("group", groups[0])]));
+    assert!(exporter.process.logged("heartbeat not delivered"));
+
+    drop(exporter);
+    cluster.allow(&principal, &["Write"], &["--topic", topic]);
+    cluster.allow(&principal, &["Describe"], &["--group", groups[1]]);
+    for (operations, resource) in &acls {
+        cluster.disallow(&principal, operations, resource);
+    }
+    cluster.delete_topic(topic).await;
+    cluster.delete_topic(orders).await;
+    let options = rdkafka::admin::AdminOptions::new();
+    let _ = cluster.admin().delete_groups(&groups, &options).await;
+}

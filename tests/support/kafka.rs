@@ -730,7 +730,6 @@ pub fn service_account_acls(topic: &str) -> Vec<(Vec<&'static str>, Vec<String>)
             vec!["Describe", "Write", "Read", "Create", "Alter"],
             vec!["--topic".to_string(), topic.to_string()],
         ),
-        (vec!["Describe"], vec!["--cluster".to_string()]),
         (
             vec!["Read"],
             vec!["--group".to_string(), "cc-heartbeat".to_string()],

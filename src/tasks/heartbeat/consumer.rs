@@ -81,12 +81,35 @@ impl EndToEndConsumer {
                     self.record(partition, reading, now);
                 }
                 Err(error) => {
+                    self.note_refusal(&error);
                     if let Some(held_back) = self.throttle.admit(&error.to_string()) {
                         tracing::warn!(held_back, "reading the heartbeat topic failed: {error}");
                     }
                 }
             }
         }
+    }
+
+    /// A refusal to read (a missing right) is a readiness cause, naming the right, until a
+    /// heartbeat is read again.
+    fn note_refusal(&self, error: &KafkaError) {
+        let shared = &self.heartbeat.shared;
+        let right = match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::TopicAuthorizationFailed) => {
+                format!("READ on topic `{}`", shared.config.admin.heartbeat_topic)
+            }
+            Some(RDKafkaErrorCode::GroupAuthorizationFailed) => {
+                let properties = shared.config.consumer_properties();
+                let group = properties
+                    .get("group.id")
+                    .map_or("cc-heartbeat", String::as_str);
+                format!("READ on the consumer group `{group}`")
+            }
+            _ => return,
+        };
+        shared.status.lock().consume_refused = Some(format!(
+            "reading heartbeats back is refused: the account needs {right} ({error})"
+        ));
     }
 
     /// Decides what a record means for this instance, updating the tracker.
@@ -136,7 +159,9 @@ impl EndToEndConsumer {
                 metrics
                     .end_to_end_latency
                     .observe(partition, leader, latency, now);
-                self.heartbeat.shared.status.lock().last_round_trip = Some(now);
+                let mut facts = self.heartbeat.shared.status.lock();
+                facts.last_round_trip = Some(now);
+                facts.consume_refused = None;
             }
             Reading::Duplicate => {
                 metrics

@@ -9,6 +9,7 @@
 //! The producer's client also reports librdkafka's statistics (its own view of each broker,
 //! [`crate::kafka::stats`]); the series of a broker forgotten by metadata go with it.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -46,6 +47,8 @@ pub(super) struct DeliveryRecorder {
     client_brokers: Arc<ClientBrokerMetrics>,
     heartbeat: Arc<HeartbeatState>,
     throttle: LogThrottle,
+    /// Whether a refusal is on record (readiness says so) until a heartbeat is delivered.
+    refused: AtomicBool,
 }
 
 impl ClientContext for DeliveryRecorder {
@@ -81,6 +84,9 @@ impl ProducerContext for DeliveryRecorder {
                     now,
                 );
                 self.throttle.reset(&failure_key(in_flight.leader));
+                if self.refused.swap(false, Ordering::Relaxed) {
+                    self.heartbeat.shared.status.lock().produce_refused = None;
+                }
             }
             Err((error, _)) => {
                 if matches!(
@@ -90,7 +96,7 @@ impl ProducerContext for DeliveryRecorder {
                     // Purged at shutdown: nothing was measured, nothing to report.
                     return;
                 }
-                record_failure(&self.heartbeat, &self.throttle, &in_flight, error, now);
+                record_failure(self, &in_flight, error, now);
             }
         }
     }
@@ -101,12 +107,12 @@ fn failure_key(leader: i32) -> String {
 }
 
 fn record_failure(
-    heartbeat: &HeartbeatState,
-    throttle: &LogThrottle,
+    context: &DeliveryRecorder,
     in_flight: &InFlight,
     error: &KafkaError,
     now: Instant,
 ) {
+    let heartbeat = &context.heartbeat;
     // Counted only if still in flight: a heartbeat is failed or lost, never both.
     let pending = {
         let mut tracker = heartbeat.tracker();
@@ -120,7 +126,20 @@ fn record_failure(
     heartbeat
         .metrics
         .count_failure(in_flight.partition, in_flight.leader, reason);
-    if let Some(held_back) = throttle.admit(&failure_key(in_flight.leader)) {
+    if reason == ProduceFailure::AuthorizationFailed {
+        let shared = &heartbeat.shared;
+        let right = match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::ClusterAuthorizationFailed) => {
+                "IDEMPOTENT_WRITE on the cluster".to_string()
+            }
+            _ => format!("WRITE on topic `{}`", shared.config.admin.heartbeat_topic),
+        };
+        shared.status.lock().produce_refused = Some(format!(
+            "heartbeats are refused: the account needs {right} ({error})"
+        ));
+        context.refused.store(true, Ordering::Relaxed);
+    }
+    if let Some(held_back) = context.throttle.admit(&failure_key(in_flight.leader)) {
         tracing::warn!(
             cluster = %heartbeat.shared.config.name,
             partition = in_flight.partition,
@@ -149,6 +168,7 @@ impl HeartbeatProducer {
             client_brokers: client_brokers.clone(),
             heartbeat: heartbeat.clone(),
             throttle: LogThrottle::default(),
+            refused: AtomicBool::new(false),
         };
         let producer = config.create_with_context(context)?;
         shared.metrics.add(client_brokers);
@@ -239,10 +259,8 @@ impl HeartbeatProducer {
                     .partition(partition)
                     .payload(&payload);
             if let Err((error, record)) = self.producer.send(record) {
-                let context = self.producer.context();
                 record_failure(
-                    heartbeat,
-                    &context.throttle,
+                    self.producer.context(),
                     &record.delivery_opaque,
                     &error,
                     Instant::now(),

@@ -7,62 +7,7 @@ mod support;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminOptions, ResourceSpecifier};
-use support::kafka::{exporter_ini, service_account_acls, KafkaCluster, PLAIN_USERS};
-use support::*;
-
-/// The exporter binary started with `ini` as its configuration file.
-struct Exporter {
-    process: Process,
-    address: std::net::SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Exporter {
-    fn start(ini: &str) -> Exporter {
-        let dir = tempfile::tempdir().unwrap();
-        let path = write_config(dir.path(), ini);
-        let mut process = Process::start(&["--config", path.to_str().unwrap()], &[]);
-        let address = process.address();
-        Exporter {
-            process,
-            address,
-            _dir: dir,
-        }
-    }
-
-    async fn wait_for(
-        &self,
-        what: &str,
-        limit: Duration,
-        condition: impl Fn(&Metrics) -> bool,
-    ) -> Metrics {
-        wait_for_scrape(self.address, what, limit, condition).await
-    }
-
-    async fn ready(&self) -> (u16, String) {
-        let (status, body, _) = get(self.address, "/ready").await;
-        (status, body)
-    }
-}
-
-/// Grants `user` the README's ACLs for `topic`; returns what to take back at the end.
-fn grant(cluster: &KafkaCluster, user: &str, topic: &str) -> Vec<(Vec<&'static str>, Vec<String>)> {
-    let principal = format!("User:{user}");
-    let acls = service_account_acls(topic);
-    for (operations, resource) in &acls {
-        let resource: Vec<&str> = resource.iter().map(String::as_str).collect();
-        cluster.allow(&principal, operations, &resource);
-    }
-    acls
-}
-
-fn revoke(cluster: &KafkaCluster, user: &str, acls: &[(Vec<&'static str>, Vec<String>)]) {
-    let principal = format!("User:{user}");
-    for (operations, resource) in acls {
-        let resource: Vec<&str> = resource.iter().map(String::as_str).collect();
-        cluster.disallow(&principal, operations, &resource);
-    }
-}
+use support::kafka::{exporter_ini, grant, revoke, Exporter, KafkaCluster, PLAIN_USERS};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_confluent_cloud_path_creates_the_topic_and_beats_every_partition() {

@@ -3,7 +3,9 @@
 //! a SASL_SSL listener with PLAIN and SCRAM-SHA-512 (the certificate from a CA made here) for
 //! the exporter, a PLAINTEXT one for the test's own admin work (its anonymous principal is the
 //! one super user); `StandardAuthorizer` with `allow.everyone.if.no.acl.found=false`; no topic
-//! auto-creation; replication factor 3 and `min.insync.replicas=2` by default.
+//! auto-creation; replication factor 3 and `min.insync.replicas=2` by default. The controller
+//! fences a broker that stops heartbeating after 3 s (Kafka's default is 9 s): until then,
+//! every partition that broker follows waits for it before acknowledging a write.
 //!
 //! The broker's jars come from Maven Central (`tests/support/kafka/pom.xml`, fetched into
 //! `target/test-tools/kafka` by `scripts/test.sh`, or wherever `KAFKA_LIBS` points). One
@@ -25,6 +27,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 
 use super::tls::{free_port, Authority, Kind};
+use super::{get, wait_for_scrape, write_config, Metrics, Process};
 
 /// Users of the SASL_SSL listener with PLAIN (an API key and secret, as Confluent Cloud has):
 /// name and password. SCRAM users are made at run time ([`KafkaCluster::scram_user`]).
@@ -256,7 +259,9 @@ impl KafkaCluster {
              background.threads=2\n\
              log.cleaner.threads=1\n\
              num.recovery.threads.per.data.dir=1\n\
-             controlled.shutdown.enable=true\n",
+             controlled.shutdown.enable=true\n\
+             broker.heartbeat.interval.ms=500\n\
+             broker.session.timeout.ms=3000\n",
             rack = node.rack,
             data = data.display(),
             keystore = self.keystore.display(),
@@ -735,6 +740,65 @@ pub fn service_account_acls(topic: &str) -> Vec<(Vec<&'static str>, Vec<String>)
             vec!["--group".to_string(), "cc-heartbeat".to_string()],
         ),
     ]
+}
+
+/// The exporter binary started with `ini` as its configuration file.
+pub struct Exporter {
+    pub process: Process,
+    pub address: std::net::SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Exporter {
+    pub fn start(ini: &str) -> Exporter {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_config(dir.path(), ini);
+        let mut process = Process::start(&["--config", path.to_str().unwrap()], &[]);
+        let address = process.address();
+        Exporter {
+            process,
+            address,
+            _dir: dir,
+        }
+    }
+
+    pub async fn wait_for(
+        &self,
+        what: &str,
+        limit: Duration,
+        condition: impl Fn(&Metrics) -> bool,
+    ) -> Metrics {
+        wait_for_scrape(self.address, what, limit, condition).await
+    }
+
+    pub async fn ready(&self) -> (u16, String) {
+        let (status, body, _) = get(self.address, "/ready").await;
+        (status, body)
+    }
+}
+
+/// Grants `user` the README's ACLs for `topic` (with topic management); returns what to
+/// take back at the end.
+pub fn grant(
+    cluster: &KafkaCluster,
+    user: &str,
+    topic: &str,
+) -> Vec<(Vec<&'static str>, Vec<String>)> {
+    let principal = format!("User:{user}");
+    let acls = service_account_acls(topic);
+    for (operations, resource) in &acls {
+        let resource: Vec<&str> = resource.iter().map(String::as_str).collect();
+        cluster.allow(&principal, operations, &resource);
+    }
+    acls
+}
+
+pub fn revoke(cluster: &KafkaCluster, user: &str, acls: &[(Vec<&'static str>, Vec<String>)]) {
+    let principal = format!("User:{user}");
+    for (operations, resource) in acls {
+        let resource: Vec<&str> = resource.iter().map(String::as_str).collect();
+        cluster.disallow(&principal, operations, &resource);
+    }
 }
 
 fn is_alive(pid: u32) -> bool {

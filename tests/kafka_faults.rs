@@ -1,0 +1,303 @@
+//! The exporter against a real Apache Kafka cluster while its brokers fail: a crash (kill -9),
+//! a rolling restart, a broker added. These scenarios disturb the brokers, so they have a
+//! cluster of their own (one per test binary) and run one at a time.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use support::kafka::{exporter_ini, grant, revoke, Exporter, KafkaCluster, PLAIN_USERS};
+use support::{serial, Metrics};
+
+/// A per-partition figure of a scrape: `family` summed by its `partition` label.
+fn by_partition(metrics: &Metrics, family: &str) -> BTreeMap<String, f64> {
+    let mut sums = BTreeMap::new();
+    for sample in metrics.select(family, &[]) {
+        if let Some(partition) = sample.labels.get("partition") {
+            *sums.entry(partition.clone()).or_default() += sample.value;
+        }
+    }
+    sums
+}
+
+/// What grew between two scrapes, per partition.
+fn growth(before: &Metrics, after: &Metrics, family: &str) -> BTreeMap<String, f64> {
+    let before = by_partition(before, family);
+    by_partition(after, family)
+        .into_iter()
+        .map(|(partition, value)| {
+            let grown = value - before.get(&partition).copied().unwrap_or(0.0);
+            (partition, grown)
+        })
+        .collect()
+}
+
+/// Observations of latency `family` (a histogram) above one second, per partition.
+fn slow(metrics: &Metrics, family: &str) -> BTreeMap<String, f64> {
+    let mut slow = by_partition(
+        &Metrics {
+            text: String::new(),
+            samples: metrics
+                .select(&format!("{family}_count"), &[])
+                .cloned()
+                .collect(),
+        },
+        &format!("{family}_count"),
+    );
+    for sample in metrics.select(&format!("{family}_bucket"), &[("le", "1.0")]) {
+        if let Some(partition) = sample.labels.get("partition") {
+            *slow.entry(partition.clone()).or_default() -= sample.value;
+        }
+    }
+    slow
+}
+
+/// What grew between two maps of counts.
+fn grown(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> BTreeMap<String, f64> {
+    after
+        .iter()
+        .map(|(key, value)| (key.clone(), value - before.get(key).copied().unwrap_or(0.0)))
+        .collect()
+}
+
+/// Starts an exporter with its own topic and the README's ACLs, and waits until heartbeats
+/// make the round trip on every partition with every replica in sync.
+async fn exporter_on(cluster: &KafkaCluster, topic: &str) -> (Exporter, Metrics) {
+    let (user, password) = PLAIN_USERS[0];
+    grant(cluster, user, topic);
+    let exporter = Exporter::start(&exporter_ini(
+        &cluster.client_properties("PLAIN", user, password),
+        topic,
+        "",
+    ));
+    let partitions = cluster.node_ids().len();
+    exporter
+        .wait_for("heartbeats everywhere", Duration::from_secs(60), |m| {
+            (0..partitions).all(|p| {
+                m.sum(
+                    "heartbeat_messages_consumed_total",
+                    &[("partition", &p.to_string())],
+                ) >= 3.0
+            })
+        })
+        .await;
+    cluster.wait_for_isr(topic, Duration::from_secs(60));
+    let metrics = exporter
+        .wait_for("a fresh scrape", Duration::from_secs(5), |_| true)
+        .await;
+    (exporter, metrics)
+}
+
+async fn clean_up(cluster: &KafkaCluster, exporter: Exporter, topic: &str) {
+    drop(exporter);
+    cluster.delete_topic(topic).await;
+    revoke(
+        cluster,
+        PLAIN_USERS[0].0,
+        &support::kafka::service_account_acls(topic),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_broker_fails_only_its_partitions_until_leadership_moves() {
+    let _serial = serial().await;
+    let cluster = KafkaCluster::shared();
+    let topic = "crash-heartbeat";
+    let (exporter, before) = exporter_on(cluster, topic).await;
+    let leaders = cluster.leaders(topic);
+    let victim = leaders[&0];
+    let led: Vec<String> = leaders
+        .iter()
+        .filter(|(_, leader)| **leader == victim)
+        .map(|(partition, _)| partition.to_string())
+        .collect();
+    let changes_before = before.sum(
+        "heartbeat_metadata_changes_total",
+        &[("kind", "leader_changed")],
+    );
+    let crashed = Instant::now();
+    cluster.kill(victim);
+    let victim_label = victim.to_string();
+    let after = exporter
+        .wait_for(
+            "leadership moved and beats everywhere again",
+            Duration::from_secs(90),
+            |m| {
+                let consumed = growth(&before, m, "heartbeat_messages_consumed_total");
+                led.iter().all(|partition| {
+                    let leader = m.sum("heartbeat_partition_leader", &[("partition", partition)]);
+                    leader >= 0.0 && leader != f64::from(victim)
+                }) && consumed.len() == leaders.len()
+                    && consumed.values().all(|grown| *grown >= 10.0)
+                    && m.sum(
+                        "heartbeat_metadata_changes_total",
+                        &[("kind", "leader_changed")],
+                    ) > changes_before
+            },
+        )
+        .await;
+    let recovered_after = crashed.elapsed();
+    let failed = growth(&before, &after, "heartbeat_produce_failures_total");
+    for sample in after.select("heartbeat_produce_failures_total", &[]) {
+        if sample.value > 0.0 {
+            eprintln!("failed: {:?} {}", sample.labels, sample.value);
+        }
+    }
+    let lost = growth(&before, &after, "heartbeat_messages_lost_total");
+    let slow_acks = grown(
+        &slow(&before, "heartbeat_produce_latency_seconds"),
+        &slow(&after, "heartbeat_produce_latency_seconds"),
+    );
+    eprintln!(
+        "crash of broker {victim} (leading {led:?}): heartbeats on every partition again after \
+         {:.1}s; failed {failed:?}; lost {lost:?}; acknowledgements over 1 s {slow_acks:?}",
+        recovered_after.as_secs_f64()
+    );
+    for (partition, count) in failed.iter().chain(lost.iter()) {
+        assert!(
+            led.contains(partition) || *count == 0.0,
+            "partition {partition}, not led by broker {victim}, failed or lost {count}\n{}",
+            after.text
+        );
+    }
+    assert!(
+        after.sum(
+            "heartbeat_connection_failures_total",
+            &[
+                ("broker", &victim_label),
+                ("phase", "tcp"),
+                ("reason", "refused")
+            ]
+        ) >= 1.0,
+        "{}",
+        after.text
+    );
+    assert_eq!(
+        after.sum("heartbeat_broker_up", &[("broker", &victim_label)]),
+        0.0
+    );
+    // Latency is labelled with the leader that now serves the partition.
+    for partition in &led {
+        let leader = after
+            .sum("heartbeat_partition_leader", &[("partition", partition)])
+            .to_string();
+        assert!(after.has(
+            "heartbeat_end_to_end_latency_seconds_count",
+            &[("partition", partition), ("leader", &leader)]
+        ));
+    }
+
+    cluster.restart(victim);
+    let restarted = Instant::now();
+    let back = exporter
+        .wait_for("the broker back", Duration::from_secs(20), |m| {
+            m.sum("heartbeat_broker_up", &[("broker", &victim_label)]) == 1.0
+        })
+        .await;
+    cluster.wait_for_isr(topic, Duration::from_secs(30));
+    let settled = exporter
+        .wait_for(
+            "heartbeats after the restart",
+            Duration::from_secs(20),
+            |m| {
+                growth(&back, m, "heartbeat_messages_consumed_total")
+                    .values()
+                    .all(|grown| *grown >= 3.0)
+            },
+        )
+        .await;
+    eprintln!(
+        "broker {victim} restarted: back in metadata and checks after {:.1}s",
+        restarted.elapsed().as_secs_f64()
+    );
+    assert!(restarted.elapsed() < Duration::from_secs(20));
+    assert_eq!(settled.sum("heartbeat_up", &[]), 1.0);
+    clean_up(cluster, exporter, topic).await;
+}
+
+/// What `/ready` answered over a span, polled every 100 ms.
+#[derive(Debug, Default)]
+struct ReadySpells {
+    answers: usize,
+    not_ready: usize,
+    reasons: Vec<String>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_loses_no_heartbeat() {
+    let _serial = serial().await;
+    let cluster = KafkaCluster::shared();
+    let topic = "rolling-heartbeat";
+    let (exporter, before) = exporter_on(cluster, topic).await;
+    let address = exporter.address;
+    let polling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let keep_polling = polling.clone();
+    let poller = tokio::spawn(async move {
+        let mut spells = ReadySpells::default();
+        while keep_polling.load(std::sync::atomic::Ordering::Relaxed) {
+            let (status, body, _) = support::get(address, "/ready").await;
+            spells.answers += 1;
+            if status != 200 {
+                spells.not_ready += 1;
+                if !spells.reasons.contains(&body) {
+                    spells.reasons.push(body);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        spells
+    });
+    let started = Instant::now();
+    for id in cluster.node_ids() {
+        cluster.stop(id);
+        cluster.restart(id);
+        cluster.wait_for_isr(topic, Duration::from_secs(60));
+        cluster.wait_for_isr("__consumer_offsets", Duration::from_secs(60));
+    }
+    let rolled = started.elapsed();
+    // Heartbeats sent in the last round trip deadline are still counted once settled.
+    let after = exporter
+        .wait_for(
+            "heartbeats after the restarts",
+            Duration::from_secs(30),
+            |m| {
+                growth(&before, m, "heartbeat_messages_consumed_total")
+                    .values()
+                    .all(|grown| *grown >= 3.0)
+                    && m.sum("heartbeat_messages_in_flight", &[]) <= 3.0
+            },
+        )
+        .await;
+    polling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let spells = poller.await.unwrap();
+    let failed = growth(&before, &after, "heartbeat_produce_failures_total");
+    let lost = growth(&before, &after, "heartbeat_messages_lost_total");
+    let changes = after.sum(
+        "heartbeat_metadata_changes_total",
+        &[("kind", "leader_changed")],
+    ) - before.sum(
+        "heartbeat_metadata_changes_total",
+        &[("kind", "leader_changed")],
+    );
+    let produced = growth(&before, &after, "heartbeat_messages_produced_total");
+    eprintln!(
+        "rolling restart of {} nodes in {:.1}s: produced {produced:?}, failed {failed:?}, \
+         lost {lost:?}, {changes} leader changes; /ready not ready {} of {} answers: {:?}",
+        cluster.node_ids().len(),
+        rolled.as_secs_f64(),
+        spells.not_ready,
+        spells.answers,
+        spells.reasons
+    );
+    assert!(lost.values().all(|count| *count == 0.0), "{lost:?}");
+    assert!(changes >= 1.0, "leadership moved during the restarts");
+    // Failures only while leadership moves: a few beats per restart at most.
+    let failures: f64 = failed.values().sum();
+    assert!(
+        failures <= 4.0 * cluster.node_ids().len() as f64,
+        "{failed:?}"
+    );
+    assert_eq!(after.sum("heartbeat_up", &[]), 1.0);
+    clean_up(cluster, exporter, topic).await;
+}

@@ -47,8 +47,9 @@ impl Broker {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Partition {
     pub(crate) id: i32,
-    /// Number of replicas (the replication factor).
-    pub(crate) replicas: usize,
+    /// The brokers holding a replica, the preferred leader first (their number is the
+    /// replication factor).
+    pub(crate) replicas: Vec<i32>,
     /// Leader broker id, `None` when the partition has no leader.
     pub(crate) leader: Option<i32>,
 }

@@ -103,6 +103,8 @@ async fn clean_up(cluster: &KafkaCluster, exporter: Exporter, topic: &str) {
 async fn a_crashed_broker_fails_only_its_partitions_until_leadership_moves() {
     let _serial = serial().await;
     let cluster = KafkaCluster::shared();
+    // As an earlier test that failed half-way may have left it.
+    cluster.restore(3);
     let topic = "crash-heartbeat";
     let (exporter, before) = exporter_on(cluster, topic).await;
     let leaders = cluster.leaders(topic);
@@ -125,9 +127,15 @@ async fn a_crashed_broker_fails_only_its_partitions_until_leadership_moves() {
             Duration::from_secs(90),
             |m| {
                 let consumed = growth(&before, m, "heartbeat_messages_consumed_total");
+                // Latency is labelled with the leader that now serves the partition.
                 led.iter().all(|partition| {
                     let leader = m.sum("heartbeat_partition_leader", &[("partition", partition)]);
-                    leader >= 0.0 && leader != f64::from(victim)
+                    leader >= 0.0
+                        && leader != f64::from(victim)
+                        && m.has(
+                            "heartbeat_end_to_end_latency_seconds_count",
+                            &[("partition", partition), ("leader", &leader.to_string())],
+                        )
                 }) && consumed.len() == leaders.len()
                     && consumed.values().all(|grown| *grown >= 10.0)
                     && m.sum(
@@ -177,17 +185,6 @@ async fn a_crashed_broker_fails_only_its_partitions_until_leadership_moves() {
         after.sum("heartbeat_broker_up", &[("broker", &victim_label)]),
         0.0
     );
-    // Latency is labelled with the leader that now serves the partition.
-    for partition in &led {
-        let leader = after
-            .sum("heartbeat_partition_leader", &[("partition", partition)])
-            .to_string();
-        assert!(after.has(
-            "heartbeat_end_to_end_latency_seconds_count",
-            &[("partition", partition), ("leader", &leader)]
-        ));
-    }
-
     cluster.restart(victim);
     let restarted = Instant::now();
     let back = exporter
@@ -228,6 +225,8 @@ struct ReadySpells {
 async fn a_rolling_restart_loses_no_heartbeat() {
     let _serial = serial().await;
     let cluster = KafkaCluster::shared();
+    // As an earlier test that failed half-way may have left it.
+    cluster.restore(3);
     let topic = "rolling-heartbeat";
     let (exporter, before) = exporter_on(cluster, topic).await;
     let address = exporter.address;
@@ -300,4 +299,71 @@ async fn a_rolling_restart_loses_no_heartbeat() {
     );
     assert_eq!(after.sum("heartbeat_up", &[]), 1.0);
     clean_up(cluster, exporter, topic).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_added_broker_is_checked_and_gets_a_partition_it_leads() {
+    let _serial = serial().await;
+    let cluster = KafkaCluster::shared();
+    // As an earlier test that failed half-way may have left it.
+    cluster.restore(3);
+    let topic = "added-broker-heartbeat";
+    let (exporter, before) = exporter_on(cluster, topic).await;
+    let added = cluster.add_node();
+    let added_label = added.to_string();
+    let metrics = exporter
+        .wait_for(
+            "the new broker checked and leading a heartbeat partition",
+            Duration::from_secs(60),
+            |m| {
+                m.sum("heartbeat_broker_up", &[("broker", &added_label)]) == 1.0
+                    && m.sum("heartbeat_topic_partitions", &[]) == 4.0
+                    && m.select("heartbeat_partition_leader", &[])
+                        .any(|sample| sample.value == f64::from(added))
+            },
+        )
+        .await;
+    assert_eq!(
+        metrics.sum(
+            "heartbeat_metadata_changes_total",
+            &[("kind", "broker_added")]
+        ),
+        1.0
+    );
+    assert!(metrics.has(
+        "heartbeat_broker_info",
+        &[("broker", &added_label), ("rack", cluster.rack(added))]
+    ));
+    assert!(
+        metrics.sum(
+            "heartbeat_connection_checks_total",
+            &[("broker", &added_label)]
+        ) >= 1.0
+    );
+    let led: Vec<String> = cluster
+        .leaders(topic)
+        .into_iter()
+        .filter(|(_, leader)| *leader == added)
+        .map(|(partition, _)| partition.to_string())
+        .collect();
+    let beats = exporter
+        .wait_for(
+            "beats through the new broker",
+            Duration::from_secs(30),
+            |m| {
+                led.iter().all(|partition| {
+                    m.sum(
+                        "heartbeat_messages_consumed_total",
+                        &[("partition", partition)],
+                    ) >= 3.0
+                })
+            },
+        )
+        .await;
+    let failed: f64 = growth(&before, &beats, "heartbeat_produce_failures_total")
+        .values()
+        .sum();
+    assert_eq!(failed, 0.0, "{}", beats.text);
+    clean_up(cluster, exporter, topic).await;
+    cluster.remove_node(added);
 }

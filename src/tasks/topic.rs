@@ -4,6 +4,7 @@
 //! (`heartbeat.topic.manage`), never deletes anything, and otherwise says exactly what is wrong.
 //! It runs at start, every `check.topic.period.seconds`, and when the broker count grows.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use prometheus_client::metrics::gauge::Gauge;
@@ -34,9 +35,12 @@ enum TopicPlan {
         partitions: usize,
         replication_factor: i32,
     },
+    /// Fewer partitions than brokers: add some, each new one led by a broker that leads none.
     AddPartitions {
         from: usize,
         to: usize,
+        /// The replicas of each new partition, its preferred leader first.
+        assignment: Vec<Vec<i32>>,
     },
     /// Some partition has fewer replicas than min(3, brokers); only a reassignment fixes that.
     UnderReplicated {
@@ -56,7 +60,7 @@ fn plan(snapshot: &ClusterSnapshot) -> TopicPlan {
     let replication_factor = snapshot
         .partitions
         .values()
-        .map(|partition| partition.replicas)
+        .map(|partition| partition.replicas.len())
         .min()
         .unwrap_or_default();
     if partitions == 0 {
@@ -71,6 +75,7 @@ fn plan(snapshot: &ClusterSnapshot) -> TopicPlan {
         TopicPlan::AddPartitions {
             from: partitions,
             to: brokers,
+            assignment: new_partition_replicas(snapshot, brokers - partitions, replication_factor),
         }
     } else if replication_factor < wanted_replicas {
         TopicPlan::UnderReplicated {
@@ -80,6 +85,64 @@ fn plan(snapshot: &ClusterSnapshot) -> TopicPlan {
     } else {
         TopicPlan::Fine
     }
+}
+
+/// Replicas for `count` new partitions of a topic of `replication_factor`: each led by a
+/// listed broker that leads no partition yet (else one leading fewest), so every broker leads
+/// a heartbeat; its other replicas on the brokers holding fewest, other racks first. Left to
+/// itself, Kafka may give the new partition to a broker that already leads one.
+fn new_partition_replicas(
+    snapshot: &ClusterSnapshot,
+    count: usize,
+    replication_factor: usize,
+) -> Vec<Vec<i32>> {
+    let racks: BTreeMap<i32, Option<&str>> = snapshot
+        .listed_brokers()
+        .map(|broker| (broker.id, broker.rack.as_deref()))
+        .collect();
+    let mut leads: BTreeMap<i32, usize> = racks.keys().map(|id| (*id, 0)).collect();
+    let mut holds = leads.clone();
+    for partition in snapshot.partitions.values() {
+        if let Some(count) = partition.leader.and_then(|leader| leads.get_mut(&leader)) {
+            *count += 1;
+        }
+        for replica in &partition.replicas {
+            if let Some(count) = holds.get_mut(replica) {
+                *count += 1;
+            }
+        }
+    }
+    let replication_factor = replication_factor.clamp(1, racks.len().max(1));
+    let mut assignment = Vec::with_capacity(count);
+    for _ in 0..count {
+        let Some(leader) = leads
+            .iter()
+            .min_by_key(|(id, led)| (**led, holds[*id], **id))
+            .map(|(id, _)| *id)
+        else {
+            break;
+        };
+        let mut replicas = vec![leader];
+        let mut used_racks = BTreeSet::from([racks[&leader]]);
+        while replicas.len() < replication_factor {
+            let Some(next) = holds
+                .iter()
+                .filter(|(id, _)| !replicas.contains(id))
+                .min_by_key(|(id, held)| (used_racks.contains(&racks[*id]), **held, **id))
+                .map(|(id, _)| *id)
+            else {
+                break;
+            };
+            used_racks.insert(racks[&next]);
+            replicas.push(next);
+        }
+        *leads.entry(leader).or_default() += 1;
+        for replica in &replicas {
+            *holds.entry(*replica).or_default() += 1;
+        }
+        assignment.push(replicas);
+    }
+    assignment
 }
 
 /// Why creating the topic or its partitions failed.
@@ -207,9 +270,10 @@ impl TopicManager {
                 )),
                 None,
             ),
-            TopicPlan::AddPartitions { from, to } if manage => match self.add_partitions(topic, to).await {
+            TopicPlan::AddPartitions { from, to, assignment } if manage => match self.add_partitions(topic, to, &assignment).await {
                 Ok(()) => {
-                    tracing::info!(topic, from, to, "added partitions to the heartbeat topic");
+                    let leaders: Vec<i32> = assignment.iter().filter_map(|replicas| replicas.first().copied()).collect();
+                    tracing::info!(topic, from, to, ?leaders, "added partitions to the heartbeat topic");
                     self.shared.refresh_now.notify_one();
                     (None, None)
                 }
@@ -221,7 +285,7 @@ impl TopicManager {
                     )),
                 ),
             },
-            TopicPlan::AddPartitions { from, to } => (
+            TopicPlan::AddPartitions { from, to, .. } => (
                 None,
                 Some(format!(
                     "heartbeat topic `{topic}` has {from} partitions for {to} brokers and \
@@ -286,8 +350,14 @@ impl TopicManager {
         Ok(created)
     }
 
-    async fn add_partitions(&self, topic: &str, to: usize) -> Result<(), TopicError> {
-        let partitions = NewPartitions::new(topic, to);
+    async fn add_partitions(
+        &self,
+        topic: &str,
+        to: usize,
+        assignment: &[Vec<i32>],
+    ) -> Result<(), TopicError> {
+        let rows: Vec<&[i32]> = assignment.iter().map(Vec::as_slice).collect();
+        let partitions = NewPartitions::new(topic, to).assign(&rows);
         let results = self
             .client
             .create_partitions([&partitions], &self.options())
@@ -329,7 +399,7 @@ mod tests {
                         id,
                         Partition {
                             id,
-                            replicas: brokers.min(3) as usize,
+                            replicas: (1..=brokers.min(3)).collect(),
                             leader: Some(1),
                         },
                     )
@@ -357,10 +427,10 @@ mod tests {
                 replication_factor: 2
             }
         );
-        assert_eq!(
+        assert!(matches!(
             plan(&snapshot(4, 3)),
-            TopicPlan::AddPartitions { from: 3, to: 4 }
-        );
+            TopicPlan::AddPartitions { from: 3, to: 4, .. }
+        ));
         assert_eq!(plan(&snapshot(3, 6)), TopicPlan::Fine);
     }
 
@@ -377,7 +447,7 @@ mod tests {
         assert!(matches!(plan(&missing), TopicPlan::Create { .. }));
         let mut thin = snapshot(3, 3);
         for partition in thin.partitions.values_mut() {
-            partition.replicas = 1;
+            partition.replicas = vec![1];
         }
         assert_eq!(
             plan(&thin),
@@ -386,5 +456,29 @@ mod tests {
                 wanted: 3
             }
         );
+    }
+
+    #[test]
+    fn new_partitions_are_led_by_brokers_that_lead_none_with_replicas_on_other_racks() {
+        let mut grown = snapshot(5, 3);
+        for (id, broker) in grown.brokers.iter_mut() {
+            broker.rack = Some(format!("az-{}", (*id - 1) % 3));
+        }
+        // Partitions 0..3 are led by 1, 2, 3 and held by 1, 2, 3.
+        for (id, partition) in grown.partitions.iter_mut() {
+            partition.leader = Some(id + 1);
+            partition.replicas = vec![1, 2, 3];
+        }
+        let TopicPlan::AddPartitions { assignment, .. } = plan(&grown) else {
+            panic!("{:?}", plan(&grown));
+        };
+        assert_eq!(assignment.len(), 2);
+        let leaders: Vec<i32> = assignment.iter().map(|replicas| replicas[0]).collect();
+        assert_eq!(leaders, vec![4, 5]);
+        for replicas in &assignment {
+            assert_eq!(replicas.len(), 3);
+            let racks: BTreeSet<i32> = replicas.iter().map(|id| (id - 1) % 3).collect();
+            assert_eq!(racks.len(), 3, "one replica per rack: {replicas:?}");
+        }
     }
 }

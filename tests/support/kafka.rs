@@ -498,6 +498,23 @@ impl KafkaCluster {
         id
     }
 
+    /// Brings the cluster back to its first `count` nodes, all running: what a test that
+    /// failed half-way may have left stopped is restarted, what it added is removed.
+    pub fn restore(&self, count: usize) {
+        for id in self.node_ids() {
+            let running = self.nodes.lock().unwrap()[&id].running.is_some();
+            if id as usize > count {
+                if running {
+                    self.stop(id);
+                }
+                self.nodes.lock().unwrap().remove(&id);
+            } else if !running {
+                self.restart(id);
+            }
+        }
+        self.wait_for_brokers(count, NODE_START_LIMIT);
+    }
+
     /// Stops a node for good and forgets it (the cluster's metadata lists it no more).
     pub fn remove_node(&self, id: i32) {
         self.stop(id);

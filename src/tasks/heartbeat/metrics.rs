@@ -215,7 +215,7 @@ mod tests {
                 let id = id as i32;
                 let partition = Partition {
                     id,
-                    replicas: 3,
+                    replicas: vec![1, 2, 3],
                     leader: *leader,
                 };
                 (id, partition)

@@ -52,7 +52,7 @@ pub(crate) fn fetch_metadata(
             let leader = partition.leader();
             partitions.push(Partition {
                 id: partition.id(),
-                replicas: partition.replicas().len(),
+                replicas: partition.replicas().to_vec(),
                 leader: (leader >= 0).then_some(leader),
             });
         }
@@ -320,7 +320,7 @@ mod tests {
                 .enumerate()
                 .map(|(id, leader)| Partition {
                     id: id as i32,
-                    replicas: 1,
+                    replicas: vec![1],
                     leader: *leader,
                 })
                 .collect(),

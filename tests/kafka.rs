@@ -321,3 +321,122 @@ async fn a_service_account_with_the_readme_acls_works_and_a_missing_right_is_nam
     let options = rdkafka::admin::AdminOptions::new();
     let _ = cluster.admin().delete_groups(&groups, &options).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_an_admin_adds_are_beaten_at_once_without_false_failures() {
+    let cluster = KafkaCluster::shared();
+    let topic = "grown-heartbeat";
+    let (user, password) = PLAIN_USERS[0];
+    let acls = grant(cluster, user, topic);
+    let exporter = Exporter::start(&exporter_ini(
+        &cluster.client_properties("PLAIN", user, password),
+        topic,
+        "",
+    ));
+    exporter
+        .wait_for("heartbeats", Duration::from_secs(60), |m| {
+            m.sum("heartbeat_messages_consumed_total", &[]) >= 6.0
+        })
+        .await;
+    cluster.add_partitions(topic, 5).await;
+    let grown = std::time::Instant::now();
+    let metrics = exporter
+        .wait_for(
+            "heartbeats on the new partitions",
+            Duration::from_secs(30),
+            |m| {
+                m.sum("heartbeat_topic_partitions", &[]) == 5.0
+                    && ["3", "4"].iter().all(|partition| {
+                        m.sum(
+                            "heartbeat_messages_consumed_total",
+                            &[("partition", partition)],
+                        ) >= 2.0
+                    })
+            },
+        )
+        .await;
+    eprintln!(
+        "new partitions beaten {:.1}s after they were added",
+        grown.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        metrics.sum(
+            "heartbeat_metadata_changes_total",
+            &[("kind", "partitions_added")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        metrics.sum("heartbeat_produce_failures_total", &[]),
+        0.0,
+        "{}",
+        metrics.text
+    );
+    assert_eq!(metrics.sum("heartbeat_messages_lost_total", &[]), 0.0);
+    drop(exporter);
+    cluster.delete_topic(topic).await;
+    revoke(cluster, user, &acls);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_deleted_under_the_exporter_is_recreated_or_reported() {
+    let cluster = KafkaCluster::shared();
+    let (user, password) = PLAIN_USERS[0];
+    for (topic, manage) in [
+        ("deleted-managed-heartbeat", true),
+        ("deleted-heartbeat", false),
+    ] {
+        let acls = grant(cluster, user, topic);
+        if !manage {
+            cluster.create_topic(topic, 3, 3).await;
+        }
+        let exporter = Exporter::start(&exporter_ini(
+            &cluster.client_properties("PLAIN", user, password),
+            topic,
+            &format!("heartbeat.topic.manage = {manage}"),
+        ));
+        let before = exporter
+            .wait_for("heartbeats", Duration::from_secs(60), |m| {
+                m.sum("heartbeat_messages_consumed_total", &[]) >= 6.0
+            })
+            .await;
+        cluster.delete_topic(topic).await;
+        if manage {
+            let consumed = before.sum("heartbeat_messages_consumed_total", &[]);
+            let metrics = exporter
+                .wait_for(
+                    "heartbeats through the recreated topic",
+                    Duration::from_secs(60),
+                    |m| {
+                        m.sum("heartbeat_topic_partitions", &[]) == 3.0
+                            && m.sum("heartbeat_messages_consumed_total", &[]) >= consumed + 6.0
+                    },
+                )
+                .await;
+            assert_eq!(metrics.sum("heartbeat_up", &[]), 1.0);
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while exporter.ready().await.0 != 200 {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{:?}",
+                    exporter.ready().await
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        } else {
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            let body = loop {
+                let (status, body) = exporter.ready().await;
+                if status == 503 && body.contains("does not exist") {
+                    break body;
+                }
+                assert!(std::time::Instant::now() < deadline, "{body}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            };
+            assert!(body.contains(topic), "{body}");
+        }
+        drop(exporter);
+        cluster.delete_topic(topic).await;
+        revoke(cluster, user, &acls);
+    }
+}

@@ -440,3 +440,285 @@ async fn a_topic_deleted_under_the_exporter_is_recreated_or_reported() {
         revoke(cluster, user, &acls);
     }
 }
+
+fn now_millis() -> i64 {
+    cc_heartbeat::clock::unix_millis()
+}
+
+/// Writes one record per timestamp to partition 0 of `topic`, one request each.
+fn produce_at(cluster: &KafkaCluster, topic: &str, timestamps: &[i64]) {
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    let producer: ThreadedProducer<DefaultProducerContext> = cluster
+        .admin_config()
+        .set("linger.ms", "0")
+        .create()
+        .unwrap();
+    for timestamp in timestamps {
+        producer
+            .send(
+                BaseRecord::<(), str>::to(topic)
+                    .partition(0)
+                    .payload("order")
+                    .timestamp(*timestamp),
+            )
+            .map_err(|(error, _)| error)
+            .unwrap();
+        producer.flush(Duration::from_secs(10)).unwrap();
+    }
+}
+
+/// Writes `count` records to partition 0 of `topic` in one committed transaction: the log
+/// then ends with a commit marker, a control record no consumer sees.
+fn produce_in_a_transaction(cluster: &KafkaCluster, topic: &str, count: usize) {
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    let producer: ThreadedProducer<DefaultProducerContext> = cluster
+        .admin_config()
+        .set("transactional.id", "lag-test-transactions")
+        .create()
+        .unwrap();
+    let timeout = Duration::from_secs(30);
+    producer.init_transactions(timeout).unwrap();
+    producer.begin_transaction().unwrap();
+    for _ in 0..count {
+        producer
+            .send(
+                BaseRecord::<(), str>::to(topic)
+                    .partition(0)
+                    .payload("order"),
+            )
+            .map_err(|(error, _)| error)
+            .unwrap();
+    }
+    producer.commit_transaction(timeout).unwrap();
+}
+
+/// `seconds`, read from a scrape taken by `read_at` (ms), is the age of a record written at
+/// `written` (ms), as seen by a scan at most `scan_age` before.
+fn assert_age(seconds: f64, written: i64, read_at: i64, scan_age: Duration) {
+    let newest = (read_at - written) as f64 / 1000.0;
+    let oldest = newest - scan_age.as_secs_f64();
+    assert!(
+        seconds <= newest + 0.01 && seconds >= oldest,
+        "{seconds} s is not the age of a record written at {written} (between {oldest} and {newest})"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lag_of_real_groups_in_messages_and_exact_seconds() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let cluster = KafkaCluster::shared();
+    let (user, password) = PLAIN_USERS[2];
+    let principal = format!("User:{user}");
+    let heartbeat_topic = "lag-heartbeat";
+    let acls = grant(cluster, user, heartbeat_topic);
+    // The groups and topics to report, by prefix.
+    let prefixed = ["--resource-pattern-type", "prefixed"];
+    cluster.allow(
+        &principal,
+        &["Describe"],
+        &[&prefixed[..], &["--group", "lag-"]].concat(),
+    );
+    cluster.allow(
+        &principal,
+        &["Describe", "Read"],
+        &[&prefixed[..], &["--topic", "lag-"]].concat(),
+    );
+    let (create_time, append_time, transactional) = ("lag-orders", "lag-appended", "lag-tx");
+    cluster.create_topic(create_time, 1, 3).await;
+    cluster
+        .create_topic_with(
+            append_time,
+            1,
+            3,
+            &[("message.timestamp.type", "LogAppendTime")],
+        )
+        .await;
+    cluster.create_topic(transactional, 1, 3).await;
+    let start = now_millis() - 120_000;
+    let written: Vec<i64> = (0..4).map(|i| start + i * 10_000).collect();
+    produce_at(cluster, create_time, &written);
+    let appended_from = now_millis();
+    // An hour-old timestamp, replaced by the broker's own at append.
+    produce_at(
+        cluster,
+        append_time,
+        &[start - 3_600_000, start - 3_600_000],
+    );
+    produce_in_a_transaction(cluster, transactional, 3);
+    commit(cluster, "lag-idle", create_time, 1);
+    commit(cluster, "lag-idle", append_time, 0);
+    commit(cluster, "lag-transactional", transactional, 3);
+    commit(cluster, "lag-doomed", create_time, 2);
+    // A member that consumes and commits: its group is Stable and catches up.
+    let member: BaseConsumer = cluster
+        .admin_config()
+        .set("group.id", "lag-active")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "200")
+        .create()
+        .unwrap();
+    member.subscribe(&[create_time]).unwrap();
+    let polling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let keep = polling.clone();
+    let poller = std::thread::spawn(move || {
+        while keep.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ = member.poll(Duration::from_millis(100));
+        }
+    });
+
+    let exporter = Exporter::start(&exporter_ini(
+        &cluster.client_properties("PLAIN", user, password),
+        heartbeat_topic,
+        "consumer.group.allow = ^lag-\ncheck.consumer.group.period.seconds = 1\n\
+         check.consumer.group.timeout.seconds = 5",
+    ));
+    let partition = |group: &'static str, topic: &'static str| {
+        [("group", group), ("topic", topic), ("partition", "0")]
+    };
+    let metrics = exporter
+        .wait_for("every group's lag", Duration::from_secs(60), |m| {
+            m.sum(
+                "heartbeat_consumer_group_state",
+                &[("group", "lag-active"), ("state", "Stable")],
+            ) == 1.0
+                && m.sum(
+                    "heartbeat_consumer_group_lag",
+                    &partition("lag-active", create_time),
+                ) == 0.0
+                && m.has(
+                    "heartbeat_consumer_group_lag_seconds",
+                    &partition("lag-idle", create_time),
+                )
+                && m.has(
+                    "heartbeat_consumer_group_lag_seconds",
+                    &partition("lag-idle", append_time),
+                )
+                && m.has(
+                    "heartbeat_consumer_group_lag_seconds",
+                    &partition("lag-transactional", transactional),
+                )
+        })
+        .await;
+    let read_at = now_millis();
+    let scan_age = Duration::from_secs(3);
+    let value = |name: &str, labels: &[(&str, &str)]| metrics.sum(name, labels);
+    assert_eq!(
+        value(
+            "heartbeat_consumer_group_members",
+            &[("group", "lag-active")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            "heartbeat_consumer_group_state",
+            &[("group", "lag-idle"), ("state", "Empty")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            "heartbeat_consumer_group_lag",
+            &partition("lag-idle", create_time)
+        ),
+        3.0
+    );
+    assert_age(
+        value(
+            "heartbeat_consumer_group_lag_seconds",
+            &partition("lag-idle", create_time),
+        ),
+        written[1],
+        read_at,
+        scan_age,
+    );
+    // LogAppendTime: the age is the broker's append time, not the producer's timestamp.
+    assert_age(
+        value(
+            "heartbeat_consumer_group_lag_seconds",
+            &partition("lag-idle", append_time),
+        ),
+        appended_from,
+        read_at,
+        Duration::from_secs((read_at - appended_from) as u64 / 1000 + 3),
+    );
+    // Only the commit marker is left after the transaction's records: 1 behind, 0 seconds.
+    assert_eq!(
+        value(
+            "heartbeat_consumer_group_lag",
+            &partition("lag-transactional", transactional)
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            "heartbeat_consumer_group_lag_seconds",
+            &partition("lag-transactional", transactional)
+        ),
+        0.0
+    );
+    assert_eq!(
+        value(
+            "heartbeat_consumer_group_lag_seconds",
+            &partition("lag-active", create_time)
+        ),
+        0.0
+    );
+    assert!(metrics.has("heartbeat_consumer_group_state", &[("group", "lag-doomed")]));
+    assert_eq!(
+        value("heartbeat_cluster_scan_failures_total", &[]),
+        0.0,
+        "{}",
+        metrics.text
+    );
+
+    let options = rdkafka::admin::AdminOptions::new();
+    let deleted = cluster
+        .admin()
+        .delete_groups(&["lag-doomed"], &options)
+        .await
+        .unwrap();
+    assert!(deleted.iter().all(Result::is_ok), "{deleted:?}");
+    // Its state goes with the listing, its lag with the same scan's lag part.
+    exporter
+        .wait_for(
+            "the deleted group's series gone",
+            Duration::from_secs(30),
+            |m| {
+                [
+                    "heartbeat_consumer_group_state",
+                    "heartbeat_consumer_group_lag",
+                    "heartbeat_consumer_group_lag_seconds",
+                    "heartbeat_consumer_group_committed_offset",
+                    "heartbeat_consumer_group_total_lag",
+                    "heartbeat_consumer_group_max_lag",
+                ]
+                .iter()
+                .all(|family| !m.has(family, &[("group", "lag-doomed")]))
+            },
+        )
+        .await;
+
+    polling.store(false, std::sync::atomic::Ordering::Relaxed);
+    poller.join().unwrap();
+    drop(exporter);
+    let _ = cluster
+        .admin()
+        .delete_groups(&["lag-idle", "lag-transactional", "lag-active"], &options)
+        .await;
+    for topic in [create_time, append_time, transactional, heartbeat_topic] {
+        cluster.delete_topic(topic).await;
+    }
+    cluster.disallow(
+        &principal,
+        &["Describe"],
+        &[&prefixed[..], &["--group", "lag-"]].concat(),
+    );
+    cluster.disallow(
+        &principal,
+        &["Describe", "Read"],
+        &[&prefixed[..], &["--topic", "lag-"]].concat(),
+    );
+    revoke(cluster, user, &acls);
+}

@@ -570,17 +570,26 @@ impl KafkaCluster {
 
     /// Creates `topic` with `partitions` partitions of `replicas` replicas.
     pub async fn create_topic(&self, topic: &str, partitions: i32, replicas: i32) {
+        self.create_topic_with(topic, partitions, replicas, &[])
+            .await;
+    }
+
+    /// Creates `topic` with topic configs `configs` (e.g. `message.timestamp.type`).
+    pub async fn create_topic_with(
+        &self,
+        topic: &str,
+        partitions: i32,
+        replicas: i32,
+        configs: &[(&str, &str)],
+    ) {
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        let mut new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(replicas));
+        for (key, value) in configs {
+            new_topic = new_topic.set(key, value);
+        }
         let results = self
             .admin()
-            .create_topics(
-                &[NewTopic::new(
-                    topic,
-                    partitions,
-                    TopicReplication::Fixed(replicas),
-                )],
-                &options,
-            )
+            .create_topics(&[new_topic], &options)
             .await
             .expect("create topic");
         assert!(results.iter().all(Result::is_ok), "{results:?}");

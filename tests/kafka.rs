@@ -722,3 +722,71 @@ async fn lag_of_real_groups_in_messages_and_exact_seconds() {
     );
     revoke(cluster, user, &acls);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loopback_latency_and_time_to_the_first_round_trip_are_reported() {
+    let cluster = KafkaCluster::shared();
+    let topic = "latency-heartbeat";
+    let (user, password) = PLAIN_USERS[0];
+    cluster.create_topic(topic, 3, 3).await;
+    let acls = grant(cluster, user, topic);
+    let started = std::time::Instant::now();
+    let exporter = Exporter::start(&exporter_ini(
+        &cluster.client_properties("PLAIN", user, password),
+        topic,
+        "",
+    ));
+    exporter
+        .wait_for("the first round trip", Duration::from_secs(30), |m| {
+            m.sum("heartbeat_messages_consumed_total", &[]) >= 1.0
+        })
+        .await;
+    let first = started.elapsed();
+    let metrics = exporter
+        .wait_for("a minute's worth of beats", Duration::from_secs(60), |m| {
+            m.sum("heartbeat_messages_consumed_total", &[]) >= 90.0
+        })
+        .await;
+    // The worst partition's exact quantiles over the window.
+    let worst = |family: &str, quantile: &str| {
+        metrics
+            .select(family, &[("quantile", quantile)])
+            .map(|sample| sample.value)
+            .fold(0.0, f64::max)
+    };
+    let figures = [
+        (
+            "end_to_end p50",
+            worst("heartbeat_end_to_end_latency_recent_seconds", "0.5"),
+        ),
+        (
+            "end_to_end p99",
+            worst("heartbeat_end_to_end_latency_recent_seconds", "0.99"),
+        ),
+        (
+            "produce p50",
+            worst("heartbeat_produce_latency_recent_seconds", "0.5"),
+        ),
+        (
+            "produce p99",
+            worst("heartbeat_produce_latency_recent_seconds", "0.99"),
+        ),
+    ];
+    eprintln!(
+        "real Kafka on loopback: first round trip {:.2}s after the start; {}",
+        first.as_secs_f64(),
+        figures
+            .iter()
+            .map(|(name, seconds)| format!("{name} {:.2} ms", seconds * 1000.0))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    // Loose bounds: the figures themselves are for the README, not a timed test.
+    assert!(first < Duration::from_secs(30));
+    for (name, seconds) in figures {
+        assert!(seconds > 0.0 && seconds < 5.0, "{name} {seconds}");
+    }
+    drop(exporter);
+    cluster.delete_topic(topic).await;
+    revoke(cluster, user, &acls);
+}

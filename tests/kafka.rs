@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminOptions, ResourceSpecifier};
-use support::kafka::{exporter_ini, grant, revoke, Exporter, KafkaCluster, PLAIN_USERS};
+use support::kafka::{grant, revoke, Exporter, KafkaCluster, PLAIN_USERS};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_confluent_cloud_path_creates_the_topic_and_beats_every_partition() {
@@ -15,11 +15,7 @@ async fn the_confluent_cloud_path_creates_the_topic_and_beats_every_partition() 
     let topic = "cc-path-heartbeat";
     let (user, password) = PLAIN_USERS[0];
     let acls = grant(cluster, user, topic);
-    let mut exporter = Exporter::start(&exporter_ini(
-        &cluster.client_properties("PLAIN", user, password),
-        topic,
-        "",
-    ));
+    let mut exporter = Exporter::as_user(cluster, "PLAIN", (user, password), topic, "");
     let brokers = cluster.node_ids();
     let metrics = exporter
         .wait_for(
@@ -112,11 +108,7 @@ async fn a_wrong_password_is_named_with_mechanism_and_user_never_the_secret() {
     let cluster = KafkaCluster::shared();
     let (user, _) = PLAIN_USERS[0];
     let wrong = "not-the-heartbeat-password";
-    let mut exporter = Exporter::start(&exporter_ini(
-        &cluster.client_properties("PLAIN", user, wrong),
-        "auth-heartbeat",
-        "",
-    ));
+    let mut exporter = Exporter::as_user(cluster, "PLAIN", (user, wrong), "auth-heartbeat", "");
     let metrics = exporter
         .wait_for("metadata refused", Duration::from_secs(30), |m| {
             m.sum("heartbeat_metadata_refresh_failures_total", &[]) >= 1.0
@@ -146,11 +138,7 @@ async fn a_scram_user_created_after_the_start_is_picked_up_without_a_restart() {
     let cluster = KafkaCluster::shared();
     let (user, password) = ("late-scram-user", "late-scram-secret");
     let topic = "scram-heartbeat";
-    let exporter = Exporter::start(&exporter_ini(
-        &cluster.client_properties("SCRAM-SHA-512", user, password),
-        topic,
-        "",
-    ));
+    let exporter = Exporter::as_user(cluster, "SCRAM-SHA-512", (user, password), topic, "");
     exporter
         .wait_for("SCRAM refused", Duration::from_secs(30), |m| {
             m.sum("heartbeat_metadata_refresh_failures_total", &[]) >= 1.0
@@ -241,12 +229,14 @@ async fn a_service_account_with_the_readme_acls_works_and_a_missing_right_is_nam
     for (operations, resource) in &acls {
         cluster.allow(&principal, operations, resource);
     }
-    let mut exporter = Exporter::start(&exporter_ini(
-        &cluster.client_properties("PLAIN", user, password),
+    let mut exporter = Exporter::as_user(
+        cluster,
+        "PLAIN",
+        (user, password),
         topic,
         "heartbeat.topic.manage = false\nconsumer.group.allow = ^sa-\n\
          check.consumer.group.period.seconds = 1\ncheck.consumer.group.timeout.seconds = 5",
-    ));
+    );
     let lag = |group: &'static str| [("group", group), ("topic", orders), ("partition", "0")];
     let metrics = exporter
         .wait_for(
@@ -286,14 +276,11 @@ async fn a_service_account_with_the_readme_acls_works_and_a_missing_right_is_nam
             ) >= 1.0
         })
         .await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let body = loop {
-        let (status, body) = exporter.ready().await;
-        if status == 503 || std::time::Instant::now() > deadline {
-            break body;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let body = exporter
+        .wait_for_ready("said not ready", Duration::from_secs(30), |status, _| {
+            status == 503
+        })
+        .await;
     assert!(
         body.contains("WRITE") && body.contains(topic),
         "/ready does not name the missing right: {body}"
@@ -328,11 +315,7 @@ async fn partitions_an_admin_adds_are_beaten_at_once_without_false_failures() {
     let topic = "grown-heartbeat";
     let (user, password) = PLAIN_USERS[0];
     let acls = grant(cluster, user, topic);
-    let exporter = Exporter::start(&exporter_ini(
-        &cluster.client_properties("PLAIN", user, password),
-        topic,
-        "",
-    ));
+    let exporter = Exporter::as_user(cluster, "PLAIN", (user, password), topic, "");
     exporter
         .wait_for("heartbeats", Duration::from_secs(60), |m| {
             m.sum("heartbeat_messages_consumed_total", &[]) >= 6.0
@@ -390,11 +373,13 @@ async fn a_topic_deleted_under_the_exporter_is_recreated_or_reported() {
         if !manage {
             cluster.create_topic(topic, 3, 3).await;
         }
-        let exporter = Exporter::start(&exporter_ini(
-            &cluster.client_properties("PLAIN", user, password),
+        let exporter = Exporter::as_user(
+            cluster,
+            "PLAIN",
+            (user, password),
             topic,
             &format!("heartbeat.topic.manage = {manage}"),
-        ));
+        );
         let before = exporter
             .wait_for("heartbeats", Duration::from_secs(60), |m| {
                 m.sum("heartbeat_messages_consumed_total", &[]) >= 6.0
@@ -414,25 +399,19 @@ async fn a_topic_deleted_under_the_exporter_is_recreated_or_reported() {
                 )
                 .await;
             assert_eq!(metrics.sum("heartbeat_up", &[]), 1.0);
-            let deadline = std::time::Instant::now() + Duration::from_secs(30);
-            while exporter.ready().await.0 != 200 {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "{:?}",
-                    exporter.ready().await
-                );
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+            exporter
+                .wait_for_ready("ready again", Duration::from_secs(30), |status, _| {
+                    status == 200
+                })
+                .await;
         } else {
-            let deadline = std::time::Instant::now() + Duration::from_secs(30);
-            let body = loop {
-                let (status, body) = exporter.ready().await;
-                if status == 503 && body.contains("does not exist") {
-                    break body;
-                }
-                assert!(std::time::Instant::now() < deadline, "{body}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            };
+            let body = exporter
+                .wait_for_ready(
+                    "said the topic is gone",
+                    Duration::from_secs(30),
+                    |status, body| status == 503 && body.contains("does not exist"),
+                )
+                .await;
             assert!(body.contains(topic), "{body}");
         }
         drop(exporter);
@@ -567,12 +546,14 @@ async fn lag_of_real_groups_in_messages_and_exact_seconds() {
         }
     });
 
-    let exporter = Exporter::start(&exporter_ini(
-        &cluster.client_properties("PLAIN", user, password),
+    let exporter = Exporter::as_user(
+        cluster,
+        "PLAIN",
+        (user, password),
         heartbeat_topic,
         "consumer.group.allow = ^lag-\ncheck.consumer.group.period.seconds = 1\n\
          check.consumer.group.timeout.seconds = 5",
-    ));
+    );
     let partition = |group: &'static str, topic: &'static str| {
         [("group", group), ("topic", topic), ("partition", "0")]
     };
@@ -731,11 +712,7 @@ async fn loopback_latency_and_time_to_the_first_round_trip_are_reported() {
     cluster.create_topic(topic, 3, 3).await;
     let acls = grant(cluster, user, topic);
     let started = std::time::Instant::now();
-    let exporter = Exporter::start(&exporter_ini(
-        &cluster.client_properties("PLAIN", user, password),
-        topic,
-        "",
-    ));
+    let exporter = Exporter::as_user(cluster, "PLAIN", (user, password), topic, "");
     exporter
         .wait_for("the first round trip", Duration::from_secs(30), |m| {
             m.sum("heartbeat_messages_consumed_total", &[]) >= 1.0

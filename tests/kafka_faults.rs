@@ -7,7 +7,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use support::kafka::{exporter_ini, grant, revoke, Exporter, KafkaCluster, PLAIN_USERS};
+use support::kafka::{grant, revoke, Exporter, KafkaCluster, PLAIN_USERS};
 use support::{serial, Metrics};
 
 /// A per-partition figure of a scrape: `family` summed by its `partition` label.
@@ -66,11 +66,7 @@ fn grown(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> BTree
 async fn exporter_on(cluster: &KafkaCluster, topic: &str) -> (Exporter, Metrics) {
     let (user, password) = PLAIN_USERS[0];
     grant(cluster, user, topic);
-    let exporter = Exporter::start(&exporter_ini(
-        &cluster.client_properties("PLAIN", user, password),
-        topic,
-        "",
-    ));
+    let exporter = Exporter::as_user(cluster, "PLAIN", (user, password), topic, "");
     let partitions = cluster.node_ids().len();
     exporter
         .wait_for("heartbeats everywhere", Duration::from_secs(60), |m| {

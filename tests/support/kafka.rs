@@ -776,6 +776,22 @@ pub struct Exporter {
 }
 
 impl Exporter {
+    /// The exporter reaching `cluster` over SASL_SSL as `user` with `mechanism`, beating
+    /// `topic`; `extra_admin` adds `[admin]` lines.
+    pub fn as_user(
+        cluster: &KafkaCluster,
+        mechanism: &str,
+        (user, password): (&str, &str),
+        topic: &str,
+        extra_admin: &str,
+    ) -> Exporter {
+        Exporter::start(&exporter_ini(
+            &cluster.client_properties(mechanism, user, password),
+            topic,
+            extra_admin,
+        ))
+    }
+
     pub fn start(ini: &str) -> Exporter {
         let dir = tempfile::tempdir().unwrap();
         let path = write_config(dir.path(), ini);
@@ -800,6 +816,28 @@ impl Exporter {
     pub async fn ready(&self) -> (u16, String) {
         let (status, body, _) = get(self.address, "/ready").await;
         (status, body)
+    }
+
+    /// Waits until `/ready` answers as `wanted` (status, body) says; returns that answer, or
+    /// panics with the last one.
+    pub async fn wait_for_ready(
+        &self,
+        what: &str,
+        limit: Duration,
+        wanted: impl Fn(u16, &str) -> bool,
+    ) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let (status, body) = self.ready().await;
+            if wanted(status, &body) {
+                return body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "/ready never {what} within {limit:?}: {status} {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 }
 

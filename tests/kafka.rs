@@ -767,3 +767,21 @@ async fn loopback_latency_and_time_to_the_first_round_trip_are_reported() {
     cluster.delete_topic(topic).await;
     revoke(cluster, user, &acls);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_test_cluster_sets_and_removes_client_quotas() {
+    let cluster = KafkaCluster::shared();
+    let user = PLAIN_USERS[2].0;
+    cluster.user_quota(
+        user,
+        "producer_byte_rate=1048576,consumer_byte_rate=2097152",
+    );
+    let described = cluster.describe_user(user);
+    assert!(
+        described.contains("producer_byte_rate=1048576.0")
+            && described.contains("consumer_byte_rate=2097152.0"),
+        "{described}"
+    );
+    cluster.remove_user_quota(user, "producer_byte_rate,consumer_byte_rate");
+    assert!(!cluster.describe_user(user).contains("byte_rate"));
+}

@@ -656,44 +656,45 @@ impl KafkaCluster {
     /// Creates (or changes) a SCRAM-SHA-512 user.
     pub fn scram_user(&self, name: &str, password: &str) {
         let credential = format!("SCRAM-SHA-512=[iterations=4096,password={password}]");
-        self.tool(
-            "ConfigCommand",
-            &[
-                "--alter",
-                "--add-config",
-                &credential,
-                "--entity-type",
-                "users",
-                "--entity-name",
-                name,
-            ],
-        );
+        self.user_config("--add-config", name, &credential);
     }
 
     /// Deletes a SCRAM-SHA-512 user.
     pub fn delete_scram_user(&self, name: &str) {
-        self.tool(
-            "ConfigCommand",
-            &[
-                "--alter",
-                "--delete-config",
-                "SCRAM-SHA-512",
-                "--entity-type",
-                "users",
-                "--entity-name",
-                name,
-            ],
-        );
+        self.user_config("--delete-config", name, "SCRAM-SHA-512");
     }
 
     /// Sets client quotas (e.g. `producer_byte_rate=1024`) for `user`.
     pub fn user_quota(&self, user: &str, quotas: &str) {
+        self.user_config("--add-config", user, quotas);
+    }
+
+    /// Removes client quotas (e.g. `producer_byte_rate`) of `user`.
+    pub fn remove_user_quota(&self, user: &str, quotas: &str) {
+        self.user_config("--delete-config", user, quotas);
+    }
+
+    /// The quotas and credentials the cluster holds for `user`, as Kafka describes them.
+    pub fn describe_user(&self, user: &str) -> String {
+        self.tool(
+            "ConfigCommand",
+            &[
+                "--describe",
+                "--entity-type",
+                "users",
+                "--entity-name",
+                user,
+            ],
+        )
+    }
+
+    fn user_config(&self, action: &str, user: &str, value: &str) {
         self.tool(
             "ConfigCommand",
             &[
                 "--alter",
-                "--add-config",
-                quotas,
+                action,
+                value,
                 "--entity-type",
                 "users",
                 "--entity-name",

@@ -115,15 +115,6 @@ pub fn start_clusters(
     template: &Config,
     count: u8,
 ) -> Result<(Vec<Arc<DemoCluster>>, Vec<Config>), KafkaError> {
-    if template
-        .admin_properties()
-        .contains_key("bootstrap.servers")
-    {
-        tracing::warn!(
-            "demo mode: the configured bootstrap.servers and client settings are ignored; \
-             set CC_HEARTBEAT_DEMO=false (or drop --demo) to monitor that cluster"
-        );
-    }
     let mut clusters = Vec::new();
     let mut configs = Vec::new();
     for index in 1..=count {

@@ -78,6 +78,26 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    // Demo mode must not fail open: with a cluster configured too, a healthy embedded cluster
+    // would be reported in its place.
+    if cli.demo && cli.command.is_none() && !cli.check_config {
+        if let Some(setting) = configs
+            .iter()
+            .find_map(|config| config.where_set("bootstrap.servers"))
+        {
+            let demo = if std::env::args().any(|argument| argument == "--demo") {
+                "--demo"
+            } else {
+                "CC_HEARTBEAT_DEMO=true"
+            };
+            eprintln!(
+                "cc-heartbeat: configuration error: demo mode ({demo}) and a cluster to monitor \
+                 ({setting}) are both set: set CC_HEARTBEAT_DEMO=false (or drop --demo) to \
+                 monitor that cluster, or remove bootstrap.servers to run the demo"
+            );
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    }
     // Process-wide settings (listener, logging) come from the top-level [admin], which every
     // cluster inherits.
     let process = configs[0].admin.clone();

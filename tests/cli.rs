@@ -62,6 +62,56 @@ fn bad_config_exits_2_naming_file_section_and_key() {
     let (code, _, stderr) = run_to_end(&["--config", "/no/such/file.ini"]);
     assert_eq!(code, 2);
     assert!(stderr.contains("/no/such/file.ini"), "{stderr}");
+    // A missing file says how to start, not only that it is missing.
+    for how in ["config.example.ini", "--config PATH", "--demo"] {
+        assert!(stderr.contains(how), "{stderr}");
+    }
+}
+
+#[test]
+fn demo_mode_with_a_cluster_configured_too_is_refused_naming_both() {
+    let output = binary()
+        .args(["--config", "/no/such/config.ini"])
+        .env("CC_HEARTBEAT_DEMO", "true")
+        .env(
+            "CC_HEARTBEAT__DEFAULT__BOOTSTRAP_SERVERS",
+            "pkc-1.example.com:9092",
+        )
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("CC_HEARTBEAT_DEMO=true"), "{stderr}");
+    assert!(
+        stderr.contains("CC_HEARTBEAT__DEFAULT__BOOTSTRAP_SERVERS"),
+        "{stderr}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), "[default]\nbootstrap.servers = a:9092\n");
+    let (code, _, stderr) = run_to_end(&["--demo", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("--demo") && stderr.contains("[default] bootstrap.servers"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_variable_for_an_undeclared_cluster_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), "[cluster:prod]\nbootstrap.servers = a:9092\n");
+    let output = binary()
+        .args(["--check-config", "--config", path.to_str().unwrap()])
+        .env("CC_HEARTBEAT__CLUSTER_PORD__DEFAULT__SASL_PASSWORD", "x")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("CC_HEARTBEAT__CLUSTER_PORD__DEFAULT__SASL_PASSWORD")
+            && stderr.contains("declared: prod"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -27,7 +27,10 @@ use std::time::Duration;
 use rdkafka::error::KafkaError;
 use rdkafka::ClientConfig;
 
-pub use self::admin::{AdminSettings, LagGranularity, LogFormat, Pattern};
+pub use self::admin::{
+    AdminSettings, LagGranularity, LogFormat, Pattern, MAX_IN_FLIGHT_PER_PARTITION,
+    MAX_LATENCY_SAMPLES,
+};
 pub use self::properties::{is_secret, MASK};
 pub use self::raw::{ConfigError, Origin, ENV_PREFIX};
 
@@ -74,9 +77,17 @@ impl Config {
         path: &Path,
         environment: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Vec<Config>, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
+        let text = std::fs::read_to_string(path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                ConfigError::Missing {
+                    path: path.to_path_buf(),
+                }
+            } else {
+                ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            }
         })?;
         Self::clusters_from_ini(&text, path, environment)
     }
@@ -214,6 +225,14 @@ impl Config {
         } else {
             cluster_section(&self.name, kind)
         }
+    }
+
+    /// Where librdkafka property `key` of this cluster's `[default]` was set (section and file,
+    /// or the variable), when it was.
+    pub fn where_set(&self, key: &str) -> Option<String> {
+        self.default
+            .get(key)
+            .map(|entry| format!("[{}] {key} in {}", entry.section, entry.origin))
     }
 
     /// The user's librdkafka properties for the producer: `[default]` merged with `[producer]`.

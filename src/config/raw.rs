@@ -32,6 +32,12 @@ impl fmt::Display for Origin {
 /// A configuration problem a user can fix; the message names what to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    #[error(
+        "configuration file {path} does not exist: copy config.example.ini to {path} and set \
+         bootstrap.servers and the credentials in it, pass --config PATH, or run against the \
+         embedded demo cluster with --demo"
+    )]
+    Missing { path: PathBuf },
     #[error("cannot read configuration file {path}: {source}")]
     Read {
         path: PathBuf,
@@ -118,6 +124,18 @@ pub(super) fn apply_environment(
     raw: &mut RawConfig,
     environment: impl IntoIterator<Item = (String, String)>,
 ) -> Result<(), ConfigError> {
+    // Per-cluster variables apply to the clusters the file declares (to `default` when it
+    // declares none): a mistyped name must not start monitoring a cluster nobody configured.
+    let declared: Vec<String> = raw
+        .sections
+        .keys()
+        .filter_map(|section| parse_section_name(section).and_then(|(name, _)| name))
+        .fold(Vec::new(), |mut names, name| {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+            names
+        });
     for (variable, value) in environment {
         let Some(rest) = variable.strip_prefix(ENV_PREFIX) else {
             continue;
@@ -131,7 +149,30 @@ pub(super) fn apply_environment(
         let (section, key) = match parts.as_slice() {
             [section, key] => (section.clone(), key),
             [cluster, section, key] if cluster.starts_with("cluster_") => {
-                (cluster_section(&cluster["cluster_".len()..], section), key)
+                let name = &cluster["cluster_".len()..];
+                let known = if declared.is_empty() {
+                    name == "default"
+                } else {
+                    declared.iter().any(|declared| declared == name)
+                };
+                if !known {
+                    let declared = if declared.is_empty() {
+                        "none: the only cluster is `default`".to_string()
+                    } else {
+                        declared.join(", ")
+                    };
+                    return Err(ConfigError::Key {
+                        origin,
+                        section: cluster_section(name, section),
+                        key: key.replace('_', "."),
+                        message: format!(
+                            "the file declares no cluster `{name}` ([cluster:{name}] sections); \
+                             per-cluster variables apply to declared clusters only (declared: \
+                             {declared})"
+                        ),
+                    });
+                }
+                (cluster_section(name, section), key)
             }
             _ => {
                 return Err(ConfigError::Key {

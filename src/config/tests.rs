@@ -281,3 +281,35 @@ fn errors_name_the_cluster_section_and_key() {
         "{error}"
     );
 }
+
+#[test]
+fn per_cluster_variables_need_a_declared_cluster() {
+    let error = clusters(
+        TWO_CLUSTERS,
+        &[("CC_HEARTBEAT__CLUSTER_EAT__DEFAULT__SASL_PASSWORD", "x")],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.contains("CC_HEARTBEAT__CLUSTER_EAT__DEFAULT__SASL_PASSWORD")
+            && error.contains("no cluster `eat`")
+            && error.contains("declared: east, west"),
+        "{error}"
+    );
+    // Without cluster sections, the one cluster is `default`.
+    let configs = clusters(
+        "[default]\nbootstrap.servers = a:9092\n",
+        &[(
+            "CC_HEARTBEAT__CLUSTER_DEFAULT__DEFAULT__SASL_USERNAME",
+            "key",
+        )],
+    )
+    .unwrap();
+    assert_eq!(configs.len(), 1);
+    assert_eq!(configs[0].admin_properties()["sasl.username"], "key");
+    assert!(clusters(
+        "[default]\nbootstrap.servers = a:9092\n",
+        &[("CC_HEARTBEAT__CLUSTER_PROD__DEFAULT__SASL_USERNAME", "key")],
+    )
+    .is_err());
+}

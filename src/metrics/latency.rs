@@ -91,7 +91,7 @@ impl Latency {
 }
 
 /// Samples kept per series, whatever the window and beat rate.
-pub(crate) const MAX_SAMPLES: usize = 2048;
+pub(crate) const MAX_SAMPLES: usize = crate::config::MAX_LATENCY_SAMPLES;
 
 /// The quantiles exported.
 pub(crate) const QUANTILES: [(f64, &str); 3] = [(0.5, "0.5"), (0.9, "0.9"), (0.99, "0.99")];

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 /// Cap on in-flight heartbeats per partition; a full partition resolves its oldest as lost.
-pub const MAX_PENDING_PER_PARTITION: usize = 1024;
+pub const MAX_PENDING_PER_PARTITION: usize = crate::config::MAX_IN_FLIGHT_PER_PARTITION;
 
 /// Cap on remembered outcomes per partition (for duplicate and late detection).
 pub const MAX_RESOLVED_PER_PARTITION: usize = 4096;

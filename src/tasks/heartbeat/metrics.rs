@@ -86,7 +86,7 @@ impl HeartbeatMetrics {
             self.messages_lost
                 .get_or_create(&PartitionLeaderLabels::new(partition, leader)),
         );
-        for reason in ProduceFailure::CREATED_AT_ZERO {
+        for reason in ProduceFailure::ALL {
             drop(self.produce_failures.get_or_create(&ProduceFailureLabels {
                 partition: labels.partition.clone(),
                 leader: leader.to_string(),
@@ -243,6 +243,13 @@ mod tests {
             "heartbeat_produce_failures_total{partition=\"1\",leader=\"-1\",reason=\"rejected\"} 0",
         ] {
             assert!(text.contains(series), "{series} missing:\n{text}");
+        }
+        for reason in ProduceFailure::ALL {
+            let series = format!(
+                "heartbeat_produce_failures_total{{partition=\"0\",leader=\"1\",reason=\"{}\"}} 0",
+                reason.as_str()
+            );
+            assert!(text.contains(&series), "{series} missing");
         }
         assert_eq!(
             text.matches("heartbeat_messages_skipped_total{").count(),

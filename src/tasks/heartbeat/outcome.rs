@@ -24,10 +24,17 @@ pub(super) enum ProduceFailure {
 }
 
 impl ProduceFailure {
-    /// The failures every partition's series show from the start, at zero: a leader that
-    /// does not answer, and one that refuses.
-    pub(super) const CREATED_AT_ZERO: [ProduceFailure; 2] =
-        [ProduceFailure::TimedOut, ProduceFailure::Rejected];
+    /// Every reason; each partition's series start at zero with all of them, so `rate()` and
+    /// `increase()` see the first failure of any kind.
+    pub(super) const ALL: [ProduceFailure; 7] = [
+        ProduceFailure::TimedOut,
+        ProduceFailure::QueueFull,
+        ProduceFailure::AuthorizationFailed,
+        ProduceFailure::UnknownPartition,
+        ProduceFailure::NotLeader,
+        ProduceFailure::Rejected,
+        ProduceFailure::Other,
+    ];
 
     /// Why `error` failed a heartbeat.
     pub(super) fn of(error: &KafkaError) -> Self {

@@ -114,9 +114,22 @@ async fn a_crashed_broker_fails_only_its_partitions_until_leadership_moves() {
         "heartbeat_metadata_changes_total",
         &[("kind", "leader_changed")],
     );
+    let victim_label = victim.to_string();
+    let victims_acks = |m: &Metrics| -> f64 {
+        led.iter()
+            .map(|partition| {
+                m.sum(
+                    "heartbeat_produce_latency_seconds_count",
+                    &[("partition", partition), ("leader", &victim_label)],
+                )
+            })
+            .sum()
+    };
+    let at_kill = exporter
+        .wait_for("a scrape at the kill", Duration::from_secs(5), |_| true)
+        .await;
     let crashed = Instant::now();
     cluster.kill(victim);
-    let victim_label = victim.to_string();
     let after = exporter
         .wait_for(
             "leadership moved and beats everywhere again",
@@ -165,6 +178,14 @@ async fn a_crashed_broker_fails_only_its_partitions_until_leadership_moves() {
             after.text
         );
     }
+    // From the kill on, acknowledgements are blamed on the broker that gave them, at once: none
+    // on the dead one (but one it acknowledged as it died), though metadata named it a while.
+    assert!(
+        victims_acks(&after) - victims_acks(&at_kill) <= 1.0,
+        "the dead broker is blamed for {} acknowledgements\n{}",
+        victims_acks(&after) - victims_acks(&at_kill),
+        after.text
+    );
     assert!(
         after.sum(
             "heartbeat_connection_failures_total",

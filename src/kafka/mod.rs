@@ -11,3 +11,12 @@ pub(crate) mod stats;
 
 /// A partition of a topic, by topic name and partition number.
 pub(crate) type TopicPartition = (String, i32);
+
+/// The broker that answered for `message`: the leader that acknowledged (or refused) a produced
+/// record, or the broker a consumed one was fetched from; `None` when librdkafka cannot say.
+/// This is the truth at that moment, where metadata may be a refresh behind.
+pub(crate) fn answering_broker(message: &rdkafka::message::BorrowedMessage<'_>) -> Option<i32> {
+    // SAFETY: the pointer is valid while `message` is borrowed, and the call only reads it.
+    let id = unsafe { rdkafka::bindings::rd_kafka_message_broker_id(message.ptr()) };
+    (id >= 0).then_some(id)
+}

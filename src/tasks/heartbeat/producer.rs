@@ -26,6 +26,7 @@ use super::outcome::ProduceFailure;
 use super::state::HeartbeatState;
 use crate::clock::unix_micros;
 use crate::cluster::ClusterSnapshot;
+use crate::kafka::answering_broker;
 use crate::kafka::client::{client_config, ClientLog, Role};
 use crate::kafka::stats::{ClientBrokerMetrics, ClientStatsRecorder};
 use crate::logging::LogThrottle;
@@ -71,7 +72,15 @@ impl ProducerContext for DeliveryRecorder {
     fn delivery(&self, result: &DeliveryResult<'_>, in_flight: Box<InFlight>) {
         let now = Instant::now();
         match result {
-            Ok(_) => {
+            Ok(message) => {
+                // Blamed on the broker that acknowledged it, which during an election may not be
+                // the leader metadata named when it was sent.
+                let leader = answering_broker(message).unwrap_or(in_flight.leader);
+                self.heartbeat.tracker().acknowledged(
+                    in_flight.partition,
+                    in_flight.sequence,
+                    leader,
+                );
                 let metrics = &self.heartbeat.metrics;
                 metrics
                     .messages_produced
@@ -79,16 +88,16 @@ impl ProducerContext for DeliveryRecorder {
                     .inc();
                 metrics.produce_latency.observe(
                     in_flight.partition,
-                    in_flight.leader,
+                    leader,
                     now.saturating_duration_since(in_flight.sent),
                     now,
                 );
-                self.throttle.reset(&failure_key(in_flight.leader));
+                self.throttle.reset(&failure_key(leader));
                 if self.refused.swap(false, Ordering::Relaxed) {
                     self.heartbeat.shared.status.lock().produce_refused = None;
                 }
             }
-            Err((error, _)) => {
+            Err((error, message)) => {
                 if matches!(
                     error.rdkafka_error_code(),
                     Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight)
@@ -96,7 +105,8 @@ impl ProducerContext for DeliveryRecorder {
                     // Purged at shutdown: nothing was measured, nothing to report.
                     return;
                 }
-                record_failure(self, &in_flight, error, now);
+                let leader = answering_broker(message).unwrap_or(in_flight.leader);
+                record_failure(self, &in_flight, leader, error, now);
             }
         }
     }
@@ -106,9 +116,11 @@ fn failure_key(leader: i32) -> String {
     format!("failing via leader {leader}")
 }
 
+/// Counts a heartbeat the producer gave up on, against `leader`.
 fn record_failure(
     context: &DeliveryRecorder,
     in_flight: &InFlight,
+    leader: i32,
     error: &KafkaError,
     now: Instant,
 ) {
@@ -125,7 +137,7 @@ fn record_failure(
     let reason = ProduceFailure::of(error);
     heartbeat
         .metrics
-        .count_failure(in_flight.partition, in_flight.leader, reason);
+        .count_failure(in_flight.partition, leader, reason);
     if reason == ProduceFailure::AuthorizationFailed {
         let shared = &heartbeat.shared;
         let right = match error.rdkafka_error_code() {
@@ -139,11 +151,11 @@ fn record_failure(
         ));
         context.refused.store(true, Ordering::Relaxed);
     }
-    if let Some(held_back) = context.throttle.admit(&failure_key(in_flight.leader)) {
+    if let Some(held_back) = context.throttle.admit(&failure_key(leader)) {
         tracing::warn!(
             cluster = %heartbeat.shared.config.name,
             partition = in_flight.partition,
-            leader = in_flight.leader,
+            leader,
             reason = reason.as_str(),
             held_back,
             "heartbeat not delivered: {error}"
@@ -259,9 +271,11 @@ impl HeartbeatProducer {
                     .partition(partition)
                     .payload(&payload);
             if let Err((error, record)) = self.producer.send(record) {
+                let in_flight = &record.delivery_opaque;
                 record_failure(
                     self.producer.context(),
-                    &record.delivery_opaque,
+                    in_flight,
+                    in_flight.leader,
                     &error,
                     Instant::now(),
                 );

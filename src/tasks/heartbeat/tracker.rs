@@ -98,6 +98,18 @@ impl MessageTracker {
         (sequence, evicted)
     }
 
+    /// The heartbeat was acknowledged by `leader`: the broker its end-to-end latency is
+    /// blamed on from now on (it may differ from the one metadata named at sending time).
+    pub fn acknowledged(&mut self, partition: i32, sequence: u64, leader: i32) {
+        if let Some(pending) = self
+            .partitions
+            .get_mut(&partition)
+            .and_then(|state| state.pending.get_mut(&sequence))
+        {
+            pending.leader = leader;
+        }
+    }
+
     /// The producer gave up on a heartbeat. Returns false when it had already been resolved
     /// (consumed or lost), so the caller does not count it twice.
     pub fn fail(&mut self, partition: i32, sequence: u64, now: Instant) -> bool {
@@ -258,5 +270,20 @@ mod tests {
         assert!(tracker.remembered() <= MAX_RESOLVED_PER_PARTITION);
         tracker.expire(start + DEADLINE * 5);
         assert_eq!(tracker.remembered(), 0);
+    }
+
+    #[test]
+    fn the_acknowledging_leader_is_blamed() {
+        let mut tracker = MessageTracker::new(DEADLINE);
+        let start = Instant::now();
+        let (sequence, _) = tracker.start(0, 1, start);
+        tracker.acknowledged(0, sequence, 2);
+        assert_eq!(
+            tracker.observe(0, sequence, start),
+            Observation::Consumed {
+                latency: Duration::ZERO,
+                leader: 2
+            }
+        );
     }
 }

@@ -55,6 +55,11 @@ impl DemoCluster {
         };
         cluster.with_mock(|mock| {
             mock.create_topic(topic, DEMO_BROKERS, DEMO_BROKERS)?;
+            // One heartbeat partition led by each broker, as on a balanced cluster (the mock
+            // would give them all to one): every broker is proven.
+            for partition in 0..DEMO_BROKERS {
+                mock.partition_leader(topic, partition, Some(partition + 1))?;
+            }
             mock.create_topic(DEMO_TOPIC, DEMO_BROKERS, DEMO_BROKERS)
         })?;
         cluster.workload = Some(Workload::start(&cluster.bootstrap_servers()?)?);

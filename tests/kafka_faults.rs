@@ -227,6 +227,24 @@ async fn a_crashed_broker_fails_only_its_partitions_until_leadership_moves() {
     );
     assert!(restarted.elapsed() < Duration::from_secs(20));
     assert_eq!(settled.sum("heartbeat_up", &[]), 1.0);
+    // Back, but leading nothing until a preferred leader election: not proven, and said so.
+    if cluster
+        .leaders(topic)
+        .values()
+        .all(|leader| *leader != victim)
+    {
+        assert_eq!(
+            settled.sum(
+                "heartbeat_broker_partitions_led",
+                &[("broker", &victim_label)]
+            ),
+            0.0
+        );
+        assert_eq!(
+            settled.sum("heartbeat_brokers_without_leadership", &[]),
+            1.0
+        );
+    }
     clean_up(cluster, exporter, topic).await;
 }
 

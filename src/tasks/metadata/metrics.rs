@@ -1,6 +1,7 @@
 //! The metadata task's series: whether the cluster answers, its brokers and controller, the
 //! heartbeat topic's partitions and leaders, and every change seen.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -47,6 +48,8 @@ pub(super) struct MetadataMetrics {
     last_refresh: Gauge<f64, AtomicU64>,
     topic_partitions: Gauge,
     partition_leader: Family<PartitionLabels, Gauge>,
+    partitions_led: Family<BrokerLabels, Gauge>,
+    brokers_without_leadership: Gauge,
 }
 
 impl MetadataMetrics {
@@ -85,6 +88,7 @@ impl MetadataMetrics {
             if let Change::BrokerForgotten(broker) = change {
                 self.broker_info.remove(&BrokerInfoLabels::of(broker));
                 self.broker_missing.remove(&BrokerLabels::new(broker.id));
+                self.partitions_led.remove(&BrokerLabels::new(broker.id));
             }
         }
         for broker in snapshot.brokers.values() {
@@ -106,6 +110,32 @@ impl MetadataMetrics {
                 .get_or_create(&PartitionLabels::new(*id))
                 .set(i64::from(partition.leader.unwrap_or(NO_LEADER)));
         }
+        self.record_leadership(snapshot);
+    }
+
+    /// How many heartbeat partitions each broker leads: one that leads none is not proven by
+    /// the heartbeat (after a failover, leadership may stay on the others).
+    fn record_leadership(&self, snapshot: &ClusterSnapshot) {
+        let mut led: BTreeMap<i32, i64> = snapshot.brokers.keys().map(|id| (*id, 0)).collect();
+        for leader in snapshot
+            .partitions
+            .values()
+            .filter_map(|partition| partition.leader)
+        {
+            *led.entry(leader).or_default() += 1;
+        }
+        for (id, count) in &led {
+            if snapshot.brokers.contains_key(id) {
+                self.partitions_led
+                    .get_or_create(&BrokerLabels::new(id))
+                    .set(*count);
+            }
+        }
+        let without = snapshot
+            .listed_brokers()
+            .filter(|broker| led.get(&broker.id).copied().unwrap_or(0) == 0)
+            .count();
+        self.brokers_without_leadership.set(without as i64);
     }
 }
 
@@ -162,5 +192,64 @@ impl Families for MetadataMetrics {
             "Broker id leading each heartbeat topic partition (-1 when leaderless)",
             self.partition_leader.clone(),
         );
+        registry.register(
+            "broker_partitions_led",
+            "Heartbeat topic partitions each broker leads; a listed broker leading none is not proven by the heartbeat",
+            self.partitions_led.clone(),
+        );
+        registry.register(
+            "brokers_without_leadership",
+            "Listed brokers that lead no heartbeat topic partition",
+            self.brokers_without_leadership.clone(),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::cluster::Partition;
+    use crate::metrics::encode_alone;
+
+    #[test]
+    fn a_broker_leading_no_heartbeat_partition_is_counted() {
+        let broker = |id: i32, missing: bool| Broker {
+            id,
+            host: "h".into(),
+            port: 9092,
+            rack: None,
+            missing_since: missing.then(Instant::now),
+        };
+        let partition = |id: i32, leader: i32| Partition {
+            id,
+            replicas: vec![1, 2, 3],
+            leader: Some(leader),
+        };
+        let snapshot = ClusterSnapshot {
+            brokers: [(1, false), (2, false), (3, false), (4, true)]
+                .into_iter()
+                .map(|(id, missing)| (id, broker(id, missing)))
+                .collect(),
+            partitions: [(0, 1), (1, 1), (2, 2)]
+                .into_iter()
+                .map(|(id, leader)| (id, partition(id, leader)))
+                .collect(),
+            refreshed_at: Some(Instant::now()),
+            ..ClusterSnapshot::default()
+        };
+        let metrics = MetadataMetrics::new();
+        metrics.record(&ClusterSnapshot::default(), &snapshot, &[]);
+        let text = encode_alone(&metrics);
+        for line in [
+            "heartbeat_broker_partitions_led{broker=\"1\"} 2",
+            "heartbeat_broker_partitions_led{broker=\"2\"} 1",
+            "heartbeat_broker_partitions_led{broker=\"3\"} 0",
+            "heartbeat_broker_partitions_led{broker=\"4\"} 0",
+            "heartbeat_brokers_without_leadership 1",
+        ] {
+            assert!(text.contains(line), "{line} missing:\n{text}");
+        }
     }
 }

@@ -537,14 +537,21 @@ async fn a_leader_down_at_start_holds_up_no_other_partition() {
         )
         .await;
     assert_eq!(consumed(&metrics, "1"), 0.0);
+    // Not measured, and said so: the partition is accounted for, not silently left out.
+    let monitored =
+        |m: &Metrics, p: &str| m.sum("heartbeat_partition_monitored", &[("partition", p)]);
+    assert_eq!(monitored(&metrics, "1"), 0.0, "{}", metrics.text);
+    assert_eq!(monitored(&metrics, "0"), 1.0);
+    assert_eq!(monitored(&metrics, "2"), 1.0);
     mock.broker_up(2).unwrap();
-    running
+    let metrics = running
         .wait_for(
             "partition 1 measured once its leader is back",
             Duration::from_secs(30),
             |m| consumed(m, "1") >= 3.0,
         )
         .await;
+    assert_eq!(monitored(&metrics, "1"), 1.0);
     assert!(running.stop().await);
 }
 

@@ -736,7 +736,6 @@ pub fn exporter_ini(client: &str, topic: &str, extra_admin: &str) -> String {
          {client}\
          socket.connection.setup.timeout.ms = 3000\n\
          reconnect.backoff.max.ms = 500\n\
-         topic.metadata.refresh.interval.ms = 1000\n\
          [producer]\n\
          message.timeout.ms = 5000\n\
          statistics.interval.ms = 1000\n\

@@ -254,6 +254,9 @@ impl EndToEndConsumer {
                 }
                 if let Some((partition, error)) = failed.first() {
                     retry_soon = true;
+                    // A partition the client's metadata does not list yet (the topic grew) is
+                    // found by asking now, not at the client's next periodic refresh.
+                    self.refresh_metadata().await;
                     if let Some(held_back) = self.throttle.admit("position") {
                         tracing::warn!(
                             partition,
@@ -268,6 +271,20 @@ impl EndToEndConsumer {
                 changed = view.changed() => if changed.is_err() { return },
                 _ = tokio::time::sleep(Duration::from_secs(1)), if retry_soon => {}
             }
+        }
+    }
+
+    /// Asks the consumer's client for the heartbeat topic's metadata now (blocking, so on a
+    /// blocking thread).
+    async fn refresh_metadata(&self) {
+        let consumer = self.consumer.clone();
+        let admin = &self.heartbeat.shared.config.admin;
+        let (topic, timeout) = (admin.heartbeat_topic.clone(), admin.check_metadata_timeout);
+        let refreshed =
+            tokio::task::spawn_blocking(move || consumer.fetch_metadata(Some(&topic), timeout))
+                .await;
+        if let Ok(Err(error)) = refreshed {
+            tracing::debug!("the consumer's metadata refresh failed: {error}");
         }
     }
 

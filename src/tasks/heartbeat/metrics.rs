@@ -38,6 +38,7 @@ pub(super) struct HeartbeatMetrics {
     pub(super) messages_in_flight: Gauge,
     pub(super) beat_delay: Histogram,
     pub(super) beats_missed: Counter,
+    partition_monitored: Family<PartitionLabels, Gauge>,
 }
 
 impl HeartbeatMetrics {
@@ -56,6 +57,7 @@ impl HeartbeatMetrics {
             messages_in_flight: Gauge::default(),
             beat_delay: Histogram::new(buckets_up_to(Duration::from_secs(1))),
             beats_missed: Counter::default(),
+            partition_monitored: Family::default(),
         };
         for kind in SkipKind::ALL {
             drop(
@@ -70,11 +72,30 @@ impl HeartbeatMetrics {
     /// Creates the counters of the partitions whose leader is new in `snapshot` (all of them
     /// at first) at zero, for that leader.
     pub(super) fn follow_leaders(&self, previous: &ClusterSnapshot, snapshot: &ClusterSnapshot) {
+        // Every partition of the topic is accounted for: not monitored until beats go to it.
+        for id in snapshot.partitions.keys() {
+            let labels = PartitionLabels::new(*id);
+            if self.partition_monitored.get(&labels).is_none() {
+                self.partition_monitored.get_or_create(&labels).set(0);
+            }
+        }
+        for id in previous.partitions.keys() {
+            if !snapshot.partitions.contains_key(id) {
+                self.partition_monitored.remove(&PartitionLabels::new(*id));
+            }
+        }
         for (id, partition) in &snapshot.partitions {
             if previous.partitions.get(id).map(|old| old.leader) != Some(partition.leader) {
                 self.init_partition(*id, partition.leader.unwrap_or(NO_LEADER));
             }
         }
+    }
+
+    /// Whether heartbeats go to `partition` with its reader positioned.
+    pub(super) fn set_monitored(&self, partition: i32, monitored: bool) {
+        self.partition_monitored
+            .get_or_create(&PartitionLabels::new(partition))
+            .set(i64::from(monitored));
     }
 
     fn init_partition(&self, partition: i32, leader: i32) {
@@ -184,6 +205,11 @@ impl Families for HeartbeatMetrics {
             "How late each beat started against its slot on the produce grid",
             Unit::Seconds,
             self.beat_delay.clone(),
+        );
+        registry.register(
+            "partition_monitored",
+            "1 while heartbeats go to the partition and its reader is positioned, else 0 (a partition the heartbeat does not measure)",
+            self.partition_monitored.clone(),
         );
         registry.register(
             "beats_missed",

@@ -166,7 +166,10 @@ fn record_failure(
 /// The heartbeat producer task of one cluster.
 pub(crate) struct HeartbeatProducer {
     heartbeat: Arc<HeartbeatState>,
-    producer: ThreadedProducer<DeliveryRecorder>,
+    producer: Arc<ThreadedProducer<DeliveryRecorder>>,
+    /// Whether a metadata refresh of the producer's client is under way (for partitions it
+    /// does not know yet).
+    refreshing: Arc<AtomicBool>,
 }
 
 impl HeartbeatProducer {
@@ -186,7 +189,8 @@ impl HeartbeatProducer {
         shared.metrics.add(client_brokers);
         Ok(HeartbeatProducer {
             heartbeat,
-            producer,
+            producer: Arc::new(producer),
+            refreshing: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -223,7 +227,8 @@ impl HeartbeatProducer {
             }
         }
         // Dropping the producer purges what is queued and joins its polling thread; keep
-        // that off the runtime's worker threads.
+        // that off the runtime's worker threads (a metadata refresh may hold it a moment
+        // longer, on its own blocking thread).
         let producer = self.producer;
         let _ = tokio::task::spawn_blocking(move || drop(producer)).await;
     }
@@ -247,30 +252,57 @@ impl HeartbeatProducer {
         let snapshot = shared.snapshot();
         let reading = heartbeat.reading.borrow().clone();
         let topic = shared.config.admin.heartbeat_topic.as_str();
-        for &partition in reading
-            .iter()
-            .filter(|id| snapshot.partitions.contains_key(id))
-        {
-            let leader = snapshot.leader_of(partition);
-            let sent = Instant::now();
-            let (sequence, evicted) = heartbeat.tracker().start(partition, leader, sent);
-            if let Some(lost) = evicted {
-                heartbeat.metrics.count_lost(lost.partition, lost.leader);
+        let mut unknown = false;
+        for &partition in snapshot.partitions.keys() {
+            // Monitored: its reader is positioned and its beat was handed to the producer.
+            let monitored = reading.contains(&partition) && self.send(&snapshot, topic, partition);
+            unknown |= reading.contains(&partition) && !monitored;
+            heartbeat.metrics.set_monitored(partition, monitored);
+        }
+        if unknown {
+            self.refresh_metadata(topic);
+        }
+        let in_flight = heartbeat.tracker().pending();
+        heartbeat.set_in_flight(in_flight);
+    }
+
+    /// Sends one heartbeat to `partition`; false when the producer's client does not know the
+    /// partition yet (the topic grew since its last metadata refresh): not a failure, the beat
+    /// is not sent and not counted.
+    fn send(&self, snapshot: &ClusterSnapshot, topic: &str, partition: i32) -> bool {
+        let heartbeat = &self.heartbeat;
+        let leader = snapshot.leader_of(partition);
+        let sent = Instant::now();
+        let (sequence, evicted) = heartbeat.tracker().start(partition, leader, sent);
+        if let Some(lost) = evicted {
+            heartbeat.metrics.count_lost(lost.partition, lost.leader);
+        }
+        let payload = HeartbeatMessage::new(
+            &heartbeat.shared.instance_id,
+            partition,
+            sequence,
+            unix_micros(),
+        )
+        .encode();
+        let in_flight = Box::new(InFlight {
+            partition,
+            sequence,
+            leader,
+            sent,
+        });
+        let record: BaseRecord<'_, (), [u8], Box<InFlight>> =
+            BaseRecord::with_opaque_to(topic, in_flight)
+                .partition(partition)
+                .payload(&payload);
+        match self.producer.send(record) {
+            Ok(()) => true,
+            Err((error, _))
+                if error.rdkafka_error_code() == Some(RDKafkaErrorCode::UnknownPartition) =>
+            {
+                heartbeat.tracker().cancel(partition, sequence);
+                false
             }
-            let payload =
-                HeartbeatMessage::new(&shared.instance_id, partition, sequence, unix_micros())
-                    .encode();
-            let in_flight = Box::new(InFlight {
-                partition,
-                sequence,
-                leader,
-                sent,
-            });
-            let record: BaseRecord<'_, (), [u8], Box<InFlight>> =
-                BaseRecord::with_opaque_to(topic, in_flight)
-                    .partition(partition)
-                    .payload(&payload);
-            if let Err((error, record)) = self.producer.send(record) {
+            Err((error, record)) => {
                 let in_flight = &record.delivery_opaque;
                 record_failure(
                     self.producer.context(),
@@ -279,9 +311,26 @@ impl HeartbeatProducer {
                     &error,
                     Instant::now(),
                 );
+                true
             }
         }
-        let in_flight = heartbeat.tracker().pending();
-        heartbeat.set_in_flight(in_flight);
+    }
+
+    /// Asks the producer's client for the topic's metadata now, on a blocking thread, rather
+    /// than at its next periodic refresh (up to `topic.metadata.refresh.interval.ms`).
+    fn refresh_metadata(&self, topic: &str) {
+        if self.refreshing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let producer = self.producer.clone();
+        let refreshing = self.refreshing.clone();
+        let topic = topic.to_string();
+        let timeout = self.heartbeat.shared.config.admin.check_metadata_timeout;
+        tokio::task::spawn_blocking(move || {
+            if let Err(error) = producer.client().fetch_metadata(Some(&topic), timeout) {
+                tracing::debug!("the producer's metadata refresh failed: {error}");
+            }
+            refreshing.store(false, Ordering::Release);
+        });
     }
 }

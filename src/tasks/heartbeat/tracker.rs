@@ -98,6 +98,13 @@ impl MessageTracker {
         (sequence, evicted)
     }
 
+    /// A heartbeat that was never sent after all: forgotten, as if never started.
+    pub fn cancel(&mut self, partition: i32, sequence: u64) {
+        if let Some(state) = self.partitions.get_mut(&partition) {
+            state.pending.remove(&sequence);
+        }
+    }
+
     /// The heartbeat was acknowledged by `leader`: the broker its end-to-end latency is
     /// blamed on from now on (it may differ from the one metadata named at sending time).
     pub fn acknowledged(&mut self, partition: i32, sequence: u64, leader: i32) {

@@ -727,9 +727,10 @@ impl KafkaCluster {
 }
 
 /// An exporter's configuration file for `[default]` client properties `client` (from
-/// [`KafkaCluster::client_properties`]) and heartbeat topic `topic`, with timings fast enough
-/// for tests against a real cluster (never the users' defaults); `extra_admin` adds `[admin]`
-/// lines.
+/// [`KafkaCluster::client_properties`]) and heartbeat topic `topic`, with checks fast enough
+/// for tests against a real cluster; the producer keeps the users' delivery timeout and lost
+/// deadline (10 s and 20 s), which a broker crash must not exceed. `extra_admin` adds
+/// `[admin]` lines.
 pub fn exporter_ini(client: &str, topic: &str, extra_admin: &str) -> String {
     format!(
         "[default]\n\
@@ -737,7 +738,6 @@ pub fn exporter_ini(client: &str, topic: &str, extra_admin: &str) -> String {
          socket.connection.setup.timeout.ms = 3000\n\
          reconnect.backoff.max.ms = 500\n\
          [producer]\n\
-         message.timeout.ms = 5000\n\
          statistics.interval.ms = 1000\n\
          [admin]\n\
          heartbeat.topic = {topic}\n\
@@ -746,7 +746,6 @@ pub fn exporter_ini(client: &str, topic: &str, extra_admin: &str) -> String {
          check.metadata.timeout.seconds = 3\n\
          check.connectivity.period.seconds = 1\n\
          check.connectivity.timeout.seconds = 2\n\
-         heartbeat.lost.after.seconds = 10\n\
          metrics.listener.host = 127.0.0.1\n\
          metrics.listener.port = 0\n\
          {extra_admin}\n"

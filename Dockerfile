@@ -10,6 +10,9 @@ WORKDIR /src
 # Only what the build needs: no secrets, and source edits do not re-fetch dependencies.
 COPY Cargo.toml Cargo.lock ./
 COPY src src
+# Cargo reads every target the manifest declares, the benchmark included, even to build the
+# binary alone.
+COPY benches benches
 COPY scripts scripts
 RUN scripts/build-release.sh
 

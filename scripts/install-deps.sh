@@ -3,11 +3,12 @@
 # build tools and libraries for rdkafka (librdkafka with system OpenSSL and zlib), pip for
 # fetching test tools from PyPI, stunnel4 (TLS in front of the mock cluster in tests),
 # prometheus with promtool and docker-compose (checks of the deployment files), and a Java 17
-# runtime with Maven (the real Apache Kafka cluster of the tests, its jars from Maven Central).
+# runtime with Maven (the real Apache Kafka cluster of the tests, its jars from Maven Central),
+# and debootstrap (the container image's runtime stage, rehearsed without a Docker engine).
 set -euo pipefail
 
 packages=(build-essential pkg-config libssl-dev zlib1g-dev perl python3 python3-pip stunnel4
-  prometheus docker-compose openjdk-17-jre-headless maven)
+  prometheus docker-compose openjdk-17-jre-headless maven debootstrap)
 missing=()
 for package in "${packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

@@ -270,9 +270,16 @@ fn unknown_broker(id: i32) -> Option<Response> {
     })
 }
 
-fn answer(result: Result<(), KafkaError>, done: String) -> Response {
-    match result {
-        Ok(()) => (StatusCode::OK, done).into_response(),
+/// Runs `action` on the embedded cluster on a blocking thread (the mock's calls wait on its
+/// own thread), and answers `done` when it worked.
+async fn answer(
+    cluster: Arc<DemoCluster>,
+    action: impl FnOnce(&DemoCluster) -> Result<(), KafkaError> + Send + 'static,
+    done: String,
+) -> Response {
+    match tokio::task::spawn_blocking(move || action(&cluster)).await {
+        Ok(Ok(())) => (StatusCode::OK, done).into_response(),
+        Ok(Err(error)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{error}\n")).into_response(),
         Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{error}\n")).into_response(),
     }
 }
@@ -282,9 +289,11 @@ async fn broker_down(State(cluster): State<Arc<DemoCluster>>, Path(id): Path<i32
         return response;
     }
     answer(
-        cluster.set_broker_up(id, false),
+        cluster,
+        move |cluster| cluster.set_broker_up(id, false),
         format!("broker {id} is down\n"),
     )
+    .await
 }
 
 async fn broker_up(State(cluster): State<Arc<DemoCluster>>, Path(id): Path<i32>) -> Response {
@@ -292,9 +301,11 @@ async fn broker_up(State(cluster): State<Arc<DemoCluster>>, Path(id): Path<i32>)
         return response;
     }
     answer(
-        cluster.set_broker_up(id, true),
+        cluster,
+        move |cluster| cluster.set_broker_up(id, true),
         format!("broker {id} is up\n"),
     )
+    .await
 }
 
 /// The query of `/delay`.
@@ -314,8 +325,11 @@ async fn broker_delay(
     if delay.ms > 60_000 {
         return (StatusCode::BAD_REQUEST, "ms must be at most 60000\n").into_response();
     }
+    let ms = delay.ms;
     answer(
-        cluster.set_broker_delay(id, Duration::from_millis(delay.ms)),
-        format!("broker {id} answers {} ms late\n", delay.ms),
+        cluster,
+        move |cluster| cluster.set_broker_delay(id, Duration::from_millis(ms)),
+        format!("broker {id} answers {ms} ms late\n"),
     )
+    .await
 }

@@ -63,7 +63,19 @@ pub(crate) async fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> 
     })
 }
 
-/// Serves until cancelled.
+/// Connections served at once; beyond it new ones wait in the listen queue. Far above what
+/// scrapers need, far below what would exhaust the process's file descriptors.
+const MAX_CONNECTIONS: usize = 1024;
+
+/// How long a client may take to send a request's headers, the first or the next on a
+/// kept-alive connection; then the connection is closed (slow or idle clients hold nothing).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long one request may take to be answered (an encode waiting its turn included).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Serves until cancelled, within the limits above: however many clients connect, and however
+/// slowly they talk, `/metrics` keeps answering.
 pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
@@ -73,9 +85,51 @@ pub(crate) async fn serve(
     if let Some(address) = address {
         tracing::info!("serving metrics on http://{address}/metrics");
     }
-    axum::serve(listener, router)
-        .with_graceful_shutdown(cancel.cancelled_owned())
-        .await
+    let router = router.layer(tower_http::timeout::TimeoutLayer::with_status_code(
+        StatusCode::SERVICE_UNAVAILABLE,
+        REQUEST_TIMEOUT,
+    ));
+    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let permit = tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            permit = connections.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return Ok(()),
+            },
+        };
+        let stream = tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // Out of file descriptors, or a connection reset while queued: wait a
+                    // moment and go on; the server itself must not end.
+                    tracing::warn!("cannot accept a connection: {error}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                _ = cancel.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(Duration::from_secs(1), connection).await;
+                }
+            }
+        });
+    }
 }
 
 async fn metrics(State(state): State<HttpState>) -> Response {

@@ -469,3 +469,65 @@ async fn authentication_failure_is_named_retried_and_not_fatal() {
     running.wait_for_heartbeats(3.0).await;
     assert!(running.stop().await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_slow_connections_hold_nothing_and_metrics_keeps_answering() {
+    use std::io::{Read, Write};
+    let _serial = serial().await;
+    let mock = mock_cluster(1, TOPIC, 1);
+    let running = Running::start(test_config(&mock.bootstrap_servers(), TOPIC, "")).await;
+    running.wait_for_heartbeats(1.0).await;
+    // 250 connections that never say a word, and 250 that stop half-way through their headers.
+    let mut held = Vec::new();
+    for index in 0..500 {
+        let mut stream = std::net::TcpStream::connect(running.address).unwrap();
+        if index % 2 == 1 {
+            stream
+                .write_all(b"GET /metrics HTTP/1.1\r\nHost: slow\r\n")
+                .unwrap();
+        }
+        held.push(stream);
+    }
+    let started = Instant::now();
+    let (status, body, _) = get(running.address, "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(body.ends_with("# EOF\n"));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "/metrics waited behind idle connections for {:?}",
+        started.elapsed()
+    );
+    // Past the header-read timeout, the server closes every one of them.
+    let still_open = tokio::task::spawn_blocking(move || {
+        // One deadline for all: a regression fails in 30 s, not 30 s per connection.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        held.into_iter()
+            .filter(|mut stream| {
+                let left = deadline.saturating_duration_since(Instant::now());
+                stream
+                    .set_read_timeout(Some(left.max(Duration::from_millis(10))))
+                    .unwrap();
+                let mut buffer = [0u8; 256];
+                loop {
+                    match stream.read(&mut buffer) {
+                        Ok(0) => return false,
+                        Ok(_) => {}
+                        Err(error) => {
+                            return matches!(
+                                error.kind(),
+                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                            )
+                        }
+                    }
+                }
+            })
+            .count()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        still_open, 0,
+        "connections left open past the header-read timeout"
+    );
+    assert!(running.stop().await);
+}

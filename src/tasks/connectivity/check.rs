@@ -64,8 +64,60 @@ impl Resolver {
     }
 }
 
+/// Connects to the first of `addresses` (of `host`) that accepts: each is tried in turn, as a
+/// client would, with an equal share of the time left before `deadline`, so that one
+/// black-holed address of a load-balanced name does not use up the whole check. Returns the
+/// connection and why each address tried before it failed.
+async fn connect_any(
+    host: &str,
+    addresses: Vec<SocketAddr>,
+    deadline: Instant,
+) -> Result<(TcpStream, Vec<String>), CheckFailure> {
+    let count = addresses.len();
+    let mut failures: Vec<CheckFailure> = Vec::with_capacity(count);
+    for (index, address) in addresses.into_iter().enumerate() {
+        let share = deadline.saturating_duration_since(Instant::now()) / (count - index) as u32;
+        let failure = |reason, detail: String| CheckFailure {
+            phase: Phase::Tcp,
+            reason,
+            detail: format!("{address}: {detail}"),
+            certificate_expiry: None,
+        };
+        match tokio::time::timeout(share, TcpStream::connect(address)).await {
+            Ok(Ok(stream)) => {
+                let failed = failures.into_iter().map(|failure| failure.detail).collect();
+                return Ok((stream, failed));
+            }
+            Ok(Err(error)) => {
+                failures.push(failure(FailureReason::from_io(&error), error.to_string()))
+            }
+            Err(_) => failures.push(failure(
+                FailureReason::Timeout,
+                format!("no answer within {:.1}s", share.as_secs_f64()),
+            )),
+        }
+    }
+    // Every address failed: the last one's reason, and what each said.
+    let details: Vec<String> = failures
+        .iter()
+        .map(|failure| failure.detail.clone())
+        .collect();
+    match failures.pop() {
+        Some(mut last) => {
+            last.detail = details.join("; ");
+            Err(last)
+        }
+        None => Err(CheckFailure {
+            phase: Phase::Dns,
+            reason: FailureReason::NameResolution,
+            detail: format!("{host} resolved to no address"),
+            certificate_expiry: None,
+        }),
+    }
+}
+
 /// Resolves `host`, opens a TCP connection to `port` (trying each address in turn as a client
-/// would) and, with `tls`, completes a verified TLS handshake. Each phase is timed; the whole
+/// would, each with its share of the time) and, with `tls`, completes a verified TLS handshake. Each phase is timed; the whole
 /// check is bounded by `timeout`, and a timeout names the phase it cut short.
 pub(crate) async fn check_broker(
     resolver: &Resolver,
@@ -83,30 +135,7 @@ pub(crate) async fn check_broker(
         phases.push((Phase::Dns, start.elapsed()));
         current.store(1, Ordering::Relaxed);
         let connecting = Instant::now();
-        let mut last = CheckFailure {
-            phase: Phase::Dns,
-            reason: FailureReason::NameResolution,
-            detail: format!("{host} resolved to no address"),
-            certificate_expiry: None,
-        };
-        let mut connected = None;
-        for address in addresses {
-            match TcpStream::connect(address).await {
-                Ok(stream) => {
-                    connected = Some(stream);
-                    break;
-                }
-                Err(error) => {
-                    last = CheckFailure {
-                        phase: Phase::Tcp,
-                        reason: FailureReason::from_io(&error),
-                        detail: format!("{address}: {error}"),
-                        certificate_expiry: None,
-                    }
-                }
-            }
-        }
-        let stream = connected.ok_or(last)?;
+        let (stream, unreachable_addresses) = connect_any(host, addresses, start + timeout).await?;
         phases.push((Phase::Tcp, connecting.elapsed()));
         let mut certificate_expiry = None;
         if let Some(tls) = tls {
@@ -127,6 +156,7 @@ pub(crate) async fn check_broker(
             total: start.elapsed(),
             phases,
             certificate_expiry,
+            unreachable_addresses,
         })
     };
     match tokio::time::timeout(timeout, attempt).await {
@@ -251,5 +281,51 @@ mod tests {
         }
         assert!(timed_out.is_some(), "the handshake never timed out");
         drop(socket);
+    }
+
+    #[tokio::test]
+    async fn a_black_holed_address_leaves_time_for_the_next() {
+        // A listener whose accept queue is full drops new handshakes: a black hole.
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket
+            .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        socket.listen(0).unwrap();
+        let black_hole = socket.local_addr().unwrap().as_socket().unwrap();
+        let mut filled = Vec::new();
+        loop {
+            match tokio::time::timeout(Duration::from_millis(300), TcpStream::connect(black_hole))
+                .await
+            {
+                Ok(Ok(stream)) => filled.push(stream),
+                _ => break,
+            }
+            assert!(filled.len() < 64, "the accept queue never filled");
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let open = listener.local_addr().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let (_, unreachable) = connect_any("balanced.example", vec![black_hole, open], deadline)
+            .await
+            .expect("the second address connects within the check's time");
+        assert_eq!(unreachable.len(), 1, "{unreachable:?}");
+        assert!(
+            unreachable[0].starts_with(&black_hole.to_string())
+                && unreachable[0].contains("no answer"),
+            "{unreachable:?}"
+        );
+        let failure = connect_any(
+            "balanced.example",
+            vec![black_hole],
+            Instant::now() + Duration::from_millis(300),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(failure.reason, FailureReason::Timeout);
+        assert!(
+            failure.detail.contains(&black_hole.to_string()),
+            "{failure}"
+        );
     }
 }

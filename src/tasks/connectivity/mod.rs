@@ -261,6 +261,20 @@ fn record(
     match result {
         Ok(success) => {
             throttle.reset(&failing_key);
+            let addresses_key = format!("broker {} addresses", target.label);
+            if success.unreachable_addresses.is_empty() {
+                throttle.reset(&addresses_key);
+            } else if let Some(held_back) = throttle.admit(&addresses_key) {
+                // Clients trying these first wait on them before they connect.
+                tracing::warn!(
+                    broker = %target.label,
+                    address = %target.address(),
+                    held_back,
+                    "connected, but not through every address of {}: {}",
+                    target.host,
+                    success.unreachable_addresses.join("; ")
+                );
+            }
             if let Some(expiry) = success.certificate_expiry {
                 let days = (expiry - unix_seconds()) / 86_400.0;
                 if days < 14.0

@@ -123,4 +123,6 @@ pub(crate) struct CheckSuccess {
     pub(crate) phases: Vec<(Phase, Duration)>,
     /// The certificate's expiry (Unix seconds), with TLS.
     pub(crate) certificate_expiry: Option<f64>,
+    /// The host's addresses tried first that did not connect, with why.
+    pub(crate) unreachable_addresses: Vec<String>,
 }

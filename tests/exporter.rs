@@ -250,6 +250,24 @@ async fn broker_down_counts_failures_for_its_partitions_only_and_recovers() {
     }
     let (status, _, _) = get(running.address, "/ready").await;
     assert_eq!(status, 200, "one broker down is not a cluster down");
+    // The client's own view of broker 2 says it is not up, and counts the connection lost.
+    let client_view = running
+        .wait_for(
+            "the client's view of broker 2",
+            Duration::from_secs(10),
+            |m| {
+                !m.has(
+                    "heartbeat_client_broker_state",
+                    &[("broker", "2"), ("state", "UP")],
+                ) && m.sum(
+                    "heartbeat_client_broker_disconnects_total",
+                    &[("broker", "2")],
+                ) >= 1.0
+            },
+        )
+        .await;
+    let connects_before =
+        client_view.sum("heartbeat_client_broker_connects_total", &[("broker", "2")]);
 
     mock.broker_up(2).unwrap();
     let before_1 = consumed(&later, "1");
@@ -271,6 +289,20 @@ async fn broker_down_counts_failures_for_its_partitions_only_and_recovers() {
             &[("kind", "broker_returned")]
         ) >= 1.0
     );
+    running
+        .wait_for(
+            "the client reconnected to broker 2, and says so",
+            Duration::from_secs(10),
+            |m| {
+                m.sum(
+                    "heartbeat_client_broker_state",
+                    &[("broker", "2"), ("state", "UP")],
+                ) == 1.0
+                    && m.sum("heartbeat_client_broker_connects_total", &[("broker", "2")])
+                        > connects_before
+            },
+        )
+        .await;
     assert!(running.stop().await);
 }
 

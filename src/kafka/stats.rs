@@ -96,9 +96,42 @@ impl ClientBrokerMetrics {
 }
 
 impl ClientStatsRecorder {
+    /// Forgets what was seen of `broker` (metadata forgot it).
+    pub(crate) fn forget(&self, broker: i32) {
+        lock(&self.seen).remove(&broker);
+    }
+
     /// Records one statistics report.
     pub(crate) fn record(&self, statistics: &Statistics, metrics: &ClientBrokerMetrics) {
         let mut seen = lock(&self.seen);
+        // A broker that left metadata leaves librdkafka's statistics too, and comes back with
+        // its totals restarted: its state is no longer known, and the connection it lost
+        // while gone is counted here, where librdkafka's report never shows it.
+        let reported: Vec<i32> = statistics
+            .brokers
+            .values()
+            .map(|broker| broker.nodeid)
+            .collect();
+        for (id, last) in seen.iter_mut() {
+            if reported.contains(id) || last.state.is_empty() {
+                continue;
+            }
+            let labels = BrokerLabels::new(id);
+            metrics.state.remove(&BrokerStateLabels {
+                broker: labels.broker.clone(),
+                state: last.state.clone(),
+            });
+            for quantile in ["0.5", "0.99"] {
+                metrics.rtt.remove(&BrokerQuantileLabels {
+                    broker: labels.broker.clone(),
+                    quantile: quantile.to_string(),
+                });
+            }
+            if last.state == "UP" {
+                metrics.disconnects.get_or_create(&labels).inc();
+            }
+            *last = Seen::default();
+        }
         // Bootstrap (-1) and internal entries are not brokers of the cluster.
         for broker in statistics
             .brokers
@@ -259,5 +292,26 @@ mod tests {
         // A new client starts its totals again: they are added, never subtracted.
         recorder.record(&statistics(&report("UP", 1, 1500)), &metrics);
         assert_eq!(metrics.connects.get_or_create(&labels).get(), 6);
+    }
+
+    #[test]
+    fn a_broker_gone_from_the_statistics_is_not_shown_up_and_its_loss_counts() {
+        let recorder = ClientStatsRecorder::default();
+        let metrics = ClientBrokerMetrics::default();
+        recorder.record(&statistics(&report("UP", 1, 1500)), &metrics);
+        // Broker 1 left the statistics (it left metadata): only the bootstrap entry is left.
+        let gone = report("UP", 1, 1500).replace("\"nodeid\":1", "\"nodeid\":-1");
+        recorder.record(&statistics(&gone), &metrics);
+        let labels = BrokerLabels { broker: "1".into() };
+        let up = BrokerStateLabels {
+            broker: "1".into(),
+            state: "UP".into(),
+        };
+        assert!(metrics.state.get(&up).is_none(), "not shown UP while gone");
+        assert_eq!(metrics.disconnects.get_or_create(&labels).get(), 1);
+        // Back, its totals restarted at one connect: the reconnect counts.
+        recorder.record(&statistics(&report("UP", 1, 1500)), &metrics);
+        assert_eq!(metrics.connects.get_or_create(&labels).get(), 2);
+        assert_eq!(metrics.state.get_or_create(&up).get(), 1);
     }
 }

@@ -237,10 +237,11 @@ impl HeartbeatProducer {
     /// brokers metadata forgot lose the client's view of them.
     fn follow(&self, previous: &ClusterSnapshot, snapshot: &ClusterSnapshot) {
         self.heartbeat.metrics.follow_leaders(previous, snapshot);
-        let client_brokers = &self.producer.context().client_brokers;
+        let context = self.producer.context();
         for id in previous.brokers.keys() {
             if !snapshot.brokers.contains_key(id) {
-                client_brokers.forget(&id.to_string());
+                context.client_brokers.forget(&id.to_string());
+                context.stats.forget(*id);
             }
         }
     }

@@ -1,6 +1,8 @@
 //! The heartbeat's series: what was produced, acknowledged, read back, lost, duplicated or
 //! skipped, per partition (and leader), with latencies; and how well the beats keep their grid.
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -16,6 +18,7 @@ use crate::config::AdminSettings;
 use crate::metrics::labels::{KindLabels, PartitionLabels, PartitionLeaderLabels};
 use crate::metrics::latency::{buckets_up_to, Latency};
 use crate::metrics::Families;
+use crate::sync::lock;
 
 /// Labels of `heartbeat_produce_failures_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -39,6 +42,9 @@ pub(super) struct HeartbeatMetrics {
     pub(super) beat_delay: Histogram,
     pub(super) beats_missed: Counter,
     partition_monitored: Family<PartitionLabels, Gauge>,
+    /// Since when each (partition, leader) has not been the partition's leader: its series go
+    /// once that is longer ago than the retention, so leadership moves add no series forever.
+    retired: Mutex<BTreeMap<(i32, i32), Instant>>,
 }
 
 impl HeartbeatMetrics {
@@ -58,6 +64,7 @@ impl HeartbeatMetrics {
             beat_delay: Histogram::new(buckets_up_to(Duration::from_secs(1))),
             beats_missed: Counter::default(),
             partition_monitored: Family::default(),
+            retired: Mutex::default(),
         };
         for kind in SkipKind::ALL {
             drop(
@@ -71,7 +78,16 @@ impl HeartbeatMetrics {
 
     /// Creates the counters of the partitions whose leader is new in `snapshot` (all of them
     /// at first) at zero, for that leader.
-    pub(super) fn follow_leaders(&self, previous: &ClusterSnapshot, snapshot: &ClusterSnapshot) {
+    /// Follows a new metadata view: every partition's monitoring gauge, the series of a new
+    /// leader created at zero, and those of a leader that has not led its partition for
+    /// `retention` (as of `now`) removed.
+    pub(super) fn follow_leaders(
+        &self,
+        previous: &ClusterSnapshot,
+        snapshot: &ClusterSnapshot,
+        now: Instant,
+        retention: Duration,
+    ) {
         // Every partition of the topic is accounted for: not monitored until beats go to it.
         for id in snapshot.partitions.keys() {
             let labels = PartitionLabels::new(*id);
@@ -84,10 +100,39 @@ impl HeartbeatMetrics {
                 self.partition_monitored.remove(&PartitionLabels::new(*id));
             }
         }
+        let mut retired = lock(&self.retired);
         for (id, partition) in &snapshot.partitions {
-            if previous.partitions.get(id).map(|old| old.leader) != Some(partition.leader) {
-                self.init_partition(*id, partition.leader.unwrap_or(NO_LEADER));
+            let leader = partition.leader.unwrap_or(NO_LEADER);
+            let old = previous.partitions.get(id).map(|old| old.leader);
+            if old != Some(partition.leader) {
+                self.init_partition(*id, leader);
+                if let Some(old) = old {
+                    retired.insert((*id, old.unwrap_or(NO_LEADER)), now);
+                }
             }
+            retired.remove(&(*id, leader));
+        }
+        retired.retain(|(partition, leader), since| {
+            let expired = now.saturating_duration_since(*since) >= retention;
+            if expired {
+                self.forget_leader(*partition, *leader);
+            }
+            !expired
+        });
+    }
+
+    /// Removes every series of `partition` labelled with `leader`.
+    fn forget_leader(&self, partition: i32, leader: i32) {
+        let labels = PartitionLeaderLabels::new(partition, leader);
+        self.messages_lost.remove(&labels);
+        self.produce_latency.histogram.remove(&labels);
+        self.end_to_end_latency.histogram.remove(&labels);
+        for reason in ProduceFailure::ALL {
+            self.produce_failures.remove(&ProduceFailureLabels {
+                partition: labels.partition.clone(),
+                leader: labels.leader.clone(),
+                reason: reason.as_str().to_string(),
+            });
         }
     }
 
@@ -258,8 +303,10 @@ mod tests {
         let config = Config::for_test("", &[]).unwrap();
         let metrics = HeartbeatMetrics::new(&config.admin);
         let first = snapshot(&[Some(1), Some(2)]);
-        metrics.follow_leaders(&ClusterSnapshot::default(), &first);
-        metrics.follow_leaders(&first, &snapshot(&[Some(1), None]));
+        let now = Instant::now();
+        let retention = Duration::from_secs(3600);
+        metrics.follow_leaders(&ClusterSnapshot::default(), &first, now, retention);
+        metrics.follow_leaders(&first, &snapshot(&[Some(1), None]), now, retention);
         let text = encode_alone(&metrics);
         for series in [
             "heartbeat_messages_produced_total{partition=\"1\"} 0",
@@ -281,5 +328,40 @@ mod tests {
             text.matches("heartbeat_messages_skipped_total{").count(),
             SkipKind::ALL.len()
         );
+    }
+
+    #[test]
+    fn a_former_leaders_series_go_after_the_retention() {
+        let config = Config::for_test("", &[]).unwrap();
+        let metrics = HeartbeatMetrics::new(&config.admin);
+        let start = Instant::now();
+        let retention = Duration::from_secs(60);
+        let first = snapshot(&[Some(1)]);
+        let moved = snapshot(&[Some(2)]);
+        metrics.follow_leaders(&ClusterSnapshot::default(), &first, start, retention);
+        metrics
+            .produce_latency
+            .observe(0, 1, Duration::from_millis(3), start);
+        metrics.follow_leaders(&first, &moved, start, retention);
+        // The windowed quantiles leave with their window; the others are removed.
+        let leader_1 = "_total{partition=\"0\",leader=\"1\"";
+        let histogram_1 = "_seconds_count{partition=\"0\",leader=\"1\"}";
+        let within = start + Duration::from_secs(30);
+        metrics.follow_leaders(&moved, &moved, within, retention);
+        assert!(
+            encode_alone(&metrics).contains(leader_1),
+            "kept within the retention"
+        );
+        metrics.follow_leaders(&moved, &moved, start + retention, retention);
+        let text = encode_alone(&metrics);
+        assert!(!text.contains(leader_1), "{text}");
+        assert!(!text.contains(histogram_1), "{text}");
+        assert!(text.contains("partition=\"0\",leader=\"2\""));
+        // A leader that leads the partition again keeps its series.
+        metrics.follow_leaders(&moved, &first, start + retention, retention);
+        metrics.follow_leaders(&first, &moved, start + retention, retention);
+        metrics.follow_leaders(&moved, &first, start + retention * 2, retention);
+        metrics.follow_leaders(&first, &first, start + retention * 3, retention);
+        assert!(encode_alone(&metrics).contains(leader_1));
     }
 }

@@ -236,7 +236,10 @@ impl HeartbeatProducer {
     /// A new metadata view: the partitions with a new leader get their series, and the
     /// brokers metadata forgot lose the client's view of them.
     fn follow(&self, previous: &ClusterSnapshot, snapshot: &ClusterSnapshot) {
-        self.heartbeat.metrics.follow_leaders(previous, snapshot);
+        let retention = self.heartbeat.shared.config.admin.broker_missing_retention;
+        self.heartbeat
+            .metrics
+            .follow_leaders(previous, snapshot, Instant::now(), retention);
         let context = self.producer.context();
         for id in previous.brokers.keys() {
             if !snapshot.brokers.contains_key(id) {

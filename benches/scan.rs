@@ -141,6 +141,7 @@ fn config(bootstrap: &str, groups: usize, period: usize) -> String {
          check.consumer.group.period.seconds = {period}\n\
          consumer.group.topic.allow = ^bench-\n\
          consumer.group.names = {names}\n\
+         consumer.group.lag.granularity = partition\n\
          metrics.listener.host = 127.0.0.1\n\
          metrics.listener.port = 0\n\
          {extra}\n",

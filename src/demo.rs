@@ -71,6 +71,8 @@ impl DemoCluster {
     /// serves), every 10 seconds.
     pub fn scan_settings(admin: &mut AdminSettings) {
         admin.consumer_group_names = vec![DEMO_GROUP.to_string(), DEMO_STUCK_GROUP.to_string()];
+        // Bounded to the demo's groups, so lag is shown per partition.
+        admin.consumer_group_allow = regex::Regex::new("^demo-").ok().map(Pattern);
         admin.consumer_group_topic_allow = regex::Regex::new("^demo-").ok().map(Pattern);
         admin.check_consumer_group_period = Duration::from_secs(10);
     }

@@ -175,7 +175,8 @@ async fn every_metric_family_keeps_its_name_type_labels_and_help() {
     let text = test_ini(
         &tansu.bootstrap,
         TOPIC,
-        "check.consumer.group.period.seconds = 1\ncheck.consumer.group.timeout.seconds = 5",
+        "check.consumer.group.period.seconds = 1\ncheck.consumer.group.timeout.seconds = 5\n\
+         consumer.group.allow = ^orders",
     )
     .replace(
         "[producer]",

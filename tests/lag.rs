@@ -107,7 +107,8 @@ async fn lag_in_messages_and_seconds_matches_what_was_produced_and_committed() {
         "check.consumer.group.period.seconds = 1\n\
          check.consumer.group.timeout.seconds = 5\n\
          consumer.group.names = billing, ahead, fast, ghost\n\
-         consumer.group.topic.allow = ^orders$",
+         consumer.group.topic.allow = ^orders$\n\
+         consumer.group.lag.granularity = partition",
     ))
     .await;
     let m = running
@@ -326,7 +327,8 @@ async fn lag_without_seconds_reads_no_records() {
         "check.consumer.group.period.seconds = 1\n\
          consumer.group.names = billing\n\
          consumer.group.topic.allow = ^orders$\n\
-         consumer.group.lag.seconds = false",
+         consumer.group.lag.seconds = false\n\
+         consumer.group.lag.granularity = partition",
     ))
     .await;
     let m = running
@@ -539,7 +541,7 @@ async fn listed_groups_keep_their_lag_when_idle_and_lose_their_series_when_delet
         &tansu.bootstrap,
         "cc-heartbeat",
         "check.consumer.group.period.seconds = 1\ncheck.consumer.group.timeout.seconds = 5\n\
-         consumer.group.deny = -test$",
+         consumer.group.deny = -test$\nconsumer.group.lag.granularity = partition",
     ))
     .await;
     let group = &[("group", "orders-service")];

@@ -98,15 +98,20 @@ admin_settings! {
     consumer_group_topic_deny: Option<Pattern> = "consumer.group.topic.deny", "", Expression;
     /// `consumer.group.lag.seconds`: whether lag in seconds is read (it reads records).
     consumer_group_lag_seconds: bool = "consumer.group.lag.seconds", "true", Flag;
-    /// `consumer.group.lag.granularity`: per-partition series, or per-group ones only.
-    consumer_group_lag_granularity: LagGranularity =
-        "consumer.group.lag.granularity", "partition", Choice {
+    /// `consumer.group.lag.granularity`: per-partition series, per-group ones only, or (`auto`,
+    /// `None`) per partition when `consumer.group.allow` bounds the groups, else per group.
+    consumer_group_lag_granularity: Option<LagGranularity> =
+        "consumer.group.lag.granularity", "auto", Choice {
             options: &[
-                ("partition", LagGranularity::Partition),
-                ("group", LagGranularity::Group),
+                ("auto", None),
+                ("partition", Some(LagGranularity::Partition)),
+                ("group", Some(LagGranularity::Group)),
             ],
             ignore_case: false,
         };
+    /// `consumer.group.max.series`: the most lag series a scan reports; beyond, they are
+    /// dropped and counted.
+    consumer_group_max_series: usize = "consumer.group.max.series", "20000", Whole(0, 10_000_000);
     /// `check.consumer.group.timeout.seconds`: how long each request of the scan may take.
     check_consumer_group_timeout: Duration =
         "check.consumer.group.timeout.seconds", "30", Seconds(0.1, 600.0);
@@ -143,6 +148,17 @@ pub(super) fn is_process_wide(name: &str) -> bool {
 }
 
 impl AdminSettings {
+    /// How finely lag is reported: as configured, or with `auto` per partition only when
+    /// `consumer.group.allow` bounds the groups (thousands of ad hoc groups, each with its
+    /// partitions, would otherwise make too many series).
+    pub fn lag_granularity(&self) -> LagGranularity {
+        match self.consumer_group_lag_granularity {
+            Some(granularity) => granularity,
+            None if self.consumer_group_allow.is_some() => LagGranularity::Partition,
+            None => LagGranularity::Group,
+        }
+    }
+
     /// Parses a merged `[admin]` section: unknown keys, bad values and inconsistent pairs are
     /// errors naming the key and where it was set.
     pub(super) fn parse(section: &BTreeMap<String, Entry>) -> Result<AdminSettings, ConfigError> {
@@ -225,6 +241,25 @@ impl Kind<Duration> for Seconds {
     }
 }
 
+/// A whole number, within bounds.
+struct Whole(usize, usize);
+
+impl Kind<usize> for Whole {
+    fn parse(&self, value: &str) -> Result<usize, String> {
+        let Whole(min, max) = *self;
+        match value.parse::<usize>() {
+            Ok(number) if (min..=max).contains(&number) => Ok(number),
+            _ => Err(format!(
+                "must be a whole number from {min} to {max}, got {value}"
+            )),
+        }
+    }
+
+    fn render(&self, value: &usize) -> String {
+        value.to_string()
+    }
+}
+
 /// A boolean, written as Python's `configparser.getboolean` accepts it.
 struct Flag;
 
@@ -263,7 +298,12 @@ impl<T: Copy + PartialEq> Kind<T> for Choice<T> {
             Some((_, option)) => Ok(*option),
             None => {
                 let names: Vec<&str> = self.options.iter().map(|(name, _)| *name).collect();
-                Err(format!("must be {}", names.join(" or ")))
+                let (last, first) = names.split_last().unwrap_or((&"", &[]));
+                if first.is_empty() {
+                    Err(format!("must be {last}"))
+                } else {
+                    Err(format!("must be {} or {last}", first.join(", ")))
+                }
             }
         }
     }
@@ -577,17 +617,13 @@ mod tests {
             config.admin.consumer_group_names,
             ["billing", "orders-service"]
         );
-        assert_eq!(
-            config.admin.consumer_group_lag_granularity,
-            LagGranularity::Group
-        );
+        assert_eq!(config.admin.lag_granularity(), LagGranularity::Group);
         assert!(!config.admin.consumer_group_lag_seconds);
         assert!(config.admin.consumer_group_topic_deny.is_none());
         let defaults = load("", &[]).unwrap();
-        assert_eq!(
-            defaults.admin.consumer_group_lag_granularity,
-            LagGranularity::Partition
-        );
+        assert_eq!(defaults.admin.lag_granularity(), LagGranularity::Group);
+        let allowed = load("[admin]\nconsumer.group.allow = ^orders\n", &[]).unwrap();
+        assert_eq!(allowed.admin.lag_granularity(), LagGranularity::Partition);
         assert!(defaults.admin.consumer_group_names.is_empty());
 
         for (text, expected) in [
@@ -597,7 +633,7 @@ mod tests {
             ),
             (
                 "consumer.group.lag.granularity = topic",
-                "consumer.group.lag.granularity: must be partition or group",
+                "consumer.group.lag.granularity: must be auto, partition or group",
             ),
             (
                 "consumer.group.topic.deny = (",

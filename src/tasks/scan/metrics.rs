@@ -103,6 +103,30 @@ impl TopicPartitionLabels {
     }
 }
 
+/// The series a reported group has of its own (total, max, max in seconds), and those of each
+/// of its partitions (committed offset, lag, lag in seconds).
+const GROUP_SERIES: usize = 3;
+const PARTITION_SERIES: usize = 3;
+
+/// What is left of `consumer.group.max.series` during one scan, and what did not fit.
+struct Budget {
+    left: usize,
+    dropped: u64,
+}
+
+impl Budget {
+    /// Takes `series` from the budget if they fit; else counts them dropped.
+    fn take(&mut self, series: usize) -> bool {
+        if self.left >= series {
+            self.left -= series;
+            true
+        } else {
+            self.dropped += series as u64;
+            false
+        }
+    }
+}
+
 /// What the last scans reported, to remove the series of what is gone.
 #[derive(Debug, Default)]
 struct Reported {
@@ -139,6 +163,7 @@ pub(super) struct ScanMetrics {
     offset_races: Counter,
     lag_probes: Family<KindLabels, Counter>,
     log_end_offset: Family<TopicPartitionLabels, Gauge>,
+    series_dropped: Counter,
     reported: Mutex<Reported>,
 }
 
@@ -238,19 +263,37 @@ impl ScanMetrics {
     }
 
     /// Reports what a lag scan read, and removes what it no longer found. `per_partition`:
-    /// the per-partition series too; `probing`: lag in seconds is read.
-    pub(super) fn record_lag(&self, scan: &LagScan, per_partition: bool, probing: bool) {
+    /// the per-partition series too; `probing`: lag in seconds is read. At most `max_series`
+    /// group and group-partition series are reported (groups first, in name order); returns
+    /// how many were left out, also counted.
+    pub(super) fn record_lag(
+        &self,
+        scan: &LagScan,
+        per_partition: bool,
+        probing: bool,
+        max_series: usize,
+    ) -> u64 {
         let mut reported = lock(&self.reported);
         let mut current = BTreeSet::new();
+        let mut budget = Budget {
+            left: max_series,
+            dropped: 0,
+        };
+        let mut groups_reported = BTreeSet::new();
         for (group, answer) in &scan.groups {
             match answer {
-                Ok(lag) => {
-                    if per_partition {
-                        self.record_partition_lag(group, lag, &mut current);
-                    }
+                Ok(lag) if budget.take(GROUP_SERIES) => {
+                    groups_reported.insert(group.clone());
                     self.record_group_lag(group, lag, probing);
                 }
-                Err(_) => self.forget_group_lag(group),
+                _ => self.forget_group_lag(group),
+            }
+        }
+        if per_partition {
+            for (group, answer) in &scan.groups {
+                if let (Ok(lag), true) = (answer, groups_reported.contains(group)) {
+                    self.record_partition_lag(group, lag, &mut budget, &mut current);
+                }
             }
         }
         for gone in reported.lag_partitions.difference(&current) {
@@ -258,13 +301,11 @@ impl ScanMetrics {
             self.lag.remove(gone);
             self.lag_seconds.remove(gone);
         }
-        for group in &reported.lag_groups {
-            if !scan.groups.contains_key(group) {
-                self.forget_group_lag(group);
-            }
+        for group in reported.lag_groups.difference(&groups_reported) {
+            self.forget_group_lag(group);
         }
         reported.lag_partitions = current;
-        reported.lag_groups = scan.groups.keys().cloned().collect();
+        reported.lag_groups = groups_reported;
 
         let current: BTreeSet<TopicPartitionLabels> = scan
             .end_offsets
@@ -287,16 +328,23 @@ impl ScanMetrics {
                     .inc_by(*count);
             }
         }
+        self.series_dropped.inc_by(budget.dropped);
+        budget.dropped
     }
 
-    /// One group's per-partition series; each reported one is added to `current`.
+    /// One group's per-partition series, as many as `budget` allows; each reported one is
+    /// added to `current`.
     fn record_partition_lag(
         &self,
         group: &str,
         lag: &GroupLag,
+        budget: &mut Budget,
         current: &mut BTreeSet<GroupPartitionLabels>,
     ) {
         for ((topic, partition), partition_lag) in &lag.partitions {
+            if !budget.take(PARTITION_SERIES) {
+                continue;
+            }
             let labels = GroupPartitionLabels {
                 group: group.to_string(),
                 topic: topic.clone(),
@@ -467,6 +515,11 @@ impl ScanMetrics {
             self.lag_probes.clone(),
         );
         registry.register(
+            "cluster_scan_series_dropped",
+            "Lag series a scan left out because consumer.group.max.series was reached",
+            self.series_dropped.clone(),
+        );
+        registry.register(
             "partition_log_end_offset",
             "Log end offset (high watermark) of each partition some reported group has committed on",
             self.log_end_offset.clone(),
@@ -501,5 +554,49 @@ mod tests {
             series(&without_probe, "heartbeat_consumer_group_lag_probes_total"),
             0
         );
+    }
+
+    #[test]
+    fn a_scan_reports_at_most_the_series_allowed_groups_first() {
+        use super::super::lag::PartitionLag;
+        let group = || {
+            let partition = PartitionLag {
+                committed: 1,
+                end: Some(3),
+                messages: Some(2),
+                seconds: Some(1.5),
+            };
+            GroupLag {
+                partitions: [
+                    (("orders".to_string(), 0), partition.clone()),
+                    (("orders".to_string(), 1), partition),
+                ]
+                .into_iter()
+                .collect(),
+            }
+        };
+        let scan = LagScan {
+            groups: ["a", "b", "c"]
+                .into_iter()
+                .map(|name| (name.to_string(), Ok(group())))
+                .collect(),
+            ..LagScan::default()
+        };
+        let metrics = ScanMetrics::new(true);
+        // Every group's own 3, and room for a's 2 partitions only.
+        let dropped = metrics.record_lag(&scan, true, true, 3 * 3 + 3 * 2);
+        assert_eq!(dropped, 2 * 2 * 3);
+        let text = encode_alone(&metrics);
+        assert_eq!(series(&text, "heartbeat_consumer_group_total_lag"), 3);
+        assert_eq!(series(&text, "heartbeat_consumer_group_lag"), 2);
+        assert!(
+            text.contains("heartbeat_cluster_scan_series_dropped_total 12"),
+            "{text}"
+        );
+        // With room for one group only, the others' series go.
+        assert_eq!(metrics.record_lag(&scan, false, true, 3), 6);
+        let text = encode_alone(&metrics);
+        assert_eq!(series(&text, "heartbeat_consumer_group_total_lag"), 1);
+        assert_eq!(series(&text, "heartbeat_consumer_group_lag"), 0);
     }
 }

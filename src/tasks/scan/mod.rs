@@ -258,10 +258,25 @@ impl ClusterScan {
 
     /// Records a lag scan's series, and counts and logs what it could not read.
     fn report_lag(&self, scan: &LagScan) {
-        let per_partition =
-            self.shared.config.admin.consumer_group_lag_granularity == LagGranularity::Partition;
-        self.metrics
-            .record_lag(scan, per_partition, self.probe.is_some());
+        let admin = &self.shared.config.admin;
+        let per_partition = admin.lag_granularity() == LagGranularity::Partition;
+        let dropped = self.metrics.record_lag(
+            scan,
+            per_partition,
+            self.probe.is_some(),
+            admin.consumer_group_max_series,
+        );
+        if dropped == 0 {
+            self.throttle.reset("series");
+        } else if let Some(held_back) = self.throttle.admit("series") {
+            tracing::warn!(
+                held_back,
+                dropped,
+                "lag series not reported: consumer.group.max.series ({}) reached; narrow \
+                 consumer.group.allow, or set consumer.group.lag.granularity = group",
+                admin.consumer_group_max_series
+            );
+        }
         let failures: Vec<String> = scan
             .groups
             .iter()

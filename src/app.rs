@@ -8,7 +8,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::http::{self, HttpState};
+use crate::http::{self, Extension, HttpState};
 use crate::monitor::{ClusterMonitor, MonitorError};
 
 /// Why the application could not start.
@@ -33,10 +33,10 @@ pub struct App {
 impl App {
     /// Binds the HTTP listener (from the first cluster's `[admin]` settings) and starts every
     /// cluster's tasks. Everything stops when `cancel` is cancelled.
-    /// `extra` routes (the demo control) are served beside the standard endpoints.
+    /// `extension` routes (the demo control) are served beside the standard endpoints.
     pub async fn start(
         configs: Vec<Config>,
-        extra: Option<axum::Router>,
+        extension: Option<Extension>,
         cancel: CancellationToken,
     ) -> Result<App, StartError> {
         let listener = match configs.first() {
@@ -57,10 +57,13 @@ impl App {
                 .map_err(|source| StartError::Monitor { cluster, source })?;
             monitors.push(monitor);
         }
-        let state = HttpState::new(monitors.iter().map(ClusterMonitor::shared).collect());
+        let note = extension
+            .as_ref()
+            .map_or("", |extension| &extension.landing);
+        let state = HttpState::new(monitors.iter().map(ClusterMonitor::shared).collect(), note);
         let mut router = http::router(state);
-        if let Some(extra) = extra {
-            router = router.merge(extra);
+        if let Some(extension) = extension {
+            router = router.merge(extension.routes);
         }
         let server = tokio::spawn(http::serve(listener, router, cancel));
         Ok(App {

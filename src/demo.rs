@@ -23,6 +23,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde::Deserialize;
 
 use crate::config::{AdminSettings, Config, Pattern};
+use crate::http::Extension;
 
 /// Brokers in the embedded cluster.
 const DEMO_BROKERS: i32 = 3;
@@ -250,12 +251,22 @@ fn commit(consumer: &BaseConsumer, offsets: &[i64]) -> Result<(), KafkaError> {
 
 /// `POST /demo/brokers/{id}/down`, `/up`, `/delay?ms=N`: break the embedded cluster and watch
 /// the metrics react. Only served in demo mode.
-pub fn control_router(cluster: Arc<DemoCluster>) -> Router {
-    Router::new()
+pub fn control(cluster: Arc<DemoCluster>) -> Extension {
+    let routes = Router::new()
         .route("/demo/brokers/{id}/down", post(broker_down))
         .route("/demo/brokers/{id}/up", post(broker_up))
         .route("/demo/brokers/{id}/delay", post(broker_delay))
-        .with_state(cluster)
+        .with_state(cluster);
+    Extension {
+        routes,
+        landing: format!(
+            "<h2>Demo mode</h2><p>Monitoring an embedded {DEMO_BROKERS}-broker cluster (no Kafka \
+             needed). Break it and watch the metrics react:</p><pre>\
+             curl -X POST http://HOST/demo/brokers/2/down\n\
+             curl -X POST http://HOST/demo/brokers/2/up\n\
+             curl -X POST 'http://HOST/demo/brokers/2/delay?ms=200'</pre>"
+        ),
+    }
 }
 
 /// The answer for an id that is not a broker of the embedded cluster, if it is not.

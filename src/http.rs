@@ -27,18 +27,29 @@ pub const OPENMETRICS_CONTENT_TYPE: &str =
 /// threads, so however many clients scrape, the runtime's workers stay free for the beats.
 const CONCURRENT_ENCODES: usize = 2;
 
+/// Endpoints served beside the standard ones (the demo's control), and what the landing page
+/// says of them.
+pub struct Extension {
+    pub routes: Router,
+    /// HTML appended to the landing page.
+    pub landing: String,
+}
+
 /// What the handlers read: the clusters' shared state.
 #[derive(Clone)]
 pub(crate) struct HttpState {
     clusters: Arc<Vec<Arc<ClusterShared>>>,
     encodes: Arc<Semaphore>,
+    landing: Arc<str>,
 }
 
 impl HttpState {
-    pub(crate) fn new(clusters: Vec<Arc<ClusterShared>>) -> Self {
+    /// The state for `clusters`, the landing page saying `landing_note` too (HTML).
+    pub(crate) fn new(clusters: Vec<Arc<ClusterShared>>, landing_note: &str) -> Self {
         HttpState {
             clusters: Arc::new(clusters),
             encodes: Arc::new(Semaphore::new(CONCURRENT_ENCODES)),
+            landing: landing_page(landing_note).into(),
         }
     }
 }
@@ -203,17 +214,29 @@ async fn ready(State(state): State<HttpState>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-async fn landing() -> Html<&'static str> {
-    Html(concat!(
-        "<!doctype html><html><head><title>cc-heartbeat</title></head><body>",
-        "<h1>cc-heartbeat ",
-        env!("CARGO_PKG_VERSION"),
-        "</h1><p>End-to-end health check for Apache Kafka.</p><ul>",
-        "<li><a href=\"/metrics\">/metrics</a> &mdash; OpenMetrics for Prometheus</li>",
-        "<li><a href=\"/ready\">/ready</a> &mdash; 200 while heartbeats make the round trip</li>",
-        "<li><a href=\"/healthz\">/healthz</a> &mdash; the process is alive</li>",
-        "</ul></body></html>\n"
-    ))
+/// The landing page, its `HOST` placeholders replaced by the address the client used.
+async fn landing(State(state): State<HttpState>, headers: axum::http::HeaderMap) -> Html<String> {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .filter(|host| {
+            host.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+        })
+        .unwrap_or("localhost:8080");
+    Html(state.landing.replace("HOST", host))
+}
+
+fn landing_page(note: &str) -> String {
+    format!(
+        "<!doctype html><html><head><title>cc-heartbeat</title></head><body>\
+         <h1>cc-heartbeat {}</h1><p>End-to-end health check for Apache Kafka.</p><ul>\
+         <li><a href=\"/metrics\">/metrics</a> &mdash; OpenMetrics for Prometheus</li>\
+         <li><a href=\"/ready\">/ready</a> &mdash; 200 while heartbeats make the round trip</li>\
+         <li><a href=\"/healthz\">/healthz</a> &mdash; the process is alive</li>\
+         </ul>{note}</body></html>\n",
+        env!("CARGO_PKG_VERSION")
+    )
 }
 
 /// GET /healthz over plain HTTP/1.1, with a short timeout: no client library, no runtime.

@@ -182,7 +182,7 @@ async fn run(configs: Vec<Config>, demo: Option<u8>) -> anyhow::Result<()> {
         }
     };
     let demo_cluster = demo_clusters.first().cloned();
-    let control = demo_cluster.clone().map(demo::control_router);
+    let control = demo_cluster.clone().map(demo::control);
     let cancel = CancellationToken::new();
     let app = App::start(configs, control, cancel.clone())
         .await

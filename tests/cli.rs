@@ -318,6 +318,16 @@ async fn demo_control_breaks_the_embedded_cluster_and_healthcheck_answers() {
     );
     let address = process.address();
     process.wait_for_line("reading heartbeat partitions", Duration::from_secs(20));
+    // The landing page says how to break the demo, with this server's address.
+    let (status, landing, _) = get(address, "/").await;
+    assert_eq!(status, 200);
+    assert!(
+        landing.contains("Demo mode")
+            && landing.contains(&format!(
+                "curl -X POST http://{address}/demo/brokers/2/down"
+            )),
+        "{landing}"
+    );
     let client = reqwest::Client::new();
     let post = |path: &str| client.post(format!("http://{address}{path}")).send();
     assert_eq!(post("/demo/brokers/2/down").await.unwrap().status(), 200);

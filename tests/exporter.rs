@@ -692,3 +692,55 @@ async fn the_cluster_scan_counts_topics_partitions_and_offline_ones() {
         .await;
     assert!(running.stop().await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn its_own_heartbeats_written_again_are_duplicates_misplaced_or_unknown() {
+    let mock = mock_cluster(2, TOPIC, 2);
+    let bootstrap = mock.bootstrap_servers();
+    let running = Running::start(test_config(&bootstrap, TOPIC, "")).await;
+    let metrics = running
+        .wait_for(
+            "heartbeat 0 of partition 0 read",
+            Duration::from_secs(20),
+            |m| m.sum("heartbeat_messages_consumed_total", &[("partition", "0")]) >= 2.0,
+        )
+        .await;
+    let instance = metrics
+        .select("heartbeat_build_info", &[])
+        .next()
+        .unwrap()
+        .labels["instance_id"]
+        .clone();
+    let now_us = cc_heartbeat::clock::unix_micros();
+    // Partition 0's first heartbeat again; it written to partition 1; a sequence never sent.
+    let again = HeartbeatMessage::new(&instance, 0, 0, now_us).encode();
+    let never_sent = HeartbeatMessage::new(&instance, 0, 1 << 40, now_us).encode();
+    tokio::task::spawn_blocking(move || {
+        produce_raw(
+            &bootstrap,
+            TOPIC,
+            0,
+            &[Some(again.clone()), Some(never_sent)],
+        );
+        produce_raw(&bootstrap, TOPIC, 1, &[Some(again)]);
+    })
+    .await
+    .unwrap();
+    let skipped =
+        |m: &Metrics, kind: &str| m.sum("heartbeat_messages_skipped_total", &[("kind", kind)]);
+    let metrics = running
+        .wait_for("all three told apart", Duration::from_secs(15), |m| {
+            m.sum("heartbeat_messages_duplicated_total", &[("partition", "0")]) == 1.0
+                && skipped(m, "misplaced") == 1.0
+                && skipped(m, "unknown_sequence") == 1.0
+        })
+        .await;
+    assert_eq!(
+        metrics.sum("heartbeat_messages_duplicated_total", &[]),
+        1.0,
+        "{}",
+        metrics.text
+    );
+    assert_eq!(metrics.sum("heartbeat_messages_lost_total", &[]), 0.0);
+    assert!(running.stop().await);
+}

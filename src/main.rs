@@ -10,6 +10,7 @@ use cc_heartbeat::app::App;
 use cc_heartbeat::config::{Config, ENV_PREFIX};
 use cc_heartbeat::demo;
 use cc_heartbeat::http::healthcheck;
+use cc_heartbeat::kafka::client;
 use cc_heartbeat::logging;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
@@ -121,7 +122,15 @@ fn main() -> ExitCode {
     if cli.check_config {
         for config in &configs {
             print!("{}", config.render_masked());
+            println!();
+            print!("{}", client::render_client_settings(config));
+            println!();
         }
+        let clusters = configs.len();
+        println!(
+            "configuration OK: {clusters} cluster{}",
+            if clusters == 1 { "" } else { "s" }
+        );
         return ExitCode::SUCCESS;
     }
     logging::init(&process.log_level, process.log_format);

@@ -158,6 +158,20 @@ fn check_config_prints_the_effective_config_with_secrets_masked() {
         stdout.contains("check.metadata.period.seconds = 10"),
         "defaults shown: {stdout}"
     );
+    // The clients' effective settings, what cc-heartbeat set or forces marked.
+    for line in [
+        "#   acks = all    (cc-heartbeat's default)",
+        "#   statistics.interval.ms = 15000    (cc-heartbeat's default)",
+        "#   isolation.level = read_uncommitted    (forced by cc-heartbeat)",
+        "#   sasl.username = key\n",
+    ] {
+        assert!(stdout.contains(line), "{line:?} missing: {stdout}");
+    }
+    assert_eq!(
+        stdout.lines().last(),
+        Some("configuration OK: 1 cluster"),
+        "{stdout}"
+    );
 
     let (code, stdout, _) = run_to_end(&["--version"]);
     assert_eq!(code, 0);

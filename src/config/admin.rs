@@ -165,11 +165,18 @@ impl AdminSettings {
         for (key, entry) in section {
             if !ADMIN_KEYS.iter().any(|known| known.name == key) {
                 let known: Vec<&str> = ADMIN_KEYS.iter().map(|known| known.name).collect();
+                let nearest = known
+                    .iter()
+                    .map(|name| (strsim::jaro_winkler(key, name), *name))
+                    .max_by(|a, b| a.0.total_cmp(&b.0))
+                    .filter(|(similarity, _)| *similarity >= 0.85)
+                    .map(|(_, name)| format!("did you mean `{name}`? "))
+                    .unwrap_or_default();
                 return Err(ConfigError::Key {
                     origin: entry.origin.clone(),
                     section: entry.section.clone(),
                     key: key.clone(),
-                    message: format!("unknown key (known keys: {})", known.join(", ")),
+                    message: format!("unknown key ({nearest}known keys: {})", known.join(", ")),
                 });
             }
         }
@@ -675,5 +682,20 @@ mod tests {
             &[]
         )
         .is_ok());
+    }
+
+    #[test]
+    fn an_unknown_key_names_the_nearest_known_one() {
+        let error = load("[admin]\nproduce.periods = 1\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("unknown key (did you mean `produce.period.seconds`?"),
+            "{error}"
+        );
+        let error = load("[admin]\nsomething.else = 1\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(!error.contains("did you mean"), "{error}");
     }
 }

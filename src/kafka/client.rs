@@ -15,7 +15,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 
 use crate::cluster::Status;
-use crate::config::Config;
+use crate::config::{is_secret, Config, MASK};
 use crate::logging::LogThrottle;
 
 /// Which client a configuration is for.
@@ -42,8 +42,19 @@ impl Role {
     }
 }
 
-/// librdkafka properties for `role`: our defaults, then the user's properties over them.
-pub fn client_config(config: &Config, role: Role) -> ClientConfig {
+/// Who decided a client property.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decided {
+    /// The configuration file or the environment.
+    User,
+    /// cc-heartbeat's default, which the user may override.
+    Default,
+    /// cc-heartbeat, whatever the user says (a measurement or the probe's safety needs it).
+    Forced,
+}
+
+/// cc-heartbeat's defaults for `role`, which the user's properties override.
+fn default_properties(config: &Config, role: Role) -> BTreeMap<String, String> {
     let admin = &config.admin;
     let mut properties: BTreeMap<String, String> = BTreeMap::new();
     let mut set = |key: &str, value: String| {
@@ -65,7 +76,7 @@ pub fn client_config(config: &Config, role: Role) -> ClientConfig {
     // Nagle's algorithm may hold a small request back: latency a monitor would measure as the
     // cluster's.
     set("socket.nagle.disable", "true".to_string());
-    let user = match role {
+    match role {
         Role::Producer => {
             set("acks", "all".to_string());
             // Batching delay would be measured as latency.
@@ -80,7 +91,6 @@ pub fn client_config(config: &Config, role: Role) -> ClientConfig {
             // Below the lost deadline, so a heartbeat is failed or lost, never both.
             let timeout = (admin.lost_after / 2).min(std::time::Duration::from_secs(10));
             set("message.timeout.ms", timeout.as_millis().max(1).to_string());
-            user_properties(config, role)
         }
         Role::Consumer => {
             set("group.id", "cc-heartbeat".to_string());
@@ -92,9 +102,8 @@ pub fn client_config(config: &Config, role: Role) -> ClientConfig {
             // Bounded prefetch, even if someone floods the heartbeat topic.
             set("queued.max.messages.kbytes", "4096".to_string());
             set("fetch.error.backoff.ms", "100".to_string());
-            user_properties(config, role)
         }
-        Role::Admin => user_properties(config, role),
+        Role::Admin => {}
         Role::LagProbe => {
             // Assigns partitions, never joins the group, never commits: sharing the heartbeat
             // consumer's group.id (which ACLs may require) disturbs nobody.
@@ -105,43 +114,94 @@ pub fn client_config(config: &Config, role: Role) -> ClientConfig {
             set("fetch.max.bytes", "1048576".to_string());
             set("queued.max.messages.kbytes", "2048".to_string());
             set("fetch.error.backoff.ms", "100".to_string());
-            user_properties(config, role)
         }
-    };
-    properties.extend(user);
-    if role == Role::LagProbe {
-        // Whatever [consumer] says: the probe must never move a group's offsets; the record
-        // at a committed offset that retention deleted is replaced by the oldest left (which
-        // is then the oldest unconsumed one); reaching the end tells that only control records
-        // were left; and it reads up to the high watermark the lag is measured against, open
-        // transactions included, or it would wait on them.
-        for (key, value) in [
+    }
+    properties
+}
+
+/// What cc-heartbeat sets for `role` whatever the user says.
+fn forced_properties(role: Role) -> &'static [(&'static str, &'static str)] {
+    match role {
+        // A batching delay would be measured as acknowledgement latency: never allowed.
+        Role::Producer => &[("linger.ms", "0")],
+        // The probe must never move a group's offsets; the record at a committed offset that
+        // retention deleted is replaced by the oldest left (which is then the oldest unconsumed
+        // one); reaching the end tells that only control records were left; and it reads up
+        // to the high watermark the lag is measured against, open transactions included, or
+        // it would wait on them.
+        Role::LagProbe => &[
             ("enable.auto.commit", "false"),
             ("enable.auto.offset.store", "false"),
             ("auto.offset.reset", "earliest"),
             ("enable.partition.eof", "true"),
             ("isolation.level", "read_uncommitted"),
-        ] {
-            properties.insert(key.to_string(), value.to_string());
-        }
+        ],
+        Role::Consumer | Role::Admin => &[],
     }
+}
+
+/// Every librdkafka property `role`'s client gets, and who decided it: cc-heartbeat's
+/// defaults, the user's properties over them, then what cc-heartbeat forces.
+pub fn client_properties(config: &Config, role: Role) -> BTreeMap<String, (String, Decided)> {
+    let mut properties: BTreeMap<String, (String, Decided)> = default_properties(config, role)
+        .into_iter()
+        .map(|(key, value)| (key, (value, Decided::Default)))
+        .collect();
+    for (key, value) in user_properties(config, role) {
+        properties.insert(key, (value, Decided::User));
+    }
+    for (key, value) in forced_properties(role) {
+        properties.insert(key.to_string(), (value.to_string(), Decided::Forced));
+    }
+    properties
+}
+
+/// The librdkafka configuration of `role`'s client (see [`client_properties`]).
+pub fn client_config(config: &Config, role: Role) -> ClientConfig {
     if role == Role::Producer
-        && properties
+        && config
+            .producer_properties()
             .get("linger.ms")
             .is_some_and(|linger| linger != "0")
     {
-        // A batching delay would be measured as acknowledgement latency: never allowed.
         tracing::warn!(
             "[producer] linger.ms is ignored: heartbeats are sent without batching delay"
         );
-        properties.insert("linger.ms".to_string(), "0".to_string());
     }
     let mut client_config = ClientConfig::new();
-    for (key, value) in properties {
+    for (key, (value, _)) in client_properties(config, role) {
         client_config.set(key, value);
     }
     client_config.set_log_level(RDKafkaLogLevel::Info);
     client_config
+}
+
+/// The effective client settings of `config` as INI, one section per client, secrets masked
+/// and each setting cc-heartbeat made marked: what `--check-config` shows beside the file.
+pub fn render_client_settings(config: &Config) -> String {
+    let mut out = String::from(
+        "# What each client gets: your properties over cc-heartbeat's defaults, and what it forces.\n",
+    );
+    for role in [Role::Producer, Role::Consumer, Role::Admin, Role::LagProbe] {
+        if role == Role::LagProbe && !config.admin.consumer_group_lag_seconds {
+            continue;
+        }
+        out.push_str(&format!("# [{} client]\n", role.as_str()));
+        for (key, (value, decided)) in client_properties(config, role) {
+            let value = if is_secret(&key) {
+                MASK.to_string()
+            } else {
+                value.replace('\n', "\n#     ")
+            };
+            let mark = match decided {
+                Decided::User => "",
+                Decided::Default => "    (cc-heartbeat's default)",
+                Decided::Forced => "    (forced by cc-heartbeat)",
+            };
+            out.push_str(&format!("#   {key} = {value}{mark}\n"));
+        }
+    }
+    out
 }
 
 /// The user's librdkafka properties for `role`: the section it reads over `[default]`.

@@ -294,3 +294,103 @@ async fn a_plaintext_port_is_a_handshake_failure() {
     assert_eq!(metrics.sum("heartbeat_up", &[]), 0.0);
     assert!(running.stop().await);
 }
+
+/// A PEM text as an INI value: continuation lines indented.
+fn ini_value(pem: &[u8]) -> String {
+    String::from_utf8_lossy(pem)
+        .trim_end()
+        .replace('\n', "\n    ")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_requiring_client_certificates_is_checked_with_every_key_form() {
+    use openssl::pkcs12::Pkcs12;
+    use openssl::symm::Cipher;
+    let _serial = serial().await;
+    let dir = tempfile::tempdir().unwrap();
+    let authority = Authority::new(dir.path());
+    let server = authority.issue(Kind::Valid);
+    let client = authority.issue(Kind::Valid);
+    let cluster = TlsCluster::start();
+    let _stunnel = Stunnel::start_verifying_clients(
+        dir.path(),
+        &server.pem,
+        &authority.ca_file,
+        cluster.tls_port,
+        cluster.plain_port,
+    );
+    let certificate = dir.path().join("client-certificate.pem");
+    std::fs::write(&certificate, client.certificate.to_pem().unwrap()).unwrap();
+    let encrypted_key = dir.path().join("client-key.pem");
+    let key_pem = client
+        .key
+        .private_key_to_pem_pkcs8_passphrase(Cipher::aes_256_cbc(), b"key-secret")
+        .unwrap();
+    std::fs::write(&encrypted_key, key_pem).unwrap();
+    let keystore = dir.path().join("client.p12");
+    let archive = Pkcs12::builder()
+        .name("client")
+        .pkey(&client.key)
+        .cert(&client.certificate)
+        .build2("store-secret")
+        .unwrap();
+    std::fs::write(&keystore, archive.to_der().unwrap()).unwrap();
+    let forms = [
+        format!(
+            "ssl.certificate.location = {}\nssl.key.location = {}\nssl.key.password = key-secret\n",
+            certificate.display(),
+            encrypted_key.display()
+        ),
+        format!(
+            "ssl.certificate.pem = {}\nssl.key.pem = {}\n",
+            ini_value(&client.certificate.to_pem().unwrap()),
+            ini_value(&client.key.private_key_to_pem_pkcs8().unwrap())
+        ),
+        format!(
+            "ssl.keystore.location = {}\nssl.keystore.password = store-secret\n",
+            keystore.display()
+        ),
+    ];
+    let configured = |identity: &str| {
+        let text = test_ini(&format!("127.0.0.1:{}", cluster.tls_port), TOPIC, "").replace(
+            "[producer]",
+            &format!(
+                "security.protocol = SSL\nssl.ca.location = {}\n{identity}[producer]",
+                authority.ca_file.display()
+            ),
+        );
+        cc_heartbeat::config::Config::from_ini(&text, Path::new("mtls.ini"), std::iter::empty())
+            .unwrap()
+    };
+    for identity in &forms {
+        let running = Running::start(configured(identity)).await;
+        let metrics = running
+            .wait_for(
+                "a TLS check and heartbeats with the client's certificate",
+                Duration::from_secs(30),
+                |m| {
+                    m.sum(
+                        "heartbeat_connection_phase_seconds_count",
+                        &[("broker", "1"), ("phase", "tls")],
+                    ) >= 1.0
+                        && m.sum("heartbeat_messages_consumed_total", &[]) >= 3.0
+                },
+            )
+            .await;
+        assert_eq!(
+            metrics.sum("heartbeat_connection_failures_total", &[]),
+            0.0,
+            "{identity}\n{}",
+            metrics.text
+        );
+        assert!(running.stop().await);
+    }
+    // Without one, the check is refused in its TLS phase: the verification is real.
+    let running = Running::start(configured("")).await;
+    running
+        .wait_for("the TLS check refused", Duration::from_secs(30), |m| {
+            m.sum("heartbeat_connection_failures_total", &[("phase", "tls")]) >= 1.0
+        })
+        .await;
+    assert!(running.stop().await);
+}

@@ -189,10 +189,34 @@ impl Stunnel {
         accept_port: u16,
         connect_port: u16,
     ) -> Stunnel {
+        Self::start_configured(dir, pem, sni, "", accept_port, connect_port)
+    }
+
+    /// Like [`Stunnel::start`], requiring clients to present a certificate `ca_file` signed
+    /// (mutual TLS).
+    pub fn start_verifying_clients(
+        dir: &Path,
+        pem: &Path,
+        ca_file: &Path,
+        accept_port: u16,
+        connect_port: u16,
+    ) -> Stunnel {
+        let verify = format!("verify = 2\nCAfile = {}\n", ca_file.display());
+        Self::start_configured(dir, pem, None, &verify, accept_port, connect_port)
+    }
+
+    fn start_configured(
+        dir: &Path,
+        pem: &Path,
+        sni: Option<(&str, &Path)>,
+        service_lines: &str,
+        accept_port: u16,
+        connect_port: u16,
+    ) -> Stunnel {
         let config = dir.join(format!("stunnel-{accept_port}.conf"));
         let mut text = format!(
             "foreground = yes\npid =\ndebug = 3\n[broker]\naccept = 127.0.0.1:{accept_port}\n\
-             connect = 127.0.0.1:{connect_port}\ncert = {}\n",
+             connect = 127.0.0.1:{connect_port}\ncert = {}\n{service_lines}",
             pem.display()
         );
         if let Some((name, sni_pem)) = sni {

@@ -138,22 +138,25 @@ pub(crate) async fn check_broker(
         let (stream, unreachable_addresses) = connect_any(host, addresses, start + timeout).await?;
         phases.push((Phase::Tcp, connecting.elapsed()));
         let mut certificate_expiry = None;
+        let mut listened = Duration::ZERO;
         if let Some(tls) = tls {
             current.store(2, Ordering::Relaxed);
-            let handshaking = Instant::now();
-            certificate_expiry =
-                tls.handshake(host, stream)
-                    .await
-                    .map_err(|failure| CheckFailure {
-                        phase: Phase::Tls,
-                        reason: failure.reason,
-                        detail: failure.detail,
-                        certificate_expiry: failure.certificate_expiry,
-                    })?;
-            phases.push((Phase::Tls, handshaking.elapsed()));
+            let handshake = tls
+                .handshake(host, stream)
+                .await
+                .map_err(|failure| CheckFailure {
+                    phase: Phase::Tls,
+                    reason: failure.reason,
+                    detail: failure.detail,
+                    certificate_expiry: failure.certificate_expiry,
+                })?;
+            certificate_expiry = handshake.certificate_expiry;
+            phases.push((Phase::Tls, handshake.took));
+            listened = handshake.listened;
         }
         Ok(CheckSuccess {
-            total: start.elapsed(),
+            // What a client pays to connect: the listening after the handshake is not part.
+            total: start.elapsed().saturating_sub(listened),
             phases,
             certificate_expiry,
             unreachable_addresses,

@@ -8,16 +8,35 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use openssl::asn1::{Asn1Time, Asn1TimeRef};
 use openssl::error::ErrorStack;
-use openssl::ssl::{SslConnector, SslFiletype, SslMethod, SslVerifyMode};
+use openssl::pkcs12::Pkcs12;
+use openssl::pkey::PKey;
+use openssl::ssl::{SslConnector, SslConnectorBuilder, SslFiletype, SslMethod, SslVerifyMode};
 use openssl::x509::store::{X509Lookup, X509StoreBuilder};
 use openssl::x509::{X509VerifyResult, X509};
+
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use super::outcome::FailureReason;
 use crate::sync::lock;
+
+/// A completed TLS handshake.
+pub(super) struct Handshake {
+    /// The certificate's expiry (Unix seconds).
+    pub(super) certificate_expiry: Option<f64>,
+    /// How long the handshake and its verification took.
+    pub(super) took: Duration,
+    /// How long the session was then listened to for a refusal.
+    pub(super) listened: Duration,
+}
+
+/// How long a TLS session is listened to after the handshake, for a refusal the server sends
+/// only then (TLS 1.3 client certificate checks).
+const REFUSAL_WAIT: Duration = Duration::from_millis(250);
 
 /// Why the TLS check could not be set up from the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +52,12 @@ pub enum TlsSetupError {
     ClientCertificate {
         key: &'static str,
         source: ErrorStack,
+    },
+    #[error("cannot read {key} `{path}`: {source}")]
+    Read {
+        key: &'static str,
+        path: String,
+        source: std::io::Error,
     },
     #[error("cannot set up TLS: {0}")]
     Setup(#[from] ErrorStack),
@@ -105,22 +130,7 @@ impl TlsCheck {
             builder.set_verify_cert_store(store.build())?;
         }
         // Clusters that require client certificates (mutual TLS) get the configured one.
-        if let Some(certificate) = properties.get("ssl.certificate.location") {
-            builder
-                .set_certificate_chain_file(certificate)
-                .map_err(|source| TlsSetupError::ClientCertificate {
-                    key: "ssl.certificate.location",
-                    source,
-                })?;
-        }
-        if let Some(key) = properties.get("ssl.key.location") {
-            builder
-                .set_private_key_file(key, SslFiletype::PEM)
-                .map_err(|source| TlsSetupError::ClientCertificate {
-                    key: "ssl.key.location",
-                    source,
-                })?;
-        }
+        set_client_identity(&mut builder, properties)?;
         let verify = properties
             .get("enable.ssl.certificate.verification")
             .is_none_or(|value| !value.eq_ignore_ascii_case("false"));
@@ -134,13 +144,15 @@ impl TlsCheck {
         }))
     }
 
-    /// Completes a TLS handshake over `stream` as a client of `host`. On success returns the
-    /// certificate's expiry (Unix seconds).
+    /// Completes a TLS handshake over `stream` as a client of `host`, then listens a moment for
+    /// a late refusal. On success returns the certificate's expiry (Unix seconds), how long
+    /// the handshake took, and how long was spent listening after it (not part of it).
     pub(super) async fn handshake(
         &self,
         host: &str,
         stream: TcpStream,
-    ) -> Result<Option<f64>, TlsFailure> {
+    ) -> Result<Handshake, TlsFailure> {
+        let started = Instant::now();
         let failure = |reason, detail: String| TlsFailure {
             reason,
             detail,
@@ -175,15 +187,114 @@ impl TlsCheck {
             .peer_certificate()
             .and_then(|certificate| unix_seconds(certificate.not_after()));
         let verify_error = *lock(&first_error);
-        match verify_error {
-            Some(error) if self.verify => Err(TlsFailure {
+        if let Some(error) = verify_error.filter(|_| self.verify) {
+            return Err(TlsFailure {
                 reason: classify(error),
                 detail: format!("certificate of {host}: {}", error.error_string()),
                 certificate_expiry: expiry,
+            });
+        }
+        // With TLS 1.3 a server that refuses the client's certificate (or its absence) says
+        // so only after the client's side of the handshake is done: listen for a moment. A
+        // Kafka broker says nothing until asked, so silence is the healthy answer.
+        let took = started.elapsed();
+        let listening = Instant::now();
+        let mut byte = [0u8; 1];
+        match tokio::time::timeout(REFUSAL_WAIT, tls.read(&mut byte)).await {
+            Ok(Ok(0)) => Err(TlsFailure {
+                reason: FailureReason::Handshake,
+                detail: format!(
+                    "{host} closed the connection right after the TLS handshake (does it require \
+                     a client certificate? ssl.certificate.location, ssl.keystore.location)"
+                ),
+                certificate_expiry: expiry,
             }),
-            _ => Ok(expiry),
+            Ok(Err(error)) => Err(TlsFailure {
+                reason: FailureReason::Handshake,
+                detail: format!("{host} refused the TLS session: {error}"),
+                certificate_expiry: expiry,
+            }),
+            _ => Ok(Handshake {
+                certificate_expiry: expiry,
+                took,
+                listened: listening.elapsed(),
+            }),
         }
     }
+}
+
+/// Presents the client identity librdkafka would: a PKCS#12 keystore (`ssl.keystore.location`,
+/// `ssl.keystore.password`), or a certificate chain and a key, each from a file
+/// (`ssl.certificate.location`, `ssl.key.location`) or inline PEM (`ssl.certificate.pem`,
+/// `ssl.key.pem`), the key possibly encrypted (`ssl.key.password`).
+fn set_client_identity(
+    builder: &mut SslConnectorBuilder,
+    properties: &BTreeMap<String, String>,
+) -> Result<(), TlsSetupError> {
+    let read = |key: &'static str| -> Result<Option<Vec<u8>>, TlsSetupError> {
+        properties
+            .get(key)
+            .map(|path| {
+                std::fs::read(path).map_err(|source| TlsSetupError::Read {
+                    key,
+                    path: path.clone(),
+                    source,
+                })
+            })
+            .transpose()
+    };
+    let invalid =
+        |key: &'static str| move |source| TlsSetupError::ClientCertificate { key, source };
+    if let Some(der) = read("ssl.keystore.location")? {
+        let password = properties
+            .get("ssl.keystore.password")
+            .map_or("", String::as_str);
+        let keystore = Pkcs12::from_der(&der)
+            .and_then(|keystore| keystore.parse2(password))
+            .map_err(invalid("ssl.keystore.location"))?;
+        if let Some(certificate) = &keystore.cert {
+            builder.set_certificate(certificate)?;
+        }
+        if let Some(key) = &keystore.pkey {
+            builder.set_private_key(key)?;
+        }
+        for certificate in keystore.ca.into_iter().flatten() {
+            builder.add_extra_chain_cert(certificate)?;
+        }
+        return Ok(());
+    }
+    let certificates = match read("ssl.certificate.location")? {
+        Some(pem) => Some(("ssl.certificate.location", pem)),
+        None => properties
+            .get("ssl.certificate.pem")
+            .map(|pem| ("ssl.certificate.pem", pem.as_bytes().to_vec())),
+    };
+    if let Some((key, pem)) = certificates {
+        let mut chain = X509::stack_from_pem(&pem)
+            .map_err(invalid(key))?
+            .into_iter();
+        if let Some(certificate) = chain.next() {
+            builder.set_certificate(&certificate)?;
+        }
+        for certificate in chain {
+            builder.add_extra_chain_cert(certificate)?;
+        }
+    }
+    let private_key = match read("ssl.key.location")? {
+        Some(pem) => Some(("ssl.key.location", pem)),
+        None => properties
+            .get("ssl.key.pem")
+            .map(|pem| ("ssl.key.pem", pem.as_bytes().to_vec())),
+    };
+    if let Some((key, pem)) = private_key {
+        let parsed = match properties.get("ssl.key.password") {
+            Some(password) => PKey::private_key_from_pem_passphrase(&pem, password.as_bytes()),
+            None => PKey::private_key_from_pem(&pem),
+        };
+        let private_key = parsed.map_err(invalid(key))?;
+        builder.set_private_key(&private_key)?;
+    }
+    Ok(())
 }
 
 /// The failure reason for a certificate verification error.

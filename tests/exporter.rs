@@ -37,15 +37,21 @@ async fn all_metric_families_present_with_sane_values() {
     );
     assert!(text.ends_with("# EOF\n"));
 
-    let cluster_id =
-        metrics.select("heartbeat_up", &[]).next().unwrap().labels["cluster_id"].clone();
+    // Every series names its cluster; the id is on one series of its own, so no series is
+    // renamed when it becomes known.
+    let info: Vec<&Sample> = metrics.select("heartbeat_cluster_info", &[]).collect();
+    assert_eq!(info.len(), 1, "{}", metrics.text);
+    let cluster_id = &info[0].labels["cluster_id"];
     assert!(cluster_id.starts_with("mockCluster"), "{cluster_id}");
     for sample in &metrics.samples {
         assert_eq!(
-            sample.labels.get("cluster_id"),
-            Some(&cluster_id),
+            sample.labels.get("cluster").map(String::as_str),
+            Some("default"),
             "{sample:?}"
         );
+        if sample.name != "heartbeat_cluster_info" {
+            assert!(!sample.labels.contains_key("cluster_id"), "{sample:?}");
+        }
     }
     for family in [
         "heartbeat_build_info",

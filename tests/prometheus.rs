@@ -161,7 +161,8 @@ async fn prometheus_scrapes_evaluates_every_rule_and_feeds_every_panel() {
         .await;
     }
     for (label, selector) in [
-        ("cluster_id", "heartbeat_up"),
+        ("cluster", "heartbeat_up"),
+        ("cluster_id", "heartbeat_cluster_info"),
         ("broker", "heartbeat_broker_info"),
         ("group", "heartbeat_consumer_group_state"),
     ] {

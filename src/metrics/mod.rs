@@ -2,9 +2,10 @@
 //!
 //! Each component declares its own families beside its code (a `metrics.rs` in its folder) and
 //! adds them to its cluster's [`ClusterMetrics`] when it is created; this module knows no
-//! component. `/metrics` encodes from memory: the `cluster` (configured name) and `cluster_id`
-//! labels are added to every series at encoding time, the id from the cluster's latest
-//! metadata, so a series never needs relabelling when the id becomes known.
+//! component. `/metrics` encodes from memory: the `cluster` label (the configured name) is
+//! added to every series at encoding time, and the id the cluster reports is on one series of
+//! its own, `heartbeat_cluster_info{cluster_id}`, so no series is renamed when the id becomes
+//! known (which would reset alert timers and split recording rules).
 //! [`merge_families`] joins several clusters into one exposition.
 //!
 //! - [`labels`]: label sets several components share;
@@ -43,6 +44,12 @@ struct BuildLabels {
     instance_id: String,
 }
 
+/// Labels of `heartbeat_cluster_info`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClusterIdLabels {
+    cluster_id: String,
+}
+
 /// Every metric family of one monitored cluster: its identity, and what each of its
 /// components added.
 pub(crate) struct ClusterMetrics {
@@ -72,7 +79,8 @@ impl ClusterMetrics {
     }
 
     /// Appends the OpenMetrics text of these metrics, every series labelled with the
-    /// configured `cluster` name and the `cluster_id`, without the final `# EOF`.
+    /// configured `cluster` name, and `heartbeat_cluster_info` with the `cluster_id`, without
+    /// the final `# EOF`.
     pub(crate) fn encode(
         &self,
         out: &mut String,
@@ -81,18 +89,22 @@ impl ClusterMetrics {
     ) -> std::fmt::Result {
         let components = lock(&self.components).clone();
         let now = Instant::now();
-        let labels = [
-            (Cow::Borrowed("cluster"), Cow::Owned(cluster.to_string())),
-            (
-                Cow::Borrowed("cluster_id"),
-                Cow::Owned(cluster_id.to_string()),
-            ),
-        ];
+        let labels = [(Cow::Borrowed("cluster"), Cow::Owned(cluster.to_string()))];
         let mut registry = Registry::with_prefix_and_labels("heartbeat", labels.into_iter());
         registry.register(
             "build_info",
             "Always 1; labelled with the version and this running instance's id (written into every heartbeat)",
             self.build_info.clone(),
+        );
+        let info = Family::<ClusterIdLabels, Gauge>::default();
+        info.get_or_create(&ClusterIdLabels {
+            cluster_id: cluster_id.to_string(),
+        })
+        .set(1);
+        registry.register(
+            "cluster_info",
+            "Always 1; labelled with the id the cluster reports (unknown before it answered): join on cluster for it",
+            info,
         );
         for component in &components {
             component.refresh(now);
@@ -202,13 +214,14 @@ mod tests {
     }
 
     #[test]
-    fn every_series_carries_the_cluster_id() {
+    fn every_series_carries_the_cluster_and_one_the_id() {
         let mut out = String::new();
         cluster_with(1).encode(&mut out, "prod", "abc").unwrap();
         for line in out.lines().filter(|line| !line.starts_with('#')) {
-            assert!(line.contains("cluster_id=\"abc\""), "{line}");
             assert!(line.contains("cluster=\"prod\""), "{line}");
         }
+        assert_eq!(out.matches("cluster_id=").count(), 1, "{out}");
+        assert!(out.contains("heartbeat_cluster_info{cluster=\"prod\",cluster_id=\"abc\"} 1"));
         assert!(out.contains("heartbeat_messages_produced_total{"));
         assert!(out.contains("heartbeat_build_info{"));
         assert!(!out.contains("# EOF"));
@@ -227,14 +240,14 @@ mod tests {
                 .count(),
             1
         );
-        assert!(merged.contains("heartbeat_messages_produced_total{cluster=\"east\",cluster_id=\"id1\",partition=\"0\"} 1"), "{merged}");
-        assert!(merged.contains("heartbeat_messages_produced_total{cluster=\"west\",cluster_id=\"id2\",partition=\"0\"} 2"), "{merged}");
+        assert!(merged.contains("heartbeat_messages_produced_total{cluster=\"east\",partition=\"0\"} 1"), "{merged}");
+        assert!(merged.contains("heartbeat_messages_produced_total{cluster=\"west\",partition=\"0\"} 2"), "{merged}");
         let help = merged.find("# HELP heartbeat_messages_produced ").unwrap();
         let east = merged
-            .find("cluster=\"east\",cluster_id=\"id1\",partition")
+            .find("cluster=\"east\",partition")
             .unwrap();
         let west = merged
-            .find("cluster=\"west\",cluster_id=\"id2\",partition")
+            .find("cluster=\"west\",partition")
             .unwrap();
         assert!(
             help < east && east < west,

@@ -60,7 +60,7 @@ impl App {
         let note = extension
             .as_ref()
             .map_or("", |extension| &extension.landing);
-        let state = HttpState::new(monitors.iter().map(ClusterMonitor::shared).collect(), note);
+        let state = HttpState::new(monitors.iter().map(ClusterMonitor::handle).collect(), note);
         let mut router = http::router(state);
         if let Some(extension) = extension {
             router = router.merge(extension.routes);

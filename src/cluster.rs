@@ -153,11 +153,34 @@ pub(crate) struct ClusterShared {
     pub(crate) status: Arc<Status>,
     /// Asks the metadata task for a refresh now (e.g. right after the topic was created).
     pub(crate) refresh_now: tokio::sync::Notify,
+    /// Told when the bootstrap servers lead to another cluster (its id changed): everything
+    /// measured so far was of the old one, so the cluster's tasks start afresh.
+    pub(crate) cluster_changed: tokio::sync::Notify,
+    /// How many times that happened before these tasks started.
+    pub(crate) cluster_id_changes: u64,
+}
+
+/// The current shared state of a cluster, replaced when its tasks start afresh.
+pub(crate) struct ClusterHandle(Mutex<Arc<ClusterShared>>);
+
+impl ClusterHandle {
+    pub(crate) fn new(shared: Arc<ClusterShared>) -> Self {
+        ClusterHandle(Mutex::new(shared))
+    }
+
+    /// The state of the cluster's current tasks.
+    pub(crate) fn current(&self) -> Arc<ClusterShared> {
+        lock(&self.0).clone()
+    }
+
+    pub(crate) fn replace(&self, shared: Arc<ClusterShared>) {
+        *lock(&self.0) = shared;
+    }
 }
 
 impl ClusterShared {
     /// Shared state for a cluster configured by `config`.
-    pub(crate) fn new(config: Config) -> Arc<Self> {
+    pub(crate) fn new(config: Config, cluster_id_changes: u64) -> Arc<Self> {
         let instance_id = uuid::Uuid::new_v4().simple().to_string();
         let metrics = ClusterMetrics::new(&instance_id);
         Arc::new(ClusterShared {
@@ -167,6 +190,8 @@ impl ClusterShared {
             view: watch::Sender::new(Arc::new(ClusterSnapshot::default())),
             status: Arc::new(Status::default()),
             refresh_now: tokio::sync::Notify::new(),
+            cluster_changed: tokio::sync::Notify::new(),
+            cluster_id_changes,
             config,
         })
     }

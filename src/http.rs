@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster::ClusterShared;
+use crate::cluster::ClusterHandle;
 use crate::metrics::merge_families;
 
 /// The OpenMetrics content type Prometheus negotiates.
@@ -38,14 +38,14 @@ pub struct Extension {
 /// What the handlers read: the clusters' shared state.
 #[derive(Clone)]
 pub(crate) struct HttpState {
-    clusters: Arc<Vec<Arc<ClusterShared>>>,
+    clusters: Arc<Vec<Arc<ClusterHandle>>>,
     encodes: Arc<Semaphore>,
     landing: Arc<str>,
 }
 
 impl HttpState {
     /// The state for `clusters`, the landing page saying `landing_note` too (HTML).
-    pub(crate) fn new(clusters: Vec<Arc<ClusterShared>>, landing_note: &str) -> Self {
+    pub(crate) fn new(clusters: Vec<Arc<ClusterHandle>>, landing_note: &str) -> Self {
         HttpState {
             clusters: Arc::new(clusters),
             encodes: Arc::new(Semaphore::new(CONCURRENT_ENCODES)),
@@ -155,9 +155,10 @@ async fn metrics(State(state): State<HttpState>) -> Response {
 }
 
 /// The OpenMetrics text of every cluster, from memory.
-fn encode(clusters: &[Arc<ClusterShared>]) -> Result<String, std::fmt::Error> {
+fn encode(clusters: &[Arc<ClusterHandle>]) -> Result<String, std::fmt::Error> {
     let mut expositions = Vec::with_capacity(clusters.len());
     for cluster in clusters {
+        let cluster = cluster.current();
         let cluster_id = cluster.snapshot().cluster_id_label().to_string();
         let mut text = String::with_capacity(64 * 1024);
         cluster
@@ -195,6 +196,7 @@ async fn ready(State(state): State<HttpState>) -> Response {
         .clusters
         .iter()
         .map(|cluster| {
+            let cluster = cluster.current();
             let reason = cluster.readiness(now).err();
             ClusterReadiness {
                 cluster: cluster.config.name.clone(),

@@ -5,11 +5,13 @@ use std::sync::Arc;
 
 use rdkafka::admin::AdminClient;
 use rdkafka::error::KafkaError;
-use tokio::task::JoinSet;
+use std::time::Duration;
+
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::cluster::ClusterShared;
+use crate::cluster::{ClusterHandle, ClusterShared};
 use crate::config::Config;
 use crate::kafka::client::{client_config, ClientLog, Role};
 use crate::tasks::connectivity::{ConnectivityChecker, TlsSetupError};
@@ -31,16 +33,23 @@ pub enum MonitorError {
     Scan(#[from] ScanError),
 }
 
-/// The tasks and shared state of one cluster.
-pub(crate) struct ClusterMonitor {
+/// One generation of a cluster's tasks: their shared state, and the tasks themselves.
+struct Generation {
     shared: Arc<ClusterShared>,
     tasks: JoinSet<()>,
+    cancel: CancellationToken,
 }
 
-impl ClusterMonitor {
-    /// Creates the clients and starts every task; they stop when `cancel` is cancelled.
-    pub(crate) fn start(config: Config, cancel: &CancellationToken) -> Result<Self, MonitorError> {
-        let shared = ClusterShared::new(config);
+impl Generation {
+    /// Creates the clients and starts every task; they stop when `cancel` (or the
+    /// generation's own token) is cancelled. `id_changes`: how often the cluster's id changed
+    /// before.
+    fn start(
+        config: Config,
+        cancel: &CancellationToken,
+        id_changes: u64,
+    ) -> Result<Generation, MonitorError> {
+        let shared = ClusterShared::new(config, id_changes);
         let admin: AdminClient<ClientLog> = client_config(&shared.config, Role::Admin)
             .create_with_context(ClientLog::for_cluster(
                 &shared.config,
@@ -56,6 +65,7 @@ impl ClusterMonitor {
         let (producer, consumer) = heartbeat::tasks(&shared)?;
         let scan = ClusterScan::new(&shared)?;
 
+        let cancel = cancel.child_token();
         let mut tasks = JoinSet::new();
         // Every log line of this cluster's tasks names the cluster.
         let span = tracing::info_span!("cluster", name = %shared.config.name);
@@ -65,23 +75,90 @@ impl ClusterMonitor {
         tasks.spawn(producer.run(cancel.clone()).instrument(span.clone()));
         tasks.spawn(scan.run(cancel.clone()).instrument(span.clone()));
         tasks.spawn(consumer.run(cancel.clone()).instrument(span));
-        Ok(ClusterMonitor { shared, tasks })
+        Ok(Generation {
+            shared,
+            tasks,
+            cancel,
+        })
     }
 
-    /// The state the HTTP server reads.
-    pub(crate) fn shared(&self) -> Arc<ClusterShared> {
-        self.shared.clone()
-    }
-
-    /// Waits for every task to stop (after cancellation).
-    pub(crate) async fn join(mut self) {
+    /// Stops the tasks and waits for them.
+    async fn stop(mut self) {
+        self.cancel.cancel();
         while let Some(result) = self.tasks.join_next().await {
             if let Err(error) = result {
                 tracing::error!(
                     "a task of cluster {} ended abnormally: {error}",
-                    self.shared.snapshot().cluster_id_label()
+                    self.shared.config.name
                 );
             }
         }
+    }
+}
+
+/// One monitored cluster: its current tasks, started afresh when the cluster behind the
+/// bootstrap servers turns out to be another one (its id changed), so nothing measured of the
+/// old cluster is counted for the new.
+pub(crate) struct ClusterMonitor {
+    handle: Arc<ClusterHandle>,
+    supervisor: JoinHandle<()>,
+}
+
+impl ClusterMonitor {
+    /// Creates the clients and starts every task; they stop when `cancel` is cancelled.
+    pub(crate) fn start(config: Config, cancel: &CancellationToken) -> Result<Self, MonitorError> {
+        let first = Generation::start(config.clone(), cancel, 0)?;
+        let handle = Arc::new(ClusterHandle::new(first.shared.clone()));
+        let supervisor = tokio::spawn(supervise(config, first, handle.clone(), cancel.clone()));
+        Ok(ClusterMonitor { handle, supervisor })
+    }
+
+    /// The state the HTTP server reads.
+    pub(crate) fn handle(&self) -> Arc<ClusterHandle> {
+        self.handle.clone()
+    }
+
+    /// Waits for every task to stop (after cancellation).
+    pub(crate) async fn join(self) {
+        if let Err(error) = self.supervisor.await {
+            tracing::error!("the tasks of a cluster ended abnormally: {error}");
+        }
+    }
+}
+
+/// Runs `generation` until cancelled, replacing it with a fresh one each time the cluster's
+/// id changes.
+async fn supervise(
+    config: Config,
+    mut generation: Generation,
+    handle: Arc<ClusterHandle>,
+    cancel: CancellationToken,
+) {
+    let mut id_changes = 0;
+    loop {
+        let shared = generation.shared.clone();
+        tokio::select! {
+            _ = cancel.cancelled() => {
+                generation.stop().await;
+                return;
+            }
+            _ = shared.cluster_changed.notified() => {}
+        }
+        generation.stop().await;
+        id_changes += 1;
+        generation = loop {
+            match Generation::start(config.clone(), &cancel, id_changes) {
+                Ok(next) => break next,
+                Err(error) => {
+                    tracing::error!(cluster = %config.name, "cannot start afresh: {error}");
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+                    }
+                }
+            }
+        };
+        handle.replace(generation.shared.clone());
+        tracing::info!(cluster = %config.name, "monitoring afresh: every series of this cluster starts again");
     }
 }

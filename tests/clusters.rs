@@ -120,3 +120,91 @@ async fn one_cluster_down_leaves_the_other_untouched() {
     assert!(after.sum("heartbeat_produce_failures_total", &[("cluster", "east")]) > 0.0);
     assert!(running.stop().await);
 }
+
+/// A TCP forwarder on loopback whose target can be switched: the same bootstrap address
+/// leading to one cluster, then to another.
+struct Switch {
+    address: std::net::SocketAddr,
+    target: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Switch {
+    async fn start(target: &str) -> Switch {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let target = std::sync::Arc::new(std::sync::Mutex::new(target.to_string()));
+        let current = target.clone();
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let to = current.lock().unwrap().clone();
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&to).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Switch { address, target }
+    }
+
+    fn point_at(&self, target: &str) {
+        *self.target.lock().unwrap() = target.to_string();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_cluster_behind_the_same_address_is_monitored_afresh() {
+    let first = mock_cluster(1, TOPIC, 1);
+    let second = mock_cluster(1, TOPIC, 1);
+    let switch = Switch::start(&first.bootstrap_servers()).await;
+    let running = Running::start(test_config(&switch.address.to_string(), TOPIC, "")).await;
+    let cluster_id = |m: &Metrics| {
+        m.select("heartbeat_cluster_info", &[])
+            .next()
+            .map(|sample| sample.labels["cluster_id"].clone())
+            .unwrap_or_default()
+    };
+    let before = running
+        .wait_for(
+            "heartbeats on the first cluster",
+            Duration::from_secs(20),
+            |m| m.sum("heartbeat_messages_consumed_total", &[]) >= 10.0,
+        )
+        .await;
+    let first_id = cluster_id(&before);
+    assert!(first_id.starts_with("mockCluster"), "{first_id}");
+    // The address now leads to another cluster, and the first one is gone.
+    switch.point_at(&second.bootstrap_servers());
+    drop(first);
+    let after = running
+        .wait_for(
+            "the second cluster monitored afresh",
+            Duration::from_secs(60),
+            |m| {
+                let id = cluster_id(m);
+                !id.is_empty()
+                    && id != first_id
+                    && id != "unknown"
+                    && m.sum("heartbeat_messages_consumed_total", &[]) >= 3.0
+            },
+        )
+        .await;
+    assert_eq!(
+        after.sum(
+            "heartbeat_metadata_changes_total",
+            &[("kind", "cluster_id_changed")]
+        ),
+        1.0,
+        "{}",
+        after.text
+    );
+    // Nothing measured of the first cluster is counted for the second.
+    assert!(
+        after.sum("heartbeat_messages_consumed_total", &[])
+            < before.sum("heartbeat_messages_consumed_total", &[]) + 3.0,
+        "{}",
+        after.text
+    );
+    assert_eq!(after.sum("heartbeat_messages_lost_total", &[]), 0.0);
+    assert!(running.stop().await);
+}

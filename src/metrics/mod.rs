@@ -240,15 +240,19 @@ mod tests {
                 .count(),
             1
         );
-        assert!(merged.contains("heartbeat_messages_produced_total{cluster=\"east\",partition=\"0\"} 1"), "{merged}");
-        assert!(merged.contains("heartbeat_messages_produced_total{cluster=\"west\",partition=\"0\"} 2"), "{merged}");
+        assert!(
+            merged
+                .contains("heartbeat_messages_produced_total{cluster=\"east\",partition=\"0\"} 1"),
+            "{merged}"
+        );
+        assert!(
+            merged
+                .contains("heartbeat_messages_produced_total{cluster=\"west\",partition=\"0\"} 2"),
+            "{merged}"
+        );
         let help = merged.find("# HELP heartbeat_messages_produced ").unwrap();
-        let east = merged
-            .find("cluster=\"east\",partition")
-            .unwrap();
-        let west = merged
-            .find("cluster=\"west\",partition")
-            .unwrap();
+        let east = merged.find("cluster=\"east\",partition").unwrap();
+        let west = merged.find("cluster=\"west\",partition").unwrap();
         assert!(
             help < east && east < west,
             "descriptor first, then both clusters' samples"

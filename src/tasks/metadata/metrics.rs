@@ -53,12 +53,17 @@ pub(super) struct MetadataMetrics {
 }
 
 impl MetadataMetrics {
-    /// Every change kind at zero, the controller unknown.
-    pub(super) fn new() -> Self {
+    /// Every change kind at zero (but the cluster id changes seen before these tasks, which
+    /// started afresh because of them), the controller unknown.
+    pub(super) fn new(cluster_id_changes: u64) -> Self {
         let metrics = MetadataMetrics::default();
         for kind in Change::KINDS {
             drop(metrics.changes.get_or_create(&KindLabels::new(kind)));
         }
+        metrics
+            .changes
+            .get_or_create(&KindLabels::new("cluster_id_changed"))
+            .inc_by(cluster_id_changes);
         metrics.controller_id.set(-1);
         metrics
     }
@@ -239,7 +244,7 @@ mod tests {
             refreshed_at: Some(Instant::now()),
             ..ClusterSnapshot::default()
         };
-        let metrics = MetadataMetrics::new();
+        let metrics = MetadataMetrics::new(0);
         metrics.record(&ClusterSnapshot::default(), &snapshot, &[]);
         let text = encode_alone(&metrics);
         for line in [

@@ -50,7 +50,7 @@ pub(crate) struct MetadataRefresher {
 
 impl MetadataRefresher {
     pub(crate) fn new(shared: &Arc<ClusterShared>, client: Arc<AdminClient<ClientLog>>) -> Self {
-        let metrics = Arc::new(MetadataMetrics::new());
+        let metrics = Arc::new(MetadataMetrics::new(shared.cluster_id_changes));
         shared.metrics.add(metrics.clone());
         MetadataRefresher {
             shared: shared.clone(),
@@ -159,6 +159,18 @@ impl MetadataRefresher {
             tracing::warn!(kind = change.kind(), "{change}");
         }
         self.metrics.record(&previous, &snapshot, &changes);
+        if changes
+            .iter()
+            .any(|change| matches!(change, Change::ClusterIdChanged { .. }))
+        {
+            // Another cluster answers at these addresses: what was measured so far was of the
+            // old one. The cluster's tasks start afresh, their series from zero.
+            tracing::warn!(
+                "the bootstrap servers lead to another cluster now: monitoring it afresh"
+            );
+            self.shared.cluster_changed.notify_one();
+            return;
+        }
         self.shared.view.send_replace(Arc::new(snapshot));
     }
 }

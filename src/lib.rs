@@ -44,3 +44,10 @@ mod sync;
 
 /// The heartbeat payload, for tools and tests that write or read the heartbeat topic.
 pub use tasks::heartbeat::message::HeartbeatMessage;
+
+/// The readers of outside input, for the fuzz targets (`fuzz/`): the heartbeat topic's payload
+/// decoder, and the merge of the clusters' expositions.
+#[doc(hidden)]
+pub use metrics::merge_families;
+#[doc(hidden)]
+pub use tasks::heartbeat::message::{decode, Decoded};

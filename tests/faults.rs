@@ -350,6 +350,11 @@ async fn rejected_produces_are_counted_apart_from_timeouts_and_logged_once() {
         said, 1,
         "one line for one failing spell, not one per heartbeat:\n{log}"
     );
+    let ended = log
+        .lines()
+        .filter(|line| line.contains("are delivered again") && line.contains("not delivered)"))
+        .count();
+    assert_eq!(ended, 1, "one line when the spell ends:\n{log}");
     let authorization_lines = log
         .lines()
         .filter(|line| line.to_lowercase().contains("authorization"))

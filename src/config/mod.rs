@@ -12,10 +12,12 @@
 //! - `ini`: the literal INI reader;
 //! - `raw`: values with their origin, section names, environment overrides;
 //! - `admin`: the `[admin]` keys, each declared once;
+//! - `kinds`: how each kind of `[admin]` value is parsed and shown;
 //! - `properties`: librdkafka properties: merging, secrets, SASL credentials.
 
 mod admin;
 mod ini;
+mod kinds;
 mod properties;
 mod raw;
 
@@ -28,9 +30,9 @@ use rdkafka::error::KafkaError;
 use rdkafka::ClientConfig;
 
 pub use self::admin::{
-    AdminSettings, LagGranularity, LogFormat, Pattern, MAX_IN_FLIGHT_PER_PARTITION,
-    MAX_LATENCY_SAMPLES,
+    AdminSettings, LagGranularity, LogFormat, MAX_IN_FLIGHT_PER_PARTITION, MAX_LATENCY_SAMPLES,
 };
+pub use self::kinds::Pattern;
 pub use self::properties::{is_secret, MASK};
 pub use self::raw::{ConfigError, Origin, ENV_PREFIX};
 
@@ -321,6 +323,7 @@ impl Config {
         }
         out.push_str(&format!("[{}]\n", self.section_name("admin")));
         for (key, value) in self.admin.render() {
+            let value = value.replace('\n', "\n    ");
             out.push_str(&format!("{key} = {value}\n"));
         }
         out

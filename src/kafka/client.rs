@@ -281,26 +281,32 @@ fn throttle_key(message: &str) -> String {
     key
 }
 
+/// Whether `code` is a connection failure: the exporter's own connection checks and metadata
+/// refreshes say it once per spell, with the broker and the cause, so each client need not.
+pub(crate) fn is_transport_failure(code: Option<RDKafkaErrorCode>) -> bool {
+    matches!(
+        code,
+        Some(
+            RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::Resolve
+        )
+    )
+}
+
 impl ClientContext for ClientLog {
+    // librdkafka's own log lines are detail (each client tells of each connection it loses):
+    // at debug level. What needs saying comes through `error` below, or from the tasks.
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
         let Some(held_back) = self.throttle.admit(&throttle_key(message)) else {
             return;
         };
         let client = self.role.as_str();
         match level {
-            RDKafkaLogLevel::Emerg
-            | RDKafkaLogLevel::Alert
-            | RDKafkaLogLevel::Critical
-            | RDKafkaLogLevel::Error => {
+            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical => {
                 tracing::error!(target: "librdkafka", cluster = %self.cluster, client, facility, held_back, "{message}")
             }
-            RDKafkaLogLevel::Warning => {
-                tracing::warn!(target: "librdkafka", cluster = %self.cluster, client, facility, held_back, "{message}")
-            }
-            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
-                tracing::info!(target: "librdkafka", cluster = %self.cluster, client, facility, held_back, "{message}")
-            }
-            RDKafkaLogLevel::Debug => {
+            _ => {
                 tracing::debug!(target: "librdkafka", cluster = %self.cluster, client, facility, held_back, "{message}")
             }
         }
@@ -325,8 +331,14 @@ impl ClientContext for ClientLog {
                 facts.client_error = Some(format!("{} client: {reason}", self.role.as_str()));
             }
         }
-        if let Some(held_back) = self.throttle.admit(&throttle_key(&text)) {
-            tracing::error!(target: "librdkafka", cluster = %self.cluster, client = self.role.as_str(), held_back, "{text}");
+        let Some(held_back) = self.throttle.admit(&throttle_key(&text)) else {
+            return;
+        };
+        let client = self.role.as_str();
+        if is_transport_failure(code) {
+            tracing::debug!(target: "librdkafka", cluster = %self.cluster, client, held_back, "{text}");
+        } else {
+            tracing::error!(target: "librdkafka", cluster = %self.cluster, client, held_back, "{text}");
         }
     }
 

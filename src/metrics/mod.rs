@@ -117,7 +117,7 @@ impl ClusterMetrics {
 /// Joins the expositions of several clusters into one: each metric family's `# HELP`,
 /// `# TYPE` and `# UNIT` lines once, followed by the samples of every cluster, in first-seen
 /// family order (OpenMetrics allows a family only once).
-pub(crate) fn merge_families(expositions: &[String]) -> String {
+pub fn merge_families(expositions: &[String]) -> String {
     let mut order: Vec<String> = Vec::new();
     let mut families: std::collections::HashMap<String, (String, String)> = Default::default();
     for exposition in expositions {

@@ -260,7 +260,16 @@ fn record(
     let failing_key = format!("broker {} failing", target.label);
     match result {
         Ok(success) => {
-            throttle.reset(&failing_key);
+            if let Some(spell) = throttle.reset(&failing_key) {
+                tracing::info!(
+                    broker = %target.label,
+                    address = %target.address(),
+                    failed = spell.counted,
+                    "connection checks succeed again, {} after the first failure ({} failed)",
+                    spell.seconds(),
+                    spell.counted
+                );
+            }
             let addresses_key = format!("broker {} addresses", target.label);
             if success.unreachable_addresses.is_empty() {
                 throttle.reset(&addresses_key);

@@ -7,7 +7,7 @@
 //! reader is in place, and nothing produced before this process started is ever measured.
 //! Receiving and positioning run side by side, so waiting for offsets never delays a reading.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,9 +22,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::message::{decode, Decoded};
 use super::outcome::SkipKind;
+use super::spells::LeaderSpells;
 use super::state::HeartbeatState;
 use super::tracker::Observation;
-use crate::kafka::client::{client_config, ClientLog, Role};
+use crate::kafka::client::{client_config, is_transport_failure, ClientLog, Role};
 use crate::logging::LogThrottle;
 use crate::metrics::labels::PartitionLabels;
 
@@ -41,6 +42,8 @@ pub(crate) struct EndToEndConsumer {
     heartbeat: Arc<HeartbeatState>,
     consumer: Arc<StreamConsumer<ClientLog>>,
     throttle: LogThrottle,
+    /// Heartbeats lost per leader, for the log.
+    lost: LeaderSpells,
 }
 
 impl EndToEndConsumer {
@@ -56,6 +59,7 @@ impl EndToEndConsumer {
             heartbeat,
             consumer: Arc::new(consumer),
             throttle: LogThrottle::default(),
+            lost: LeaderSpells::default(),
         })
     }
 
@@ -83,7 +87,18 @@ impl EndToEndConsumer {
                 Err(error) => {
                     self.note_refusal(&error);
                     if let Some(held_back) = self.throttle.admit(&error.to_string()) {
-                        tracing::warn!(held_back, "reading the heartbeat topic failed: {error}");
+                        // A lost connection is told by the connection checks, with the broker.
+                        if is_transport_failure(error.rdkafka_error_code()) {
+                            tracing::debug!(
+                                held_back,
+                                "reading the heartbeat topic failed: {error}"
+                            );
+                        } else {
+                            tracing::warn!(
+                                held_back,
+                                "reading the heartbeat topic failed: {error}"
+                            );
+                        }
                     }
                 }
             }
@@ -159,9 +174,20 @@ impl EndToEndConsumer {
                 metrics
                     .end_to_end_latency
                     .observe(partition, leader, latency, now);
-                let mut facts = self.heartbeat.shared.status.lock();
-                facts.last_round_trip = Some(now);
-                facts.consume_refused = None;
+                {
+                    let mut facts = self.heartbeat.shared.status.lock();
+                    facts.last_round_trip = Some(now);
+                    facts.consume_refused = None;
+                }
+                for (lost_via, spell) in self.lost.succeed(partition) {
+                    tracing::info!(
+                        leader = lost_via,
+                        lost = spell.counted,
+                        "heartbeats through leader {lost_via} are read back again, {} after the first loss ({} lost)",
+                        spell.seconds(),
+                        spell.counted
+                    );
+                }
             }
             Reading::Duplicate => {
                 metrics
@@ -198,14 +224,22 @@ impl EndToEndConsumer {
                     .metrics
                     .count_lost(message.partition, message.leader);
             }
-            if let Some(first) = lost.first() {
-                if let Some(held_back) = self.throttle.admit("lost") {
+            // One line per leader (a broker in trouble loses every partition it leads).
+            let mut by_leader: BTreeMap<i32, (BTreeSet<i32>, Option<Option<u64>>)> =
+                BTreeMap::new();
+            for message in &lost {
+                let admitted = self.lost.fail(message.leader, message.partition, 1);
+                let (partitions, told) = by_leader.entry(message.leader).or_default();
+                partitions.insert(message.partition);
+                *told = told.or(admitted);
+            }
+            for (leader, (partitions, told)) in by_leader {
+                if let Some(held_back) = told {
                     tracing::warn!(
-                        count = lost.len(),
-                        partition = first.partition,
-                        leader = first.leader,
+                        leader,
+                        partitions = ?partitions,
                         held_back,
-                        "heartbeats not read back within {}s",
+                        "heartbeats through leader {leader} not read back within {}s",
                         self.heartbeat.shared.config.admin.lost_after.as_secs_f64()
                     );
                 }

@@ -12,6 +12,7 @@
 //! - [`tracker`]: what is in flight, and what became of each heartbeat;
 //! - [`message`]: the payload;
 //! - [`outcome`]: produce failure reasons and skip kinds (the label values);
+//! - [`spells`]: failures per leader for the log, told when they begin and when they end;
 //! - [`metrics`]: the heartbeat's series.
 
 mod consumer;
@@ -19,6 +20,7 @@ pub(crate) mod message;
 mod metrics;
 mod outcome;
 mod producer;
+mod spells;
 mod state;
 mod tracker;
 

@@ -23,13 +23,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::message::HeartbeatMessage;
 use super::outcome::ProduceFailure;
+use super::spells::LeaderSpells;
 use super::state::HeartbeatState;
 use crate::clock::unix_micros;
 use crate::cluster::ClusterSnapshot;
 use crate::kafka::answering_broker;
 use crate::kafka::client::{client_config, ClientLog, Role};
 use crate::kafka::stats::{ClientBrokerMetrics, ClientStatsRecorder};
-use crate::logging::LogThrottle;
 use crate::metrics::labels::PartitionLabels;
 
 /// What the delivery callback needs to know about a message it did not send itself.
@@ -47,7 +47,8 @@ pub(super) struct DeliveryRecorder {
     stats: ClientStatsRecorder,
     client_brokers: Arc<ClientBrokerMetrics>,
     heartbeat: Arc<HeartbeatState>,
-    throttle: LogThrottle,
+    /// Failures per leader, for the log.
+    spells: LeaderSpells,
     /// Whether a refusal is on record (readiness says so) until a heartbeat is delivered.
     refused: AtomicBool,
 }
@@ -92,7 +93,16 @@ impl ProducerContext for DeliveryRecorder {
                     now.saturating_duration_since(in_flight.sent),
                     now,
                 );
-                self.throttle.reset(&failure_key(leader));
+                for (failed_via, spell) in self.spells.succeed(in_flight.partition) {
+                    tracing::info!(
+                        cluster = %self.heartbeat.shared.config.name,
+                        leader = failed_via,
+                        failed = spell.counted,
+                        "heartbeats through leader {failed_via} are delivered again, {} after the first failure ({} not delivered)",
+                        spell.seconds(),
+                        spell.counted
+                    );
+                }
                 if self.refused.swap(false, Ordering::Relaxed) {
                     self.heartbeat.shared.status.lock().produce_refused = None;
                 }
@@ -110,10 +120,6 @@ impl ProducerContext for DeliveryRecorder {
             }
         }
     }
-}
-
-fn failure_key(leader: i32) -> String {
-    format!("failing via leader {leader}")
 }
 
 /// Counts a heartbeat the producer gave up on, against `leader`.
@@ -151,7 +157,7 @@ fn record_failure(
         ));
         context.refused.store(true, Ordering::Relaxed);
     }
-    if let Some(held_back) = context.throttle.admit(&failure_key(leader)) {
+    if let Some(held_back) = context.spells.fail(leader, in_flight.partition, 1) {
         tracing::warn!(
             cluster = %heartbeat.shared.config.name,
             partition = in_flight.partition,
@@ -182,7 +188,7 @@ impl HeartbeatProducer {
             stats: ClientStatsRecorder::default(),
             client_brokers: client_brokers.clone(),
             heartbeat: heartbeat.clone(),
-            throttle: LogThrottle::default(),
+            spells: LeaderSpells::default(),
             refused: AtomicBool::new(false),
         };
         let producer = config.create_with_context(context)?;

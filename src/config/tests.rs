@@ -149,6 +149,22 @@ fn multi_line_values_cannot_pose_as_keys_when_shown() {
 }
 
 #[test]
+fn multi_line_admin_values_cannot_pose_as_keys_when_shown() {
+    let config = load(
+        "[admin]\nconsumer.group.names = a\n  sasl.password = x\n",
+        &[],
+    )
+    .unwrap();
+    let rendered = config.render_masked();
+    assert!(
+        !rendered
+            .lines()
+            .any(|line| line.starts_with("sasl.password")),
+        "{rendered}"
+    );
+}
+
+#[test]
 fn secrets_in_the_environment_are_masked() {
     let config = load(
         "",

@@ -122,7 +122,9 @@ pub fn merge_families(expositions: &[String]) -> String {
     let mut families: std::collections::HashMap<String, (String, String)> = Default::default();
     for exposition in expositions {
         let mut current: Option<String> = None;
-        for line in exposition.lines() {
+        // Line by line, each kept byte for byte (`lines()` would also drop a `\r`).
+        for line in exposition.split_inclusive('\n') {
+            let line = line.strip_suffix('\n').unwrap_or(line);
             if let Some(rest) = line.strip_prefix("# HELP ") {
                 let name = rest.split(' ').next().unwrap_or_default().to_string();
                 let entry = families.entry(name.clone()).or_insert_with(|| {
@@ -257,5 +259,14 @@ mod tests {
             help < east && east < west,
             "descriptor first, then both clusters' samples"
         );
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/openmetrics_merge.rs): a sample line ending in a
+    /// carriage return came out changed.
+    #[test]
+    fn samples_are_kept_byte_for_byte() {
+        let one = "# HELP a A.\na 1\r\n\r\n".to_string();
+        let two = "# HELP a A.\na 2\n".to_string();
+        assert_eq!(merge_families(&[one, two]), "# HELP a A.\na 1\r\n\r\na 2\n");
     }
 }

@@ -198,10 +198,14 @@ async fn secrets_never_appear_in_logs_metrics_or_readiness() {
     let path = write_config(dir.path(), &text);
     let mut process = Process::start(&["--config", path.to_str().unwrap()], &[]);
     let address = process.address();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let ready = wait_for_ready_at(
+        address,
+        "named SASL",
+        Duration::from_secs(20),
+        |status, body| status == 503 && body.contains("SASL"),
+    )
+    .await;
     let (_, metrics, _) = get(address, "/metrics").await;
-    let (status, ready, _) = get(address, "/ready").await;
-    assert_eq!(status, 503, "{ready}");
     let (elapsed, code) = process.terminate();
     let log = process.rest_of_log();
     assert!(elapsed < Duration::from_secs(5));
@@ -260,7 +264,8 @@ fn sigterm_during_an_outage_exits_within_5_seconds() {
     let mut process = Process::start(&["--config", path.to_str().unwrap()], &[]);
     // A metadata request with a 30 s timeout is in flight when the signal comes.
     process.wait_for_line("cc-heartbeat started", Duration::from_secs(20));
-    std::thread::sleep(Duration::from_secs(1));
+    // The tasks are running: the connection check, started with the metadata request, failed.
+    process.wait_for_line("connection check failed", Duration::from_secs(20));
     let (elapsed, code) = process.terminate();
     assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
     assert_eq!(code, Some(0));
@@ -312,13 +317,13 @@ async fn sigterm_with_heartbeats_in_flight_to_dead_brokers_exits_within_5_second
     for broker in 1..=3 {
         mock.broker_down(broker).unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let in_flight =
-        Metrics::parse(&get(address, "/metrics").await.1).sum("heartbeat_messages_in_flight", &[]);
-    assert!(
-        in_flight >= 3.0,
-        "heartbeats should be stuck in flight, {in_flight}"
-    );
+    wait_for_scrape(
+        address,
+        "heartbeats stuck in flight",
+        Duration::from_secs(20),
+        |m| m.sum("heartbeat_messages_in_flight", &[]) >= 3.0,
+    )
+    .await;
     let (elapsed, code) = process.terminate();
     assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
     assert_eq!(code, Some(0));

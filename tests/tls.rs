@@ -211,9 +211,14 @@ async fn tls_failure_recovers_without_restart_once_the_certificate_is_right() {
             },
         )
         .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let failing = running.metrics().await;
+    // The clients, too, are refused: metadata fails, again and again, and nothing gets through.
+    let failing = running
+        .wait_for("metadata refused", Duration::from_secs(20), |m| {
+            m.sum("heartbeat_metadata_refresh_failures_total", &[]) >= 2.0
+        })
+        .await;
     assert_eq!(failing.sum("heartbeat_up", &[]), 0.0);
+    assert_eq!(failing.sum("heartbeat_messages_consumed_total", &[]), 0.0);
     drop(stunnel);
     let _stunnel = Stunnel::start(dir.path(), &valid.pem, cluster.tls_port, cluster.plain_port);
     running.wait_for_heartbeats(3.0).await;

@@ -825,18 +825,7 @@ impl Exporter {
         limit: Duration,
         wanted: impl Fn(u16, &str) -> bool,
     ) -> String {
-        let deadline = Instant::now() + limit;
-        loop {
-            let (status, body) = self.ready().await;
-            if wanted(status, &body) {
-                return body;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "/ready never {what} within {limit:?}: {status} {body}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        super::wait_for_ready_at(self.address, what, limit, wanted).await
     }
 }
 

@@ -113,6 +113,16 @@ impl Running {
         wait_for_scrape(self.address, what, limit, condition).await
     }
 
+    /// Waits until `/ready` answers as `wanted` (status, body) says; returns the body.
+    pub async fn wait_for_ready(
+        &self,
+        what: &str,
+        limit: Duration,
+        wanted: impl Fn(u16, &str) -> bool,
+    ) -> String {
+        wait_for_ready_at(self.address, what, limit, wanted).await
+    }
+
     /// Waits until at least `count` heartbeats made the round trip.
     pub async fn wait_for_heartbeats(&self, count: f64) -> Metrics {
         self.wait_for("heartbeats flowing", Duration::from_secs(20), |m| {
@@ -151,6 +161,28 @@ pub async fn wait_for_scrape(
             );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until `/ready` of the exporter at `address` answers as `wanted` (status, body) says;
+/// returns that body, or panics with the last answer.
+pub async fn wait_for_ready_at(
+    address: SocketAddr,
+    what: &str,
+    limit: Duration,
+    wanted: impl Fn(u16, &str) -> bool,
+) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        let (status, body, _) = get(address, "/ready").await;
+        if wanted(status, &body) {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/ready never {what} within {limit:?}: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

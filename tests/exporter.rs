@@ -171,7 +171,13 @@ async fn all_metric_families_present_with_sane_values() {
 async fn broker_down_counts_failures_for_its_partitions_only_and_recovers() {
     let mock = mock_cluster(3, TOPIC, 3);
     let running = Running::start(test_config(&mock.bootstrap_servers(), TOPIC, "")).await;
-    running.wait_for_heartbeats(9.0).await;
+    let healthy = running.wait_for_heartbeats(9.0).await;
+    let p99 = |m: &Metrics, partition: &str| {
+        m.sum(
+            "heartbeat_produce_latency_recent_seconds",
+            &[("partition", partition), ("quantile", "0.99")],
+        )
+    };
 
     // Broker 2 leads partition 1.
     mock.broker_down(2).unwrap();
@@ -244,14 +250,12 @@ async fn broker_down_counts_failures_for_its_partitions_only_and_recovers() {
             |m| consumed(m, "0") >= before_0 + 3.0 && consumed(m, "2") >= before_2 + 3.0,
         )
         .await;
-    for healthy in ["0", "2"] {
-        let p99 = later.sum(
-            "heartbeat_produce_latency_recent_seconds",
-            &[("partition", healthy), ("quantile", "0.99")],
-        );
+    // As fast as before (relative: this machine may be busy).
+    for partition in ["0", "2"] {
+        let (now, before) = (p99(&later, partition), p99(&healthy, partition));
         assert!(
-            p99 > 0.0 && p99 < 0.05,
-            "partition {healthy} p99 {p99} while broker 2 is down"
+            now > 0.0 && now <= (3.0 * before).max(0.05),
+            "partition {partition} p99 {now} while broker 2 is down, {before} before"
         );
     }
     let (status, _, _) = get(running.address, "/ready").await;

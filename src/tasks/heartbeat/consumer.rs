@@ -179,13 +179,15 @@ impl EndToEndConsumer {
                     facts.last_round_trip = Some(now);
                     facts.consume_refused = None;
                 }
-                for (lost_via, spell) in self.lost.succeed(partition) {
+                for ended in self.lost.succeed(partition) {
                     tracing::info!(
-                        leader = lost_via,
-                        lost = spell.counted,
-                        "heartbeats through leader {lost_via} are read back again, {} after the first loss ({} lost)",
-                        spell.seconds(),
-                        spell.counted
+                        leader = ended.leader,
+                        partitions = ?ended.partitions,
+                        lost = ended.spell.counted,
+                        "heartbeats through leader {} are read back again, {} after the first loss ({} lost)",
+                        ended.leader,
+                        ended.spell.seconds(),
+                        ended.spell.counted
                     );
                 }
             }

@@ -93,14 +93,16 @@ impl ProducerContext for DeliveryRecorder {
                     now.saturating_duration_since(in_flight.sent),
                     now,
                 );
-                for (failed_via, spell) in self.spells.succeed(in_flight.partition) {
+                for ended in self.spells.succeed(in_flight.partition) {
                     tracing::info!(
                         cluster = %self.heartbeat.shared.config.name,
-                        leader = failed_via,
-                        failed = spell.counted,
-                        "heartbeats through leader {failed_via} are delivered again, {} after the first failure ({} not delivered)",
-                        spell.seconds(),
-                        spell.counted
+                        leader = ended.leader,
+                        partitions = ?ended.partitions,
+                        failed = ended.spell.counted,
+                        "heartbeats through leader {} are delivered again, {} after the first failure ({} not delivered)",
+                        ended.leader,
+                        ended.spell.seconds(),
+                        ended.spell.counted
                     );
                 }
                 if self.refused.swap(false, Ordering::Relaxed) {

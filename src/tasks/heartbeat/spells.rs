@@ -12,8 +12,24 @@ use crate::sync::lock;
 #[derive(Debug, Default)]
 pub(super) struct LeaderSpells {
     throttle: LogThrottle,
-    /// Per leader, the partitions that failed through it and have not succeeded since.
-    failing: Mutex<BTreeMap<i32, BTreeSet<i32>>>,
+    /// Per leader, its spell's partitions.
+    failing: Mutex<BTreeMap<i32, Failing>>,
+}
+
+#[derive(Debug, Default)]
+struct Failing {
+    /// Failed through the leader and not succeeded since.
+    open: BTreeSet<i32>,
+    /// Every partition the spell touched, for the line that ends it.
+    touched: BTreeSet<i32>,
+}
+
+/// A spell that ended: its leader, the partitions it touched, how long and how many.
+#[derive(Debug)]
+pub(super) struct Ended {
+    pub(super) leader: i32,
+    pub(super) partitions: BTreeSet<i32>,
+    pub(super) spell: Spell,
 }
 
 fn key(leader: i32) -> String {
@@ -24,26 +40,31 @@ impl LeaderSpells {
     /// A failure of `partition` through `leader`, standing for `count` heartbeats: `Some` when
     /// it is to be logged, with what was held back (as [`LogThrottle::admit`]).
     pub(super) fn fail(&self, leader: i32, partition: i32, count: u64) -> Option<Option<u64>> {
-        lock(&self.failing)
-            .entry(leader)
-            .or_default()
-            .insert(partition);
+        let mut failing = lock(&self.failing);
+        let spell = failing.entry(leader).or_default();
+        spell.open.insert(partition);
+        spell.touched.insert(partition);
+        drop(failing);
         self.throttle.admit_counting(&key(leader), count)
     }
 
     /// `partition` succeeded: the spells of the leaders it had failed through, ended by it.
-    pub(super) fn succeed(&self, partition: i32) -> Vec<(i32, Spell)> {
+    pub(super) fn succeed(&self, partition: i32) -> Vec<Ended> {
         let mut failing = lock(&self.failing);
         if failing.is_empty() {
             return Vec::new();
         }
         let mut ended = Vec::new();
-        failing.retain(|&leader, partitions| {
-            if !partitions.remove(&partition) || !partitions.is_empty() {
+        failing.retain(|&leader, failing| {
+            if !failing.open.remove(&partition) || !failing.open.is_empty() {
                 return true;
             }
             if let Some(spell) = self.throttle.reset(&key(leader)) {
-                ended.push((leader, spell));
+                ended.push(Ended {
+                    leader,
+                    partitions: std::mem::take(&mut failing.touched),
+                    spell,
+                });
             }
             false
         });
@@ -68,8 +89,9 @@ mod tests {
         assert!(spells.succeed(1).is_empty(), "partition 4 still fails");
         let ended = spells.succeed(4);
         assert_eq!(ended.len(), 1);
-        assert_eq!(ended[0].0, 2);
-        assert_eq!(ended[0].1.counted, 3);
+        assert_eq!(ended[0].leader, 2);
+        assert_eq!(ended[0].partitions, BTreeSet::from([1, 4]));
+        assert_eq!(ended[0].spell.counted, 3);
         assert!(spells.succeed(4).is_empty(), "ended once");
         assert_eq!(
             spells.fail(2, 1, 1),

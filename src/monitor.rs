@@ -3,8 +3,6 @@
 
 use std::sync::Arc;
 
-use rdkafka::admin::AdminClient;
-use rdkafka::error::KafkaError;
 use std::time::Duration;
 
 use tokio::task::{JoinHandle, JoinSet};
@@ -13,7 +11,6 @@ use tracing::Instrument;
 
 use crate::cluster::{ClusterHandle, ClusterShared};
 use crate::config::Config;
-use crate::kafka::client::{client_config, ClientLog, Role};
 use crate::tasks::connectivity::{ConnectivityChecker, TlsSetupError};
 use crate::tasks::heartbeat::{self, HeartbeatError};
 use crate::tasks::metadata::MetadataRefresher;
@@ -23,8 +20,6 @@ use crate::tasks::topic::TopicManager;
 /// Why a cluster's clients could not be created (a configuration librdkafka refused).
 #[derive(Debug, thiserror::Error)]
 pub enum MonitorError {
-    #[error("cannot create the admin client: {0}")]
-    Admin(KafkaError),
     #[error("[default] {0}")]
     Tls(#[from] TlsSetupError),
     #[error(transparent)]
@@ -50,19 +45,13 @@ impl Generation {
         id_changes: u64,
     ) -> Result<Generation, MonitorError> {
         let shared = ClusterShared::new(config, id_changes);
-        let admin: AdminClient<ClientLog> = client_config(&shared.config, Role::Admin)
-            .create_with_context(ClientLog::for_cluster(
-                &shared.config,
-                Role::Admin,
-                shared.status.clone(),
-            ))
-            .map_err(MonitorError::Admin)?;
-        let admin = Arc::new(admin);
-        // Created in this order, their series are exported in it.
-        let metadata = MetadataRefresher::new(&shared, admin.clone());
-        let topic = TopicManager::new(&shared, admin);
-        let connectivity = ConnectivityChecker::new(&shared)?;
+        // Three clients: the heartbeat producer's (which the metadata and topic tasks share),
+        // the end-to-end consumer's, and the scan's. Created in this order, the tasks' series
+        // are exported in it.
         let (producer, consumer) = heartbeat::tasks(&shared)?;
+        let metadata = MetadataRefresher::new(&shared, producer.client());
+        let topic = TopicManager::new(&shared, producer.client());
+        let connectivity = ConnectivityChecker::new(&shared)?;
         let scan = ClusterScan::new(&shared)?;
 
         let cancel = cancel.child_token();

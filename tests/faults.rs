@@ -307,8 +307,9 @@ async fn rejected_produces_are_counted_apart_from_timeouts_and_logged_once() {
     )
     .await;
 
-    // Each refusal makes librdkafka refuse sends locally until its next topic metadata refresh
-    // (1 s in tests): a handful of broker refusals make a spell of a few seconds.
+    // Each refusal makes librdkafka refuse sends locally until the producer's client next
+    // reads the topic's metadata (the metadata task makes its requests on that client, every
+    // 0.5 s in tests): four broker refusals make a spell of at least four failures.
     let denied = vec![RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 4];
     mock.request_errors(RDKafkaApiKey::Produce, &denied);
     let start = Instant::now();
@@ -317,7 +318,7 @@ async fn rejected_produces_are_counted_apart_from_timeouts_and_logged_once() {
         if metrics.sum(
             "heartbeat_produce_failures_total",
             &[("reason", "authorization_failed")],
-        ) >= 10.0
+        ) >= 4.0
         {
             break metrics;
         }

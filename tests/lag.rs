@@ -393,17 +393,14 @@ async fn group_granularity_reports_only_each_groups_own_series() {
 fn an_unreachable_cluster_fails_each_request_within_its_timeout() {
     let port = support::tls::free_port();
     let config = test_config(&format!("127.0.0.1:{port}"), "cc-heartbeat", "");
-    let admin: AdminClient<ClientLog> = client_config(&config, Role::Admin)
-        .create_with_context(ClientLog::new(
-            "t",
-            Role::Admin,
-            Arc::new(Status::default()),
-        ))
+    // The scan's client, which makes these requests.
+    let admin: BaseConsumer<ClientLog> = client_config(&config, Role::Scan)
+        .create_with_context(ClientLog::new("t", Role::Scan, Arc::new(Status::default())))
         .unwrap();
     let groups: Vec<String> = (0..40).map(|i| format!("group-{i}")).collect();
     let start = Instant::now();
     let answers = list_group_offsets(
-        admin.inner(),
+        admin.client(),
         &groups,
         None,
         16,
@@ -413,7 +410,7 @@ fn an_unreachable_cluster_fails_each_request_within_its_timeout() {
     assert_eq!(answers.len(), 40);
     assert!(answers.iter().all(Result::is_err), "{answers:?}");
     let error = list_end_offsets(
-        admin.inner(),
+        admin.client(),
         &[("orders".to_string(), 0)],
         Duration::from_secs(1),
     )
@@ -429,7 +426,7 @@ fn an_unreachable_cluster_fails_each_request_within_its_timeout() {
     // fails as not sent, at once.
     let start = Instant::now();
     let answers = list_group_offsets(
-        admin.inner(),
+        admin.client(),
         &groups,
         None,
         16,

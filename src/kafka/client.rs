@@ -25,10 +25,9 @@ pub enum Role {
     Producer,
     /// The end-to-end consumer.
     Consumer,
-    /// Metadata and topic administration.
-    Admin,
-    /// Reads the oldest unconsumed record of lagging partitions, for lag in seconds.
-    LagProbe,
+    /// The cluster scan: its requests, and (as the lag probe) the oldest unconsumed record of
+    /// lagging partitions, for lag in seconds.
+    Scan,
 }
 
 impl Role {
@@ -36,8 +35,7 @@ impl Role {
         match self {
             Role::Producer => "producer",
             Role::Consumer => "consumer",
-            Role::Admin => "admin",
-            Role::LagProbe => "lag-probe",
+            Role::Scan => "scan",
         }
     }
 }
@@ -98,13 +96,14 @@ fn default_properties(config: &Config, role: Role) -> BTreeMap<String, String> {
             set("enable.auto.offset.store", "false".to_string());
             set("auto.offset.reset", "latest".to_string());
             set("enable.partition.eof", "false".to_string());
-            set("fetch.wait.max.ms", "100".to_string());
+            // A broker answers a fetch as soon as a heartbeat arrives, so a long wait costs no
+            // latency; a short one only wakes every broker connection more often when idle.
+            set("fetch.wait.max.ms", "500".to_string());
             // Bounded prefetch, even if someone floods the heartbeat topic.
             set("queued.max.messages.kbytes", "4096".to_string());
             set("fetch.error.backoff.ms", "100".to_string());
         }
-        Role::Admin => {}
-        Role::LagProbe => {
+        Role::Scan => {
             // Assigns partitions, never joins the group, never commits: sharing the heartbeat
             // consumer's group.id (which ACLs may require) disturbs nobody.
             set("group.id", "cc-heartbeat".to_string());
@@ -129,14 +128,14 @@ fn forced_properties(role: Role) -> &'static [(&'static str, &'static str)] {
         // one); reaching the end tells that only control records were left; and it reads up
         // to the high watermark the lag is measured against, open transactions included, or
         // it would wait on them.
-        Role::LagProbe => &[
+        Role::Scan => &[
             ("enable.auto.commit", "false"),
             ("enable.auto.offset.store", "false"),
             ("auto.offset.reset", "earliest"),
             ("enable.partition.eof", "true"),
             ("isolation.level", "read_uncommitted"),
         ],
-        Role::Consumer | Role::Admin => &[],
+        Role::Consumer => &[],
     }
 }
 
@@ -182,10 +181,7 @@ pub fn render_client_settings(config: &Config) -> String {
     let mut out = String::from(
         "# What each client gets: your properties over cc-heartbeat's defaults, and what it forces.\n",
     );
-    for role in [Role::Producer, Role::Consumer, Role::Admin, Role::LagProbe] {
-        if role == Role::LagProbe && !config.admin.consumer_group_lag_seconds {
-            continue;
-        }
+    for role in [Role::Producer, Role::Consumer, Role::Scan] {
         out.push_str(&format!("# [{} client]\n", role.as_str()));
         for (key, (value, decided)) in client_properties(config, role) {
             let value = if is_secret(&key) {
@@ -208,8 +204,7 @@ pub fn render_client_settings(config: &Config) -> String {
 fn user_properties(config: &Config, role: Role) -> BTreeMap<String, String> {
     match role {
         Role::Producer => config.producer_properties(),
-        Role::Consumer | Role::LagProbe => config.consumer_properties(),
-        Role::Admin => config.admin_properties(),
+        Role::Consumer | Role::Scan => config.consumer_properties(),
     }
 }
 

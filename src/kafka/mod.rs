@@ -2,12 +2,18 @@
 //!
 //! - [`client`]: the settings each client role gets, and the context that routes librdkafka's
 //!   logs and errors into `tracing` and the cluster's status;
+//! - `events`: the thread serving a producer's events, woken by librdkafka rather than a timer;
+//! - [`handle`]: any client, for the metadata and admin requests every handle serves;
 //! - [`native_admin`]: admin calls librdkafka has and rust-rdkafka does not wrap;
+//! - [`topic_admin`]: CreateTopics and CreatePartitions on any client handle;
 //! - `stats`: a client's own view of each broker, from librdkafka's statistics, with its series.
 
 pub mod client;
+pub(crate) mod events;
+pub mod handle;
 pub mod native_admin;
 pub(crate) mod stats;
+pub mod topic_admin;
 
 /// A partition of a topic, by topic name and partition number.
 pub(crate) type TopicPartition = (String, i32);

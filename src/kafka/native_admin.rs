@@ -8,8 +8,9 @@ use std::os::raw::{c_char, c_void};
 use std::time::Duration;
 
 use rdkafka::bindings as native;
-use rdkafka::client::{Client, ClientContext};
 use rdkafka::types::RDKafkaErrorCode;
+
+use super::handle::Requests;
 
 /// Why a native admin call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -67,7 +68,7 @@ impl Drop for Options {
     }
 }
 
-struct Event(*mut native::rd_kafka_event_t);
+pub(super) struct Event(pub(super) *mut native::rd_kafka_event_t);
 impl Drop for Event {
     fn drop(&mut self) {
         // SAFETY: returned by rd_kafka_queue_poll and destroyed once, here; everything read
@@ -80,7 +81,7 @@ impl Drop for Event {
 ///
 /// # Safety
 /// `pointer` must be null or point to a NUL-terminated string alive for this call.
-unsafe fn copy_string(pointer: *const c_char) -> Option<String> {
+pub(super) unsafe fn copy_string(pointer: *const c_char) -> Option<String> {
     if pointer.is_null() {
         None
     } else {
@@ -92,7 +93,7 @@ unsafe fn copy_string(pointer: *const c_char) -> Option<String> {
 ///
 /// # Safety
 /// `pointer` must be null or point to `count` elements alive for `'a`.
-unsafe fn native_slice<'a, T>(pointer: *const T, count: usize) -> &'a [T] {
+pub(super) unsafe fn native_slice<'a, T>(pointer: *const T, count: usize) -> &'a [T] {
     if pointer.is_null() {
         &[]
     } else {
@@ -146,6 +147,19 @@ unsafe fn new_options(
         error_text.as_mut_ptr(),
         error_text.len(),
     );
+    // Topic changes also wait (up to the timeout) until the controller has made them.
+    if matches!(
+        api,
+        native::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_CREATETOPICS
+            | native::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_CREATEPARTITIONS
+    ) {
+        native::rd_kafka_AdminOptions_set_operation_timeout(
+            options.0,
+            millis(timeout),
+            error_text.as_mut_ptr(),
+            error_text.len(),
+        );
+    }
     // The tag is an index, never dereferenced.
     native::rd_kafka_AdminOptions_set_opaque(options.0, tag as *mut c_void);
     Ok(options)
@@ -181,8 +195,8 @@ unsafe fn event_error(event: &Event, operation: &'static str) -> Result<(), Nati
 const ANSWER_MARGIN: Duration = Duration::from_secs(1);
 
 /// Sends `request` with admin options for `operation` and waits for its result event.
-fn admin_request<C: ClientContext>(
-    client: &Client<C>,
+pub(super) fn admin_request(
+    client: &(impl Requests + ?Sized),
     operation: &'static str,
     api: native::rd_kafka_admin_op_t,
     timeout: Duration,
@@ -206,8 +220,8 @@ fn admin_request<C: ClientContext>(
 }
 
 /// DescribeCluster: the cluster id, the controller and every broker with its rack.
-pub fn describe_cluster<C: ClientContext>(
-    client: &Client<C>,
+pub fn describe_cluster(
+    client: &(impl Requests + ?Sized),
     timeout: Duration,
 ) -> Result<ClusterDescription, NativeAdminError> {
     const OPERATION: &str = "DescribeCluster";
@@ -291,8 +305,8 @@ unsafe fn copy_partition(partition: *const native::rd_kafka_topic_partition_t) -
 /// (those groups fail as not sent), so thousands of groups on an unresponsive coordinator cost
 /// the deadline plus one timeout, not one timeout per group. The answers come in `groups`'
 /// order; each group fails or succeeds on its own.
-pub fn list_group_offsets<C: ClientContext>(
-    client: &Client<C>,
+pub fn list_group_offsets(
+    client: &(impl Requests + ?Sized),
     groups: &[String],
     partitions: Option<&[(String, i32)]>,
     in_flight: usize,
@@ -483,8 +497,8 @@ fn partition_list(
 
 /// ListOffsets at the latest offset (the high watermark, what read_uncommitted consumers see)
 /// for every partition, in one request that librdkafka splits by leader.
-pub fn list_end_offsets<C: ClientContext>(
-    client: &Client<C>,
+pub fn list_end_offsets(
+    client: &(impl Requests + ?Sized),
     partitions: &[(String, i32)],
     timeout: Duration,
 ) -> Result<Vec<PartitionOffset>, NativeAdminError> {

@@ -9,14 +9,14 @@ use std::sync::Arc;
 
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
-use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::{ClusterShared, ClusterSnapshot};
-use crate::kafka::client::ClientLog;
+use crate::kafka::handle::AnyClient;
+use crate::kafka::native_admin::NativeAdminError;
+use crate::kafka::topic_admin;
 use crate::metrics::Families;
 
 /// Retention of heartbeats: long enough to look back at an incident, small on disk.
@@ -149,9 +149,9 @@ fn new_partition_replicas(
 #[derive(Debug, thiserror::Error)]
 enum TopicError {
     #[error("{0}")]
-    Request(#[from] KafkaError),
-    #[error("{0}")]
-    Refused(RDKafkaErrorCode),
+    Request(#[from] NativeAdminError),
+    #[error("the request's thread failed: {0}")]
+    Task(String),
 }
 
 /// The topic task's one series.
@@ -173,12 +173,12 @@ impl Families for TopicMetrics {
 /// The topic task of one cluster.
 pub(crate) struct TopicManager {
     shared: Arc<ClusterShared>,
-    client: Arc<AdminClient<ClientLog>>,
+    client: Arc<dyn AnyClient>,
     metrics: Arc<TopicMetrics>,
 }
 
 impl TopicManager {
-    pub(crate) fn new(shared: &Arc<ClusterShared>, client: Arc<AdminClient<ClientLog>>) -> Self {
+    pub(crate) fn new(shared: &Arc<ClusterShared>, client: Arc<dyn AnyClient>) -> Self {
         let metrics = Arc::new(TopicMetrics::default());
         shared.metrics.add(metrics.clone());
         TopicManager {
@@ -216,7 +216,7 @@ impl TopicManager {
             }
             brokers_seen = brokers_seen.max(brokers);
         }
-        // The last holder of the admin client destroys it, which blocks: not on a worker.
+        // The last holder of the client destroys it, which blocks: not on a worker.
         let client = self.client;
         let _ = tokio::task::spawn_blocking(move || drop(client)).await;
     }
@@ -316,38 +316,36 @@ impl TopicManager {
         true
     }
 
-    fn options(&self) -> AdminOptions {
-        let timeout = self.shared.config.admin.check_topic_timeout;
-        AdminOptions::new()
-            .request_timeout(Some(timeout))
-            .operation_timeout(Some(timeout))
-    }
-
+    /// Creates the topic; false when someone else created it meanwhile.
     async fn create(
         &self,
         topic: &str,
         partitions: usize,
         replication_factor: i32,
     ) -> Result<bool, TopicError> {
-        let new_topic = NewTopic::new(
-            topic,
-            partitions as i32,
-            TopicReplication::Fixed(replication_factor),
-        )
-        .set("retention.ms", RETENTION_MS);
-        let results = self
-            .client
-            .create_topics([&new_topic], &self.options())
-            .await?;
-        let mut created = false;
-        for result in results {
-            match result {
-                Ok(_) => created = true,
-                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((_, code)) => return Err(TopicError::Refused(code)),
-            }
+        let client = self.client.clone();
+        let topic = topic.to_string();
+        let timeout = self.shared.config.admin.check_topic_timeout;
+        let answer = tokio::task::spawn_blocking(move || {
+            topic_admin::create_topic(
+                client.requests(),
+                &topic,
+                partitions as i32,
+                replication_factor,
+                &[("retention.ms", RETENTION_MS)],
+                timeout,
+            )
+        })
+        .await
+        .map_err(|error| TopicError::Task(error.to_string()))?;
+        match answer {
+            Ok(()) => Ok(true),
+            Err(NativeAdminError::Failed {
+                code: RDKafkaErrorCode::TopicAlreadyExists,
+                ..
+            }) => Ok(false),
+            Err(error) => Err(error.into()),
         }
-        Ok(created)
     }
 
     async fn add_partitions(
@@ -356,18 +354,16 @@ impl TopicManager {
         to: usize,
         assignment: &[Vec<i32>],
     ) -> Result<(), TopicError> {
-        let rows: Vec<&[i32]> = assignment.iter().map(Vec::as_slice).collect();
-        let partitions = NewPartitions::new(topic, to).assign(&rows);
-        let results = self
-            .client
-            .create_partitions([&partitions], &self.options())
-            .await?;
-        for result in results {
-            if let Err((_, code)) = result {
-                return Err(TopicError::Refused(code));
-            }
-        }
-        Ok(())
+        let client = self.client.clone();
+        let topic = topic.to_string();
+        let assignment = assignment.to_vec();
+        let timeout = self.shared.config.admin.check_topic_timeout;
+        tokio::task::spawn_blocking(move || {
+            topic_admin::create_partitions(client.requests(), &topic, to, &assignment, timeout)
+        })
+        .await
+        .map_err(|error| TopicError::Task(error.to_string()))?
+        .map_err(TopicError::from)
     }
 }
 

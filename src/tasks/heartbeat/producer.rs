@@ -3,21 +3,25 @@
 //!
 //! Sending never waits: each message is handed to librdkafka and the loop moves on, so a slow
 //! or dead leader delays nobody else's beat. The acknowledgement is timed in librdkafka's
-//! delivery callback (on the producer's own polling thread, with a monotonic clock), not when
-//! some task gets round to it, so the latency recorded is the broker's, not ours.
+//! delivery callback (on the producer's own event thread, [`crate::kafka::events`], with a
+//! monotonic clock), not when some task gets round to it, so the latency recorded is the
+//! broker's, not ours.
 //!
 //! The producer's client also reports librdkafka's statistics (its own view of each broker,
-//! [`crate::kafka::stats`]); the series of a broker forgotten by metadata go with it.
+//! [`crate::kafka::stats`]); they are parsed on a blocking thread, never on the event thread
+//! where they would hold up deliveries, and the series of a broker forgotten by metadata go
+//! with it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::Statistics;
+use tokio::sync::Notify;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
@@ -29,8 +33,11 @@ use crate::clock::unix_micros;
 use crate::cluster::ClusterSnapshot;
 use crate::kafka::answering_broker;
 use crate::kafka::client::{client_config, ClientLog, Role};
+use crate::kafka::events::EventThread;
+use crate::kafka::handle::AnyClient;
 use crate::kafka::stats::{ClientBrokerMetrics, ClientStatsRecorder};
 use crate::metrics::labels::PartitionLabels;
+use crate::sync::lock;
 
 /// What the delivery callback needs to know about a message it did not send itself.
 #[derive(Debug)]
@@ -45,6 +52,9 @@ pub(super) struct InFlight {
 pub(super) struct DeliveryRecorder {
     log: ClientLog,
     stats: ClientStatsRecorder,
+    /// The latest statistics report (JSON), waiting to be parsed off the event thread.
+    stats_report: Mutex<Option<Vec<u8>>>,
+    stats_arrived: Notify,
     client_brokers: Arc<ClientBrokerMetrics>,
     heartbeat: Arc<HeartbeatState>,
     /// Failures per leader, for the log.
@@ -62,8 +72,10 @@ impl ClientContext for DeliveryRecorder {
         self.log.error(error, reason);
     }
 
-    fn stats(&self, statistics: Statistics) {
-        self.stats.record(&statistics, &self.client_brokers);
+    fn stats_raw(&self, statistics: &[u8]) {
+        // Only the latest counts: an older report not parsed yet is replaced.
+        *lock(&self.stats_report) = Some(statistics.to_vec());
+        self.stats_arrived.notify_one();
     }
 }
 
@@ -171,10 +183,25 @@ fn record_failure(
     }
 }
 
+impl DeliveryRecorder {
+    /// Parses and records the statistics report waiting, if any.
+    fn record_stats(&self) {
+        let Some(report) = lock(&self.stats_report).take() else {
+            return;
+        };
+        match serde_json::from_slice::<Statistics>(&report) {
+            Ok(statistics) => self.stats.record(&statistics, &self.client_brokers),
+            Err(error) => tracing::debug!("unreadable client statistics: {error}"),
+        }
+    }
+}
+
 /// The heartbeat producer task of one cluster.
 pub(crate) struct HeartbeatProducer {
     heartbeat: Arc<HeartbeatState>,
-    producer: Arc<ThreadedProducer<DeliveryRecorder>>,
+    producer: Arc<BaseProducer<DeliveryRecorder>>,
+    /// Serves the producer's events; stopped before the producer is dropped.
+    events: EventThread,
     /// Whether a metadata refresh of the producer's client is under way (for partitions it
     /// does not know yet).
     refreshing: Arc<AtomicBool>,
@@ -188,18 +215,31 @@ impl HeartbeatProducer {
         let context = DeliveryRecorder {
             log: ClientLog::for_cluster(&shared.config, Role::Producer, shared.status.clone()),
             stats: ClientStatsRecorder::default(),
+            stats_report: Mutex::default(),
+            stats_arrived: Notify::new(),
             client_brokers: client_brokers.clone(),
             heartbeat: heartbeat.clone(),
             spells: LeaderSpells::default(),
             refused: AtomicBool::new(false),
         };
-        let producer = config.create_with_context(context)?;
+        let producer: Arc<BaseProducer<DeliveryRecorder>> =
+            Arc::new(config.create_with_context(context)?);
+        let events = EventThread::start(producer.clone()).map_err(|error| {
+            KafkaError::ClientCreation(format!("cannot start the producer's event thread: {error}"))
+        })?;
         shared.metrics.add(client_brokers);
         Ok(HeartbeatProducer {
             heartbeat,
-            producer: Arc::new(producer),
+            producer,
+            events,
             refreshing: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// The producer's client, for the tasks that make their metadata and admin requests on it
+    /// rather than on a client (and a thread per broker) of their own.
+    pub(crate) fn client(&self) -> Arc<dyn AnyClient> {
+        self.producer.clone()
     }
 
     /// Beats every `produce.period.seconds` until cancelled; between beats, follows metadata.
@@ -224,6 +264,10 @@ impl HeartbeatProducer {
                     }
                     self.beat();
                 }
+                _ = self.producer.context().stats_arrived.notified() => {
+                    let producer = self.producer.clone();
+                    tokio::task::spawn_blocking(move || producer.context().record_stats());
+                }
                 changed = view.changed() => {
                     if changed.is_err() {
                         break;
@@ -234,11 +278,11 @@ impl HeartbeatProducer {
                 }
             }
         }
-        // Dropping the producer purges what is queued and joins its polling thread; keep
-        // that off the runtime's worker threads (a metadata refresh may hold it a moment
-        // longer, on its own blocking thread).
-        let producer = self.producer;
-        let _ = tokio::task::spawn_blocking(move || drop(producer)).await;
+        // Stopping the event thread joins it, and dropping the producer purges what is queued
+        // (a metadata refresh may hold it a moment longer, on its own blocking thread): both
+        // off the runtime's worker threads.
+        let (events, producer) = (self.events, self.producer);
+        let _ = tokio::task::spawn_blocking(move || drop((events, producer))).await;
     }
 
     /// A new metadata view: the partitions with a new leader get their series, and the

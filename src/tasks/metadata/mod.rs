@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use rdkafka::admin::AdminClient;
 use rdkafka::error::KafkaError;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
@@ -26,7 +25,7 @@ use self::snapshot::{
     describe_broker, describe_leader, fetch_metadata, next_snapshot, Change, MetadataResponse,
 };
 use crate::cluster::{ClusterShared, ClusterSnapshot};
-use crate::kafka::client::ClientLog;
+use crate::kafka::handle::AnyClient;
 use crate::logging::LogThrottle;
 
 /// Why a metadata refresh failed.
@@ -41,7 +40,7 @@ enum MetadataError {
 /// The metadata task of one cluster.
 pub(crate) struct MetadataRefresher {
     shared: Arc<ClusterShared>,
-    client: Arc<AdminClient<ClientLog>>,
+    client: Arc<dyn AnyClient>,
     metrics: Arc<MetadataMetrics>,
     throttle: LogThrottle,
     reachable: AtomicBool,
@@ -49,7 +48,7 @@ pub(crate) struct MetadataRefresher {
 }
 
 impl MetadataRefresher {
-    pub(crate) fn new(shared: &Arc<ClusterShared>, client: Arc<AdminClient<ClientLog>>) -> Self {
+    pub(crate) fn new(shared: &Arc<ClusterShared>, client: Arc<dyn AnyClient>) -> Self {
         let metrics = Arc::new(MetadataMetrics::new(shared.cluster_id_changes));
         shared.metrics.add(metrics.clone());
         MetadataRefresher {
@@ -79,7 +78,7 @@ impl MetadataRefresher {
                 _ = self.refresh() => {}
             }
         }
-        // The last holder of the admin client destroys it, which blocks: not on a worker.
+        // The last holder of the client destroys it, which blocks: not on a worker.
         let client = self.client;
         let _ = tokio::task::spawn_blocking(move || drop(client)).await;
     }
@@ -89,10 +88,11 @@ impl MetadataRefresher {
         let client = self.client.clone();
         let topic = self.shared.config.admin.heartbeat_topic.clone();
         let timeout = self.shared.config.admin.check_metadata_timeout;
-        let result = tokio::task::spawn_blocking(move || fetch_metadata(&client, &topic, timeout))
-            .await
-            .map_err(|error| MetadataError::Task(error.to_string()))
-            .and_then(|result| result.map_err(MetadataError::from));
+        let result =
+            tokio::task::spawn_blocking(move || fetch_metadata(client.requests(), &topic, timeout))
+                .await
+                .map_err(|error| MetadataError::Task(error.to_string()))
+                .and_then(|result| result.map_err(MetadataError::from));
         match result {
             Ok(response) => self.apply(response),
             Err(error) => self.record_failure(error),

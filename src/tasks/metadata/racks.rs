@@ -6,10 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::AdminClient;
-
 use crate::cluster::ClusterShared;
-use crate::kafka::client::ClientLog;
+use crate::kafka::handle::AnyClient;
 use crate::kafka::native_admin::describe_cluster;
 use crate::sync::lock;
 
@@ -48,7 +46,7 @@ impl Racks {
     /// metadata refresh, which applies them.
     pub(super) fn look_up(
         &self,
-        client: &Arc<AdminClient<ClientLog>>,
+        client: &Arc<dyn AnyClient>,
         shared: &Arc<ClusterShared>,
         brokers_changed: bool,
     ) {
@@ -68,7 +66,7 @@ impl Racks {
         let shared = shared.clone();
         let timeout = shared.config.admin.check_metadata_timeout;
         tokio::task::spawn_blocking(move || {
-            let result = describe_cluster(client.inner(), timeout);
+            let result = describe_cluster(client.requests(), timeout);
             let mut lookup = lock(&racks);
             lookup.in_flight = false;
             match result {

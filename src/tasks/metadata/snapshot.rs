@@ -4,12 +4,11 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::AdminClient;
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::cluster::{Broker, ClusterSnapshot, Partition};
-use crate::kafka::client::ClientLog;
+use crate::kafka::handle::Requests;
 
 /// What one metadata request returned, before comparison with the previous view.
 #[derive(Debug, Clone, Default)]
@@ -24,11 +23,10 @@ pub(crate) struct MetadataResponse {
 /// Requests metadata for `topic` (and the brokers) with `client`. Blocking: run it on a
 /// blocking thread.
 pub(crate) fn fetch_metadata(
-    client: &AdminClient<ClientLog>,
+    client: &dyn Requests,
     topic: &str,
     timeout: Duration,
 ) -> Result<MetadataResponse, KafkaError> {
-    let client = client.inner();
     let metadata = client.fetch_metadata(Some(topic), timeout)?;
     let brokers = metadata
         .brokers()

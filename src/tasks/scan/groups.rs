@@ -2,10 +2,9 @@
 
 use std::time::Duration;
 
-use rdkafka::admin::AdminClient;
 use rdkafka::error::KafkaError;
 
-use crate::kafka::client::ClientLog;
+use crate::kafka::handle::AnyClient;
 
 /// A consumer group as listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,10 +22,10 @@ pub(super) const UNKNOWN_STATE: &str = "Unknown";
 
 /// Lists the consumer groups and their state. Blocking.
 pub(super) fn fetch_groups(
-    client: &AdminClient<ClientLog>,
+    client: &dyn AnyClient,
     timeout: Duration,
 ) -> Result<Vec<GroupSummary>, KafkaError> {
-    let groups = client.inner().fetch_group_list(None, timeout)?;
+    let groups = client.requests().fetch_group_list(None, timeout)?;
     Ok(groups
         .groups()
         .iter()

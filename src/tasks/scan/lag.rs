@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use rdkafka::client::{Client, ClientContext};
+use crate::kafka::handle::Requests;
 
 use super::probe::{LagProbe, ProbeOutcome, ProbeRound, ProbeTarget};
 use crate::clock::unix_millis;
@@ -94,8 +94,8 @@ type Committed<'a> = BTreeMap<&'a str, Result<BTreeMap<TopicPartition, i64>, Nat
 /// the log end offsets of those partitions in one request, and with a probe the age of each
 /// lagging partition's oldest unconsumed record. Each request is bounded by `timeout`, and no
 /// request or batch starts after `budget` from now. Blocking.
-pub(super) fn scan_lag<C: ClientContext>(
-    admin: &Client<C>,
+pub(super) fn scan_lag(
+    admin: &dyn Requests,
     probe: Option<&mut LagProbe>,
     groups: &[String],
     partitions: Option<&[TopicPartition]>,
@@ -131,8 +131,8 @@ pub(super) fn scan_lag<C: ClientContext>(
 }
 
 /// Each group's committed offsets on the topics `topic_wanted` accepts. Blocking.
-fn committed_offsets<'a, C: ClientContext>(
-    admin: &Client<C>,
+fn committed_offsets<'a>(
+    admin: &dyn Requests,
     groups: &'a [String],
     partitions: Option<&[TopicPartition]>,
     topic_wanted: &dyn Fn(&str) -> bool,

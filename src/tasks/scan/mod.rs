@@ -10,7 +10,8 @@
 //! the failure is counted by kind.
 //!
 //! It has its own client and its own task, and makes its requests on blocking threads, so a
-//! large cluster's slow answer never delays a heartbeat.
+//! large cluster's slow answer never delays a heartbeat. That one client both makes the
+//! scan's requests and, as the lag probe, reads records: a client costs a thread per broker.
 //!
 //! - [`overview`]: topics and partitions, and the unhealthy ones;
 //! - [`groups`]: the consumer groups as listed;
@@ -29,7 +30,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use rdkafka::admin::AdminClient;
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use tokio::time::MissedTickBehavior;
@@ -43,6 +44,7 @@ use self::probe::LagProbe;
 use crate::cluster::ClusterShared;
 use crate::config::{AdminSettings, LagGranularity, Pattern};
 use crate::kafka::client::{client_config, ClientLog, Role};
+use crate::kafka::handle::AnyClient;
 use crate::kafka::TopicPartition;
 use crate::logging::LogThrottle;
 use crate::sync::lock;
@@ -73,7 +75,7 @@ pub struct ScanError(#[from] KafkaError);
 /// The cluster scan task of one cluster.
 pub(crate) struct ClusterScan {
     shared: Arc<ClusterShared>,
-    client: Arc<AdminClient<ClientLog>>,
+    client: Arc<dyn AnyClient>,
     /// Reads the records lag in seconds needs; `None` with `consumer.group.lag.seconds` off.
     probe: Option<Arc<Mutex<LagProbe>>>,
     metrics: Arc<ScanMetrics>,
@@ -87,22 +89,21 @@ pub(crate) struct ClusterScan {
 
 impl ClusterScan {
     pub(crate) fn new(shared: &Arc<ClusterShared>) -> Result<Self, ScanError> {
-        let client = client_config(&shared.config, Role::Admin).create_with_context(
-            ClientLog::for_cluster(&shared.config, Role::Admin, shared.status.clone()),
-        )?;
-        let probe = if shared.config.admin.consumer_group_lag_seconds {
-            let consumer = client_config(&shared.config, Role::LagProbe).create_with_context(
-                ClientLog::for_cluster(&shared.config, Role::LagProbe, shared.status.clone()),
-            )?;
-            Some(Arc::new(Mutex::new(LagProbe::new(consumer))))
-        } else {
-            None
-        };
+        let client: Arc<BaseConsumer<ClientLog>> = Arc::new(
+            client_config(&shared.config, Role::Scan).create_with_context(
+                ClientLog::for_cluster(&shared.config, Role::Scan, shared.status.clone()),
+            )?,
+        );
+        let probe = shared
+            .config
+            .admin
+            .consumer_group_lag_seconds
+            .then(|| Arc::new(Mutex::new(LagProbe::new(client.clone()))));
         let metrics = Arc::new(ScanMetrics::new(probe.is_some()));
         shared.metrics.add(metrics.clone());
         Ok(ClusterScan {
             shared: shared.clone(),
-            client: Arc::new(client),
+            client,
             probe,
             metrics,
             throttle: LogThrottle::default(),
@@ -143,7 +144,9 @@ impl ClusterScan {
         let admin = self.shared.config.admin.clone();
         let timeout = admin.check_consumer_group_timeout;
         let result = tokio::task::spawn_blocking(move || {
-            fetch_overview(&client, timeout, &|topic| topic_wanted(&admin, topic))
+            fetch_overview(client.as_ref(), timeout, &|topic| {
+                topic_wanted(&admin, topic)
+            })
         })
         .await;
         match result {
@@ -162,7 +165,8 @@ impl ClusterScan {
     async fn scan_groups(&self) -> Vec<String> {
         let client = self.client.clone();
         let timeout = self.shared.config.admin.check_consumer_group_timeout;
-        let result = tokio::task::spawn_blocking(move || fetch_groups(&client, timeout)).await;
+        let result =
+            tokio::task::spawn_blocking(move || fetch_groups(client.as_ref(), timeout)).await;
         let admin = &self.shared.config.admin;
         match result {
             Ok(Ok(groups)) => {
@@ -244,7 +248,7 @@ impl ClusterScan {
         let result = tokio::task::spawn_blocking(move || {
             let mut probe = probe.as_ref().map(|probe| lock(probe));
             scan_lag(
-                client.inner(),
+                client.requests(),
                 probe.as_deref_mut(),
                 &groups,
                 partitions.as_deref(),

@@ -4,10 +4,9 @@
 
 use std::time::Duration;
 
-use rdkafka::admin::AdminClient;
 use rdkafka::error::KafkaError;
 
-use crate::kafka::client::ClientLog;
+use crate::kafka::handle::AnyClient;
 use crate::kafka::TopicPartition;
 
 /// One partition as the scan sees it.
@@ -51,11 +50,11 @@ pub(super) fn overview<'a>(
 /// Asks for the metadata of every topic: the overview, and every partition of the topics
 /// `topic_wanted` accepts. Blocking.
 pub(super) fn fetch_overview(
-    client: &AdminClient<ClientLog>,
+    client: &dyn AnyClient,
     timeout: Duration,
     topic_wanted: &dyn Fn(&str) -> bool,
 ) -> Result<(ClusterOverview, Vec<TopicPartition>), KafkaError> {
-    let metadata = client.inner().fetch_metadata(None, timeout)?;
+    let metadata = client.requests().fetch_metadata(None, timeout)?;
     let wanted = metadata
         .topics()
         .iter()

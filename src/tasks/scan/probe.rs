@@ -5,6 +5,7 @@
 //! committed offset stays on them.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -104,13 +105,13 @@ fn batches(targets: Vec<ProbeTarget>) -> Vec<Vec<ProbeTarget>> {
 /// Reads the oldest unconsumed record's timestamp of lagging partitions. Blocking: run on a
 /// blocking thread.
 pub(super) struct LagProbe {
-    consumer: BaseConsumer<ClientLog>,
+    consumer: Arc<BaseConsumer<ClientLog>>,
     /// Record timestamps by (topic, partition, offset), for offsets still committed somewhere.
     cache: HashMap<(String, i32, i64), i64>,
 }
 
 impl LagProbe {
-    pub(super) fn new(consumer: BaseConsumer<ClientLog>) -> Self {
+    pub(super) fn new(consumer: Arc<BaseConsumer<ClientLog>>) -> Self {
         LagProbe {
             consumer,
             cache: HashMap::new(),

@@ -108,7 +108,10 @@ run_as_image() {
 }
 echo "+ runtime stage: $(run_as_image cc-heartbeat --version)"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-run_as_image sh -c "CC_HEARTBEAT_DEMO=true CC_HEARTBEAT__ADMIN__METRICS_LISTENER_PORT=$port \
+# Started with exec all the way down (not through the function, which would run in a subshell
+# of its own), so $! is the exporter itself and the kill below stops it.
+chroot --userspec=10001:10001 "$runtime" "${environment[@]}" sh -c \
+  "CC_HEARTBEAT_DEMO=true CC_HEARTBEAT__ADMIN__METRICS_LISTENER_PORT=$port \
   exec cc-heartbeat --config /etc/cc-heartbeat/config.ini" > "$work/demo.log" 2>&1 &
 demo_pid=$!
 for _ in $(seq 1 100); do
@@ -131,4 +134,8 @@ echo "+ healthcheck answers"
 kill "$demo_pid"
 wait "$demo_pid" 2>/dev/null || true
 demo_pid=
+if pgrep -u 10001 -x cc-heartbeat >/dev/null; then
+  echo "the rehearsed exporter did not stop" >&2
+  exit 1
+fi
 echo "image rehearsal passed"

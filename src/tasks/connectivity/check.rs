@@ -4,12 +4,13 @@
 //! connection, nothing after it exists.
 
 use std::collections::HashSet;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
 
 use super::outcome::{CheckFailure, CheckSuccess, FailureReason, Phase};
 use super::tls::TlsCheck;
@@ -17,10 +18,25 @@ use crate::sync::lock;
 
 /// Name lookups go through the system resolver on blocking threads, which a timeout cannot
 /// stop. A host whose previous lookup is still running is not looked up again, so a hanging
-/// resolver costs one thread per host, not one per host per round.
-#[derive(Debug, Clone, Default)]
+/// resolver costs one thread per host, not one per host per round; and at most
+/// [`MAX_LOOKUPS`] run at once, so checking a hundred brokers does not start a hundred
+/// threads. An address needs no lookup.
+#[derive(Debug, Clone)]
 pub(super) struct Resolver {
     pending: Arc<Mutex<HashSet<(String, u16)>>>,
+    lookups: Arc<Semaphore>,
+}
+
+/// Name lookups running at once, per cluster.
+const MAX_LOOKUPS: usize = 8;
+
+impl Default for Resolver {
+    fn default() -> Self {
+        Resolver {
+            pending: Arc::default(),
+            lookups: Arc::new(Semaphore::new(MAX_LOOKUPS)),
+        }
+    }
 }
 
 impl Resolver {
@@ -31,6 +47,9 @@ impl Resolver {
             detail,
             certificate_expiry: None,
         };
+        if let Ok(address) = host.trim_matches(['[', ']']).parse::<IpAddr>() {
+            return Ok(vec![SocketAddr::new(address, port)]);
+        }
         let key = (host.to_string(), port);
         if !self.lock().insert(key.clone()) {
             return Err(failure(
@@ -39,7 +58,10 @@ impl Resolver {
             ));
         }
         let pending = self.pending.clone();
+        // Never closed, so the permit always comes.
+        let permit = self.lookups.clone().acquire_owned().await;
         let lookup = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let result = (key.0.as_str(), key.1)
                 .to_socket_addrs()
                 .map(Iterator::collect);

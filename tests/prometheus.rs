@@ -219,3 +219,62 @@ async fn prometheus_scrapes_evaluates_every_rule_and_feeds_every_panel() {
     let (_, code) = exporter.terminate();
     assert_eq!(code, Some(0));
 }
+
+/// Windowed quantiles are summaries (`quantile`, `_sum`, `_count`), as the exposition formats
+/// define them: `promtool check metrics` flags a gauge with a `quantile` label. (It reads the
+/// text format, not OpenMetrics, so it also says each counter's help is missing: not counted.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promtool_finds_windowed_quantiles_exported_as_summaries() {
+    let mut exporter = Process::start(
+        &["--demo", "--config", "/no/such/config.ini"],
+        &[
+            ("CC_HEARTBEAT__ADMIN__METRICS_LISTENER_HOST", "127.0.0.1"),
+            ("CC_HEARTBEAT__ADMIN__METRICS_LISTENER_PORT", "0"),
+            ("CC_HEARTBEAT__ADMIN__PRODUCE_PERIOD_SECONDS", "0.2"),
+        ],
+    );
+    let metrics = wait_for_scrape(
+        exporter.address(),
+        "windowed latency and round-trip time",
+        Duration::from_secs(30),
+        |m| {
+            m.has("heartbeat_end_to_end_latency_recent_seconds_count", &[])
+                && m.has("heartbeat_client_broker_rtt_seconds_count", &[])
+        },
+    )
+    .await;
+    for family in [
+        "heartbeat_end_to_end_latency_recent_seconds",
+        "heartbeat_produce_latency_recent_seconds",
+        "heartbeat_client_broker_rtt_seconds",
+    ] {
+        assert!(
+            metrics.text.contains(&format!("# TYPE {family} summary")),
+            "{family} is not a summary"
+        );
+        assert!(metrics.has(&format!("{family}_sum"), &[]), "{family}_sum");
+        assert!(metrics.has(family, &[("quantile", "0.99")]), "{family} p99");
+    }
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool");
+    use std::io::Write as _;
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.text.as_bytes())
+        .unwrap();
+    let output = promtool.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&output.stdout).to_string()
+        + &String::from_utf8_lossy(&output.stderr);
+    let findings: Vec<&str> = said
+        .lines()
+        .filter(|line| !line.trim().is_empty() && !line.ends_with("no help text"))
+        .collect();
+    assert!(findings.is_empty(), "promtool check metrics:\n{said}");
+}

@@ -111,6 +111,18 @@ admin_settings! {
             ],
             ignore_case: false,
         };
+    /// `heartbeat.latency.granularity`: latency series per partition and leader, per leader
+    /// only, or (`auto`, `None`) per partition while the topic has at most
+    /// [`LATENCY_PARTITIONS_AUTO`] partitions.
+    latency_granularity: Option<LatencyGranularity> =
+        "heartbeat.latency.granularity", "auto", Choice {
+            options: &[
+                ("auto", None),
+                ("partition", Some(LatencyGranularity::Partition)),
+                ("broker", Some(LatencyGranularity::Broker)),
+            ],
+            ignore_case: false,
+        };
     /// `consumer.group.max.series`: the most lag series a scan reports; beyond, they are
     /// dropped and counted.
     consumer_group_max_series: usize = "consumer.group.max.series", "20000", Whole(0, 10_000_000);
@@ -158,6 +170,15 @@ impl AdminSettings {
             Some(granularity) => granularity,
             None if self.consumer_group_allow.is_some() => LagGranularity::Partition,
             None => LagGranularity::Group,
+        }
+    }
+
+    /// Whether latency series name the partition (besides its leader) for a heartbeat topic of
+    /// `partitions`: as configured, or with `auto` up to [`LATENCY_PARTITIONS_AUTO`].
+    pub fn latency_by_partition(&self, partitions: usize) -> bool {
+        match self.latency_granularity {
+            Some(granularity) => granularity == LatencyGranularity::Partition,
+            None => partitions <= LATENCY_PARTITIONS_AUTO,
         }
     }
 
@@ -229,6 +250,20 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line, for log shippers.
     Json,
+}
+
+/// The most partitions for which `heartbeat.latency.granularity = auto` keeps latency per
+/// partition: about 6 KB of `/metrics` per partition and latency (histogram buckets and
+/// quantiles), so a 1000-partition topic would scrape at 7.5 MB.
+pub const LATENCY_PARTITIONS_AUTO: usize = 100;
+
+/// How finely latency (histograms and recent quantiles) is reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LatencyGranularity {
+    /// Per partition and leader.
+    Partition,
+    /// Per leader only; the per-partition counters stay.
+    Broker,
 }
 
 /// How finely consumer-group lag is reported.

@@ -30,7 +30,8 @@ use rdkafka::error::KafkaError;
 use rdkafka::ClientConfig;
 
 pub use self::admin::{
-    AdminSettings, LagGranularity, LogFormat, MAX_IN_FLIGHT_PER_PARTITION, MAX_LATENCY_SAMPLES,
+    AdminSettings, LagGranularity, LatencyGranularity, LogFormat, LATENCY_PARTITIONS_AUTO,
+    MAX_IN_FLIGHT_PER_PARTITION, MAX_LATENCY_SAMPLES,
 };
 pub use self::kinds::Pattern;
 pub use self::properties::{is_secret, MASK};

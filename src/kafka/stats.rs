@@ -4,17 +4,17 @@
 //! whose fetch requests long-poll and so inflate it.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::{Registry, Unit};
+use prometheus_client::registry::Registry;
 use rdkafka::Statistics;
 
 use crate::metrics::labels::BrokerLabels;
+use crate::metrics::summary::{SummaryFamily, Window};
 use crate::metrics::Families;
 use crate::sync::lock;
 
@@ -25,13 +25,6 @@ struct BrokerStateLabels {
     state: String,
 }
 
-/// Labels of `heartbeat_client_broker_rtt_seconds`.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct BrokerQuantileLabels {
-    broker: String,
-    quantile: String,
-}
-
 /// The metric families fed from statistics.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ClientBrokerMetrics {
@@ -39,7 +32,7 @@ pub(crate) struct ClientBrokerMetrics {
     connects: Family<BrokerLabels, Counter>,
     disconnects: Family<BrokerLabels, Counter>,
     request_timeouts: Family<BrokerLabels, Counter>,
-    rtt: Family<BrokerQuantileLabels, Gauge<f64, AtomicU64>>,
+    rtt: SummaryFamily<BrokerLabels>,
 }
 
 /// What the last statistics said of one broker, to turn totals into increments.
@@ -86,12 +79,7 @@ impl ClientBrokerMetrics {
         self.connects.remove(&labels);
         self.disconnects.remove(&labels);
         self.request_timeouts.remove(&labels);
-        for quantile in ["0.5", "0.99"] {
-            self.rtt.remove(&BrokerQuantileLabels {
-                broker: broker.to_string(),
-                quantile: quantile.to_string(),
-            });
-        }
+        self.rtt.remove(&labels);
     }
 }
 
@@ -121,12 +109,7 @@ impl ClientStatsRecorder {
                 broker: labels.broker.clone(),
                 state: last.state.clone(),
             });
-            for quantile in ["0.5", "0.99"] {
-                metrics.rtt.remove(&BrokerQuantileLabels {
-                    broker: labels.broker.clone(),
-                    quantile: quantile.to_string(),
-                });
-            }
+            metrics.rtt.remove(&labels);
             if last.state == "UP" {
                 metrics.disconnects.get_or_create(&labels).inc();
             }
@@ -170,25 +153,22 @@ impl ClientStatsRecorder {
                 &mut last.request_timeouts,
                 broker.req_timeouts,
             );
-            // An empty window (no request answered in the interval) removes the quantiles
+            // An empty window (no request answered in the interval) removes the series
             // rather than leaving the last healthy value standing.
-            let window = broker.rtt.as_ref().filter(|window| window.cnt > 0);
-            for (quantile, micros) in [
-                ("0.5", window.map(|w| w.p50)),
-                ("0.99", window.map(|w| w.p99)),
-            ] {
-                let labels = BrokerQuantileLabels {
-                    broker: id.clone(),
-                    quantile: quantile.to_string(),
-                };
-                match micros {
-                    Some(micros) => {
-                        metrics.rtt.get_or_create(&labels).set(micros as f64 / 1e6);
-                    }
-                    None => {
-                        metrics.rtt.remove(&labels);
-                    }
-                }
+            let labels = BrokerLabels::new(&id);
+            match broker.rtt.as_ref().filter(|window| window.cnt > 0) {
+                Some(window) => metrics.rtt.set(
+                    labels,
+                    Window {
+                        quantiles: vec![
+                            ("0.5", window.p50 as f64 / 1e6),
+                            ("0.99", window.p99 as f64 / 1e6),
+                        ],
+                        sum: window.sum as f64 / 1e6,
+                        count: window.cnt.max(0) as u64,
+                    },
+                ),
+                None => metrics.rtt.remove(&labels),
             }
         }
     }
@@ -216,11 +196,14 @@ impl Families for ClientBrokerMetrics {
             "Requests of the producer client to each broker that timed out",
             self.request_timeouts.clone(),
         );
-        registry.register_with_unit(
+    }
+
+    fn encode_summaries(&self, out: &mut String, cluster: &str) {
+        self.rtt.encode(
+            out,
             "client_broker_rtt",
-            "Producer request round-trip time quantiles per broker over the last statistics interval (windowed)",
-            Unit::Seconds,
-            self.rtt.clone(),
+            "Producer request round-trip time per broker over the last statistics interval: quantiles, sum and count of that window",
+            cluster,
         );
     }
 }
@@ -278,11 +261,9 @@ mod tests {
             "only the current state is exported"
         );
         assert_eq!(metrics.state.get_or_create(&down).get(), 1);
-        let p50 = BrokerQuantileLabels {
-            broker: "1".into(),
-            quantile: "0.5".into(),
-        };
-        assert!((metrics.rtt.get_or_create(&p50).get() - 0.0015).abs() < 1e-12);
+        let rtt = metrics.rtt.get(&BrokerLabels::new(1)).unwrap();
+        assert!((rtt.quantiles[0].1 - 0.0015).abs() < 1e-12);
+        assert_eq!(rtt.count, 3);
         assert!(metrics
             .connects
             .get(&BrokerLabels {

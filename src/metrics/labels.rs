@@ -3,10 +3,18 @@
 
 use prometheus_client::encoding::EncodeLabelSet;
 
+use super::summary::SummaryLabels;
+
 /// Labels of a per-broker series.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
 pub(crate) struct BrokerLabels {
     pub(crate) broker: String,
+}
+
+impl SummaryLabels for BrokerLabels {
+    fn pairs(&self) -> Vec<(&'static str, &str)> {
+        vec![("broker", self.broker.as_str())]
+    }
 }
 
 impl BrokerLabels {

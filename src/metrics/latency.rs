@@ -1,22 +1,25 @@
 //! Latency types: histograms with buckets cut at a deadline, and exact quantiles over a recent
 //! window exported as gauges beside them.
 //!
+//! Each series names the partition and its leader, or (`heartbeat.latency.granularity =
+//! broker`) the leader only, which keeps a topic of a thousand partitions' `/metrics` small.
+//!
 //! Histogram buckets are the right thing to aggregate and alert on, but a quantile interpolated
 //! inside a bucket can be tens of percent off. The quantile gauges keep the samples of the last
 //! `latency.window.seconds` (at most [`MAX_SAMPLES`] per series) and compute quantiles from
 //! them when `/metrics` is encoded, so "p50 of the last minute" is exact.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder};
+
+use super::summary::{SummaryFamily, SummaryLabels, Window};
 use prometheus_client::metrics::family::{Family, MetricConstructor};
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 
-use super::labels::PartitionLeaderLabels;
 use crate::sync::lock;
 
 /// Latency bucket bounds in seconds (about 1 ms up); cut at each histogram's deadline.
@@ -57,13 +60,53 @@ impl MetricConstructor<Histogram> for Buckets {
 /// A family of histograms with the same buckets.
 pub(crate) type HistogramFamily<L> = Family<L, Histogram, Buckets>;
 
-/// A latency per partition and leader: a histogram to aggregate and alert on, and exact
-/// quantiles of the recent window.
+/// Labels of a latency series: a partition and its leader, or the leader only.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct LatencyLabels {
+    pub(crate) partition: Option<String>,
+    pub(crate) leader: String,
+}
+
+impl LatencyLabels {
+    pub(crate) fn new(partition: Option<i32>, leader: i32) -> Self {
+        LatencyLabels {
+            partition: partition.map(|partition| partition.to_string()),
+            leader: leader.to_string(),
+        }
+    }
+}
+
+impl EncodeLabelSet for LatencyLabels {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        // Without a partition the label is left out, not written empty.
+        if let Some(partition) = &self.partition {
+            ("partition", partition.as_str()).encode(encoder.encode_label())?;
+        }
+        ("leader", self.leader.as_str()).encode(encoder.encode_label())
+    }
+}
+
+impl SummaryLabels for LatencyLabels {
+    fn pairs(&self) -> Vec<(&'static str, &str)> {
+        let mut pairs = Vec::with_capacity(2);
+        if let Some(partition) = &self.partition {
+            pairs.push(("partition", partition.as_str()));
+        }
+        pairs.push(("leader", self.leader.as_str()));
+        pairs
+    }
+}
+
+/// A latency per partition (or broker) and leader: a histogram to aggregate and alert on, and
+/// exact quantiles of the recent window.
 #[derive(Clone, Debug)]
 pub(crate) struct Latency {
-    pub(crate) histogram: HistogramFamily<PartitionLeaderLabels>,
+    pub(crate) histogram: HistogramFamily<LatencyLabels>,
     pub(crate) recent: QuantileFamily,
     samples: Arc<RecentLatencies>,
+    /// Whether new observations name their partition (the granularity, for the topic's
+    /// current size).
+    by_partition: Arc<AtomicBool>,
 }
 
 impl Latency {
@@ -73,12 +116,24 @@ impl Latency {
             histogram: Family::new_with_constructor(Buckets::up_to(deadline)),
             recent: QuantileFamily::default(),
             samples: Arc::new(RecentLatencies::new(window)),
+            by_partition: Arc::new(AtomicBool::new(true)),
         }
+    }
+
+    /// Whether the series of later observations name their partition.
+    pub(crate) fn set_by_partition(&self, by_partition: bool) {
+        self.by_partition.store(by_partition, Ordering::Relaxed);
+    }
+
+    /// The series `partition` led by `leader` is recorded in.
+    pub(crate) fn labels(&self, partition: i32, leader: i32) -> LatencyLabels {
+        let by_partition = self.by_partition.load(Ordering::Relaxed);
+        LatencyLabels::new(by_partition.then_some(partition), leader)
     }
 
     /// Records one latency of `partition` led by `leader`.
     pub(crate) fn observe(&self, partition: i32, leader: i32, latency: Duration, now: Instant) {
-        let labels = PartitionLeaderLabels::new(partition, leader);
+        let labels = self.labels(partition, leader);
         let seconds = latency.as_secs_f64();
         self.histogram.get_or_create(&labels).observe(seconds);
         self.samples.record(&labels, seconds, now);
@@ -96,22 +151,14 @@ pub(crate) const MAX_SAMPLES: usize = crate::config::MAX_LATENCY_SAMPLES;
 /// The quantiles exported.
 pub(crate) const QUANTILES: [(f64, &str); 3] = [(0.5, "0.5"), (0.9, "0.9"), (0.99, "0.99")];
 
-/// Labels of a windowed quantile gauge.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(crate) struct QuantileLabels {
-    pub(crate) partition: String,
-    pub(crate) leader: String,
-    pub(crate) quantile: String,
-}
+/// Summaries of the recent window.
+pub(crate) type QuantileFamily = SummaryFamily<LatencyLabels>;
 
-/// Gauge family of windowed quantiles.
-pub(crate) type QuantileFamily = Family<QuantileLabels, Gauge<f64, AtomicU64>>;
-
-/// Recent samples per (partition, leader).
+/// Recent samples per series.
 #[derive(Debug)]
 pub(crate) struct RecentLatencies {
     window: Duration,
-    samples: Mutex<HashMap<PartitionLeaderLabels, VecDeque<(Instant, f64)>>>,
+    samples: Mutex<HashMap<LatencyLabels, VecDeque<(Instant, f64)>>>,
 }
 
 impl RecentLatencies {
@@ -123,7 +170,7 @@ impl RecentLatencies {
     }
 
     /// Records one latency, in seconds.
-    pub(crate) fn record(&self, labels: &PartitionLeaderLabels, seconds: f64, now: Instant) {
+    pub(crate) fn record(&self, labels: &LatencyLabels, seconds: f64, now: Instant) {
         let mut samples = self.lock();
         let series = samples.entry(labels.clone()).or_default();
         if series.len() >= MAX_SAMPLES {
@@ -132,8 +179,9 @@ impl RecentLatencies {
         series.push_back((now, seconds));
     }
 
-    /// Drops samples older than the window and sets `family` to the quantiles of what is left;
-    /// a series with no recent sample is removed rather than left at a stale value.
+    /// Drops samples older than the window and sets `family` to the quantiles, sum and count
+    /// of what is left; a series with no recent sample is removed rather than left at a stale
+    /// value.
     pub(crate) fn publish(&self, family: &QuantileFamily, now: Instant) {
         let mut samples = self.lock();
         samples.retain(|labels, series| {
@@ -145,28 +193,31 @@ impl RecentLatencies {
             }
             let mut values: Vec<f64> = series.iter().map(|(_, value)| *value).collect();
             values.sort_by(f64::total_cmp);
-            for (quantile, label) in QUANTILES {
-                let gauge_labels = QuantileLabels {
-                    partition: labels.partition.clone(),
-                    leader: labels.leader.clone(),
-                    quantile: label.to_string(),
-                };
-                match quantile_of_sorted(&values, quantile) {
-                    Some(value) => {
-                        family.get_or_create(&gauge_labels).set(value);
-                    }
-                    None => {
-                        family.remove(&gauge_labels);
-                    }
-                }
+            let quantiles: Vec<(&'static str, f64)> = QUANTILES
+                .iter()
+                .filter_map(|(quantile, label)| {
+                    quantile_of_sorted(&values, *quantile).map(|value| (*label, value))
+                })
+                .collect();
+            if quantiles.is_empty() {
+                family.remove(labels);
+            } else {
+                family.set(
+                    labels.clone(),
+                    Window {
+                        quantiles,
+                        sum: values.iter().sum(),
+                        count: values.len() as u64,
+                    },
+                );
             }
             !series.is_empty()
         });
+        // A series whose samples were dropped with their partition's old leader goes too.
+        family.retain(|labels| samples.contains_key(labels));
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<PartitionLeaderLabels, VecDeque<(Instant, f64)>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<LatencyLabels, VecDeque<(Instant, f64)>>> {
         lock(&self.samples)
     }
 }
@@ -206,21 +257,19 @@ mod tests {
     fn old_samples_leave_the_window() {
         let recent = RecentLatencies::new(Duration::from_secs(10));
         let family = QuantileFamily::default();
-        let labels = PartitionLeaderLabels::new(0, 1);
+        let labels = LatencyLabels::new(Some(0), 1);
         let start = Instant::now();
         recent.record(&labels, 1.0, start);
         recent.record(&labels, 0.010, start + Duration::from_secs(9));
         recent.record(&labels, 0.020, start + Duration::from_secs(10));
         recent.publish(&family, start + Duration::from_secs(11));
-        let median = QuantileLabels {
-            partition: "0".into(),
-            leader: "1".into(),
-            quantile: "0.5".into(),
-        };
-        assert!((family.get_or_create(&median).get() - 0.015).abs() < 1e-9);
+        let window = family.get(&labels).unwrap();
+        assert!((window.quantiles[0].1 - 0.015).abs() < 1e-9);
+        assert_eq!(window.count, 2);
+        assert!((window.sum - 0.030).abs() < 1e-9);
         recent.publish(&family, start + Duration::from_secs(30));
         assert!(
-            family.get(&median).is_none(),
+            family.get(&labels).is_none(),
             "no stale value once the window is empty"
         );
     }
@@ -228,7 +277,7 @@ mod tests {
     #[test]
     fn samples_per_series_are_capped() {
         let recent = RecentLatencies::new(Duration::from_secs(3600));
-        let labels = PartitionLeaderLabels::new(0, 1);
+        let labels = LatencyLabels::new(Some(0), 1);
         let now = Instant::now();
         for _ in 0..(MAX_SAMPLES * 2) {
             recent.record(&labels, 0.001, now);

@@ -9,10 +9,12 @@
 //! [`merge_families`] joins several clusters into one exposition.
 //!
 //! - [`labels`]: label sets several components share;
-//! - [`latency`]: histograms cut at a deadline, and exact quantiles over a recent window.
+//! - [`latency`]: histograms cut at a deadline, and exact quantiles over a recent window;
+//! - [`summary`]: windowed quantiles as summaries, which prometheus-client cannot encode.
 
 pub(crate) mod labels;
 pub(crate) mod latency;
+pub(crate) mod summary;
 
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
@@ -34,6 +36,10 @@ pub(crate) trait Families: Send + Sync {
     /// Brings values computed at scrape time up to date (windowed quantiles); most
     /// components have none.
     fn refresh(&self, _now: Instant) {}
+
+    /// Appends the summary families (as OpenMetrics text, every series labelled `cluster`),
+    /// after every registered family; most components have none.
+    fn encode_summaries(&self, _out: &mut String, _cluster: &str) {}
 }
 
 /// Labels of `heartbeat_build_info`.
@@ -110,7 +116,11 @@ impl ClusterMetrics {
             component.refresh(now);
             component.register(&mut registry);
         }
-        prometheus_client::encoding::text::encode_registry(out, &registry)
+        prometheus_client::encoding::text::encode_registry(out, &registry)?;
+        for component in &components {
+            component.encode_summaries(out, cluster);
+        }
+        Ok(())
     }
 }
 
@@ -181,6 +191,7 @@ pub(crate) fn encode_alone(families: &dyn Families) -> String {
     let mut out = String::new();
     prometheus_client::encoding::text::encode_registry(&mut out, &registry)
         .expect("encoding to a string");
+    families.encode_summaries(&mut out, "");
     out
 }
 

@@ -16,7 +16,7 @@ use super::outcome::{ProduceFailure, SkipKind};
 use crate::cluster::{ClusterSnapshot, NO_LEADER};
 use crate::config::AdminSettings;
 use crate::metrics::labels::{KindLabels, PartitionLabels, PartitionLeaderLabels};
-use crate::metrics::latency::{buckets_up_to, Latency};
+use crate::metrics::latency::{buckets_up_to, Latency, LatencyLabels};
 use crate::metrics::Families;
 use crate::sync::lock;
 
@@ -45,6 +45,8 @@ pub(super) struct HeartbeatMetrics {
     /// Since when each (partition, leader) has not been the partition's leader: its series go
     /// once that is longer ago than the retention, so leadership moves add no series forever.
     retired: Mutex<BTreeMap<(i32, i32), Instant>>,
+    /// The settings deciding the latency series' granularity.
+    admin: AdminSettings,
 }
 
 impl HeartbeatMetrics {
@@ -65,6 +67,7 @@ impl HeartbeatMetrics {
             beats_missed: Counter::default(),
             partition_monitored: Family::default(),
             retired: Mutex::default(),
+            admin: admin.clone(),
         };
         for kind in SkipKind::ALL {
             drop(
@@ -88,6 +91,9 @@ impl HeartbeatMetrics {
         now: Instant,
         retention: Duration,
     ) {
+        let by_partition = self.admin.latency_by_partition(snapshot.partitions.len());
+        self.produce_latency.set_by_partition(by_partition);
+        self.end_to_end_latency.set_by_partition(by_partition);
         // Every partition of the topic is accounted for: not monitored until beats go to it.
         for id in snapshot.partitions.keys() {
             let labels = PartitionLabels::new(*id);
@@ -116,6 +122,16 @@ impl HeartbeatMetrics {
             let expired = now.saturating_duration_since(*since) >= retention;
             if expired {
                 self.forget_leader(*partition, *leader);
+                // A broker's own latency series go once it has led nothing that long.
+                if !snapshot
+                    .partitions
+                    .values()
+                    .any(|led| led.leader.unwrap_or(NO_LEADER) == *leader)
+                {
+                    let labels = LatencyLabels::new(None, *leader);
+                    self.produce_latency.histogram.remove(&labels);
+                    self.end_to_end_latency.histogram.remove(&labels);
+                }
             }
             !expired
         });
@@ -125,8 +141,9 @@ impl HeartbeatMetrics {
     fn forget_leader(&self, partition: i32, leader: i32) {
         let labels = PartitionLeaderLabels::new(partition, leader);
         self.messages_lost.remove(&labels);
-        self.produce_latency.histogram.remove(&labels);
-        self.end_to_end_latency.histogram.remove(&labels);
+        let latency = LatencyLabels::new(Some(partition), leader);
+        self.produce_latency.histogram.remove(&latency);
+        self.end_to_end_latency.histogram.remove(&latency);
         for reason in ProduceFailure::ALL {
             self.produce_failures.remove(&ProduceFailureLabels {
                 partition: labels.partition.clone(),
@@ -202,12 +219,6 @@ impl Families for HeartbeatMetrics {
             Unit::Seconds,
             self.produce_latency.histogram.clone(),
         );
-        registry.register_with_unit(
-            "produce_latency_recent",
-            "Exact quantiles of the acknowledgement latency over the last latency.window.seconds",
-            Unit::Seconds,
-            self.produce_latency.recent.clone(),
-        );
         registry.register(
             "messages_consumed",
             "Heartbeats of this instance read back from the topic",
@@ -218,12 +229,6 @@ impl Families for HeartbeatMetrics {
             "Time from sending a heartbeat to reading it back",
             Unit::Seconds,
             self.end_to_end_latency.histogram.clone(),
-        );
-        registry.register_with_unit(
-            "end_to_end_latency_recent",
-            "Exact quantiles of the end-to-end latency over the last latency.window.seconds",
-            Unit::Seconds,
-            self.end_to_end_latency.recent.clone(),
         );
         registry.register(
             "messages_lost",
@@ -266,6 +271,21 @@ impl Families for HeartbeatMetrics {
     fn refresh(&self, now: Instant) {
         self.produce_latency.publish(now);
         self.end_to_end_latency.publish(now);
+    }
+
+    fn encode_summaries(&self, out: &mut String, cluster: &str) {
+        self.produce_latency.recent.encode(
+            out,
+            "produce_latency_recent",
+            "Exact quantiles of the acknowledgement latency over the last latency.window.seconds, with the sum and count of that window's samples",
+            cluster,
+        );
+        self.end_to_end_latency.recent.encode(
+            out,
+            "end_to_end_latency_recent",
+            "Exact quantiles of the end-to-end latency over the last latency.window.seconds, with the sum and count of that window's samples",
+            cluster,
+        );
     }
 }
 
@@ -345,7 +365,7 @@ mod tests {
         metrics.follow_leaders(&first, &moved, start, retention);
         // The windowed quantiles leave with their window; the others are removed.
         let leader_1 = "_total{partition=\"0\",leader=\"1\"";
-        let histogram_1 = "_seconds_count{partition=\"0\",leader=\"1\"}";
+        let histogram_1 = "latency_seconds_count{partition=\"0\",leader=\"1\"}";
         let within = start + Duration::from_secs(30);
         metrics.follow_leaders(&moved, &moved, within, retention);
         assert!(
@@ -363,5 +383,46 @@ mod tests {
         metrics.follow_leaders(&moved, &first, start + retention * 2, retention);
         metrics.follow_leaders(&first, &first, start + retention * 3, retention);
         assert!(encode_alone(&metrics).contains(leader_1));
+    }
+
+    #[test]
+    fn by_broker_latency_names_the_leader_only_and_counters_stay_per_partition() {
+        let config =
+            Config::for_test("[admin]\nheartbeat.latency.granularity = broker\n", &[]).unwrap();
+        let metrics = HeartbeatMetrics::new(&config.admin);
+        let start = Instant::now();
+        let retention = Duration::from_secs(60);
+        let first = snapshot(&[Some(1), Some(1)]);
+        metrics.follow_leaders(&ClusterSnapshot::default(), &first, start, retention);
+        for partition in 0..2 {
+            metrics
+                .end_to_end_latency
+                .observe(partition, 1, Duration::from_millis(3), start);
+        }
+        metrics.refresh(start);
+        let text = encode_alone(&metrics);
+        assert!(
+            text.contains("heartbeat_end_to_end_latency_seconds_count{leader=\"1\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains(
+            "heartbeat_end_to_end_latency_recent_seconds{leader=\"1\",quantile=\"0.99\"}"
+        ));
+        assert!(!text.contains("latency_seconds_count{partition"), "{text}");
+        assert!(text.contains("heartbeat_messages_lost_total{partition=\"1\",leader=\"1\"} 0"));
+        // The broker's series go once it has led nothing for the retention.
+        let moved = snapshot(&[Some(2), Some(2)]);
+        metrics.follow_leaders(&first, &moved, start, retention);
+        metrics.follow_leaders(&moved, &moved, start + retention, retention);
+        let text = encode_alone(&metrics);
+        assert!(
+            !text.contains("latency_seconds_count{leader=\"1\"}"),
+            "{text}"
+        );
+
+        // auto: by partition up to 100 partitions, by broker beyond.
+        let auto = Config::for_test("", &[]).unwrap();
+        assert!(auto.admin.latency_by_partition(100));
+        assert!(!auto.admin.latency_by_partition(101));
     }
 }

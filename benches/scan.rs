@@ -7,9 +7,16 @@
 //!     cargo bench --bench scan
 //!
 //! Sizes from the environment: BENCH_GROUPS (2000), BENCH_TOPICS (20), BENCH_PARTITIONS per
-//! topic (30), BENCH_SECONDS of run (120), BENCH_PERIOD seconds between scans (30).
-//! BENCH_ADMIN adds `[admin]` settings, `;`-separated (e.g. `consumer.group.lag.seconds=false`).
-//! Each group commits on every partition of one topic, most of them behind the log end.
+//! topic (30), BENCH_SECONDS of run (120), BENCH_PERIOD seconds between scans (30),
+//! BENCH_GRANULARITY of lag (`partition`). BENCH_ADMIN adds `[admin]` settings, `;`-separated
+//! (e.g. `consumer.group.lag.seconds=false`). Each group commits on every partition of one
+//! topic, most of them behind the log end.
+//!
+//! `BENCH_CASE=large` changes the defaults to ten times the groups: 10,000 groups × 10
+//! partitions (10 topics of 10 partitions, a thousand groups on each), group granularity, a
+//! scan every 60 s (the default period), 150 s. (The mock serves committed offsets only for the
+//! partitions a request names, and the scan names every allowed one: more topics would make
+//! each of the 10,000 requests name partitions the group never committed.)
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -25,11 +32,25 @@ use support::Metrics;
 /// Records written to every partition.
 const RECORDS: i64 = 20;
 
+/// Whether `BENCH_CASE=large` is asked for.
+fn large() -> bool {
+    std::env::var("BENCH_CASE").is_ok_and(|case| case == "large")
+}
+
+/// Setting `name` from the environment, else the default of the case.
 fn setting(name: &str, default: usize) -> usize {
+    let large_default = match name {
+        "BENCH_GROUPS" => 10_000,
+        "BENCH_TOPICS" => 10,
+        "BENCH_PARTITIONS" => 10,
+        "BENCH_SECONDS" => 150,
+        "BENCH_PERIOD" => 60,
+        _ => default,
+    };
     std::env::var(name)
         .ok()
         .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
+        .unwrap_or(if large() { large_default } else { default })
 }
 
 /// VmRSS and VmHWM of process `pid`, in MiB.
@@ -141,11 +162,17 @@ fn config(bootstrap: &str, groups: usize, period: usize) -> String {
          check.consumer.group.period.seconds = {period}\n\
          consumer.group.topic.allow = ^bench-\n\
          consumer.group.names = {names}\n\
-         consumer.group.lag.granularity = partition\n\
+         consumer.group.lag.granularity = {granularity}\n\
          metrics.listener.host = 127.0.0.1\n\
          metrics.listener.port = 0\n\
          {extra}\n",
         names = names.join(","),
+        granularity = std::env::var("BENCH_GRANULARITY").unwrap_or_else(|_| if large() {
+            "group"
+        } else {
+            "partition"
+        }
+        .to_string()),
         extra = std::env::var("BENCH_ADMIN")
             .unwrap_or_default()
             .replace(';', "\n"),

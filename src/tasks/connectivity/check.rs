@@ -277,9 +277,9 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn unanswered_handshake_is_a_timeout() {
-        // A listener whose accept queue is full drops new handshakes: the client hears nothing.
+    /// A loopback listener that never accepts, with a backlog of zero: once its queue is
+    /// full, new handshakes go unanswered.
+    fn unaccepting_listener() -> (socket2::Socket, SocketAddr) {
         let socket =
             socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
         socket
@@ -287,6 +287,27 @@ mod tests {
             .unwrap();
         socket.listen(0).unwrap();
         let address = socket.local_addr().unwrap().as_socket().unwrap();
+        (socket, address)
+    }
+
+    #[tokio::test]
+    async fn an_address_needs_no_lookup_and_a_lookup_gives_its_turn_back() {
+        let resolver = Resolver::default();
+        for (host, expected) in [("127.0.0.1", "127.0.0.1:9092"), ("[::1]", "[::1]:9092")] {
+            let addresses = resolver.resolve(host, 9092).await.unwrap();
+            assert_eq!(addresses, vec![expected.parse::<SocketAddr>().unwrap()]);
+        }
+        // An address takes no permit: every one is still free.
+        assert_eq!(resolver.lookups.available_permits(), MAX_LOOKUPS);
+        // A name does, and gives it back.
+        resolver.resolve("localhost", 9092).await.unwrap();
+        assert_eq!(resolver.lookups.available_permits(), MAX_LOOKUPS);
+    }
+
+    #[tokio::test]
+    async fn unanswered_handshake_is_a_timeout() {
+        // A listener whose accept queue is full drops new handshakes: the client hears nothing.
+        let (socket, address) = unaccepting_listener();
         // Each successful check leaves its (closed, never accepted) connection in the queue.
         let mut timed_out = None;
         for _ in 0..8 {
@@ -311,13 +332,7 @@ mod tests {
     #[tokio::test]
     async fn a_black_holed_address_leaves_time_for_the_next() {
         // A listener whose accept queue is full drops new handshakes: a black hole.
-        let socket =
-            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        socket
-            .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
-            .unwrap();
-        socket.listen(0).unwrap();
-        let black_hole = socket.local_addr().unwrap().as_socket().unwrap();
+        let (_socket, black_hole) = unaccepting_listener();
         let mut filled = Vec::new();
         loop {
             match tokio::time::timeout(Duration::from_millis(300), TcpStream::connect(black_hole))

@@ -173,15 +173,6 @@ impl AdminSettings {
         }
     }
 
-    /// Whether latency series name the partition (besides its leader) for a heartbeat topic of
-    /// `partitions`: as configured, or with `auto` up to [`LATENCY_PARTITIONS_AUTO`].
-    pub fn latency_by_partition(&self, partitions: usize) -> bool {
-        match self.latency_granularity {
-            Some(granularity) => granularity == LatencyGranularity::Partition,
-            None => partitions <= LATENCY_PARTITIONS_AUTO,
-        }
-    }
-
     /// Parses a merged `[admin]` section: unknown keys, bad values and inconsistent pairs are
     /// errors naming the key and where it was set.
     pub(super) fn parse(section: &BTreeMap<String, Entry>) -> Result<AdminSettings, ConfigError> {
@@ -264,6 +255,17 @@ pub enum LatencyGranularity {
     Partition,
     /// Per leader only; the per-partition counters stay.
     Broker,
+}
+
+impl LatencyGranularity {
+    /// Whether latency series name the partition, with `configured` (`None`: auto) and a
+    /// heartbeat topic of `partitions`.
+    pub fn by_partition(configured: Option<Self>, partitions: usize) -> bool {
+        match configured {
+            Some(granularity) => granularity == LatencyGranularity::Partition,
+            None => partitions <= LATENCY_PARTITIONS_AUTO,
+        }
+    }
 }
 
 /// How finely consumer-group lag is reported.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use rdkafka::bindings as native;
 
 use super::handle::Requests;
-use super::native_admin::{admin_request, copy_string, native_slice, Event, NativeAdminError};
+use super::native_admin::{admin_request, copy_string, native_slice, NativeAdminError};
 
 struct NewTopic(*mut native::rd_kafka_NewTopic_t);
 impl Drop for NewTopic {
@@ -43,6 +43,18 @@ fn refused(operation: &'static str, error_text: &[c_char]) -> NativeAdminError {
         operation,
         code: rdkafka::types::RDKafkaErrorCode::InvalidRequest,
         message,
+    }
+}
+
+/// `result`, or the error saying librdkafka returned none.
+fn present<T>(operation: &'static str, result: *const T) -> Result<*const T, NativeAdminError> {
+    if result.is_null() {
+        Err(NativeAdminError::Missing {
+            operation,
+            what: "result",
+        })
+    } else {
+        Ok(result)
     }
 }
 
@@ -118,8 +130,14 @@ pub fn create_topic(
             native::rd_kafka_CreateTopics(handle, topics.as_mut_ptr(), 1, options, queue)
         },
     )?;
-    // SAFETY: the result lives as long as `event`.
-    unsafe { results(&event, OPERATION, true) }
+    // SAFETY: the result and its topics live as long as `event`.
+    unsafe {
+        let result = native::rd_kafka_event_CreateTopics_result(event.0);
+        let mut count = 0usize;
+        let topics = present(OPERATION, result)
+            .map(|result| native::rd_kafka_CreateTopics_result_topics(result, &mut count))?;
+        topic_errors(OPERATION, topics, count)
+    }
 }
 
 /// Grows `topic` to `total` partitions, the new ones on the replicas `assignment` names (one
@@ -173,38 +191,12 @@ pub fn create_partitions(
             native::rd_kafka_CreatePartitions(handle, requests.as_mut_ptr(), 1, options, queue)
         },
     )?;
-    // SAFETY: the result lives as long as `event`.
-    unsafe { results(&event, OPERATION, false) }
-}
-
-/// The topic results of a CreateTopics (`created`) or CreatePartitions event.
-///
-/// # Safety
-/// `event` must be that operation's result event.
-unsafe fn results(
-    event: &Event,
-    operation: &'static str,
-    created: bool,
-) -> Result<(), NativeAdminError> {
-    let mut count = 0usize;
-    let topics = if created {
-        let result = native::rd_kafka_event_CreateTopics_result(event.0);
-        if result.is_null() {
-            return Err(NativeAdminError::Missing {
-                operation,
-                what: "result",
-            });
-        }
-        native::rd_kafka_CreateTopics_result_topics(result, &mut count)
-    } else {
+    // SAFETY: the result and its topics live as long as `event`.
+    unsafe {
         let result = native::rd_kafka_event_CreatePartitions_result(event.0);
-        if result.is_null() {
-            return Err(NativeAdminError::Missing {
-                operation,
-                what: "result",
-            });
-        }
-        native::rd_kafka_CreatePartitions_result_topics(result, &mut count)
-    };
-    topic_errors(operation, topics, count)
+        let mut count = 0usize;
+        let topics = present(OPERATION, result)
+            .map(|result| native::rd_kafka_CreatePartitions_result_topics(result, &mut count))?;
+        topic_errors(OPERATION, topics, count)
+    }
 }

@@ -14,7 +14,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 use super::outcome::{ProduceFailure, SkipKind};
 use crate::cluster::{ClusterSnapshot, NO_LEADER};
-use crate::config::AdminSettings;
+use crate::config::{AdminSettings, LatencyGranularity};
 use crate::metrics::labels::{KindLabels, PartitionLabels, PartitionLeaderLabels};
 use crate::metrics::latency::{buckets_up_to, Latency, LatencyLabels};
 use crate::metrics::Families;
@@ -45,8 +45,8 @@ pub(super) struct HeartbeatMetrics {
     /// Since when each (partition, leader) has not been the partition's leader: its series go
     /// once that is longer ago than the retention, so leadership moves add no series forever.
     retired: Mutex<BTreeMap<(i32, i32), Instant>>,
-    /// The settings deciding the latency series' granularity.
-    admin: AdminSettings,
+    /// `heartbeat.latency.granularity` (`None`: auto).
+    latency_granularity: Option<LatencyGranularity>,
 }
 
 impl HeartbeatMetrics {
@@ -67,7 +67,7 @@ impl HeartbeatMetrics {
             beats_missed: Counter::default(),
             partition_monitored: Family::default(),
             retired: Mutex::default(),
-            admin: admin.clone(),
+            latency_granularity: admin.latency_granularity,
         };
         for kind in SkipKind::ALL {
             drop(
@@ -91,7 +91,8 @@ impl HeartbeatMetrics {
         now: Instant,
         retention: Duration,
     ) {
-        let by_partition = self.admin.latency_by_partition(snapshot.partitions.len());
+        let by_partition =
+            LatencyGranularity::by_partition(self.latency_granularity, snapshot.partitions.len());
         self.produce_latency.set_by_partition(by_partition);
         self.end_to_end_latency.set_by_partition(by_partition);
         // Every partition of the topic is accounted for: not monitored until beats go to it.
@@ -422,7 +423,8 @@ mod tests {
 
         // auto: by partition up to 100 partitions, by broker beyond.
         let auto = Config::for_test("", &[]).unwrap();
-        assert!(auto.admin.latency_by_partition(100));
-        assert!(!auto.admin.latency_by_partition(101));
+        let auto = auto.admin.latency_granularity;
+        assert!(LatencyGranularity::by_partition(auto, 100));
+        assert!(!LatencyGranularity::by_partition(auto, 101));
     }
 }

@@ -7,8 +7,13 @@
 # and debootstrap (the container image's runtime stage, rehearsed without a Docker engine).
 set -euo pipefail
 
-packages=(build-essential pkg-config libssl-dev zlib1g-dev perl python3 python3-pip stunnel4
-  prometheus docker-compose openjdk-17-jre-headless maven debootstrap)
+# `install-deps.sh build`: only what building needs (for scripts/run.sh).
+build=(build-essential pkg-config libssl-dev zlib1g-dev perl)
+packages=("${build[@]}" python3 python3-pip stunnel4 prometheus docker-compose
+  openjdk-17-jre-headless maven debootstrap)
+if [ "${1:-}" = build ]; then
+  packages=("${build[@]}")
+fi
 missing=()
 for package in "${packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

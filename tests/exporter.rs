@@ -630,7 +630,7 @@ async fn unread_heartbeats_are_lost_once_then_late_never_failed() {
     assert!(body.contains("round trip"), "{body}");
 
     mock.clear_request_errors(RDKafkaApiKey::Fetch);
-    let recovered = running
+    running
         .wait_for(
             "reading again; the lost ones arrive late",
             Duration::from_secs(30),

@@ -31,7 +31,7 @@ use rdkafka::ClientConfig;
 
 pub use self::admin::{
     AdminSettings, LagGranularity, LatencyGranularity, LogFormat, LATENCY_PARTITIONS_AUTO,
-    MAX_IN_FLIGHT_PER_PARTITION, MAX_LATENCY_SAMPLES,
+    MAX_IN_FLIGHT_PER_PARTITION,
 };
 pub use self::kinds::Pattern;
 pub use self::properties::{is_secret, MASK};

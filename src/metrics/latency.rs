@@ -1,26 +1,25 @@
-//! Latency types: histograms with buckets cut at a deadline, and exact quantiles over a recent
-//! window exported as gauges beside them.
+//! Latency types: histograms with buckets cut at a deadline, and quantiles over a recent window
+//! exported as summaries beside them.
 //!
 //! Each series names the partition and its leader, or (`heartbeat.latency.granularity =
 //! broker`) the leader only, which keeps a topic of a thousand partitions' `/metrics` small.
 //!
 //! Histogram buckets are the right thing to aggregate and alert on, but a quantile interpolated
-//! inside a bucket can be tens of percent off. The quantile gauges keep the samples of the last
-//! `latency.window.seconds` (at most [`MAX_SAMPLES`] per series) and compute quantiles from
-//! them when `/metrics` is encoded, so "p50 of the last minute" is exact.
+//! inside a bucket can be tens of percent off. The summaries keep the last
+//! `latency.window.seconds` of samples ([`super::recent`]: exactly at the usual rates, within
+//! 0.1 % beyond) and compute quantiles when `/metrics` is encoded, so "p50 of the last minute"
+//! is that.
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder};
 
-use super::summary::{SummaryFamily, SummaryLabels, Window};
+use super::recent::RecentLatencies;
+use super::summary::{SummaryFamily, SummaryLabels};
 use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::histogram::Histogram;
-
-use crate::sync::lock;
 
 /// Latency bucket bounds in seconds (about 1 ms up); cut at each histogram's deadline.
 const LATENCY_BUCKETS: [f64; 21] = [
@@ -115,7 +114,7 @@ impl Latency {
         Latency {
             histogram: Family::new_with_constructor(Buckets::up_to(deadline)),
             recent: QuantileFamily::default(),
-            samples: Arc::new(RecentLatencies::new(window)),
+            samples: Arc::new(RecentLatencies::new(window, deadline)),
             by_partition: Arc::new(AtomicBool::new(true)),
         }
     }
@@ -145,92 +144,11 @@ impl Latency {
     }
 }
 
-/// Samples kept per series, whatever the window and beat rate.
-pub(crate) const MAX_SAMPLES: usize = crate::config::MAX_LATENCY_SAMPLES;
-
 /// The quantiles exported.
 pub(crate) const QUANTILES: [(f64, &str); 3] = [(0.5, "0.5"), (0.9, "0.9"), (0.99, "0.99")];
 
 /// Summaries of the recent window.
 pub(crate) type QuantileFamily = SummaryFamily<LatencyLabels>;
-
-/// Recent samples per series.
-#[derive(Debug)]
-pub(crate) struct RecentLatencies {
-    window: Duration,
-    samples: Mutex<HashMap<LatencyLabels, VecDeque<(Instant, f64)>>>,
-}
-
-impl RecentLatencies {
-    pub(crate) fn new(window: Duration) -> Self {
-        RecentLatencies {
-            window,
-            samples: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Records one latency, in seconds.
-    pub(crate) fn record(&self, labels: &LatencyLabels, seconds: f64, now: Instant) {
-        let mut samples = self.lock();
-        let series = samples.entry(labels.clone()).or_default();
-        if series.len() >= MAX_SAMPLES {
-            series.pop_front();
-        }
-        series.push_back((now, seconds));
-    }
-
-    /// Drops samples older than the window and sets `family` to the quantiles, sum and count
-    /// of what is left; a series with no recent sample is removed rather than left at a stale
-    /// value.
-    pub(crate) fn publish(&self, family: &QuantileFamily, now: Instant) {
-        let mut samples = self.lock();
-        samples.retain(|labels, series| {
-            while series
-                .front()
-                .is_some_and(|(at, _)| now.saturating_duration_since(*at) > self.window)
-            {
-                series.pop_front();
-            }
-            let mut values: Vec<f64> = series.iter().map(|(_, value)| *value).collect();
-            values.sort_by(f64::total_cmp);
-            let quantiles: Vec<(&'static str, f64)> = QUANTILES
-                .iter()
-                .filter_map(|(quantile, label)| {
-                    quantile_of_sorted(&values, *quantile).map(|value| (*label, value))
-                })
-                .collect();
-            if quantiles.is_empty() {
-                family.remove(labels);
-            } else {
-                family.set(
-                    labels.clone(),
-                    Window {
-                        quantiles,
-                        sum: values.iter().sum(),
-                        count: values.len() as u64,
-                    },
-                );
-            }
-            !series.is_empty()
-        });
-        // A series whose samples were dropped with their partition's old leader goes too.
-        family.retain(|labels| samples.contains_key(labels));
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<LatencyLabels, VecDeque<(Instant, f64)>>> {
-        lock(&self.samples)
-    }
-}
-
-/// The `quantile` of sorted `values`, interpolating linearly between the closest ranks.
-pub(crate) fn quantile_of_sorted(values: &[f64], quantile: f64) -> Option<f64> {
-    let last = values.len().checked_sub(1)?;
-    let rank = quantile.clamp(0.0, 1.0) * last as f64;
-    let below = rank.floor() as usize;
-    let above = rank.ceil() as usize;
-    let fraction = rank - below as f64;
-    Some(values[below] + (values[above] - values[below]) * fraction)
-}
 
 #[cfg(test)]
 mod tests {
@@ -243,45 +161,5 @@ mod tests {
         let short = buckets_up_to(Duration::from_secs(5));
         assert_eq!(short.last(), Some(&5.0));
         assert_eq!(short.iter().filter(|b| **b == 5.0).count(), 1);
-    }
-
-    #[test]
-    fn quantiles_interpolate_between_ranks() {
-        assert_eq!(quantile_of_sorted(&[], 0.5), None);
-        assert_eq!(quantile_of_sorted(&[3.0], 0.99), Some(3.0));
-        assert_eq!(quantile_of_sorted(&[1.0, 2.0, 3.0, 4.0], 0.5), Some(2.5));
-        assert_eq!(quantile_of_sorted(&[1.0, 2.0, 3.0], 1.0), Some(3.0));
-    }
-
-    #[test]
-    fn old_samples_leave_the_window() {
-        let recent = RecentLatencies::new(Duration::from_secs(10));
-        let family = QuantileFamily::default();
-        let labels = LatencyLabels::new(Some(0), 1);
-        let start = Instant::now();
-        recent.record(&labels, 1.0, start);
-        recent.record(&labels, 0.010, start + Duration::from_secs(9));
-        recent.record(&labels, 0.020, start + Duration::from_secs(10));
-        recent.publish(&family, start + Duration::from_secs(11));
-        let window = family.get(&labels).unwrap();
-        assert!((window.quantiles[0].1 - 0.015).abs() < 1e-9);
-        assert_eq!(window.count, 2);
-        assert!((window.sum - 0.030).abs() < 1e-9);
-        recent.publish(&family, start + Duration::from_secs(30));
-        assert!(
-            family.get(&labels).is_none(),
-            "no stale value once the window is empty"
-        );
-    }
-
-    #[test]
-    fn samples_per_series_are_capped() {
-        let recent = RecentLatencies::new(Duration::from_secs(3600));
-        let labels = LatencyLabels::new(Some(0), 1);
-        let now = Instant::now();
-        for _ in 0..(MAX_SAMPLES * 2) {
-            recent.record(&labels, 0.001, now);
-        }
-        assert_eq!(recent.lock()[&labels].len(), MAX_SAMPLES);
     }
 }

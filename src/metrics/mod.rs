@@ -9,11 +9,13 @@
 //! [`merge_families`] joins several clusters into one exposition.
 //!
 //! - [`labels`]: label sets several components share;
-//! - [`latency`]: histograms cut at a deadline, and exact quantiles over a recent window;
+//! - [`latency`]: histograms cut at a deadline, and quantiles over a recent window;
+//! - [`recent`]: that window, a ring of per-interval slots, exact or HdrHistograms;
 //! - [`summary`]: windowed quantiles as summaries, which prometheus-client cannot encode.
 
 pub(crate) mod labels;
 pub(crate) mod latency;
+pub(crate) mod recent;
 pub(crate) mod summary;
 
 use std::borrow::Cow;

@@ -278,13 +278,13 @@ impl Families for HeartbeatMetrics {
         self.produce_latency.recent.encode(
             out,
             "produce_latency_recent",
-            "Exact quantiles of the acknowledgement latency over the last latency.window.seconds, with the sum and count of that window's samples",
+            "Quantiles of the acknowledgement latency over the last latency.window.seconds (exact, or within 0.1 % at high rates), with the sum and count of that window's samples",
             cluster,
         );
         self.end_to_end_latency.recent.encode(
             out,
             "end_to_end_latency_recent",
-            "Exact quantiles of the end-to-end latency over the last latency.window.seconds, with the sum and count of that window's samples",
+            "Quantiles of the end-to-end latency over the last latency.window.seconds (exact, or within 0.1 % at high rates), with the sum and count of that window's samples",
             cluster,
         );
     }

@@ -119,9 +119,10 @@ impl Latency {
         }
     }
 
-    /// Whether the series of later observations name their partition.
-    pub(crate) fn set_by_partition(&self, by_partition: bool) {
-        self.by_partition.store(by_partition, Ordering::Relaxed);
+    /// Whether the series of later observations name their partition; returns whether that
+    /// changed.
+    pub(crate) fn set_by_partition(&self, by_partition: bool) -> bool {
+        self.by_partition.swap(by_partition, Ordering::Relaxed) != by_partition
     }
 
     /// The series `partition` led by `leader` is recorded in.

@@ -277,7 +277,10 @@ impl KafkaCluster {
         let properties = self.write_properties(id);
         let output = self
             .java("kafka.tools.StorageTool")
-            .args(["format", "--ignore-formatted", "-t", &self.cluster_id, "-c"])
+            // `=`: an id may begin with `-`, which argparse would take for an option.
+            .args(["format", "--ignore-formatted"])
+            .arg(format!("--cluster-id={}", self.cluster_id))
+            .arg("-c")
             .arg(&properties)
             .output()
             .expect("java");

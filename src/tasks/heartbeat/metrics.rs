@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -20,12 +20,19 @@ use crate::metrics::latency::{buckets_up_to, Latency, LatencyLabels};
 use crate::metrics::Families;
 use crate::sync::lock;
 
-/// Labels of `heartbeat_produce_failures_total`.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+/// Labels of `heartbeat_produce_failures_total`: the latency series' (partition and leader, or
+/// the leader only at broker granularity) and the reason.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
 struct ProduceFailureLabels {
-    partition: String,
-    leader: String,
-    reason: String,
+    series: LatencyLabels,
+    reason: &'static str,
+}
+
+impl EncodeLabelSet for ProduceFailureLabels {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        self.series.encode(encoder)?;
+        ("reason", self.reason).encode(encoder.encode_label())
+    }
 }
 
 #[derive(Debug)]
@@ -93,8 +100,15 @@ impl HeartbeatMetrics {
     ) {
         let by_partition =
             LatencyGranularity::by_partition(self.latency_granularity, snapshot.partitions.len());
-        self.produce_latency.set_by_partition(by_partition);
+        let changed = self.produce_latency.set_by_partition(by_partition);
         self.end_to_end_latency.set_by_partition(by_partition);
+        if changed {
+            // The topic crossed the size of the automatic granularity: the series of the other
+            // shape go, and every partition starts again at zero in the new one.
+            self.produce_latency.histogram.clear();
+            self.end_to_end_latency.histogram.clear();
+            self.produce_failures.clear();
+        }
         // Every partition of the topic is accounted for: not monitored until beats go to it.
         for id in snapshot.partitions.keys() {
             let labels = PartitionLabels::new(*id);
@@ -111,9 +125,9 @@ impl HeartbeatMetrics {
         for (id, partition) in &snapshot.partitions {
             let leader = partition.leader.unwrap_or(NO_LEADER);
             let old = previous.partitions.get(id).map(|old| old.leader);
-            if old != Some(partition.leader) {
+            if changed || old != Some(partition.leader) {
                 self.init_partition(*id, leader);
-                if let Some(old) = old {
+                if let Some(old) = old.filter(|old| *old != partition.leader) {
                     retired.insert((*id, old.unwrap_or(NO_LEADER)), now);
                 }
             }
@@ -132,6 +146,7 @@ impl HeartbeatMetrics {
                     let labels = LatencyLabels::new(None, *leader);
                     self.produce_latency.histogram.remove(&labels);
                     self.end_to_end_latency.histogram.remove(&labels);
+                    self.remove_failures(&labels);
                 }
             }
             !expired
@@ -145,11 +160,14 @@ impl HeartbeatMetrics {
         let latency = LatencyLabels::new(Some(partition), leader);
         self.produce_latency.histogram.remove(&latency);
         self.end_to_end_latency.histogram.remove(&latency);
+        self.remove_failures(&latency);
+    }
+
+    fn remove_failures(&self, series: &LatencyLabels) {
         for reason in ProduceFailure::ALL {
             self.produce_failures.remove(&ProduceFailureLabels {
-                partition: labels.partition.clone(),
-                leader: labels.leader.clone(),
-                reason: reason.as_str().to_string(),
+                series: series.clone(),
+                reason: reason.as_str(),
             });
         }
     }
@@ -170,21 +188,24 @@ impl HeartbeatMetrics {
             self.messages_lost
                 .get_or_create(&PartitionLeaderLabels::new(partition, leader)),
         );
+        let series = self.produce_latency.labels(partition, leader);
         for reason in ProduceFailure::ALL {
             drop(self.produce_failures.get_or_create(&ProduceFailureLabels {
-                partition: labels.partition.clone(),
-                leader: leader.to_string(),
-                reason: reason.as_str().to_string(),
+                series: series.clone(),
+                reason: reason.as_str(),
             }));
         }
     }
 
+    /// Counts a failed heartbeat of `partition` (led by `leader`): per partition, or at broker
+    /// granularity per leader only (seven reasons of a thousand partitions, nearly always zero,
+    /// would be a third of `/metrics`; which partitions fail still shows in their
+    /// acknowledgements, which stay per partition).
     pub(super) fn count_failure(&self, partition: i32, leader: i32, reason: ProduceFailure) {
         self.produce_failures
             .get_or_create(&ProduceFailureLabels {
-                partition: partition.to_string(),
-                leader: leader.to_string(),
-                reason: reason.as_str().to_string(),
+                series: self.produce_latency.labels(partition, leader),
+                reason: reason.as_str(),
             })
             .inc();
     }
@@ -211,7 +232,7 @@ impl Families for HeartbeatMetrics {
         );
         registry.register(
             "produce_failures",
-            "Heartbeats the producer failed to deliver, by partition, leader and reason",
+            "Heartbeats the producer failed to deliver, by partition (at partition granularity), leader and reason",
             self.produce_failures.clone(),
         );
         registry.register_with_unit(
@@ -296,7 +317,7 @@ mod tests {
 
     use super::*;
     use crate::cluster::Partition;
-    use crate::config::Config;
+    use crate::config::{Config, LATENCY_PARTITIONS_AUTO};
     use crate::metrics::encode_alone;
 
     fn snapshot(leaders: &[Option<i32>]) -> ClusterSnapshot {
@@ -387,7 +408,7 @@ mod tests {
     }
 
     #[test]
-    fn by_broker_latency_names_the_leader_only_and_counters_stay_per_partition() {
+    fn by_broker_latency_and_failures_name_the_leader_only_and_counters_stay_per_partition() {
         let config =
             Config::for_test("[admin]\nheartbeat.latency.granularity = broker\n", &[]).unwrap();
         let metrics = HeartbeatMetrics::new(&config.admin);
@@ -411,6 +432,20 @@ mod tests {
         ));
         assert!(!text.contains("latency_seconds_count{partition"), "{text}");
         assert!(text.contains("heartbeat_messages_lost_total{partition=\"1\",leader=\"1\"} 0"));
+        assert!(
+            text.contains("heartbeat_produce_failures_total{leader=\"1\",reason=\"queue_full\"} 0")
+        );
+        assert!(
+            !text.contains("heartbeat_produce_failures_total{partition"),
+            "{text}"
+        );
+        metrics.count_failure(0, 1, ProduceFailure::TimedOut);
+        metrics.count_failure(1, 1, ProduceFailure::TimedOut);
+        let text = encode_alone(&metrics);
+        assert!(
+            text.contains("heartbeat_produce_failures_total{leader=\"1\",reason=\"timed_out\"} 2"),
+            "{text}"
+        );
         // The broker's series go once it has led nothing for the retention.
         let moved = snapshot(&[Some(2), Some(2)]);
         metrics.follow_leaders(&first, &moved, start, retention);
@@ -420,11 +455,38 @@ mod tests {
             !text.contains("latency_seconds_count{leader=\"1\"}"),
             "{text}"
         );
+        assert!(!text.contains("failures_total{leader=\"1\""), "{text}");
+        assert!(text.contains("failures_total{leader=\"2\",reason=\"timed_out\"} 0"));
 
         // auto: by partition up to 100 partitions, by broker beyond.
         let auto = Config::for_test("", &[]).unwrap();
         let auto = auto.admin.latency_granularity;
         assert!(LatencyGranularity::by_partition(auto, 100));
         assert!(!LatencyGranularity::by_partition(auto, 101));
+    }
+
+    #[test]
+    fn a_topic_growing_past_the_automatic_size_keeps_one_shape_of_series() {
+        let config = Config::for_test("", &[]).unwrap();
+        let metrics = HeartbeatMetrics::new(&config.admin);
+        let start = Instant::now();
+        let retention = Duration::from_secs(60);
+        let small = snapshot(&[Some(1); 2]);
+        metrics.follow_leaders(&ClusterSnapshot::default(), &small, start, retention);
+        metrics
+            .produce_latency
+            .observe(0, 1, Duration::from_millis(3), start);
+        let text = encode_alone(&metrics);
+        assert!(
+            text.contains("failures_total{partition=\"0\",leader=\"1\",reason=\"timed_out\"} 0")
+        );
+        assert!(text.contains("latency_seconds_count{partition=\"0\",leader=\"1\"} 1"));
+        let large = snapshot(&[Some(1); LATENCY_PARTITIONS_AUTO + 1]);
+        metrics.follow_leaders(&small, &large, start, retention);
+        let text = encode_alone(&metrics);
+        assert!(!text.contains("failures_total{partition"), "{text}");
+        assert!(!text.contains("latency_seconds_count{partition"), "{text}");
+        assert!(text.contains("failures_total{leader=\"1\",reason=\"timed_out\"} 0"));
+        assert!(text.contains("heartbeat_messages_lost_total{partition=\"100\",leader=\"1\"} 0"));
     }
 }

@@ -4,9 +4,11 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -23,9 +25,39 @@ use crate::metrics::merge_families;
 pub const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Scrapes encoded at the same time; more wait their turn. Encoding runs on blocking
-/// threads, so however many clients scrape, the runtime's workers stay free for the beats.
-const CONCURRENT_ENCODES: usize = 2;
+/// One encode at a time, shared by the scrapes waiting for it: a scrape is answered by the first
+/// encode that started after it arrived, so fifty scrapers at once cost a few encodes, not
+/// fifty, and none gets figures older than its request. Encoding runs on a blocking thread, so
+/// however many clients scrape, the runtime's workers stay free for the beats.
+#[derive(Debug, Default)]
+pub(crate) struct SharedEncode {
+    /// Scrapes so far; a scrape's ticket is its place in that order.
+    arrivals: AtomicU64,
+    /// The last body, with the number of scrapes that had arrived when its encode started.
+    last: tokio::sync::Mutex<Option<(u64, Bytes)>>,
+}
+
+impl SharedEncode {
+    /// The body of an `encode` that started after this call, run on a blocking thread; `None`
+    /// if it failed.
+    pub(crate) async fn get<F>(&self, encode: F) -> Option<Bytes>
+    where
+        F: FnOnce() -> Result<String, std::fmt::Error> + Send + 'static,
+    {
+        let ticket = self.arrivals.fetch_add(1, Ordering::SeqCst);
+        let mut last = self.last.lock().await;
+        if let Some((started, body)) = last.as_ref() {
+            if *started > ticket {
+                return Some(body.clone());
+            }
+        }
+        // Every scrape with a lower ticket arrived before this encode starts.
+        let started = self.arrivals.load(Ordering::SeqCst);
+        let body = Bytes::from(tokio::task::spawn_blocking(encode).await.ok()?.ok()?);
+        *last = Some((started, body.clone()));
+        Some(body)
+    }
+}
 
 /// Endpoints served beside the standard ones (the demo's control), and what the landing page
 /// says of them.
@@ -39,7 +71,7 @@ pub struct Extension {
 #[derive(Clone)]
 pub(crate) struct HttpState {
     clusters: Arc<Vec<Arc<ClusterHandle>>>,
-    encodes: Arc<Semaphore>,
+    encodes: Arc<SharedEncode>,
     landing: Arc<str>,
 }
 
@@ -48,7 +80,7 @@ impl HttpState {
     pub(crate) fn new(clusters: Vec<Arc<ClusterHandle>>, landing_note: &str) -> Self {
         HttpState {
             clusters: Arc::new(clusters),
-            encodes: Arc::new(Semaphore::new(CONCURRENT_ENCODES)),
+            encodes: Arc::default(),
             landing: landing_page(landing_note).into(),
         }
     }
@@ -144,13 +176,10 @@ pub(crate) async fn serve(
 }
 
 async fn metrics(State(state): State<HttpState>) -> Response {
-    let Ok(_permit) = state.encodes.acquire().await else {
-        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
-    };
     let clusters = state.clusters.clone();
-    match tokio::task::spawn_blocking(move || encode(&clusters)).await {
-        Ok(Ok(body)) => ([(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)], body).into_response(),
-        _ => (StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics").into_response(),
+    match state.encodes.get(move || encode(&clusters)).await {
+        Some(body) => ([(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)], body).into_response(),
+        None => (StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics").into_response(),
     }
 }
 
@@ -273,5 +302,61 @@ pub fn healthcheck(address: &str) -> Result<(), String> {
             "{address}/healthz answered {}",
             String::from_utf8_lossy(status)
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn scrapes_at_once_share_an_encode_that_started_after_they_arrived() {
+        let shared = Arc::new(SharedEncode::default());
+        let encodes = Arc::new(AtomicU64::new(0));
+        // The encode holds a gate the test opens only once every scrape is waiting.
+        let gate = Arc::new(std::sync::Barrier::new(2));
+        let running = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let first = {
+            let (shared, encodes, gate) = (shared.clone(), encodes.clone(), gate.clone());
+            let running = running.clone();
+            tokio::spawn(async move {
+                shared
+                    .get(move || {
+                        running.store(true, Ordering::SeqCst);
+                        gate.wait();
+                        Ok(format!("{}", encodes.fetch_add(1, Ordering::SeqCst)))
+                    })
+                    .await
+            })
+        };
+        // Wait until the first encode runs, then queue twenty more.
+        while !running.load(Ordering::SeqCst) {
+            tokio::task::yield_now().await;
+        }
+        let waiting: Vec<_> = (0..20)
+            .map(|_| {
+                let (shared, encodes) = (shared.clone(), encodes.clone());
+                tokio::spawn(async move {
+                    shared
+                        .get(move || Ok(format!("{}", encodes.fetch_add(1, Ordering::SeqCst))))
+                        .await
+                })
+            })
+            .collect();
+        while shared.arrivals.load(Ordering::SeqCst) < 21 {
+            tokio::task::yield_now().await;
+        }
+        gate.wait();
+        assert_eq!(first.await.unwrap().as_deref(), Some(&b"0"[..]));
+        for scrape in waiting {
+            // Not the encode already running when they came: the one after it.
+            assert_eq!(scrape.await.unwrap().as_deref(), Some(&b"1"[..]));
+        }
+        assert_eq!(encodes.load(Ordering::SeqCst), 2);
+        // A later scrape gets a new encode, not the last body.
+        let later = shared.get(|| Ok("fresh".to_string())).await;
+        assert_eq!(later.as_deref(), Some(&b"fresh"[..]));
+        // A failed encode answers None and keeps nothing.
+        assert_eq!(shared.get(|| Err(std::fmt::Error)).await, None);
     }
 }

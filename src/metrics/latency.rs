@@ -102,7 +102,7 @@ impl SummaryLabels for LatencyLabels {
 pub(crate) struct Latency {
     pub(crate) histogram: HistogramFamily<LatencyLabels>,
     pub(crate) recent: QuantileFamily,
-    samples: Arc<RecentLatencies>,
+    samples: Arc<RecentLatencies<LatencyLabels>>,
     /// Whether new observations name their partition (the granularity, for the topic's
     /// current size).
     by_partition: Arc<AtomicBool>,
@@ -144,9 +144,6 @@ impl Latency {
         self.samples.publish(&self.recent, now);
     }
 }
-
-/// The quantiles exported.
-pub(crate) const QUANTILES: [(f64, &str); 3] = [(0.5, "0.5"), (0.9, "0.9"), (0.99, "0.99")];
 
 /// Summaries of the recent window.
 pub(crate) type QuantileFamily = SummaryFamily<LatencyLabels>;

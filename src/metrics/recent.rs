@@ -13,14 +13,17 @@
 //! window, so the longest window was refused in the configuration.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use super::latency::{LatencyLabels, QuantileFamily, QUANTILES};
-use super::summary::Window;
+use super::summary::{SummaryFamily, SummaryLabels, Window};
 use crate::sync::lock;
+
+/// The quantiles exported.
+pub(crate) const QUANTILES: [(f64, &str); 3] = [(0.5, "0.5"), (0.9, "0.9"), (0.99, "0.99")];
 
 /// Intervals the window is cut into.
 pub(crate) const SLOTS: u64 = 12;
@@ -50,15 +53,15 @@ struct Slot {
     count: u64,
 }
 
-/// The recent samples of every series.
+/// The recent samples of every series labelled `L`.
 #[derive(Debug)]
-pub(crate) struct RecentLatencies {
+pub(crate) struct RecentLatencies<L> {
     origin: Instant,
     interval: Duration,
     /// An empty histogram of the range latencies fall in, cloned when a slot folds; `None`
     /// only if the range could not make one (then a full slot drops its oldest sample).
     empty: Option<Histogram<u32>>,
-    series: Mutex<HashMap<LatencyLabels, VecDeque<Slot>>>,
+    series: Mutex<HashMap<L, VecDeque<Slot>>>,
 }
 
 /// Microseconds of `seconds`, at least one (the histograms' lowest value).
@@ -66,7 +69,7 @@ fn micros(seconds: f64) -> u64 {
     (seconds * 1e6).round().max(1.0) as u64
 }
 
-impl RecentLatencies {
+impl<L: SummaryLabels + Hash> RecentLatencies<L> {
     /// Quantiles over the last `window`; latencies beyond `highest` count as `highest` in a
     /// folded slot (the exact ones keep their value).
     pub(crate) fn new(window: Duration, highest: Duration) -> Self {
@@ -85,7 +88,7 @@ impl RecentLatencies {
     }
 
     /// Records one latency, in seconds.
-    pub(crate) fn record(&self, labels: &LatencyLabels, seconds: f64, now: Instant) {
+    pub(crate) fn record(&self, labels: &L, seconds: f64, now: Instant) {
         let index = self.index(now);
         let mut series = self.lock();
         let slots = series.entry(labels.clone()).or_default();
@@ -132,7 +135,7 @@ impl RecentLatencies {
     /// Drops the intervals that left the window and sets `family` to the quantiles, sum and
     /// count of what is left; a series with no recent sample is removed rather than left at a
     /// stale value.
-    pub(crate) fn publish(&self, family: &QuantileFamily, now: Instant) {
+    pub(crate) fn publish(&self, family: &SummaryFamily<L>, now: Instant) {
         let oldest = (self.index(now) + 1).saturating_sub(SLOTS);
         let mut series = self.lock();
         series.retain(|labels, slots| {
@@ -207,7 +210,7 @@ impl RecentLatencies {
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<LatencyLabels, VecDeque<Slot>>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<L, VecDeque<Slot>>> {
         lock(&self.series)
     }
 }
@@ -228,11 +231,20 @@ mod tests {
 
     const WINDOW: Duration = Duration::from_secs(12);
 
-    fn recent() -> (RecentLatencies, QuantileFamily, LatencyLabels) {
+    #[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord)]
+    struct Series(String);
+
+    impl SummaryLabels for Series {
+        fn pairs(&self) -> Vec<(&'static str, &str)> {
+            vec![("series", self.0.as_str())]
+        }
+    }
+
+    fn recent() -> (RecentLatencies<Series>, SummaryFamily<Series>, Series) {
         (
             RecentLatencies::new(WINDOW, Duration::from_secs(20)),
-            QuantileFamily::default(),
-            LatencyLabels::new(Some(0), 1),
+            SummaryFamily::default(),
+            Series("0".into()),
         )
     }
 

@@ -97,7 +97,7 @@ async fn lag_in_messages_and_seconds_matches_what_was_produced_and_committed() {
     commit(&bootstrap, "billing", "audit", &[(0, 0)]);
     // A committed offset past the end: lag clamped to zero and counted as a race.
     commit(&bootstrap, "ahead", "orders", &[(1, 7)]);
-    // Another group on the same partition, further on: read in its own batch.
+    // Another group on the same partition, further on: read in the same pass as billing.
     commit(&bootstrap, "fast", "orders", &[(0, 7)]);
 
     let before = now_millis();

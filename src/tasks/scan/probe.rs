@@ -1,8 +1,10 @@
 //! The lag probe: reads the oldest unconsumed record of lagging partitions, for lag in
 //! seconds. It assigns partitions at the group's committed offset, never joins a group and
 //! never commits; its cost is bounded: batches of [`PROBE_BATCH`] partitions under a timeout,
-//! each partition paused once its first record came, and timestamps cached while a group's
-//! committed offset stays on them.
+//! each partition paused once the records wanted came, and timestamps cached while a group's
+//! committed offset stays on them. Groups committed close together on one partition (within
+//! [`RUN_SPAN`] offsets) are read in one pass from the lowest: many groups on a topic would
+//! otherwise cost one assignment and fetch round each.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -79,24 +81,62 @@ pub(super) const PROBE_BATCH: usize = 200;
 /// After an error, how long a batch still waits without any partition answering.
 const ERROR_GRACE: Duration = Duration::from_secs(2);
 
-/// Splits `targets` into batches of at most [`PROBE_BATCH`] where no partition comes twice
-/// (groups at different offsets of one partition are read in different batches: one
-/// assignment holds a partition once).
-fn batches(targets: Vec<ProbeTarget>) -> Vec<Vec<ProbeTarget>> {
-    // Each batch with the partitions it holds.
-    type Batch = (BTreeSet<TopicPartition>, Vec<ProbeTarget>);
-    let mut batches: Vec<Batch> = Vec::new();
+/// Offsets one pass reads past a target to reach the next: farther apart, the partition is
+/// read again from the next target in another batch. Bounds what a pass reads beyond what a
+/// read per target would (each fetch brings a batch of records anyway).
+pub(super) const RUN_SPAN: i64 = 100;
+
+/// Targets of one partition read in one pass: from the first's committed offset until every
+/// one has its record. Sorted by committed offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Run {
+    targets: Vec<ProbeTarget>,
+}
+
+impl Run {
+    fn first(&self) -> &ProbeTarget {
+        &self.targets[0]
+    }
+}
+
+/// Cuts `targets` into runs (a partition's targets at most [`RUN_SPAN`] apart) and those into
+/// batches of at most [`PROBE_BATCH`] where no partition comes twice (one assignment holds a
+/// partition once, so its runs far apart are read in different batches).
+fn batches(targets: Vec<ProbeTarget>) -> Vec<Vec<Run>> {
+    let mut targets = targets;
+    targets.sort();
+    let mut runs: Vec<Run> = Vec::new();
     for target in targets {
-        let key = (target.topic.clone(), target.partition);
+        match runs.last_mut() {
+            Some(run)
+                if run.first().topic == target.topic
+                    && run.first().partition == target.partition
+                    && run
+                        .targets
+                        .last()
+                        .is_some_and(|last| target.committed - last.committed <= RUN_SPAN) =>
+            {
+                run.targets.push(target)
+            }
+            _ => runs.push(Run {
+                targets: vec![target],
+            }),
+        }
+    }
+    // Each batch with the partitions it holds.
+    type Batch = (BTreeSet<TopicPartition>, Vec<Run>);
+    let mut batches: Vec<Batch> = Vec::new();
+    for run in runs {
+        let key = (run.first().topic.clone(), run.first().partition);
         let open = batches
             .iter_mut()
             .find(|(keys, batch)| batch.len() < PROBE_BATCH && !keys.contains(&key));
         match open {
             Some((keys, batch)) => {
                 keys.insert(key);
-                batch.push(target);
+                batch.push(run);
             }
-            None => batches.push((BTreeSet::from([key]), vec![target])),
+            None => batches.push((BTreeSet::from([key]), vec![run])),
         }
     }
     batches.into_iter().map(|(_, batch)| batch).collect()
@@ -148,9 +188,13 @@ impl LagProbe {
             let outcomes = if Instant::now() < deadline {
                 self.read_batch(batch, timeout, &mut round.error)
             } else {
-                vec![ProbeOutcome::TimedOut; batch.len()]
+                batch
+                    .iter()
+                    .map(|run| vec![ProbeOutcome::TimedOut; run.targets.len()])
+                    .collect()
             };
-            for (target, outcome) in batch.iter().zip(outcomes) {
+            let targets = batch.iter().flat_map(|run| &run.targets);
+            for (target, outcome) in targets.zip(outcomes.into_iter().flatten()) {
                 *round.counts.entry(outcome.kind()).or_default() += 1;
                 if let ProbeOutcome::Timestamp(timestamp) = outcome {
                     cache.insert(
@@ -165,32 +209,39 @@ impl LagProbe {
         round
     }
 
+    /// Reads one batch; the outcomes of each run's targets, in order.
     fn read_batch(
         &self,
-        batch: &[ProbeTarget],
+        batch: &[Run],
         timeout: Duration,
         error: &mut Option<KafkaError>,
-    ) -> Vec<ProbeOutcome> {
-        let mut outcomes = vec![ProbeOutcome::TimedOut; batch.len()];
+    ) -> Vec<Vec<ProbeOutcome>> {
+        let mut reads: Vec<RunRead> = batch.iter().map(RunRead::new).collect();
+        // Runs still reading, by partition: a batch holds each partition once.
         let mut waiting: HashMap<(&str, i32), usize> = HashMap::new();
         let mut assignment = TopicPartitionList::new();
-        for (index, target) in batch.iter().enumerate() {
+        for (index, run) in batch.iter().enumerate() {
+            let first = run.first();
             let added = assignment.add_partition_offset(
-                &target.topic,
-                target.partition,
-                Offset::Offset(target.committed),
+                &first.topic,
+                first.partition,
+                Offset::Offset(first.committed),
             );
             if added.is_err() {
-                outcomes[index] = ProbeOutcome::Failed;
+                reads[index].settle(ProbeOutcome::Failed);
                 continue;
             }
-            waiting.insert((target.topic.as_str(), target.partition), index);
+            waiting.insert((first.topic.as_str(), first.partition), index);
         }
+        let finish = |reads: Vec<RunRead>| reads.into_iter().map(|read| read.outcomes).collect();
         // Client-wide errors that came while nobody polled (between scans) belong to no batch.
         while self.consumer.poll(Duration::ZERO).is_some() {}
         if let Err(failure) = self.consumer.assign(&assignment) {
             error.get_or_insert(failure);
-            return vec![ProbeOutcome::Failed; batch.len()];
+            reads
+                .iter_mut()
+                .for_each(|read| read.settle(ProbeOutcome::Failed));
+            return finish(reads);
         }
         let deadline = Instant::now() + timeout;
         // After an error, which names no partition, the batch waits only while others still
@@ -203,7 +254,7 @@ impl LagProbe {
             }
             if failing_since.is_some_and(|since| since.elapsed() >= ERROR_GRACE) {
                 for index in waiting.values() {
-                    outcomes[*index] = ProbeOutcome::Failed;
+                    reads[*index].settle(ProbeOutcome::Failed);
                 }
                 break;
             }
@@ -215,26 +266,28 @@ impl LagProbe {
                     let Some(index) = waiting.get(&key).copied() else {
                         continue;
                     };
-                    outcomes[index] = match message.timestamp().to_millis() {
+                    let outcome = match message.timestamp().to_millis() {
                         Some(timestamp) if timestamp >= 0 => ProbeOutcome::Timestamp(timestamp),
                         _ => ProbeOutcome::NoRecord,
                     };
-                    let target = &batch[index];
-                    waiting.remove(&(target.topic.as_str(), target.partition));
-                    // Its first record is all that is wanted: stop fetching it.
-                    let mut done = TopicPartitionList::new();
-                    done.add_partition(&target.topic, target.partition);
-                    let _ = self.consumer.pause(&done);
+                    if reads[index].record(message.offset(), outcome) {
+                        let first = batch[index].first();
+                        waiting.remove(&(first.topic.as_str(), first.partition));
+                        // Its records wanted all came: stop fetching it.
+                        let mut done = TopicPartitionList::new();
+                        done.add_partition(&first.topic, first.partition);
+                        let _ = self.consumer.pause(&done);
+                    }
                 }
                 Some(Err(KafkaError::PartitionEOF(partition))) => {
                     // The error names the partition, not the topic: settle every waiting
                     // partition of that number that has reached its end.
-                    self.settle_at_end(batch, &mut waiting, &mut outcomes, partition);
+                    self.settle_at_end(batch, &mut waiting, &mut reads, partition);
                 }
                 Some(Err(failure @ KafkaError::MessageConsumptionFatal(_))) => {
                     error.get_or_insert(failure);
                     for index in waiting.values() {
-                        outcomes[*index] = ProbeOutcome::Failed;
+                        reads[*index].settle(ProbeOutcome::Failed);
                     }
                     break;
                 }
@@ -251,14 +304,14 @@ impl LagProbe {
         if let Err(failure) = self.consumer.unassign() {
             error.get_or_insert(failure);
         }
-        outcomes
+        finish(reads)
     }
 
     fn settle_at_end<'a>(
         &self,
-        batch: &'a [ProbeTarget],
+        batch: &'a [Run],
         waiting: &mut HashMap<(&'a str, i32), usize>,
-        outcomes: &mut [ProbeOutcome],
+        reads: &mut [RunRead],
         partition: i32,
     ) {
         let Ok(positions) = self.consumer.position() else {
@@ -268,19 +321,54 @@ impl LagProbe {
             .iter()
             .filter(|((_, number), _)| *number == partition)
             .filter(|(_, index)| {
-                let target = &batch[**index];
+                let first = batch[**index].first();
                 positions
-                    .find_partition(&target.topic, target.partition)
+                    .find_partition(&first.topic, first.partition)
                     .and_then(|element| element.offset().to_raw())
-                    .is_some_and(|position| position >= target.end)
+                    .is_some_and(|position| position >= first.end)
             })
             .map(|(_, index)| *index)
             .collect();
         for index in at_end {
-            outcomes[index] = ProbeOutcome::NoRecord;
-            let target = &batch[index];
-            waiting.remove(&(target.topic.as_str(), target.partition));
+            reads[index].settle(ProbeOutcome::NoRecord);
+            let first = batch[index].first();
+            waiting.remove(&(first.topic.as_str(), first.partition));
         }
+    }
+}
+
+/// One run being read: its targets' outcomes, and the first still waiting for a record.
+struct RunRead {
+    committed: Vec<i64>,
+    outcomes: Vec<ProbeOutcome>,
+    next: usize,
+}
+
+impl RunRead {
+    fn new(run: &Run) -> Self {
+        RunRead {
+            committed: run.targets.iter().map(|target| target.committed).collect(),
+            outcomes: vec![ProbeOutcome::TimedOut; run.targets.len()],
+            next: 0,
+        }
+    }
+
+    /// A record at `offset` read: it is the oldest unconsumed one of every waiting target
+    /// committed at or before it. Returns whether the run is done.
+    fn record(&mut self, offset: i64, outcome: ProbeOutcome) -> bool {
+        while self.next < self.committed.len() && self.committed[self.next] <= offset {
+            self.outcomes[self.next] = outcome;
+            self.next += 1;
+        }
+        self.next == self.committed.len()
+    }
+
+    /// Every target still waiting ends with `outcome`.
+    fn settle(&mut self, outcome: ProbeOutcome) {
+        for waiting in &mut self.outcomes[self.next..] {
+            *waiting = outcome;
+        }
+        self.next = self.committed.len();
     }
 }
 
@@ -288,28 +376,71 @@ impl LagProbe {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_batch_holds_each_partition_once() {
-        let target = |partition: i32, committed: i64| ProbeTarget {
+    fn target(partition: i32, committed: i64) -> ProbeTarget {
+        ProbeTarget {
             topic: "orders".to_string(),
             partition,
             committed,
-            end: 100,
-        };
-        let mut targets = vec![target(0, 1), target(0, 2), target(1, 1), target(0, 3)];
+            end: 1_000,
+        }
+    }
+
+    #[test]
+    fn a_batch_holds_each_partition_once_and_close_groups_share_a_run() {
+        let mut targets = vec![
+            target(0, 1),
+            target(0, 2),
+            target(1, 1),
+            target(0, 3),
+            target(0, 3 + RUN_SPAN + 1),
+        ];
         targets.extend((2..PROBE_BATCH as i32 + 2).map(|partition| target(partition, 1)));
         let batches = batches(targets.clone());
         for batch in &batches {
             assert!(batch.len() <= PROBE_BATCH);
             let unique: BTreeSet<(&str, i32)> = batch
                 .iter()
-                .map(|t| (t.topic.as_str(), t.partition))
+                .map(|run| (run.first().topic.as_str(), run.first().partition))
                 .collect();
             assert_eq!(unique.len(), batch.len());
         }
-        let mut all: Vec<ProbeTarget> = batches.into_iter().flatten().collect();
+        let runs_of_0: Vec<Vec<i64>> = batches
+            .iter()
+            .flatten()
+            .filter(|run| run.first().partition == 0)
+            .map(|run| run.targets.iter().map(|t| t.committed).collect())
+            .collect();
+        assert_eq!(runs_of_0, [vec![1, 2, 3], vec![3 + RUN_SPAN + 1]]);
+        let mut all: Vec<ProbeTarget> = batches
+            .into_iter()
+            .flatten()
+            .flat_map(|run| run.targets)
+            .collect();
         all.sort();
         targets.sort();
         assert_eq!(all, targets);
+    }
+
+    #[test]
+    fn a_record_answers_every_group_committed_at_or_before_it() {
+        let run = Run {
+            targets: vec![target(0, 5), target(0, 7), target(0, 8), target(0, 20)],
+        };
+        let mut read = RunRead::new(&run);
+        assert!(!read.record(5, ProbeOutcome::Timestamp(50)));
+        // 6 and 7 were compacted away: the record at 9 is the oldest left for 7 and 8.
+        assert!(!read.record(9, ProbeOutcome::Timestamp(90)));
+        read.settle(ProbeOutcome::NoRecord);
+        assert_eq!(
+            read.outcomes,
+            [
+                ProbeOutcome::Timestamp(50),
+                ProbeOutcome::Timestamp(90),
+                ProbeOutcome::Timestamp(90),
+                ProbeOutcome::NoRecord
+            ]
+        );
+        let mut read = RunRead::new(&run);
+        assert!(read.record(25, ProbeOutcome::NoRecord));
     }
 }

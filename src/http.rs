@@ -34,7 +34,7 @@ pub(crate) struct SharedEncode {
     /// Scrapes so far; a scrape's ticket is its place in that order.
     arrivals: AtomicU64,
     /// The last body, with the number of scrapes that had arrived when its encode started.
-    last: tokio::sync::Mutex<Option<(u64, Bytes)>>,
+    last: Arc<tokio::sync::Mutex<Option<(u64, Bytes)>>>,
 }
 
 impl SharedEncode {
@@ -45,7 +45,7 @@ impl SharedEncode {
         F: FnOnce() -> Result<String, std::fmt::Error> + Send + 'static,
     {
         let ticket = self.arrivals.fetch_add(1, Ordering::SeqCst);
-        let mut last = self.last.lock().await;
+        let mut last = self.last.clone().lock_owned().await;
         if let Some((started, body)) = last.as_ref() {
             if *started > ticket {
                 return Some(body.clone());
@@ -53,9 +53,15 @@ impl SharedEncode {
         }
         // Every scrape with a lower ticket arrived before this encode starts.
         let started = self.arrivals.load(Ordering::SeqCst);
-        let body = Bytes::from(tokio::task::spawn_blocking(encode).await.ok()?.ok()?);
-        *last = Some((started, body.clone()));
-        Some(body)
+        // The encode and the lock belong to a task of their own: a scrape given up (its client
+        // gone, or timed out) leaves the result to those waiting, rather than letting the next
+        // one start a second encode beside it.
+        let encoding = tokio::spawn(async move {
+            let body = Bytes::from(tokio::task::spawn_blocking(encode).await.ok()?.ok()?);
+            *last = Some((started, body.clone()));
+            Some(body)
+        });
+        encoding.await.ok()?
     }
 }
 
@@ -330,9 +336,16 @@ mod tests {
             })
         };
         // Wait until the first encode runs, then queue twenty more.
-        while !running.load(Ordering::SeqCst) {
-            tokio::task::yield_now().await;
-        }
+        let until = |done: Box<dyn Fn() -> bool + Send>| async move {
+            let waited = tokio::time::timeout(Duration::from_secs(10), async {
+                while !done() {
+                    tokio::task::yield_now().await;
+                }
+            });
+            assert!(waited.await.is_ok(), "condition not reached within 10 s");
+        };
+        let is_running = running.clone();
+        until(Box::new(move || is_running.load(Ordering::SeqCst))).await;
         let waiting: Vec<_> = (0..20)
             .map(|_| {
                 let (shared, encodes) = (shared.clone(), encodes.clone());
@@ -343,9 +356,11 @@ mod tests {
                 })
             })
             .collect();
-        while shared.arrivals.load(Ordering::SeqCst) < 21 {
-            tokio::task::yield_now().await;
-        }
+        let arrived = shared.clone();
+        until(Box::new(move || {
+            arrived.arrivals.load(Ordering::SeqCst) >= 21
+        }))
+        .await;
         gate.wait();
         assert_eq!(first.await.unwrap().as_deref(), Some(&b"0"[..]));
         for scrape in waiting {
@@ -358,5 +373,28 @@ mod tests {
         assert_eq!(later.as_deref(), Some(&b"fresh"[..]));
         // A failed encode answers None and keeps nothing.
         assert_eq!(shared.get(|| Err(std::fmt::Error)).await, None);
+        // A scrape given up mid-encode does not let the next start a second encode beside it.
+        let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let slow_running = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let slow = {
+            let (shared, finished) = (shared.clone(), finished.clone());
+            let slow_running = slow_running.clone();
+            tokio::spawn(async move {
+                shared
+                    .get(move || {
+                        slow_running.store(true, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(200));
+                        finished.store(true, Ordering::SeqCst);
+                        Ok("slow".to_string())
+                    })
+                    .await
+            })
+        };
+        until(Box::new(move || slow_running.load(Ordering::SeqCst))).await;
+        slow.abort();
+        let after = shared
+            .get(move || Ok(finished.load(Ordering::SeqCst).to_string()))
+            .await;
+        assert_eq!(after.as_deref(), Some(&b"true"[..]));
     }
 }

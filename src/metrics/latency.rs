@@ -125,6 +125,13 @@ impl Latency {
         self.by_partition.swap(by_partition, Ordering::Relaxed) != by_partition
     }
 
+    /// Forgets every series: histograms, recent samples and their summaries.
+    pub(crate) fn clear(&self) {
+        self.histogram.clear();
+        self.samples.clear();
+        self.recent.retain(|_| false);
+    }
+
     /// The series `partition` led by `leader` is recorded in.
     pub(crate) fn labels(&self, partition: i32, leader: i32) -> LatencyLabels {
         let by_partition = self.by_partition.load(Ordering::Relaxed);

@@ -3,11 +3,13 @@
 //! The window (`latency.window.seconds`) is cut into [`SLOTS`] intervals on a fixed grid; a
 //! new interval's slot pushes out the oldest, so the quantiles cover between eleven and twelve
 //! twelfths of the window, never samples older than it. A slot keeps its samples exactly while
-//! they are few ([`EXACT_PER_SLOT`], which one beat a second never reaches) and folds them
-//! into an HdrHistogram (3 significant digits, 0.1 %) beyond. So memory per series is bounded
+//! they are few ([`EXACT_PER_SLOT`]: at one beat a second per series, reached only by windows
+//! over 25 minutes or a leader of over 25 partitions at broker granularity) and folds them into
+//! an HdrHistogram (3 significant digits, 0.1 %) beyond. So memory per series is bounded
 //! whatever the beat rate and the window (at most [`SLOTS`] histograms), a window of minutes
-//! or hours costs no more than one of seconds, and at the usual rates the quantiles are those
-//! of the samples themselves. The sum and count of the window are always exact.
+//! or hours costs no more than one of seconds, and while no slot has folded the quantiles are
+//! those of the samples themselves (interpolated between ranks); once one has, they are the
+//! histogram's (nearest rank, the value within 0.1 %). The sum and count are always exact.
 //!
 //! Before, each series kept its last 2048 samples: at a high rate that silently shortened the
 //! window, so the longest window was refused in the configuration.
@@ -148,7 +150,7 @@ impl<L: SummaryLabels + Hash> RecentLatencies<L> {
             }
             !slots.is_empty()
         });
-        // A series whose samples were dropped with their partition's old leader goes too.
+        // A summary without samples here (cleared with the series' shape) goes too.
         family.retain(|labels| series.contains_key(labels));
     }
 
@@ -208,6 +210,11 @@ impl<L: SummaryLabels + Hash> RecentLatencies<L> {
             sum,
             count,
         })
+    }
+
+    /// Forgets every series (the series' labels changed shape).
+    pub(crate) fn clear(&self) {
+        self.lock().clear();
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<L, VecDeque<Slot>>> {

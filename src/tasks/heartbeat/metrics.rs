@@ -98,15 +98,20 @@ impl HeartbeatMetrics {
         now: Instant,
         retention: Duration,
     ) {
-        let by_partition =
-            LatencyGranularity::by_partition(self.latency_granularity, snapshot.partitions.len());
-        let changed = self.produce_latency.set_by_partition(by_partition);
-        self.end_to_end_latency.set_by_partition(by_partition);
+        // A view without the topic's partitions (it could not be read) keeps the shape.
+        let changed = !snapshot.partitions.is_empty() && {
+            let by_partition = LatencyGranularity::by_partition(
+                self.latency_granularity,
+                snapshot.partitions.len(),
+            );
+            self.end_to_end_latency.set_by_partition(by_partition);
+            self.produce_latency.set_by_partition(by_partition)
+        };
         if changed {
             // The topic crossed the size of the automatic granularity: the series of the other
             // shape go, and every partition starts again at zero in the new one.
-            self.produce_latency.histogram.clear();
-            self.end_to_end_latency.histogram.clear();
+            self.produce_latency.clear();
+            self.end_to_end_latency.clear();
             self.produce_failures.clear();
         }
         // Every partition of the topic is accounted for: not monitored until beats go to it.
@@ -481,9 +486,17 @@ mod tests {
             text.contains("failures_total{partition=\"0\",leader=\"1\",reason=\"timed_out\"} 0")
         );
         assert!(text.contains("latency_seconds_count{partition=\"0\",leader=\"1\"} 1"));
+        metrics.refresh(start);
+        assert!(
+            encode_alone(&metrics).contains("recent_seconds_count{partition=\"0\",leader=\"1\"} 1")
+        );
         let large = snapshot(&[Some(1); LATENCY_PARTITIONS_AUTO + 1]);
         metrics.follow_leaders(&small, &large, start, retention);
+        // A view without partitions (the topic unreadable) changes nothing.
+        metrics.follow_leaders(&large, &ClusterSnapshot::default(), start, retention);
+        metrics.refresh(start);
         let text = encode_alone(&metrics);
+        assert!(!text.contains("recent_seconds_count{partition"), "{text}");
         assert!(!text.contains("failures_total{partition"), "{text}");
         assert!(!text.contains("latency_seconds_count{partition"), "{text}");
         assert!(text.contains("failures_total{leader=\"1\",reason=\"timed_out\"} 0"));

@@ -81,9 +81,9 @@ pub(super) const PROBE_BATCH: usize = 200;
 /// After an error, how long a batch still waits without any partition answering.
 const ERROR_GRACE: Duration = Duration::from_secs(2);
 
-/// Offsets one pass reads past a target to reach the next: farther apart, the partition is
-/// read again from the next target in another batch. Bounds what a pass reads beyond what a
-/// read per target would (each fetch brings a batch of records anyway).
+/// Offsets one pass reads at most, from its first target to its last: a target farther on
+/// starts another pass, in another batch. Bounds what a pass reads beyond what a read per
+/// target would (each fetch brings a batch of records anyway).
 pub(super) const RUN_SPAN: i64 = 100;
 
 /// Targets of one partition read in one pass: from the first's committed offset until every
@@ -111,10 +111,7 @@ fn batches(targets: Vec<ProbeTarget>) -> Vec<Vec<Run>> {
             Some(run)
                 if run.first().topic == target.topic
                     && run.first().partition == target.partition
-                    && run
-                        .targets
-                        .last()
-                        .is_some_and(|last| target.committed - last.committed <= RUN_SPAN) =>
+                    && target.committed - run.first().committed <= RUN_SPAN =>
             {
                 run.targets.push(target)
             }
@@ -193,6 +190,10 @@ impl LagProbe {
                     .map(|run| vec![ProbeOutcome::TimedOut; run.targets.len()])
                     .collect()
             };
+            debug_assert_eq!(
+                outcomes.iter().map(Vec::len).sum::<usize>(),
+                batch.iter().map(|run| run.targets.len()).sum::<usize>()
+            );
             let targets = batch.iter().flat_map(|run| &run.targets);
             for (target, outcome) in targets.zip(outcomes.into_iter().flatten()) {
                 *round.counts.entry(outcome.kind()).or_default() += 1;
@@ -392,7 +393,8 @@ mod tests {
             target(0, 2),
             target(1, 1),
             target(0, 3),
-            target(0, 3 + RUN_SPAN + 1),
+            target(0, 1 + RUN_SPAN),
+            target(0, 2 + RUN_SPAN),
         ];
         targets.extend((2..PROBE_BATCH as i32 + 2).map(|partition| target(partition, 1)));
         let batches = batches(targets.clone());
@@ -410,7 +412,8 @@ mod tests {
             .filter(|run| run.first().partition == 0)
             .map(|run| run.targets.iter().map(|t| t.committed).collect())
             .collect();
-        assert_eq!(runs_of_0, [vec![1, 2, 3], vec![3 + RUN_SPAN + 1]]);
+        // At most RUN_SPAN from a pass's first target to its last, however close each step.
+        assert_eq!(runs_of_0, [vec![1, 2, 3, 1 + RUN_SPAN], vec![2 + RUN_SPAN]]);
         let mut all: Vec<ProbeTarget> = batches
             .into_iter()
             .flatten()

@@ -315,6 +315,16 @@ pub fn healthcheck(address: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    /// Waits (yielding) until `done`, at most 10 s.
+    async fn until(done: impl Fn() -> bool) {
+        let waited = tokio::time::timeout(Duration::from_secs(10), async {
+            while !done() {
+                tokio::task::yield_now().await;
+            }
+        });
+        assert!(waited.await.is_ok(), "condition not reached within 10 s");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn scrapes_at_once_share_an_encode_that_started_after_they_arrived() {
         let shared = Arc::new(SharedEncode::default());
@@ -336,16 +346,7 @@ mod tests {
             })
         };
         // Wait until the first encode runs, then queue twenty more.
-        let until = |done: Box<dyn Fn() -> bool + Send>| async move {
-            let waited = tokio::time::timeout(Duration::from_secs(10), async {
-                while !done() {
-                    tokio::task::yield_now().await;
-                }
-            });
-            assert!(waited.await.is_ok(), "condition not reached within 10 s");
-        };
-        let is_running = running.clone();
-        until(Box::new(move || is_running.load(Ordering::SeqCst))).await;
+        until(|| running.load(Ordering::SeqCst)).await;
         let waiting: Vec<_> = (0..20)
             .map(|_| {
                 let (shared, encodes) = (shared.clone(), encodes.clone());
@@ -356,11 +357,7 @@ mod tests {
                 })
             })
             .collect();
-        let arrived = shared.clone();
-        until(Box::new(move || {
-            arrived.arrivals.load(Ordering::SeqCst) >= 21
-        }))
-        .await;
+        until(|| shared.arrivals.load(Ordering::SeqCst) >= 21).await;
         gate.wait();
         assert_eq!(first.await.unwrap().as_deref(), Some(&b"0"[..]));
         for scrape in waiting {
@@ -390,7 +387,7 @@ mod tests {
                     .await
             })
         };
-        until(Box::new(move || slow_running.load(Ordering::SeqCst))).await;
+        until(|| slow_running.load(Ordering::SeqCst)).await;
         slow.abort();
         let after = shared
             .get(move || Ok(finished.load(Ordering::SeqCst).to_string()))

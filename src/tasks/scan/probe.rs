@@ -99,11 +99,10 @@ impl Run {
     }
 }
 
-/// Cuts `targets` into runs (a partition's targets at most [`RUN_SPAN`] apart) and those into
-/// batches of at most [`PROBE_BATCH`] where no partition comes twice (one assignment holds a
-/// partition once, so its runs far apart are read in different batches).
-fn batches(targets: Vec<ProbeTarget>) -> Vec<Vec<Run>> {
-    let mut targets = targets;
+/// Cuts `targets` into runs (a partition's targets within [`RUN_SPAN`] of the run's first) and
+/// those into batches of at most [`PROBE_BATCH`] where no partition comes twice (one assignment
+/// holds a partition once, so its runs far apart are read in different batches).
+fn batches(mut targets: Vec<ProbeTarget>) -> Vec<Vec<Run>> {
     targets.sort();
     let mut runs: Vec<Run> = Vec::new();
     for target in targets {
@@ -339,16 +338,16 @@ impl LagProbe {
 }
 
 /// One run being read: its targets' outcomes, and the first still waiting for a record.
-struct RunRead {
-    committed: Vec<i64>,
+struct RunRead<'a> {
+    run: &'a Run,
     outcomes: Vec<ProbeOutcome>,
     next: usize,
 }
 
-impl RunRead {
-    fn new(run: &Run) -> Self {
+impl<'a> RunRead<'a> {
+    fn new(run: &'a Run) -> Self {
         RunRead {
-            committed: run.targets.iter().map(|target| target.committed).collect(),
+            run,
             outcomes: vec![ProbeOutcome::TimedOut; run.targets.len()],
             next: 0,
         }
@@ -357,11 +356,12 @@ impl RunRead {
     /// A record at `offset` read: it is the oldest unconsumed one of every waiting target
     /// committed at or before it. Returns whether the run is done.
     fn record(&mut self, offset: i64, outcome: ProbeOutcome) -> bool {
-        while self.next < self.committed.len() && self.committed[self.next] <= offset {
+        let targets = &self.run.targets;
+        while self.next < targets.len() && targets[self.next].committed <= offset {
             self.outcomes[self.next] = outcome;
             self.next += 1;
         }
-        self.next == self.committed.len()
+        self.next == targets.len()
     }
 
     /// Every target still waiting ends with `outcome`.
@@ -369,7 +369,7 @@ impl RunRead {
         for waiting in &mut self.outcomes[self.next..] {
             *waiting = outcome;
         }
-        self.next = self.committed.len();
+        self.next = self.run.targets.len();
     }
 }
 

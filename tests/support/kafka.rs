@@ -360,10 +360,12 @@ impl KafkaCluster {
                 return;
             }
             let alive = pid.is_some_and(is_alive);
+            // A node that gives up logs why well before its shutdown lines: show those too.
             assert!(
                 alive && Instant::now() < deadline,
-                "node {id} did not start ({}):\n{}",
+                "node {id} did not start ({}); its errors:\n{}\nits last lines:\n{}",
                 if alive { "timed out" } else { "it exited" },
+                errors(&text, 20),
                 tail(&text, 40)
             );
             std::thread::sleep(Duration::from_millis(100));
@@ -862,6 +864,16 @@ fn is_alive(pid: u32) -> bool {
         stat.rsplit_once(')')
             .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
     })
+}
+
+/// The first `lines` lines of a broker log logged at ERROR or FATAL.
+fn errors(text: &str, lines: usize) -> String {
+    let found: Vec<&str> = text
+        .lines()
+        .filter(|line| line.contains("] ERROR ") || line.contains("] FATAL "))
+        .take(lines)
+        .collect();
+    found.join("\n")
 }
 
 fn tail(text: &str, lines: usize) -> String {

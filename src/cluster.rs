@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use crate::clock::unix_micros;
 use crate::config::Config;
 use crate::metrics::ClusterMetrics;
+use crate::permissions::Permissions;
 use crate::sync::lock;
 
 /// `cluster_id` label value before the cluster has been reached.
@@ -121,10 +122,6 @@ pub struct StatusFacts {
     pub client_error: Option<String>,
     /// What the connection checks found, while every checked broker fails.
     pub connection_problem: Option<String>,
-    /// Why the brokers refuse heartbeats (a missing right), until one is delivered again.
-    pub produce_refused: Option<String>,
-    /// Why the brokers refuse to let heartbeats be read back, until one is read again.
-    pub consume_refused: Option<String>,
 }
 
 /// Shared, lock-protected [`StatusFacts`]; every lock is held for a few field writes only.
@@ -151,6 +148,8 @@ pub(crate) struct ClusterShared {
     /// The latest metadata snapshot.
     pub(crate) view: watch::Sender<Arc<ClusterSnapshot>>,
     pub(crate) status: Arc<Status>,
+    /// The rights the account needs, as the cluster answered.
+    pub(crate) permissions: Arc<Permissions>,
     /// Asks the metadata task for a refresh now (e.g. right after the topic was created).
     pub(crate) refresh_now: tokio::sync::Notify,
     /// Told when the bootstrap servers lead to another cluster (its id changed): everything
@@ -183,7 +182,10 @@ impl ClusterShared {
     pub(crate) fn new(config: Config, cluster_id_changes: u64) -> Arc<Self> {
         let instance_id = uuid::Uuid::new_v4().simple().to_string();
         let metrics = ClusterMetrics::new(&instance_id);
+        let permissions = Arc::new(Permissions::new(&config));
+        metrics.add(permissions.clone());
         Arc::new(ClusterShared {
+            permissions,
             instance_id,
             started_at_us: unix_micros(),
             metrics,
@@ -239,12 +241,9 @@ impl ClusterShared {
         }
         // A refusal is said at once, with the right that is missing, not only once round
         // trips have been missing for a while.
-        if let Some(refused) = facts
-            .produce_refused
-            .as_ref()
-            .or(facts.consume_refused.as_ref())
-        {
-            return Err(refused.clone());
+        let refused = self.permissions.causes();
+        if !refused.is_empty() {
+            return Err(refused.join("; "));
         }
         let round_trip_window = admin.lost_after;
         match facts.last_round_trip {

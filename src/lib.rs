@@ -16,6 +16,7 @@
 //! - [`kafka`]: librdkafka plumbing: client settings and log routing, admin calls
 //!   rust-rdkafka lacks, the client's statistics;
 //! - [`cluster`]: what one cluster's tasks share: configuration, latest metadata, readiness;
+//! - `permissions`: the rights the cluster's account needs, as the cluster answered;
 //! - `metrics`: the per-cluster set of metric families, shared label and latency types,
 //!   encoding; it knows no task;
 //! - [`logging`]: log set-up and the throttle for repeated messages;
@@ -33,6 +34,9 @@ mod tasks;
 pub mod kafka;
 
 pub mod cluster;
+
+mod permissions;
+
 mod metrics;
 
 pub mod logging;

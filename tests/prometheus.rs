@@ -104,6 +104,10 @@ fn dashboard_queries() -> Vec<(String, String)> {
     queries
 }
 
+/// Panels the demo's cluster (librdkafka's mock) cannot feed: it answers no DescribeConfigs,
+/// so no retention margin (`tests/probes.rs` shows it on a real Kafka cluster).
+const NOT_IN_DEMO: [&str; 1] = ["Retention margin (until unread records may be deleted)"];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_evaluates_every_rule_and_feeds_every_panel() {
     let mut exporter = Process::start(
@@ -139,8 +143,12 @@ async fn prometheus_scrapes_evaluates_every_rule_and_feeds_every_panel() {
     )
     .await;
 
-    // Every panel has data once a few scrapes and rule evaluations have happened.
-    for (title, expr) in dashboard_queries() {
+    // Every panel has data once a few scrapes and rule evaluations have happened, but those
+    // the demo's cluster cannot feed; the real-cluster tests show their series.
+    for (title, expr) in dashboard_queries()
+        .into_iter()
+        .filter(|(title, _)| !NOT_IN_DEMO.contains(&title.as_str()))
+    {
         eventually(
             &format!("data for panel {title:?}: {expr}"),
             Duration::from_secs(60),

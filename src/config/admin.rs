@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::kinds::{
-    Choice, Expression, Flag, Host, Kind, LogLevel, Names, Pattern, Port, Seconds, TopicName, Whole,
+    Choice, Expression, Flag, Host, Kind, LogLevel, Names, Pattern, Port, Seconds, Text, TopicName,
+    Whole,
 };
 use super::raw::{ConfigError, Entry, Origin};
 
@@ -129,6 +130,22 @@ admin_settings! {
     /// `check.consumer.group.timeout.seconds`: how long each request of the scan may take.
     check_consumer_group_timeout: Duration =
         "check.consumer.group.timeout.seconds", "30", Seconds(0.1, 600.0);
+    /// `probe.commit.period.seconds`: how often the end-to-end consumer commits its positions
+    /// to its group, timing the group coordinator (0: never).
+    probe_commit_period: Duration = "probe.commit.period.seconds", "10", Seconds(0.0, 86_400.0);
+    /// `probe.transactions`: whether a transactional producer probes the transaction
+    /// coordinator (it needs rights on its transactional id).
+    probe_transactions: bool = "probe.transactions", "false", Flag;
+    /// `probe.transactions.period.seconds`: how often one transaction is begun and committed.
+    probe_transactions_period: Duration =
+        "probe.transactions.period.seconds", "10", Seconds(1.0, 86_400.0);
+    /// `probe.transactional.id`: the probe's transactional id (empty: `cc-heartbeat-<cluster>`).
+    probe_transactional_id: String = "probe.transactional.id", "", Text;
+    /// `check.schema.registry.period.seconds`: how often the `[schema_registry]` is probed.
+    check_schema_registry_period: Duration =
+        "check.schema.registry.period.seconds", "30", Seconds(1.0, 86_400.0);
+    /// `schema.registry.probe.write`: register the probe schema (true) or only read (false).
+    schema_registry_probe_write: bool = "schema.registry.probe.write", "true", Flag;
     /// `produce.period.seconds`: how often one heartbeat goes to every partition.
     produce_period: Duration = "produce.period.seconds", "1", Seconds(0.01, 3600.0);
     /// `broker.missing.retention.seconds`: how long a vanished broker is still reported.

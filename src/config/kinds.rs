@@ -129,6 +129,19 @@ impl Kind<String> for LogLevel {
     }
 }
 
+/// Any text (an empty value, like every empty `[admin]` value, means the default).
+pub(super) struct Text;
+
+impl Kind<String> for Text {
+    fn parse(&self, value: &str) -> Result<String, String> {
+        Ok(value.to_string())
+    }
+
+    fn render(&self, value: &String) -> String {
+        value.clone()
+    }
+}
+
 /// A Kafka topic name.
 pub(super) struct TopicName;
 

@@ -41,6 +41,9 @@ use self::admin::is_process_wide;
 use self::properties::{check_sasl_credentials, merge};
 use self::raw::{apply_environment, cluster_section, parse_section_name, Entry, RawConfig};
 
+/// The consumers' group when `[consumer] group.id` does not set one.
+pub const DEFAULT_GROUP_ID: &str = "cc-heartbeat";
+
 /// Name of the one cluster of a file without `[cluster:…]` sections.
 pub const DEFAULT_CLUSTER: &str = "default";
 
@@ -246,6 +249,22 @@ impl Config {
     /// The user's librdkafka properties for the consumer: `[default]` merged with `[consumer]`.
     pub fn consumer_properties(&self) -> BTreeMap<String, String> {
         merge(&self.default, &self.consumer)
+    }
+
+    /// The end-to-end consumer's group: `[consumer] group.id`, else `cc-heartbeat`.
+    pub fn consumer_group_id(&self) -> String {
+        self.consumer_properties()
+            .remove("group.id")
+            .unwrap_or_else(|| DEFAULT_GROUP_ID.to_string())
+    }
+
+    /// The transaction probe's transactional id: `probe.transactional.id`, else
+    /// `cc-heartbeat-<cluster>`.
+    pub fn transactional_id(&self) -> String {
+        match self.admin.probe_transactional_id.as_str() {
+            "" => format!("cc-heartbeat-{}", self.name),
+            id => id.to_string(),
+        }
     }
 
     /// The user's librdkafka properties for admin and metadata requests: `[default]` only.

@@ -14,8 +14,9 @@ use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 
+use super::stats::StatsInbox;
 use crate::cluster::Status;
-use crate::config::{is_secret, Config, MASK};
+use crate::config::{is_secret, Config, DEFAULT_GROUP_ID, MASK};
 use crate::logging::LogThrottle;
 
 /// Which client a configuration is for.
@@ -91,7 +92,7 @@ fn default_properties(config: &Config, role: Role) -> BTreeMap<String, String> {
             set("message.timeout.ms", timeout.as_millis().max(1).to_string());
         }
         Role::Consumer => {
-            set("group.id", "cc-heartbeat".to_string());
+            set("group.id", DEFAULT_GROUP_ID.to_string());
             set("enable.auto.commit", "false".to_string());
             set("enable.auto.offset.store", "false".to_string());
             set("auto.offset.reset", "latest".to_string());
@@ -102,11 +103,13 @@ fn default_properties(config: &Config, role: Role) -> BTreeMap<String, String> {
             // Bounded prefetch, even if someone floods the heartbeat topic.
             set("queued.max.messages.kbytes", "4096".to_string());
             set("fetch.error.backoff.ms", "100".to_string());
+            // Throttling by each broker, and which one coordinates the group.
+            set("statistics.interval.ms", "15000".to_string());
         }
         Role::Scan => {
             // Assigns partitions, never joins the group, never commits: sharing the heartbeat
             // consumer's group.id (which ACLs may require) disturbs nobody.
-            set("group.id", "cc-heartbeat".to_string());
+            set("group.id", DEFAULT_GROUP_ID.to_string());
             set("fetch.wait.max.ms", "100".to_string());
             // Only the first record of each partition is wanted: small fetches, small prefetch.
             set("max.partition.fetch.bytes", "65536".to_string());
@@ -234,6 +237,8 @@ pub struct ClientLog {
     throttle: LogThrottle,
     /// The SASL mechanism and user, named when authentication fails.
     identity: Option<String>,
+    /// Where statistics go, for a client that requests them.
+    stats: Option<Arc<StatsInbox>>,
 }
 
 impl ClientLog {
@@ -244,6 +249,15 @@ impl ClientLog {
             status,
             throttle: LogThrottle::default(),
             identity: None,
+            stats: None,
+        }
+    }
+
+    /// The same context, handing the client's statistics reports to `inbox`.
+    pub(crate) fn with_stats(self, inbox: Arc<StatsInbox>) -> Self {
+        ClientLog {
+            stats: Some(inbox),
+            ..self
         }
     }
 
@@ -285,6 +299,19 @@ pub(crate) fn is_transport_failure(code: Option<RDKafkaErrorCode>) -> bool {
             RDKafkaErrorCode::BrokerTransportFailure
                 | RDKafkaErrorCode::AllBrokersDown
                 | RDKafkaErrorCode::Resolve
+        )
+    )
+}
+
+/// Whether `code` is a refusal for lack of a right (an ACL).
+pub(crate) fn is_authorization_failure(code: Option<RDKafkaErrorCode>) -> bool {
+    matches!(
+        code,
+        Some(
+            RDKafkaErrorCode::TopicAuthorizationFailed
+                | RDKafkaErrorCode::GroupAuthorizationFailed
+                | RDKafkaErrorCode::ClusterAuthorizationFailed
+                | RDKafkaErrorCode::TransactionalIdAuthorizationFailed
         )
     )
 }
@@ -337,8 +364,12 @@ impl ClientContext for ClientLog {
         }
     }
 
-    // Statistics are not requested; ignore any that arrive rather than log them.
-    fn stats_raw(&self, _statistics: &[u8]) {}
+    // Statistics go to the task that asked for them; others are dropped rather than logged.
+    fn stats_raw(&self, statistics: &[u8]) {
+        if let Some(inbox) = &self.stats {
+            inbox.put(statistics);
+        }
+    }
 }
 
 impl ConsumerContext for ClientLog {}

@@ -3,16 +3,20 @@
 //! - [`client`]: the settings each client role gets, and the context that routes librdkafka's
 //!   logs and errors into `tracing` and the cluster's status;
 //! - `events`: the thread serving a producer's events, woken by librdkafka rather than a timer;
+//! - [`configs`]: DescribeConfigs of topics (their time retention) on any client handle;
 //! - [`handle`]: any client, for the metadata and admin requests every handle serves;
 //! - [`native_admin`]: admin calls librdkafka has and rust-rdkafka does not wrap;
 //! - [`topic_admin`]: CreateTopics and CreatePartitions on any client handle;
-//! - `stats`: a client's own view of each broker, from librdkafka's statistics, with its series.
+//! - `stats`: a client's own view of each broker, from librdkafka's statistics, with its series;
+//! - `throttle`: how much each broker throttles each client, from the same statistics.
 
 pub mod client;
+pub mod configs;
 pub(crate) mod events;
 pub mod handle;
 pub mod native_admin;
 pub(crate) mod stats;
+pub(crate) mod throttle;
 pub mod topic_admin;
 
 /// A partition of a topic, by topic name and partition number.

@@ -191,6 +191,16 @@ unsafe fn event_error(event: &Event, operation: &'static str) -> Result<(), Nati
     })
 }
 
+impl NativeAdminError {
+    /// The broker's error code, if the broker answered with one.
+    pub fn code(&self) -> Option<RDKafkaErrorCode> {
+        match self {
+            NativeAdminError::Failed { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
 /// librdkafka answers within the request timeout; the margin covers its own scheduling.
 const ANSWER_MARGIN: Duration = Duration::from_secs(1);
 

@@ -6,6 +6,8 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use tokio::sync::Notify;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -17,6 +19,37 @@ use crate::metrics::labels::BrokerLabels;
 use crate::metrics::summary::{SummaryFamily, Window};
 use crate::metrics::Families;
 use crate::sync::lock;
+
+/// The latest statistics report of a client, handed from librdkafka's thread to a task that
+/// parses it off that thread; an older report not parsed yet is replaced (only the latest
+/// counts).
+#[derive(Debug, Default)]
+pub(crate) struct StatsInbox {
+    report: Mutex<Option<Vec<u8>>>,
+    arrived: Notify,
+}
+
+impl StatsInbox {
+    /// Keeps `report` (librdkafka's JSON) and wakes the task waiting for it.
+    pub(crate) fn put(&self, report: &[u8]) {
+        *lock(&self.report) = Some(report.to_vec());
+        self.arrived.notify_one();
+    }
+
+    /// Waits for a report to arrive.
+    pub(crate) async fn arrived(&self) {
+        self.arrived.notified().await;
+    }
+
+    /// The report waiting, parsed; `None` if there is none or it is unreadable. Blocking
+    /// (large clusters' reports are megabytes).
+    pub(crate) fn take(&self) -> Option<Statistics> {
+        let report = lock(&self.report).take()?;
+        serde_json::from_slice::<Statistics>(&report)
+            .inspect_err(|error| tracing::debug!("unreadable client statistics: {error}"))
+            .ok()
+    }
+}
 
 /// Labels of `heartbeat_client_broker_state`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -14,10 +14,12 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::{ClusterShared, ClusterSnapshot};
+use crate::kafka::client::is_authorization_failure;
 use crate::kafka::handle::AnyClient;
 use crate::kafka::native_admin::NativeAdminError;
 use crate::kafka::topic_admin;
 use crate::metrics::Families;
+use crate::permissions::{Operation, Resource, Right};
 
 /// Retention of heartbeats: long enough to look back at an incident, small on disk.
 const RETENTION_MS: &str = "86400000";
@@ -226,8 +228,25 @@ impl TopicManager {
         let admin = &self.shared.config.admin;
         let topic = admin.heartbeat_topic.as_str();
         let manage = admin.heartbeat_topic_manage;
+        let plan = plan(snapshot);
+        match plan {
+            TopicPlan::Wait => {}
+            TopicPlan::Unreadable(code) => {
+                let refused: Result<(), _> = Err(NativeAdminError::Failed {
+                    operation: "Metadata",
+                    code,
+                    message: "the heartbeat topic's metadata".to_string(),
+                });
+                self.note_right(
+                    Operation::Describe,
+                    &refused,
+                    "the heartbeat topic cannot be seen",
+                );
+            }
+            _ => self.note_right(Operation::Describe, &Ok::<(), NativeAdminError>(()), ""),
+        }
         // `problem` stops heartbeats (and readiness); `warning` is worth saying, not fatal.
-        let (problem, warning) = match plan(snapshot) {
+        let (problem, warning) = match plan {
             TopicPlan::Wait => return false,
             TopicPlan::Fine => (None, None),
             TopicPlan::Unreadable(code) => (
@@ -338,13 +357,39 @@ impl TopicManager {
         })
         .await
         .map_err(|error| TopicError::Task(error.to_string()))?;
-        match answer {
+        let created = match answer {
             Ok(()) => Ok(true),
             Err(NativeAdminError::Failed {
                 code: RDKafkaErrorCode::TopicAlreadyExists,
                 ..
             }) => Ok(false),
-            Err(error) => Err(error.into()),
+            Err(error) => Err(error),
+        };
+        self.note_right(
+            Operation::Create,
+            &created,
+            "the heartbeat topic cannot be created",
+        );
+        Ok(created?)
+    }
+
+    /// Records what an operation needing `operation` on the heartbeat topic said of that right.
+    fn note_right<T>(
+        &self,
+        operation: Operation,
+        result: &Result<T, NativeAdminError>,
+        stops: &str,
+    ) {
+        let right = Right::new(
+            operation,
+            Resource::Topic(self.shared.config.admin.heartbeat_topic.clone()),
+        );
+        match result {
+            Ok(_) => self.shared.permissions.allow(&right),
+            Err(error) if is_authorization_failure(error.code()) => {
+                self.shared.permissions.refuse(right, stops, error)
+            }
+            Err(_) => {}
         }
     }
 
@@ -358,12 +403,17 @@ impl TopicManager {
         let topic = topic.to_string();
         let assignment = assignment.to_vec();
         let timeout = self.shared.config.admin.check_topic_timeout;
-        tokio::task::spawn_blocking(move || {
+        let added = tokio::task::spawn_blocking(move || {
             topic_admin::create_partitions(client.requests(), &topic, to, &assignment, timeout)
         })
         .await
-        .map_err(|error| TopicError::Task(error.to_string()))?
-        .map_err(TopicError::from)
+        .map_err(|error| TopicError::Task(error.to_string()))?;
+        self.note_right(
+            Operation::Alter,
+            &added,
+            "partitions cannot be added to the heartbeat topic",
+        );
+        Ok(added?)
     }
 }
 

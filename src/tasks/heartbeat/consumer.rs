@@ -8,7 +8,8 @@
 //! Receiving and positioning run side by side, so waiting for offsets never delays a reading.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::atomic::AtomicI32;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -20,14 +21,20 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
+use super::commit::CommitProbe;
 use super::message::{decode, Decoded};
 use super::outcome::SkipKind;
 use super::spells::LeaderSpells;
 use super::state::HeartbeatState;
 use super::tracker::Observation;
+use crate::config::Config;
 use crate::kafka::client::{client_config, is_transport_failure, ClientLog, Role};
+use crate::kafka::stats::StatsInbox;
+use crate::kafka::throttle::group_coordinator;
 use crate::logging::LogThrottle;
 use crate::metrics::labels::PartitionLabels;
+use crate::permissions::{Operation, Resource, Right};
+use crate::sync::lock;
 
 /// What became of one record read from the heartbeat topic.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -44,22 +51,37 @@ pub(crate) struct EndToEndConsumer {
     throttle: LogThrottle,
     /// Heartbeats lost per leader, for the log.
     lost: LeaderSpells,
+    /// The right reading was last refused for, until a heartbeat is read again.
+    refused: Mutex<Option<Right>>,
+    /// The consumer's statistics: throttling, and the group's coordinator.
+    stats: Arc<StatsInbox>,
+    commit: CommitProbe,
 }
 
 impl EndToEndConsumer {
     pub(super) fn new(heartbeat: Arc<HeartbeatState>) -> Result<Self, KafkaError> {
         let shared = &heartbeat.shared;
         let config = client_config(&shared.config, Role::Consumer);
-        let consumer = config.create_with_context(ClientLog::for_cluster(
-            &shared.config,
-            Role::Consumer,
-            shared.status.clone(),
-        ))?;
+        let stats = Arc::new(StatsInbox::default());
+        let consumer: Arc<StreamConsumer<ClientLog>> = Arc::new(
+            config.create_with_context(
+                ClientLog::for_cluster(&shared.config, Role::Consumer, shared.status.clone())
+                    .with_stats(stats.clone()),
+            )?,
+        );
+        let commit = CommitProbe::new(
+            heartbeat.clone(),
+            consumer.clone(),
+            Arc::new(AtomicI32::new(-1)),
+        );
         Ok(EndToEndConsumer {
             heartbeat,
-            consumer: Arc::new(consumer),
+            consumer,
+            stats,
+            commit,
             throttle: LogThrottle::default(),
             lost: LeaderSpells::default(),
+            refused: Mutex::new(None),
         })
     }
 
@@ -70,9 +92,31 @@ impl EndToEndConsumer {
             _ = self.receive() => {}
             _ = self.position() => {}
             _ = self.expire() => {}
+            _ = self.commit.run() => {}
+            _ = self.statistics() => {}
         }
-        let consumer = self.consumer;
+        let EndToEndConsumer {
+            consumer, commit, ..
+        } = self;
+        drop(commit);
         let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
+    }
+
+    /// Records each statistics report: how much each broker throttles this consumer, and
+    /// which broker coordinates its group.
+    async fn statistics(&self) {
+        loop {
+            self.stats.arrived().await;
+            let inbox = self.stats.clone();
+            let Ok(Some(statistics)) = tokio::task::spawn_blocking(move || inbox.take()).await
+            else {
+                continue;
+            };
+            self.heartbeat.throttle.record(Role::Consumer, &statistics);
+            if let Some(coordinator) = group_coordinator(&statistics) {
+                self.commit.coordinator_known(coordinator);
+            }
+        }
     }
 
     async fn receive(&self) {
@@ -110,21 +154,17 @@ impl EndToEndConsumer {
     fn note_refusal(&self, error: &KafkaError) {
         let shared = &self.heartbeat.shared;
         let right = match error.rdkafka_error_code() {
-            Some(RDKafkaErrorCode::TopicAuthorizationFailed) => {
-                format!("READ on topic `{}`", shared.config.admin.heartbeat_topic)
-            }
-            Some(RDKafkaErrorCode::GroupAuthorizationFailed) => {
-                let properties = shared.config.consumer_properties();
-                let group = properties
-                    .get("group.id")
-                    .map_or("cc-heartbeat", String::as_str);
-                format!("READ on the consumer group `{group}`")
-            }
+            Some(RDKafkaErrorCode::TopicAuthorizationFailed) => read_topic(&shared.config),
+            Some(RDKafkaErrorCode::GroupAuthorizationFailed) => Right::new(
+                Operation::Read,
+                Resource::Group(shared.config.consumer_group_id()),
+            ),
             _ => return,
         };
-        shared.status.lock().consume_refused = Some(format!(
-            "reading heartbeats back is refused: the account needs {right} ({error})"
-        ));
+        *lock(&self.refused) = Some(right.clone());
+        shared
+            .permissions
+            .refuse(right, "reading heartbeats back is refused", error);
     }
 
     /// Decides what a record means for this instance, updating the tracker.
@@ -174,10 +214,10 @@ impl EndToEndConsumer {
                 metrics
                     .end_to_end_latency
                     .observe(partition, leader, latency, now);
-                {
-                    let mut facts = self.heartbeat.shared.status.lock();
-                    facts.last_round_trip = Some(now);
-                    facts.consume_refused = None;
+                let shared = &self.heartbeat.shared;
+                shared.status.lock().last_round_trip = Some(now);
+                if let Some(right) = lock(&self.refused).take() {
+                    shared.permissions.allow(&right);
                 }
                 for ended in self.lost.succeed(partition) {
                     tracing::info!(
@@ -398,6 +438,14 @@ impl EndToEndConsumer {
             }
         }
     }
+}
+
+/// READ on the heartbeat topic: what reading heartbeats back needs.
+fn read_topic(config: &Config) -> Right {
+    Right::new(
+        Operation::Read,
+        Resource::Topic(config.admin.heartbeat_topic.clone()),
+    )
 }
 
 /// A partition and its log end offset, or why it could not be read.

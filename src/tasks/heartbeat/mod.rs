@@ -8,6 +8,7 @@
 //!
 //! - [`producer`]: the beats, on a fixed grid; acknowledgement latency;
 //! - [`consumer`]: reads them back; end-to-end latency, lost, duplicated, skipped;
+//! - [`commit`]: commits the consumer's positions to its group, timing the group coordinator;
 //! - [`state`]: what the two share: the tracker and the positioned partitions;
 //! - [`tracker`]: what is in flight, and what became of each heartbeat;
 //! - [`message`]: the payload;
@@ -15,6 +16,7 @@
 //! - [`spells`]: failures per leader for the log, told when they begin and when they end;
 //! - [`metrics`]: the heartbeat's series.
 
+mod commit;
 mod consumer;
 pub(crate) mod message;
 mod metrics;

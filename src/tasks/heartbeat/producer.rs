@@ -13,15 +13,13 @@
 //! with it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
-use rdkafka::Statistics;
-use tokio::sync::Notify;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
@@ -31,13 +29,14 @@ use super::spells::LeaderSpells;
 use super::state::HeartbeatState;
 use crate::clock::unix_micros;
 use crate::cluster::ClusterSnapshot;
+use crate::config::Config;
 use crate::kafka::answering_broker;
 use crate::kafka::client::{client_config, ClientLog, Role};
 use crate::kafka::events::EventThread;
 use crate::kafka::handle::AnyClient;
-use crate::kafka::stats::{ClientBrokerMetrics, ClientStatsRecorder};
+use crate::kafka::stats::{ClientBrokerMetrics, ClientStatsRecorder, StatsInbox};
 use crate::metrics::labels::PartitionLabels;
-use crate::sync::lock;
+use crate::permissions::{Operation, Resource, Right};
 
 /// What the delivery callback needs to know about a message it did not send itself.
 #[derive(Debug)]
@@ -52,9 +51,8 @@ pub(super) struct InFlight {
 pub(super) struct DeliveryRecorder {
     log: ClientLog,
     stats: ClientStatsRecorder,
-    /// The latest statistics report (JSON), waiting to be parsed off the event thread.
-    stats_report: Mutex<Option<Vec<u8>>>,
-    stats_arrived: Notify,
+    /// The latest statistics report, waiting to be parsed off the event thread.
+    stats_inbox: StatsInbox,
     client_brokers: Arc<ClientBrokerMetrics>,
     heartbeat: Arc<HeartbeatState>,
     /// Failures per leader, for the log.
@@ -73,9 +71,7 @@ impl ClientContext for DeliveryRecorder {
     }
 
     fn stats_raw(&self, statistics: &[u8]) {
-        // Only the latest counts: an older report not parsed yet is replaced.
-        *lock(&self.stats_report) = Some(statistics.to_vec());
-        self.stats_arrived.notify_one();
+        self.stats_inbox.put(statistics);
     }
 }
 
@@ -118,7 +114,10 @@ impl ProducerContext for DeliveryRecorder {
                     );
                 }
                 if self.refused.swap(false, Ordering::Relaxed) {
-                    self.heartbeat.shared.status.lock().produce_refused = None;
+                    let shared = &self.heartbeat.shared;
+                    for right in write_rights(&shared.config) {
+                        shared.permissions.allow(&right);
+                    }
                 }
             }
             Err((error, message)) => {
@@ -134,6 +133,18 @@ impl ProducerContext for DeliveryRecorder {
             }
         }
     }
+}
+
+/// The rights producing heartbeats needs: WRITE on the topic, and (for an idempotent producer
+/// on brokers before Kafka 2.8) IDEMPOTENT_WRITE on the cluster.
+fn write_rights(config: &Config) -> [Right; 2] {
+    [
+        Right::new(
+            Operation::Write,
+            Resource::Topic(config.admin.heartbeat_topic.clone()),
+        ),
+        Right::new(Operation::IdempotentWrite, Resource::Cluster),
+    ]
 }
 
 /// Counts a heartbeat the producer gave up on, against `leader`.
@@ -160,15 +171,14 @@ fn record_failure(
         .count_failure(in_flight.partition, leader, reason);
     if reason == ProduceFailure::AuthorizationFailed {
         let shared = &heartbeat.shared;
+        let [write, idempotent] = write_rights(&shared.config);
         let right = match error.rdkafka_error_code() {
-            Some(RDKafkaErrorCode::ClusterAuthorizationFailed) => {
-                "IDEMPOTENT_WRITE on the cluster".to_string()
-            }
-            _ => format!("WRITE on topic `{}`", shared.config.admin.heartbeat_topic),
+            Some(RDKafkaErrorCode::ClusterAuthorizationFailed) => idempotent,
+            _ => write,
         };
-        shared.status.lock().produce_refused = Some(format!(
-            "heartbeats are refused: the account needs {right} ({error})"
-        ));
+        shared
+            .permissions
+            .refuse(right, "heartbeats are refused", error);
         context.refused.store(true, Ordering::Relaxed);
     }
     if let Some(held_back) = context.spells.fail(leader, in_flight.partition, 1) {
@@ -186,12 +196,9 @@ fn record_failure(
 impl DeliveryRecorder {
     /// Parses and records the statistics report waiting, if any.
     fn record_stats(&self) {
-        let Some(report) = lock(&self.stats_report).take() else {
-            return;
-        };
-        match serde_json::from_slice::<Statistics>(&report) {
-            Ok(statistics) => self.stats.record(&statistics, &self.client_brokers),
-            Err(error) => tracing::debug!("unreadable client statistics: {error}"),
+        if let Some(statistics) = self.stats_inbox.take() {
+            self.stats.record(&statistics, &self.client_brokers);
+            self.heartbeat.throttle.record(Role::Producer, &statistics);
         }
     }
 }
@@ -215,8 +222,7 @@ impl HeartbeatProducer {
         let context = DeliveryRecorder {
             log: ClientLog::for_cluster(&shared.config, Role::Producer, shared.status.clone()),
             stats: ClientStatsRecorder::default(),
-            stats_report: Mutex::default(),
-            stats_arrived: Notify::new(),
+            stats_inbox: StatsInbox::default(),
             client_brokers: client_brokers.clone(),
             heartbeat: heartbeat.clone(),
             spells: LeaderSpells::default(),
@@ -264,7 +270,7 @@ impl HeartbeatProducer {
                     }
                     self.beat();
                 }
-                _ = self.producer.context().stats_arrived.notified() => {
+                _ = self.producer.context().stats_inbox.arrived() => {
                     let producer = self.producer.clone();
                     tokio::task::spawn_blocking(move || producer.context().record_stats());
                 }
@@ -297,6 +303,7 @@ impl HeartbeatProducer {
             if !snapshot.brokers.contains_key(id) {
                 context.client_brokers.forget(&id.to_string());
                 context.stats.forget(*id);
+                self.heartbeat.throttle.forget(*id);
             }
         }
     }

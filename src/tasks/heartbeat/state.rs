@@ -8,6 +8,7 @@ use tokio::sync::watch;
 use super::metrics::HeartbeatMetrics;
 use super::tracker::MessageTracker;
 use crate::cluster::ClusterShared;
+use crate::kafka::throttle::ThrottleMetrics;
 use crate::sync::lock;
 
 /// What the producer and the consumer of one cluster share.
@@ -18,12 +19,17 @@ pub(super) struct HeartbeatState {
     /// Partitions the end-to-end consumer is positioned on; only these get heartbeats, so a
     /// heartbeat is never sent before its reader is in place.
     pub(super) reading: watch::Sender<Arc<BTreeSet<i32>>>,
+    /// How much each broker throttles the producer and the consumer.
+    pub(super) throttle: Arc<ThrottleMetrics>,
 }
 
 impl HeartbeatState {
     /// Nothing in flight, no partition positioned yet.
     pub(super) fn new(shared: &Arc<ClusterShared>, metrics: Arc<HeartbeatMetrics>) -> Self {
+        let throttle = Arc::new(ThrottleMetrics::default());
+        shared.metrics.add(throttle.clone());
         HeartbeatState {
+            throttle,
             shared: shared.clone(),
             metrics,
             tracker: Mutex::new(MessageTracker::new(shared.config.admin.lost_after)),

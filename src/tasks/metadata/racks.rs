@@ -7,8 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::cluster::ClusterShared;
+use crate::kafka::client::is_authorization_failure;
 use crate::kafka::handle::AnyClient;
 use crate::kafka::native_admin::describe_cluster;
+use crate::permissions::{Operation, Resource, Right};
 use crate::sync::lock;
 
 /// How often racks are asked again while the cluster answers DescribeCluster (and sooner when
@@ -67,6 +69,16 @@ impl Racks {
         let timeout = shared.config.admin.check_metadata_timeout;
         tokio::task::spawn_blocking(move || {
             let result = describe_cluster(client.requests(), timeout);
+            let describe = Right::new(Operation::Describe, Resource::Cluster);
+            match &result {
+                Ok(_) => shared.permissions.allow(&describe),
+                Err(error) if is_authorization_failure(error.code()) => {
+                    shared
+                        .permissions
+                        .refuse(describe, "the brokers' racks cannot be read", error)
+                }
+                Err(_) => {}
+            }
             let mut lookup = lock(&racks);
             lookup.in_flight = false;
             match result {

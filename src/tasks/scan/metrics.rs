@@ -36,15 +36,18 @@ pub(super) enum ScanPart {
     EndOffsets,
     /// The records lag in seconds is read from.
     LagSeconds,
+    /// The time retention of the groups' topics (DescribeConfigs).
+    Configs,
 }
 
 impl ScanPart {
-    const ALL: [ScanPart; 5] = [
+    const ALL: [ScanPart; 6] = [
         ScanPart::Topics,
         ScanPart::Groups,
         ScanPart::Offsets,
         ScanPart::EndOffsets,
         ScanPart::LagSeconds,
+        ScanPart::Configs,
     ];
 
     pub(super) fn as_str(self) -> &'static str {
@@ -54,6 +57,7 @@ impl ScanPart {
             ScanPart::Offsets => "offsets",
             ScanPart::EndOffsets => "end_offsets",
             ScanPart::LagSeconds => "lag_seconds",
+            ScanPart::Configs => "configs",
         }
     }
 }

@@ -17,6 +17,7 @@
 //! - [`groups`]: the consumer groups as listed;
 //! - [`lag`]: lag in messages and in seconds;
 //! - [`probe`]: reads the records lag in seconds is measured from;
+//! - [`progress`]: how long ago each group's commits moved, and its margin to retention;
 //! - [`metrics`]: this task's series.
 
 mod groups;
@@ -24,8 +25,9 @@ mod lag;
 mod metrics;
 mod overview;
 mod probe;
+mod progress;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -37,16 +39,20 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use self::groups::{fetch_groups, GroupSummary, UNKNOWN_STATE};
-use self::lag::{scan_lag, LagScan};
+use self::lag::{scan_lag, GroupLag, LagScan};
 use self::metrics::{ScanMetrics, ScanPart};
 use self::overview::fetch_overview;
 use self::probe::LagProbe;
+use self::progress::GroupProgress;
 use crate::cluster::ClusterShared;
 use crate::config::{AdminSettings, LagGranularity, Pattern};
-use crate::kafka::client::{client_config, ClientLog, Role};
+use crate::kafka::client::{client_config, is_authorization_failure, ClientLog, Role};
+use crate::kafka::configs::{describe_retention, Retention};
 use crate::kafka::handle::AnyClient;
+use crate::kafka::native_admin::NativeAdminError;
 use crate::kafka::TopicPartition;
 use crate::logging::LogThrottle;
+use crate::permissions::{Operation, Resource, Right};
 use crate::sync::lock;
 
 /// Whether group `name` is reported, by `consumer.group.allow`/`deny`.
@@ -85,7 +91,15 @@ pub(crate) struct ClusterScan {
     /// Partitions of the topics lag is reported on, from the last metadata that came (`None`
     /// before any came).
     topic_partitions: Mutex<Option<Vec<TopicPartition>>>,
+    progress: Arc<GroupProgress>,
+    /// The time retention of the groups' topics, as last read.
+    retention: Mutex<BTreeMap<String, Retention>>,
+    /// Whether the cluster's not describing configs was said.
+    told_no_configs: AtomicBool,
 }
+
+/// What DescribeConfigs answered for the groups' topics.
+type Described = Result<BTreeMap<String, Result<Retention, NativeAdminError>>, NativeAdminError>;
 
 impl ClusterScan {
     pub(crate) fn new(shared: &Arc<ClusterShared>) -> Result<Self, ScanError> {
@@ -101,6 +115,8 @@ impl ClusterScan {
             .then(|| Arc::new(Mutex::new(LagProbe::new(client.clone()))));
         let metrics = Arc::new(ScanMetrics::new(probe.is_some()));
         shared.metrics.add(metrics.clone());
+        let progress = Arc::new(GroupProgress::default());
+        shared.metrics.add(progress.clone());
         Ok(ClusterScan {
             shared: shared.clone(),
             client,
@@ -109,6 +125,9 @@ impl ClusterScan {
             throttle: LogThrottle::default(),
             told_unlisted: AtomicBool::new(false),
             topic_partitions: Mutex::default(),
+            progress,
+            retention: Mutex::default(),
+            told_no_configs: AtomicBool::new(false),
         })
     }
 
@@ -245,9 +264,15 @@ impl ClusterScan {
         } else {
             None
         };
+        // librdkafka sends DescribeConfigs to the controller: a cluster that names none of its
+        // brokers as controller (librdkafka's mock) would only make it wait out its timeout.
+        let snapshot = self.shared.snapshot();
+        let describable = snapshot
+            .controller_id
+            .is_some_and(|id| snapshot.brokers.contains_key(&id));
         let result = tokio::task::spawn_blocking(move || {
             let mut probe = probe.as_ref().map(|probe| lock(probe));
-            scan_lag(
+            let scan = scan_lag(
                 client.requests(),
                 probe.as_deref_mut(),
                 &groups,
@@ -256,13 +281,86 @@ impl ClusterScan {
                 admin.check_consumer_group_timeout,
                 // A scan ends within about its period, so scans never pile up.
                 admin.check_consumer_group_period,
-            )
+            );
+            // Once per topic per scan, for the retention margins.
+            let topics: BTreeSet<String> = scan
+                .groups
+                .values()
+                .flatten()
+                .flat_map(|lag| lag.partitions.keys().map(|(topic, _)| topic.clone()))
+                .collect();
+            let topics: Vec<String> = topics.into_iter().collect();
+            let described = describable.then(|| {
+                describe_retention(
+                    client.requests(),
+                    &topics,
+                    admin.check_consumer_group_timeout,
+                )
+            });
+            (scan, described)
         })
         .await;
         match result {
-            Ok(scan) => self.report_lag(&scan),
+            Ok((scan, described)) => {
+                self.report_lag(&scan);
+                self.report_progress(&scan, described);
+            }
             Err(error) => self.failed(ScanPart::Offsets, &error.to_string()),
         }
+    }
+
+    /// Records the groups' commit ages and retention margins, with the retention read (or,
+    /// where it could not be read this time, as last read).
+    fn report_progress(&self, scan: &LagScan, described: Option<Described>) {
+        let mut retention = lock(&self.retention);
+        let describe_configs = Right::new(Operation::DescribeConfigs, Resource::ReportedTopics);
+        match described {
+            None => {
+                if !self.told_no_configs.swap(true, Ordering::Relaxed) {
+                    tracing::info!("the cluster names no controller among its brokers, which topic configs are asked of: no retention margins");
+                }
+            }
+            Some(Ok(topics)) => {
+                let mut refused = None;
+                for (topic, answer) in topics {
+                    match answer {
+                        Ok(found) => {
+                            retention.insert(topic, found);
+                        }
+                        Err(error) if is_authorization_failure(error.code()) => {
+                            retention.remove(&topic);
+                            refused.get_or_insert((topic, error));
+                        }
+                        Err(error) => self.failed(ScanPart::Configs, &format!("{topic}: {error}")),
+                    }
+                }
+                match refused {
+                    Some((topic, error)) => self.shared.permissions.refuse(
+                        describe_configs,
+                        &format!("the retention of topic `{topic}` cannot be read, so no retention margin"),
+                        &error,
+                    ),
+                    None => {
+                        self.shared.permissions.allow(&describe_configs);
+                        self.succeeded(ScanPart::Configs);
+                    }
+                }
+            }
+            // Some brokers do not describe configs (librdkafka's mock cluster among them): a
+            // property of the cluster, said once; no margins.
+            Some(Err(error)) if error.code() == Some(RDKafkaErrorCode::UnsupportedFeature) => {
+                if !self.told_no_configs.swap(true, Ordering::Relaxed) {
+                    tracing::info!("the cluster does not describe topic configs ({error}): no retention margins");
+                }
+            }
+            Some(Err(error)) => self.failed(ScanPart::Configs, &error.to_string()),
+        }
+        let groups: BTreeMap<&str, &GroupLag> = scan
+            .groups
+            .iter()
+            .filter_map(|(group, answer)| Some((group.as_str(), answer.as_ref().ok()?)))
+            .collect();
+        self.progress.record(&groups, &retention, Instant::now());
     }
 
     /// Records a lag scan's series, and counts and logs what it could not read.
@@ -315,6 +413,52 @@ impl ClusterScan {
             match &round.error {
                 Some(error) => self.failed(ScanPart::LagSeconds, &error.to_string()),
                 None => self.succeeded(ScanPart::LagSeconds),
+            }
+        }
+        self.record_rights(scan);
+    }
+
+    /// What the scan's requests said of its rights: DESCRIBE on the groups (their committed
+    /// offsets), DESCRIBE on their topics (log end offsets), READ on them (lag in seconds).
+    fn record_rights(&self, scan: &LagScan) {
+        let permissions = &self.shared.permissions;
+        let refused_group = scan.groups.iter().find_map(|(group, answer)| {
+            answer
+                .as_ref()
+                .err()
+                .filter(|error| is_authorization_failure(error.code()))
+                .map(|error| (group, error))
+        });
+        let describe_groups = Right::new(Operation::Describe, Resource::ReportedGroups);
+        match refused_group {
+            Some((group, error)) => permissions.refuse(
+                describe_groups,
+                &format!("the lag of consumer group `{group}` cannot be read"),
+                error,
+            ),
+            None => permissions.allow(&describe_groups),
+        }
+        let describe_topics = Right::new(Operation::Describe, Resource::ReportedTopics);
+        match &scan.end_offsets_error {
+            Some(error) if is_authorization_failure(error.code()) => permissions.refuse(
+                describe_topics,
+                "the log end offsets of the groups' topics cannot be read",
+                error,
+            ),
+            Some(_) => {}
+            None => permissions.allow(&describe_topics),
+        }
+        if let Some(round) = &scan.probe {
+            let read_topics = Right::new(Operation::Read, Resource::ReportedTopics);
+            match &round.error {
+                Some(error) if is_authorization_failure(error.rdkafka_error_code()) => permissions
+                    .refuse(
+                        read_topics,
+                        "lag in seconds cannot be read (consumer.group.lag.seconds = false turns it off)",
+                        error,
+                    ),
+                Some(_) => {}
+                None => permissions.allow(&read_topics),
             }
         }
     }

@@ -45,10 +45,14 @@ impl Generation {
         id_changes: u64,
     ) -> Result<Generation, MonitorError> {
         let shared = ClusterShared::new(config, id_changes);
-        // Three clients: the heartbeat producer's (which the metadata and topic tasks share),
+        // Three clients (four with the transaction probe): the heartbeat producer's (which the metadata and topic tasks share),
         // the end-to-end consumer's, and the scan's. Created in this order, the tasks' series
         // are exported in it.
-        let (producer, consumer) = heartbeat::tasks(&shared)?;
+        let heartbeat::HeartbeatTasks {
+            producer,
+            consumer,
+            transactions,
+        } = heartbeat::tasks(&shared)?;
         let metadata = MetadataRefresher::new(&shared, producer.client());
         let topic = TopicManager::new(&shared, producer.client());
         let connectivity = ConnectivityChecker::new(&shared)?;
@@ -63,6 +67,9 @@ impl Generation {
         tasks.spawn(connectivity.run(cancel.clone()).instrument(span.clone()));
         tasks.spawn(producer.run(cancel.clone()).instrument(span.clone()));
         tasks.spawn(scan.run(cancel.clone()).instrument(span.clone()));
+        if let Some(transactions) = transactions {
+            tasks.spawn(transactions.run(cancel.clone()).instrument(span.clone()));
+        }
         tasks.spawn(consumer.run(cancel.clone()).instrument(span));
         Ok(Generation {
             shared,

@@ -185,7 +185,8 @@ async fn every_metric_family_keeps_its_name_type_labels_and_help() {
         &tansu.bootstrap,
         TOPIC,
         "check.consumer.group.period.seconds = 1\ncheck.consumer.group.timeout.seconds = 5\n\
-         consumer.group.allow = ^orders\nprobe.commit.period.seconds = 1",
+         consumer.group.allow = ^orders\nprobe.commit.period.seconds = 1\n\
+         probe.transactions = true\nprobe.transactions.period.seconds = 1",
     )
     .replace(
         "[producer]",

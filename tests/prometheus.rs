@@ -116,6 +116,9 @@ async fn prometheus_scrapes_evaluates_every_rule_and_feeds_every_panel() {
             ("CC_HEARTBEAT__ADMIN__METRICS_LISTENER_HOST", "127.0.0.1"),
             ("CC_HEARTBEAT__ADMIN__METRICS_LISTENER_PORT", "0"),
             ("CC_HEARTBEAT__ADMIN__PRODUCE_PERIOD_SECONDS", "0.5"),
+            ("CC_HEARTBEAT__ADMIN__PROBE_TRANSACTIONS", "true"),
+            ("CC_HEARTBEAT__ADMIN__PROBE_TRANSACTIONS_PERIOD_SECONDS", "2"),
+            ("CC_HEARTBEAT__ADMIN__PROBE_COMMIT_PERIOD_SECONDS", "2"),
             (
                 "CC_HEARTBEAT__ADMIN__CHECK_CONNECTIVITY_PERIOD_SECONDS",
                 "1",

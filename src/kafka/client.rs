@@ -11,6 +11,7 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::KafkaError;
+use rdkafka::producer::{DeliveryResult, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 
@@ -373,6 +374,14 @@ impl ClientContext for ClientLog {
 }
 
 impl ConsumerContext for ClientLog {}
+
+// Delivery reports of producers that need none (the transaction probe's: its commit says
+// whether the message made it).
+impl ProducerContext for ClientLog {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, _result: &DeliveryResult<'_>, _opaque: ()) {}
+}
 
 #[cfg(test)]
 mod tests {

@@ -95,9 +95,10 @@ fn labels(broker: i32, role: Role) -> ThrottleLabels {
     }
 }
 
-/// The group coordinator's broker id, from a consumer's statistics: librdkafka lists it as a
-/// logical broker (`GroupCoordinator`, no id) connected to the same address as a real one.
-pub(crate) fn group_coordinator(statistics: &Statistics) -> Option<i32> {
+/// A coordinator's broker id, from a client's statistics: librdkafka lists the group's
+/// (`GroupCoordinator`) and the transactions' (`TxnCoordinator`) as logical brokers without an
+/// id, connected to the same address as a real one.
+pub(crate) fn logical_coordinator(statistics: &Statistics, name: &str) -> Option<i32> {
     let by_name: HashMap<&str, i32> = statistics
         .brokers
         .values()
@@ -107,7 +108,7 @@ pub(crate) fn group_coordinator(statistics: &Statistics) -> Option<i32> {
     statistics
         .brokers
         .values()
-        .find(|broker| broker.name == "GroupCoordinator" && !broker.nodename.is_empty())
+        .find(|broker| broker.name == name && !broker.nodename.is_empty())
         .and_then(|coordinator| by_name.get(coordinator.nodename.as_str()).copied())
 }
 
@@ -204,12 +205,12 @@ mod tests {
             broker("b:2/2", 2, "b:2", 0),
             broker("GroupCoordinator", -1, "b:2", 0)
         ));
-        assert_eq!(group_coordinator(&report), Some(2));
+        assert_eq!(logical_coordinator(&report, "GroupCoordinator"), Some(2));
         let unknown = statistics(&format!(
             "{},{}",
             broker("a:1/1", 1, "a:1", 0),
             broker("GroupCoordinator", -1, "", 0)
         ));
-        assert_eq!(group_coordinator(&unknown), None);
+        assert_eq!(logical_coordinator(&unknown, "GroupCoordinator"), None);
     }
 }

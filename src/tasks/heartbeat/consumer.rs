@@ -30,7 +30,7 @@ use super::tracker::Observation;
 use crate::config::Config;
 use crate::kafka::client::{client_config, is_transport_failure, ClientLog, Role};
 use crate::kafka::stats::StatsInbox;
-use crate::kafka::throttle::group_coordinator;
+use crate::kafka::throttle::logical_coordinator;
 use crate::logging::LogThrottle;
 use crate::metrics::labels::PartitionLabels;
 use crate::permissions::{Operation, Resource, Right};
@@ -39,7 +39,12 @@ use crate::sync::lock;
 /// What became of one record read from the heartbeat topic.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Reading {
-    Measured { latency: Duration, leader: i32 },
+    Measured {
+        latency: Duration,
+        leader: i32,
+    },
+    /// One of this instance's transactional heartbeats (the transaction probe's), committed.
+    Transactional,
     Duplicate,
     Skipped(SkipKind),
 }
@@ -113,7 +118,7 @@ impl EndToEndConsumer {
                 continue;
             };
             self.heartbeat.throttle.record(Role::Consumer, &statistics);
-            if let Some(coordinator) = group_coordinator(&statistics) {
+            if let Some(coordinator) = logical_coordinator(&statistics, "GroupCoordinator") {
                 self.commit.coordinator_known(coordinator);
             }
         }
@@ -187,6 +192,9 @@ impl EndToEndConsumer {
         if message.partition != partition {
             return Reading::Skipped(SkipKind::Misplaced);
         }
+        if message.transactional {
+            return Reading::Transactional;
+        }
         let (observation, pending) = {
             let mut tracker = self.heartbeat.tracker();
             (
@@ -230,6 +238,9 @@ impl EndToEndConsumer {
                         ended.spell.counted
                     );
                 }
+            }
+            Reading::Transactional => {
+                metrics.transactional_consumed.inc();
             }
             Reading::Duplicate => {
                 metrics

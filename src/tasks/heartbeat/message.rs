@@ -2,7 +2,8 @@
 //!
 //! A heartbeat is a small JSON object, so that anyone reading the topic with a console consumer
 //! can tell what it is:
-//! `{"cc_heartbeat":1,"instance":"…","partition":3,"sequence":42,"sent_at_us":…,"timestamp":…}`.
+//! `{"cc_heartbeat":1,"instance":"…","partition":3,"sequence":42,"sent_at_us":…,"timestamp":…}`
+//! (the transaction probe's add `"transactional":true`).
 //! `timestamp` (float seconds) is the original Python tool's field, kept so its readers still
 //! understand our messages. Latency is never computed from these wall-clock fields: the
 //! producing instance keeps the monotonic send time of each message it has in flight.
@@ -27,6 +28,9 @@ pub struct HeartbeatMessage {
     pub sent_at_us: i64,
     /// Wall-clock send time in seconds, the original Python tool's field.
     pub timestamp: f64,
+    /// Sent in a transaction by the transaction probe (its own sequence); absent otherwise.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub transactional: bool,
 }
 
 impl HeartbeatMessage {
@@ -39,6 +43,7 @@ impl HeartbeatMessage {
             sequence,
             sent_at_us,
             timestamp: sent_at_us as f64 / 1e6,
+            transactional: false,
         }
     }
 

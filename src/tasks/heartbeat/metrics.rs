@@ -44,6 +44,8 @@ pub(super) struct HeartbeatMetrics {
     pub(super) end_to_end_latency: Latency,
     messages_lost: Family<PartitionLeaderLabels, Counter>,
     pub(super) messages_duplicated: Family<PartitionLabels, Counter>,
+    /// The transaction probe's committed heartbeats read back.
+    pub(super) transactional_consumed: Counter,
     messages_skipped: Family<KindLabels, Counter>,
     pub(super) messages_in_flight: Gauge,
     pub(super) beat_delay: Histogram,
@@ -54,6 +56,8 @@ pub(super) struct HeartbeatMetrics {
     retired: Mutex<BTreeMap<(i32, i32), Instant>>,
     /// `heartbeat.latency.granularity` (`None`: auto).
     latency_granularity: Option<LatencyGranularity>,
+    /// Whether the transaction probe runs (its heartbeats' counter is exported only then).
+    transactions: bool,
 }
 
 impl HeartbeatMetrics {
@@ -68,6 +72,7 @@ impl HeartbeatMetrics {
             end_to_end_latency: Latency::new(admin.lost_after, admin.latency_window),
             messages_lost: Family::default(),
             messages_duplicated: Family::default(),
+            transactional_consumed: Counter::default(),
             messages_skipped: Family::default(),
             messages_in_flight: Gauge::default(),
             beat_delay: Histogram::new(buckets_up_to(Duration::from_secs(1))),
@@ -75,6 +80,7 @@ impl HeartbeatMetrics {
             partition_monitored: Family::default(),
             retired: Mutex::default(),
             latency_granularity: admin.latency_granularity,
+            transactions: admin.probe_transactions,
         };
         for kind in SkipKind::ALL {
             drop(
@@ -267,6 +273,13 @@ impl Families for HeartbeatMetrics {
             "Heartbeats of this instance read back more than once",
             self.messages_duplicated.clone(),
         );
+        if self.transactions {
+            registry.register(
+                "transactional_messages_consumed",
+                "The transaction probe's committed heartbeats read back (not in the per-partition counts)",
+                self.transactional_consumed.clone(),
+            );
+        }
         registry.register(
             "messages_skipped",
             "Records on the heartbeat topic that were not measured, by kind",

@@ -9,6 +9,7 @@
 //! - [`producer`]: the beats, on a fixed grid; acknowledgement latency;
 //! - [`consumer`]: reads them back; end-to-end latency, lost, duplicated, skipped;
 //! - [`commit`]: commits the consumer's positions to its group, timing the group coordinator;
+//! - [`transaction`]: with `probe.transactions`, one transaction per period, timed;
 //! - [`state`]: what the two share: the tracker and the positioned partitions;
 //! - [`tracker`]: what is in flight, and what became of each heartbeat;
 //! - [`message`]: the payload;
@@ -25,6 +26,7 @@ mod producer;
 mod spells;
 mod state;
 mod tracker;
+mod transaction;
 
 use std::sync::Arc;
 
@@ -32,6 +34,7 @@ use rdkafka::error::KafkaError;
 
 pub(crate) use self::consumer::EndToEndConsumer;
 pub(crate) use self::producer::HeartbeatProducer;
+pub(crate) use self::transaction::TransactionProbe;
 
 use self::metrics::HeartbeatMetrics;
 use self::state::HeartbeatState;
@@ -46,14 +49,29 @@ pub enum HeartbeatError {
     Consumer(KafkaError),
 }
 
-/// The heartbeat's two tasks for the cluster of `shared`, with their clients.
-pub(crate) fn tasks(
-    shared: &Arc<ClusterShared>,
-) -> Result<(HeartbeatProducer, EndToEndConsumer), HeartbeatError> {
+/// The heartbeat's tasks for the cluster of `shared`.
+pub(crate) struct HeartbeatTasks {
+    pub(crate) producer: HeartbeatProducer,
+    pub(crate) consumer: EndToEndConsumer,
+    /// With `probe.transactions`.
+    pub(crate) transactions: Option<TransactionProbe>,
+}
+
+/// The heartbeat's tasks for the cluster of `shared`, with their clients.
+pub(crate) fn tasks(shared: &Arc<ClusterShared>) -> Result<HeartbeatTasks, HeartbeatError> {
     let metrics = Arc::new(HeartbeatMetrics::new(&shared.config.admin));
     let heartbeat = Arc::new(HeartbeatState::new(shared, metrics.clone()));
     shared.metrics.add(metrics);
     let producer = HeartbeatProducer::new(heartbeat.clone()).map_err(HeartbeatError::Producer)?;
-    let consumer = EndToEndConsumer::new(heartbeat).map_err(HeartbeatError::Consumer)?;
-    Ok((producer, consumer))
+    let consumer = EndToEndConsumer::new(heartbeat.clone()).map_err(HeartbeatError::Consumer)?;
+    let transactions = shared
+        .config
+        .admin
+        .probe_transactions
+        .then(|| TransactionProbe::new(heartbeat));
+    Ok(HeartbeatTasks {
+        producer,
+        consumer,
+        transactions,
+    })
 }

@@ -51,6 +51,17 @@ if ! cmp -s "$pom" "$kafka_libs/pom.xml"; then
 fi
 export KAFKA_LIBS="$kafka_libs"
 
+# Apicurio Registry, a Schema Registry serving Confluent's API, for the Schema Registry probe's
+# tests: its Java runner from Maven Central, the version pinned in the pom.
+apicurio_pom=tests/support/apicurio/pom.xml
+apicurio="$PWD/$tools/apicurio"
+if ! cmp -s "$apicurio_pom" "$apicurio/pom.xml"; then
+  rm -rf "$apicurio"
+  mvn -q -B -Dstyle.color=never -f "$apicurio_pom" dependency:unpack -Dapicurio.dir="$apicurio"
+  cp "$apicurio_pom" "$apicurio/pom.xml"
+fi
+export APICURIO_DIR="$apicurio"
+
 # The deployment files: Dockerfile lint, compose file, Prometheus configuration and rules.
 "$tools/hadolint" Dockerfile
 docker-compose -f docker-compose.yml config -q

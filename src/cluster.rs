@@ -122,6 +122,8 @@ pub struct StatusFacts {
     pub client_error: Option<String>,
     /// What the connection checks found, while every checked broker fails.
     pub connection_problem: Option<String>,
+    /// Why the Schema Registry refuses the exporter (its credentials), while it does.
+    pub schema_registry_refused: Option<String>,
 }
 
 /// Shared, lock-protected [`StatusFacts`]; every lock is held for a few field writes only.
@@ -241,7 +243,8 @@ impl ClusterShared {
         }
         // A refusal is said at once, with the right that is missing, not only once round
         // trips have been missing for a while.
-        let refused = self.permissions.causes();
+        let mut refused = self.permissions.causes();
+        refused.extend(facts.schema_registry_refused.clone());
         if !refused.is_empty() {
             return Err(refused.join("; "));
         }

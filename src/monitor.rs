@@ -15,6 +15,7 @@ use crate::tasks::connectivity::{ConnectivityChecker, TlsSetupError};
 use crate::tasks::heartbeat::{self, HeartbeatError};
 use crate::tasks::metadata::MetadataRefresher;
 use crate::tasks::scan::{ClusterScan, ScanError};
+use crate::tasks::schema_registry::{SchemaRegistryError, SchemaRegistryProbe};
 use crate::tasks::topic::TopicManager;
 
 /// Why a cluster's clients could not be created (a configuration librdkafka refused).
@@ -26,6 +27,8 @@ pub enum MonitorError {
     Heartbeat(#[from] HeartbeatError),
     #[error(transparent)]
     Scan(#[from] ScanError),
+    #[error(transparent)]
+    SchemaRegistry(#[from] SchemaRegistryError),
 }
 
 /// One generation of a cluster's tasks: their shared state, and the tasks themselves.
@@ -57,6 +60,7 @@ impl Generation {
         let topic = TopicManager::new(&shared, producer.client());
         let connectivity = ConnectivityChecker::new(&shared)?;
         let scan = ClusterScan::new(&shared)?;
+        let schema_registry = SchemaRegistryProbe::new(&shared)?;
 
         let cancel = cancel.child_token();
         let mut tasks = JoinSet::new();
@@ -67,6 +71,9 @@ impl Generation {
         tasks.spawn(connectivity.run(cancel.clone()).instrument(span.clone()));
         tasks.spawn(producer.run(cancel.clone()).instrument(span.clone()));
         tasks.spawn(scan.run(cancel.clone()).instrument(span.clone()));
+        if let Some(schema_registry) = schema_registry {
+            tasks.spawn(schema_registry.run(cancel.clone()).instrument(span.clone()));
+        }
         if let Some(transactions) = transactions {
             tasks.spawn(transactions.run(cancel.clone()).instrument(span.clone()));
         }

@@ -21,13 +21,15 @@ use rdkafka::{Offset, TopicPartitionList};
 use support::tls::{free_port, Authority, Kind, Stunnel};
 use support::*;
 
-/// Families this run cannot give a series: throttling happens only under a quota, and tansu
-/// tells no topic's `retention.ms`. Their name, type and help are checked here (where they
+/// Families this run cannot give a series: throttling happens only under a quota, tansu tells
+/// no topic's `retention.ms`, and the Schema Registry configured here does not answer (so its
+/// other families have their series at zero). Their name, type and help are checked here (where they
 /// are described), their labels by the tests on a real Kafka cluster that show them
-/// (`tests/probes.rs`).
-const NOT_SHOWN_HERE: [&str; 2] = [
+/// (`tests/probes.rs`, `tests/schema_registry.rs`).
+const NOT_SHOWN_HERE: [&str; 3] = [
     "heartbeat_client_broker_throttle_seconds",
     "heartbeat_consumer_group_retention_margin_seconds",
+    "heartbeat_schema_registry_request_latency_seconds",
 ];
 
 const TOPIC: &str = "cc-heartbeat";
@@ -195,6 +197,7 @@ async fn every_metric_family_keeps_its_name_type_labels_and_help() {
             authority.ca_file.display()
         ),
     );
+    let text = format!("{text}[schema_registry]\nurl = http://127.0.0.1:9\n");
     let config = cc_heartbeat::config::Config::from_ini(
         &text,
         Path::new("contract.ini"),

@@ -104,9 +104,13 @@ fn dashboard_queries() -> Vec<(String, String)> {
     queries
 }
 
-/// Panels the demo's cluster (librdkafka's mock) cannot feed: it answers no DescribeConfigs,
-/// so no retention margin (`tests/probes.rs` shows it on a real Kafka cluster).
-const NOT_IN_DEMO: [&str; 1] = ["Retention margin (until unread records may be deleted)"];
+/// Panels the demo cannot feed: its cluster (librdkafka's mock) answers no DescribeConfigs, so
+/// no retention margin (`tests/probes.rs` shows it on a real Kafka cluster), and it has no
+/// Schema Registry (`tests/schema_registry.rs` probes a real one).
+const NOT_IN_DEMO: [&str; 2] = [
+    "Retention margin (until unread records may be deleted)",
+    "Schema Registry: up, request latency p99, failures",
+];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_evaluates_every_rule_and_feeds_every_panel() {
@@ -117,7 +121,10 @@ async fn prometheus_scrapes_evaluates_every_rule_and_feeds_every_panel() {
             ("CC_HEARTBEAT__ADMIN__METRICS_LISTENER_PORT", "0"),
             ("CC_HEARTBEAT__ADMIN__PRODUCE_PERIOD_SECONDS", "0.5"),
             ("CC_HEARTBEAT__ADMIN__PROBE_TRANSACTIONS", "true"),
-            ("CC_HEARTBEAT__ADMIN__PROBE_TRANSACTIONS_PERIOD_SECONDS", "2"),
+            (
+                "CC_HEARTBEAT__ADMIN__PROBE_TRANSACTIONS_PERIOD_SECONDS",
+                "2",
+            ),
             ("CC_HEARTBEAT__ADMIN__PROBE_COMMIT_PERIOD_SECONDS", "2"),
             (
                 "CC_HEARTBEAT__ADMIN__CHECK_CONNECTIVITY_PERIOD_SECONDS",

@@ -144,6 +144,9 @@ admin_settings! {
     /// `check.schema.registry.period.seconds`: how often the `[schema_registry]` is probed.
     check_schema_registry_period: Duration =
         "check.schema.registry.period.seconds", "30", Seconds(1.0, 86_400.0);
+    /// `check.schema.registry.timeout.seconds`: how long each request to the registry may take.
+    check_schema_registry_timeout: Duration =
+        "check.schema.registry.timeout.seconds", "10", Seconds(0.1, 600.0);
     /// `schema.registry.probe.write`: register the probe schema (true) or only read (false).
     schema_registry_probe_write: bool = "schema.registry.probe.write", "true", Flag;
     /// `produce.period.seconds`: how often one heartbeat goes to every partition.

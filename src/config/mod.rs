@@ -1,8 +1,9 @@
 //! Configuration: the INI file of the original Python tool, environment overrides, validation.
 //!
 //! Sections: `[default]` (librdkafka properties for every client), `[producer]` and `[consumer]`
-//! (librdkafka properties merged over `[default]`), and `[admin]` (this program's own settings,
-//! see [`AdminSettings`]). Every key can be overridden by an environment variable named
+//! (librdkafka properties merged over `[default]`), `[admin]` (this program's own settings,
+//! see [`AdminSettings`]), and the optional `[schema_registry]` (see
+//! [`SchemaRegistrySettings`]). Every key can be overridden by an environment variable named
 //! `CC_HEARTBEAT__<SECTION>__<KEY>`, upper-case, with the key's dots written as `_`
 //! (`CC_HEARTBEAT__DEFAULT__SASL_PASSWORD` sets `[default] sasl.password`).
 //!
@@ -13,13 +14,15 @@
 //! - `raw`: values with their origin, section names, environment overrides;
 //! - `admin`: the `[admin]` keys, each declared once;
 //! - `kinds`: how each kind of `[admin]` value is parsed and shown;
-//! - `properties`: librdkafka properties: merging, secrets, SASL credentials.
+//! - `properties`: librdkafka properties: merging, secrets, SASL credentials;
+//! - `schema_registry`: the optional `[schema_registry]` section.
 
 mod admin;
 mod ini;
 mod kinds;
 mod properties;
 mod raw;
+mod schema_registry;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -36,6 +39,7 @@ pub use self::admin::{
 pub use self::kinds::Pattern;
 pub use self::properties::{is_secret, MASK};
 pub use self::raw::{ConfigError, Origin, ENV_PREFIX};
+pub use self::schema_registry::SchemaRegistrySettings;
 
 use self::admin::is_process_wide;
 use self::properties::{check_sasl_credentials, merge};
@@ -55,6 +59,8 @@ pub struct Config {
     pub name: String,
     /// The `[admin]` settings.
     pub admin: AdminSettings,
+    /// The `[schema_registry]` to probe, if one is configured.
+    pub schema_registry: Option<SchemaRegistrySettings>,
     /// Things worth a warning at start that are not errors (never quoting a value).
     pub warnings: Vec<String>,
     default: BTreeMap<String, Entry>,
@@ -174,7 +180,13 @@ impl Config {
             .iter()
             .map(|name| {
                 let mut merged = RawConfig::default();
-                for kind in ["default", "producer", "consumer", "admin"] {
+                for kind in [
+                    "default",
+                    "producer",
+                    "consumer",
+                    "admin",
+                    "schema_registry",
+                ] {
                     let mut entries = raw.section(kind);
                     let own = raw.section(&cluster_section(name, kind));
                     if kind == "admin" {
@@ -199,6 +211,7 @@ impl Config {
 
     fn validate(raw: &RawConfig, name: &str) -> Result<Config, ConfigError> {
         let admin = AdminSettings::parse(&raw.section("admin"))?;
+        let schema_registry = SchemaRegistrySettings::parse(&raw.section("schema_registry"))?;
         let mut warnings = Vec::new();
         for keys in raw.sections.values() {
             for (key, entry) in keys {
@@ -214,6 +227,7 @@ impl Config {
         let config = Config {
             name: name.to_string(),
             admin,
+            schema_registry,
             warnings,
             default: raw.section("default"),
             producer: raw.section("producer"),
@@ -345,6 +359,12 @@ impl Config {
         for (key, value) in self.admin.render() {
             let value = value.replace('\n', "\n    ");
             out.push_str(&format!("{key} = {value}\n"));
+        }
+        if let Some(registry) = &self.schema_registry {
+            out.push_str(&format!("\n[{}]\n", self.section_name("schema_registry")));
+            for (key, value) in registry.render_masked() {
+                out.push_str(&format!("{key} = {value}\n"));
+            }
         }
         out
     }

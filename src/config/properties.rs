@@ -17,6 +17,7 @@ pub fn is_secret(key: &str) -> bool {
         || key.ends_with(".pem")
         || key == "sasl.oauthbearer.config"
         || key == "ssl.keystore.location"
+        || key == "basic.auth.user.info"
 }
 
 /// `base`'s values with `over`'s on top.

@@ -60,7 +60,9 @@ pub enum ConfigError {
 /// `(Some("prod"), "default")` for `[cluster:prod]`, `(Some("prod"), "admin")` for
 /// `[cluster:prod:admin]`.
 pub(super) fn parse_section_name(section: &str) -> Option<(Option<String>, String)> {
-    let known = |kind: &str| kind == "admin" || LIBRDKAFKA_SECTIONS.contains(&kind);
+    let known = |kind: &str| {
+        kind == "admin" || kind == "schema_registry" || LIBRDKAFKA_SECTIONS.contains(&kind)
+    };
     let Some(rest) = section.strip_prefix("cluster:") else {
         return known(section).then(|| (None, section.to_string()));
     };

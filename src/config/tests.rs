@@ -329,3 +329,42 @@ fn per_cluster_variables_need_a_declared_cluster() {
     )
     .is_err());
 }
+
+#[test]
+fn a_schema_registry_section_is_read_checked_and_shown_masked() {
+    let config = Config::for_test(
+        "[schema_registry]\nurl = https://registry.example:8081/\nbasic.auth.user.info = key:very-secret\n",
+        &[],
+    )
+    .unwrap();
+    let registry = config.schema_registry.as_ref().unwrap();
+    assert_eq!(registry.url, "https://registry.example:8081");
+    assert!(registry.verify_hostname);
+    let shown = config.render_masked();
+    assert!(
+        shown.contains("[schema_registry]")
+            && shown.contains("url = https://registry.example:8081")
+    );
+    assert!(!shown.contains("very-secret") && !format!("{config:?}").contains("very-secret"));
+    assert!(Config::for_test("", &[]).unwrap().schema_registry.is_none());
+    for (ini, expected) in [
+        ("[schema_registry]\nbasic.auth.user.info = a:b\n", "url"),
+        ("[schema_registry]\nurl = ftp://registry\n", "http"),
+        (
+            "[schema_registry]\nurl = https://key:secret@registry\n",
+            "basic.auth.user.info",
+        ),
+        (
+            "[schema_registry]\nurl = https://registry\nbasic.auth.user.info = nocolon\n",
+            "user:password",
+        ),
+        (
+            "[schema_registry]\nurl = https://registry\nschema.registry.url = x\n",
+            "unknown key",
+        ),
+    ] {
+        let error = Config::for_test(ini, &[]).unwrap_err().to_string();
+        assert!(error.contains(expected), "{ini}: {error}");
+        assert!(!error.contains("secret"), "{error}");
+    }
+}

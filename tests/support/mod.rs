@@ -545,4 +545,5 @@ impl Drop for Process {
     }
 }
 pub mod kafka;
+pub mod registry;
 pub mod tls;

@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminOptions, ResourceSpecifier};
-use support::kafka::{grant, revoke, Exporter, KafkaCluster, PLAIN_USERS};
+use support::kafka::{commit, grant, produce, revoke, Exporter, KafkaCluster, PLAIN_USERS};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_confluent_cloud_path_creates_the_topic_and_beats_every_partition() {
@@ -166,44 +166,6 @@ async fn a_scram_user_created_after_the_start_is_picked_up_without_a_restart() {
     cluster.delete_topic(topic).await;
     revoke(cluster, user, &acls);
     cluster.delete_scram_user(user);
-}
-
-/// Writes `count` records to partition 0 of `topic`, one request each, as the super user.
-fn produce(cluster: &KafkaCluster, topic: &str, count: usize) {
-    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-    let producer: ThreadedProducer<DefaultProducerContext> = cluster
-        .admin_config()
-        .set("linger.ms", "0")
-        .create()
-        .unwrap();
-    for _ in 0..count {
-        producer
-            .send(
-                BaseRecord::<(), str>::to(topic)
-                    .partition(0)
-                    .payload("order"),
-            )
-            .map_err(|(error, _)| error)
-            .unwrap();
-        producer.flush(Duration::from_secs(10)).unwrap();
-    }
-}
-
-/// Commits `offset` on partition 0 of `topic` for `group`, without joining it.
-fn commit(cluster: &KafkaCluster, group: &str, topic: &str, offset: i64) {
-    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-    use rdkafka::{Offset, TopicPartitionList};
-    let consumer: BaseConsumer = cluster
-        .admin_config()
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut offsets = TopicPartitionList::new();
-    offsets
-        .add_partition_offset(topic, 0, Offset::Offset(offset))
-        .unwrap();
-    consumer.commit(&offsets, CommitMode::Sync).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -772,6 +772,44 @@ pub fn service_account_acls(topic: &str) -> Vec<(Vec<&'static str>, Vec<String>)
     ]
 }
 
+/// Writes `count` records to partition 0 of `topic`, one request each, as the super user.
+pub fn produce(cluster: &KafkaCluster, topic: &str, count: usize) {
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    let producer: ThreadedProducer<DefaultProducerContext> = cluster
+        .admin_config()
+        .set("linger.ms", "0")
+        .create()
+        .unwrap();
+    for _ in 0..count {
+        producer
+            .send(
+                BaseRecord::<(), str>::to(topic)
+                    .partition(0)
+                    .payload("order"),
+            )
+            .map_err(|(error, _)| error)
+            .unwrap();
+        producer.flush(Duration::from_secs(10)).unwrap();
+    }
+}
+
+/// Commits `offset` on partition 0 of `topic` for `group`, without joining it.
+pub fn commit(cluster: &KafkaCluster, group: &str, topic: &str, offset: i64) {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    use rdkafka::{Offset, TopicPartitionList};
+    let consumer: BaseConsumer = cluster
+        .admin_config()
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut offsets = TopicPartitionList::new();
+    offsets
+        .add_partition_offset(topic, 0, Offset::Offset(offset))
+        .unwrap();
+    consumer.commit(&offsets, CommitMode::Sync).unwrap();
+}
+
 /// The exporter binary started with `ini` as its configuration file.
 pub struct Exporter {
     pub process: Process,

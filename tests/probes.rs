@@ -356,3 +356,49 @@ async fn each_missing_right_is_named_and_comes_back_and_groups_show_age_and_marg
     let options = rdkafka::admin::AdminOptions::new();
     let _ = cluster.admin().delete_groups(&[group], &options).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_sharing_a_transactional_id_fence_each_other_and_go_on() {
+    let cluster = KafkaCluster::shared();
+    let (user, topic, id) = ("fencing", "fencing-beats", "cc-heartbeat-shared");
+    cluster.create_topic(topic, 3, 3).await;
+    let principal = format!("User:{user}");
+    let acls: [(&[&str], &[&str]); 3] = [
+        (&["Describe", "Write", "Read"], &["--topic", topic]),
+        (&["Read"], &["--group", "cc-heartbeat"]),
+        (&["Write"], &["--transactional-id", id]),
+    ];
+    for (operations, resource) in acls {
+        cluster.allow(&principal, operations, resource);
+    }
+    let admin = format!(
+        "heartbeat.topic.manage = false\nprobe.transactions = true\n\
+         probe.transactions.period.seconds = 1\nprobe.transactional.id = {id}"
+    );
+    let first = scram_exporter(cluster, user, topic, &admin);
+    let second = scram_exporter(cluster, user, topic, &admin);
+    let outcome =
+        |m: &Metrics, outcome: &str| m.sum("heartbeat_transactions_total", &[("outcome", outcome)]);
+    // Each new producer's init fences the other's: both count it, and both commit between.
+    for exporter in [&first, &second] {
+        exporter
+            .wait_for("fenced, and committing", Duration::from_secs(90), |m| {
+                outcome(m, "fenced") >= 1.0 && outcome(m, "committed") >= 1.0
+            })
+            .await;
+    }
+    // Fencing is the neighbour's doing, not a missing right.
+    let metrics = first
+        .wait_for("still serving", Duration::from_secs(5), |_| true)
+        .await;
+    let write = [
+        ("operation", "WRITE"),
+        ("resource", "transactional_id:cc-heartbeat-shared"),
+    ];
+    assert_eq!(metrics.sum("heartbeat_permission_ok", &write), 1.0);
+    drop((first, second));
+    for (operations, resource) in acls {
+        cluster.disallow(&principal, operations, resource);
+    }
+    cluster.delete_topic(topic).await;
+}

@@ -145,8 +145,9 @@ impl Permissions {
     /// `right` was refused (`error`); `stops` says what that stops, for the log and `/ready`.
     pub(crate) fn refuse(&self, right: Right, stops: &str, error: &dyn std::fmt::Display) {
         let cause = format!("{stops}: the account needs {} ({error})", right.describe());
-        self.ok.get_or_create(&right.labels()).set(0);
         let mut refused = lock(&self.refused);
+        // Under the lock, so a concurrent `allow` cannot leave the gauge at 1 for a cause.
+        self.ok.get_or_create(&right.labels()).set(0);
         if !refused.contains_key(&right) {
             tracing::warn!(
                 operation = right.operation.as_str(),

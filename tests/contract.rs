@@ -23,9 +23,10 @@ use support::*;
 
 /// Families this run cannot give a series: throttling happens only under a quota, tansu tells
 /// no topic's `retention.ms`, and the Schema Registry configured here does not answer (so its
-/// other families have their series at zero). Their name, type and help are checked here (where they
-/// are described), their labels by the tests on a real Kafka cluster that show them
-/// (`tests/probes.rs`, `tests/schema_registry.rs`).
+/// other families have their series at zero). A summary family is described without series
+/// (its name, type and help are checked here, not its labels); the others are not exported
+/// at all before they have one. The tests that show them check their series: on a real Kafka
+/// cluster (`tests/probes.rs`) and a real Schema Registry (`tests/schema_registry.rs`).
 const NOT_SHOWN_HERE: [&str; 3] = [
     "heartbeat_client_broker_throttle_seconds",
     "heartbeat_consumer_group_retention_margin_seconds",

@@ -104,30 +104,23 @@ impl SchemaRegistrySettings {
             ));
         };
         let url_entry = &section["url"];
-        let Some((scheme, rest)) = url.split_once("://") else {
-            return Err(error(
-                "url",
-                url_entry,
-                "must start with http:// or https://".to_string(),
-            ));
-        };
-        if scheme != "http" && scheme != "https" {
-            return Err(error(
-                "url",
-                url_entry,
-                "must start with http:// or https://".to_string(),
-            ));
-        }
-        // Credentials in the URL would be in every error message that names it.
-        if rest
-            .split('/')
-            .next()
-            .is_some_and(|authority| authority.contains('@'))
-        {
+        // Credentials in the URL would be in every error message that names it. Checked
+        // before parsing, so even a URL that does not parse is not taken for something else.
+        if url.contains('@') {
             return Err(error(
                 "url",
                 url_entry,
                 "must not hold credentials: set basic.auth.user.info".to_string(),
+            ));
+        }
+        // Never quoted in an error.
+        let parsed = url::Url::parse(&url)
+            .map_err(|problem| error("url", url_entry, format!("is not a URL ({problem})")))?;
+        if !matches!(parsed.scheme(), "http" | "https") || !parsed.has_host() {
+            return Err(error(
+                "url",
+                url_entry,
+                "must be an http:// or https:// URL with a host".to_string(),
             ));
         }
         let user_info = value("basic.auth.user.info");

@@ -355,6 +355,10 @@ fn a_schema_registry_section_is_read_checked_and_shown_masked() {
             "basic.auth.user.info",
         ),
         (
+            "[schema_registry]\nurl = https://key:sec/ret@registry\n",
+            "credentials",
+        ),
+        (
             "[schema_registry]\nurl = https://registry\nbasic.auth.user.info = nocolon\n",
             "user:password",
         ),

@@ -243,6 +243,13 @@ impl TopicManager {
                     "the heartbeat topic cannot be seen",
                 );
             }
+            TopicPlan::Fine | TopicPlan::UnderReplicated { .. } => {
+                // The topic is there, with its partitions: a refused CREATE or ALTER is no
+                // longer needed (someone else created it, or added them).
+                for operation in [Operation::Describe, Operation::Create, Operation::Alter] {
+                    self.note_right(operation, &Ok::<(), NativeAdminError>(()), "");
+                }
+            }
             _ => self.note_right(Operation::Describe, &Ok::<(), NativeAdminError>(()), ""),
         }
         // `problem` stops heartbeats (and readiness); `warning` is worth saying, not fatal.

@@ -164,23 +164,10 @@ impl Proxy {
 
 /// `Basic base64(user_info)`, as a client sends it.
 fn basic(user_info: &str) -> String {
-    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let bytes = user_info.as_bytes();
-    let mut out = String::from("Basic ");
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .fold(0u32, |n, byte| (n << 8) | u32::from(*byte))
-            << (8 * (3 - chunk.len()));
-        for index in 0..4 {
-            if index <= chunk.len() {
-                out.push(alphabet[((n >> (18 - 6 * index)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    format!(
+        "Basic {}",
+        openssl::base64::encode_block(user_info.as_bytes())
+    )
 }
 
 fn error_body(status: u16, message: &str) -> Response {

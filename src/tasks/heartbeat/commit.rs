@@ -257,7 +257,7 @@ impl CommitProbe {
             _ => UNKNOWN_COORDINATOR.to_string(),
         };
         let shared = &self.heartbeat.shared;
-        let right = Right::new(
+        let group_read = Right::new(
             Operation::Read,
             Resource::Group(shared.config.consumer_group_id()),
         );
@@ -268,7 +268,7 @@ impl CommitProbe {
                     .get_or_create(&CoordinatorLabels { coordinator })
                     .observe(elapsed.as_secs_f64());
                 self.metrics.commits.inc();
-                shared.permissions.allow(&right);
+                shared.permissions.allow(&group_read);
                 if let Some(spell) = self.throttle.reset("commit") {
                     tracing::info!(
                         failed = spell.counted,
@@ -288,6 +288,14 @@ impl CommitProbe {
                     })
                     .inc();
                 if reason == CommitFailure::AuthorizationFailed {
+                    // A commit needs READ on the group and on the topic.
+                    let right = match error.rdkafka_error_code() {
+                        Some(RDKafkaErrorCode::TopicAuthorizationFailed) => Right::new(
+                            Operation::Read,
+                            Resource::Topic(shared.config.admin.heartbeat_topic.clone()),
+                        ),
+                        _ => group_read,
+                    };
                     shared
                         .permissions
                         .refuse(right, "offset commits are refused", &error);

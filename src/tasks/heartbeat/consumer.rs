@@ -56,8 +56,9 @@ pub(crate) struct EndToEndConsumer {
     throttle: LogThrottle,
     /// Heartbeats lost per leader, for the log.
     lost: LeaderSpells,
-    /// The right reading was last refused for, until a heartbeat is read again.
-    refused: Mutex<Option<Right>>,
+    /// The rights reading was refused for (READ on the topic, on the group), each until a
+    /// heartbeat is read again.
+    refused: Mutex<BTreeSet<Right>>,
     /// The consumer's statistics: throttling, and the group's coordinator.
     stats: Arc<StatsInbox>,
     commit: CommitProbe,
@@ -86,7 +87,7 @@ impl EndToEndConsumer {
             commit,
             throttle: LogThrottle::default(),
             lost: LeaderSpells::default(),
-            refused: Mutex::new(None),
+            refused: Mutex::default(),
         })
     }
 
@@ -166,7 +167,7 @@ impl EndToEndConsumer {
             ),
             _ => return,
         };
-        *lock(&self.refused) = Some(right.clone());
+        lock(&self.refused).insert(right.clone());
         shared
             .permissions
             .refuse(right, "reading heartbeats back is refused", error);
@@ -224,7 +225,8 @@ impl EndToEndConsumer {
                     .observe(partition, leader, latency, now);
                 let shared = &self.heartbeat.shared;
                 shared.status.lock().last_round_trip = Some(now);
-                if let Some(right) = lock(&self.refused).take() {
+                let refused = std::mem::take(&mut *lock(&self.refused));
+                for right in refused {
                     shared.permissions.allow(&right);
                 }
                 for ended in self.lost.succeed(partition) {

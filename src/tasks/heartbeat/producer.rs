@@ -299,6 +299,9 @@ impl HeartbeatProducer {
             .metrics
             .follow_leaders(previous, snapshot, Instant::now(), retention);
         let context = self.producer.context();
+        for id in snapshot.brokers.keys() {
+            self.heartbeat.throttle.init_broker(*id);
+        }
         for id in previous.brokers.keys() {
             if !snapshot.brokers.contains_key(id) {
                 context.client_brokers.forget(&id.to_string());

@@ -72,23 +72,15 @@ impl Outcome {
         }
     }
 
-    /// What a failed call means for the round.
+    /// What a failed call means for the round. Only fencing is `fenced`: other fatal errors
+    /// (a missing right, a transaction timeout the broker refuses) say why.
     fn of(error: &KafkaError) -> Self {
-        let code = error.rdkafka_error_code();
-        let fenced = match error {
-            KafkaError::Transaction(error) => {
-                error.is_fatal()
-                    && error.code() != RDKafkaErrorCode::TransactionalIdAuthorizationFailed
-            }
-            _ => false,
-        };
-        match code {
+        match error.rdkafka_error_code() {
             Some(
                 RDKafkaErrorCode::Fenced
                 | RDKafkaErrorCode::ProducerFenced
                 | RDKafkaErrorCode::InvalidProducerEpoch,
             ) => Outcome::Fenced,
-            _ if fenced => Outcome::Fenced,
             Some(
                 RDKafkaErrorCode::TransactionalIdAuthorizationFailed
                 | RDKafkaErrorCode::TopicAuthorizationFailed
@@ -201,24 +193,20 @@ impl TransactionProbe {
     fn create(&self) -> Result<Transactional, KafkaError> {
         let shared = &self.heartbeat.shared;
         let mut config = client_config(&shared.config, Role::Producer);
-        let period = shared.config.admin.probe_transactions_period;
+        let admin = &shared.config.admin;
+        // A transaction left open (this process killed mid-way) holds read_committed readers
+        // of its partition, the end-to-end consumer among them, until the broker aborts it:
+        // within half the lost deadline, so no heartbeat is counted lost for it. Brokers take
+        // at most 900 s by default (transaction.max.timeout.ms).
+        let bound = (admin.lost_after / 2).clamp(Duration::from_secs(1), Duration::from_secs(900));
+        let delivery = bound.min(admin.probe_transactions_period.max(Duration::from_secs(1)));
         config
             .set("client.id", "cc-heartbeat-transactions")
             .set("transactional.id", shared.config.transactional_id())
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            // The broker aborts a transaction left open this long (a probe that died mid-way).
-            .set(
-                "transaction.timeout.ms",
-                (period * 6)
-                    .max(Duration::from_secs(60))
-                    .as_millis()
-                    .to_string(),
-            )
-            .set(
-                "message.timeout.ms",
-                period.as_millis().max(1000).to_string(),
-            );
+            .set("transaction.timeout.ms", bound.as_millis().to_string())
+            .set("message.timeout.ms", delivery.as_millis().to_string());
         let context = ClientLog::for_cluster(&shared.config, Role::Producer, shared.status.clone())
             .with_stats(self.stats.clone());
         Ok(Transactional {
@@ -267,7 +255,17 @@ impl TransactionProbe {
             }
         }
         if let Some(transactional) = current {
-            let _ = tokio::task::spawn_blocking(move || drop(transactional)).await;
+            // A transaction left open would hold read_committed readers of its partition until
+            // the broker times it out: abort it (only an error when none is open).
+            let _ = tokio::task::spawn_blocking(move || {
+                if transactional.ready {
+                    let _ = transactional
+                        .producer
+                        .abort_transaction(Duration::from_secs(2));
+                }
+                drop(transactional)
+            })
+            .await;
         }
     }
 
@@ -308,6 +306,9 @@ impl TransactionProbe {
         let sent = {
             let producer = transactional.producer.clone();
             tokio::task::spawn_blocking(move || {
+                // Nothing else serves this producer's queue between rounds: its statistics,
+                // errors and leftover delivery reports.
+                producer.poll(Duration::ZERO);
                 producer.begin_transaction()?;
                 producer
                     .send(
@@ -320,12 +321,17 @@ impl TransactionProbe {
             .await
             .unwrap_or(Err(KafkaError::Canceled))
         };
+        let commit = move |producer: &BaseProducer<ClientLog>| producer.commit_transaction(period);
         let committed = match sent {
             Ok(()) => {
-                self.timed("commit", transactional, move |producer| {
-                    producer.commit_transaction(period)
-                })
-                .await
+                let mut committed = self.timed("commit", transactional, commit).await;
+                // A retriable failure (a timeout) leaves the commit under way: librdkafka
+                // wants it called again, not an abort.
+                if matches!(&committed, Err(KafkaError::Transaction(error)) if error.is_retriable())
+                {
+                    committed = self.timed("commit", transactional, commit).await;
+                }
+                committed
             }
             Err(error) => Err(error),
         };
@@ -357,10 +363,19 @@ impl TransactionProbe {
         let mut outcome = Outcome::of(error);
         let shared = &self.heartbeat.shared;
         if outcome == Outcome::AuthorizationFailed {
-            let right = Right::new(
-                Operation::Write,
-                Resource::TransactionalId(shared.config.transactional_id()),
-            );
+            let right = match error.rdkafka_error_code() {
+                Some(RDKafkaErrorCode::TopicAuthorizationFailed) => Right::new(
+                    Operation::Write,
+                    Resource::Topic(shared.config.admin.heartbeat_topic.clone()),
+                ),
+                Some(RDKafkaErrorCode::ClusterAuthorizationFailed) => {
+                    Right::new(Operation::IdempotentWrite, Resource::Cluster)
+                }
+                _ => Right::new(
+                    Operation::Write,
+                    Resource::TransactionalId(shared.config.transactional_id()),
+                ),
+            };
             shared
                 .permissions
                 .refuse(right, "the transaction probe is refused", error);
@@ -370,12 +385,13 @@ impl TransactionProbe {
         let mut keep = !fatal;
         if begun && keep {
             let period = shared.config.admin.probe_transactions_period;
-            match self
-                .timed("abort", transactional, move |producer| {
-                    producer.abort_transaction(period)
-                })
-                .await
-            {
+            // The abort waits for the delivery reports to be served, and nothing else serves
+            // this producer's queue: serve them first.
+            let abort = move |producer: &BaseProducer<ClientLog>| {
+                let _ = producer.flush(period);
+                producer.abort_transaction(period)
+            };
+            match self.timed("abort", transactional, abort).await {
                 Ok(()) if outcome != Outcome::AuthorizationFailed => outcome = Outcome::Aborted,
                 Ok(()) => {}
                 // Neither committed nor aborted: a new producer starts clean.
@@ -466,5 +482,11 @@ mod tests {
         );
         assert_eq!(of(RDKafkaErrorCode::OperationTimedOut), "timed_out");
         assert_eq!(of(RDKafkaErrorCode::InvalidMessage), "other");
+        assert_eq!(
+            of(RDKafkaErrorCode::ClusterAuthorizationFailed),
+            "authorization_failed",
+            "a fatal error that is not fencing says why"
+        );
+        assert_eq!(of(RDKafkaErrorCode::InvalidTransactionTimeout), "other");
     }
 }

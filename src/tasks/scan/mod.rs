@@ -321,7 +321,7 @@ impl ClusterScan {
                 }
             }
             Some(Ok(topics)) => {
-                let mut refused = None;
+                let (mut refused, mut failed) = (None, None);
                 for (topic, answer) in topics {
                     match answer {
                         Ok(found) => {
@@ -331,8 +331,15 @@ impl ClusterScan {
                             retention.remove(&topic);
                             refused.get_or_insert((topic, error));
                         }
-                        Err(error) => self.failed(ScanPart::Configs, &format!("{topic}: {error}")),
+                        Err(error) => {
+                            failed.get_or_insert(format!("{topic}: {error}"));
+                        }
                     }
+                }
+                // Once per scan, however many topics failed.
+                match failed {
+                    Some(first) => self.failed(ScanPart::Configs, &first),
+                    None => self.succeeded(ScanPart::Configs),
                 }
                 match refused {
                     Some((topic, error)) => self.shared.permissions.refuse(
@@ -340,10 +347,7 @@ impl ClusterScan {
                         &format!("the retention of topic `{topic}` cannot be read, so no retention margin"),
                         &error,
                     ),
-                    None => {
-                        self.shared.permissions.allow(&describe_configs);
-                        self.succeeded(ScanPart::Configs);
-                    }
+                    None => self.shared.permissions.allow(&describe_configs),
                 }
             }
             // Some brokers do not describe configs (librdkafka's mock cluster among them): a
@@ -360,7 +364,9 @@ impl ClusterScan {
             .iter()
             .filter_map(|(group, answer)| Some((group.as_str(), answer.as_ref().ok()?)))
             .collect();
-        self.progress.record(&groups, &retention, Instant::now());
+        let scanned: BTreeSet<&str> = scan.groups.keys().map(String::as_str).collect();
+        self.progress
+            .record(&groups, &scanned, &retention, Instant::now());
     }
 
     /// Records a lag scan's series, and counts and logs what it could not read.

@@ -53,18 +53,21 @@ pub(super) struct GroupProgress {
 }
 
 impl GroupProgress {
-    /// Records what one scan read of `groups` (the groups whose offsets it read; the others'
-    /// series go), with the time retention of the topics where it is known, at `now`.
+    /// Records what one scan read of `groups` (those whose offsets it read), with the time
+    /// retention of the topics where it is known, at `now`. A group `scanned` whose offsets
+    /// could not be read this time keeps its commit age (which goes on growing); the series
+    /// of a group no longer scanned go.
     pub(super) fn record(
         &self,
         groups: &BTreeMap<&str, &GroupLag>,
+        scanned: &BTreeSet<&str>,
         retention: &BTreeMap<String, Retention>,
         now: Instant,
     ) {
         {
             let mut moves = lock(&self.moves);
             moves.retain(|group, _| {
-                let kept = groups.contains_key(group.as_str());
+                let kept = scanned.contains(group.as_str());
                 if !kept {
                     self.last_commit_age.remove(&GroupLabels {
                         group: group.clone(),
@@ -206,23 +209,23 @@ mod tests {
     fn the_commit_age_grows_until_the_offsets_move_and_goes_with_the_group() {
         let progress = GroupProgress::default();
         let start = Instant::now();
+        let at = |seconds: u64| start + Duration::from_secs(seconds);
         let first = lag(&[("orders", 0, 5, Some(1.0))]);
-        let none = BTreeMap::new();
-        progress.record(&BTreeMap::from([("billing", &first)]), &none, start);
+        let (none, billing) = (BTreeMap::new(), BTreeSet::from(["billing"]));
+        let read = |lag| BTreeMap::from([("billing", lag)]);
+        progress.record(&read(&first), &billing, &none, at(0));
         assert_eq!(age(&progress, "billing"), 0.0);
-        let later = start + Duration::from_secs(30);
-        progress.record(&BTreeMap::from([("billing", &first)]), &none, later);
+        progress.record(&read(&first), &billing, &none, at(30));
         assert_eq!(age(&progress, "billing"), 30.0);
-        progress.refresh(later + Duration::from_secs(5));
+        progress.refresh(at(35));
         assert_eq!(age(&progress, "billing"), 35.0, "it grows between scans");
+        // Its offsets unreadable in one scan: it keeps its age, which goes on growing.
+        progress.record(&BTreeMap::new(), &billing, &none, at(40));
+        assert_eq!(age(&progress, "billing"), 40.0);
         let moved = lag(&[("orders", 0, 6, Some(1.0))]);
-        progress.record(
-            &BTreeMap::from([("billing", &moved)]),
-            &none,
-            later + Duration::from_secs(10),
-        );
+        progress.record(&read(&moved), &billing, &none, at(50));
         assert_eq!(age(&progress, "billing"), 0.0);
-        progress.record(&BTreeMap::new(), &none, later + Duration::from_secs(20));
+        progress.record(&BTreeMap::new(), &BTreeSet::new(), &none, at(60));
         assert!(progress
             .last_commit_age
             .get(&GroupLabels {
@@ -248,8 +251,10 @@ mod tests {
             ("kept".to_string(), None),
             ("unread".to_string(), hour),
         ]);
+        let billing = BTreeSet::from(["billing"]);
         progress.record(
             &BTreeMap::from([("billing", &group)]),
+            &billing,
             &retention,
             Instant::now(),
         );
@@ -272,6 +277,7 @@ mod tests {
         assert_eq!(margin("unread"), None, "an unknown age is not reported");
         progress.record(
             &BTreeMap::from([("billing", &group)]),
+            &billing,
             &BTreeMap::new(),
             Instant::now(),
         );

@@ -183,7 +183,18 @@ impl Permissions {
         if !self.any_refused.load(Ordering::Acquire) {
             return Vec::new();
         }
-        lock(&self.refused).values().cloned().collect()
+        // The scan's rights are for lag and margins of other groups: missing, they are said
+        // (here as 0, and in the log), but the exporter is still ready.
+        lock(&self.refused)
+            .iter()
+            .filter(|(right, _)| {
+                !matches!(
+                    right.resource,
+                    Resource::ReportedGroups | Resource::ReportedTopics
+                )
+            })
+            .map(|(_, cause)| cause.clone())
+            .collect()
     }
 }
 

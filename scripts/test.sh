@@ -57,7 +57,9 @@ apicurio_pom=tests/support/apicurio/pom.xml
 apicurio="$PWD/$tools/apicurio"
 if ! cmp -s "$apicurio_pom" "$apicurio/pom.xml"; then
   rm -rf "$apicurio"
-  mvn -q -B -Dstyle.color=never -f "$apicurio_pom" dependency:unpack -Dapicurio.dir="$apicurio"
+  # Its "already unpacked" marker goes with what it unpacked, not beside the pom.
+  mvn -q -B -Dstyle.color=never -f "$apicurio_pom" dependency:unpack -Dapicurio.dir="$apicurio" \
+    -DmarkersDirectory="$apicurio/.markers"
   cp "$apicurio_pom" "$apicurio/pom.xml"
 fi
 export APICURIO_DIR="$apicurio"

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::http::{self, Extension, HttpState};
-use crate::monitor::{ClusterMonitor, MonitorError};
+use crate::monitor::{ClusterMonitor, MonitorError, Purpose};
 
 /// Why the application could not start.
 #[derive(Debug, thiserror::Error)]
@@ -50,17 +50,26 @@ impl App {
             None => http::bind("127.0.0.1", 0).await?,
         };
         let address = listener.local_addr()?;
+        // The demo's control breaks the first embedded cluster.
+        let demo_cluster = extension
+            .as_ref()
+            .and(configs.first())
+            .map(|config| config.name.clone());
         let mut monitors = Vec::with_capacity(configs.len());
         for config in configs {
             let cluster = config.name.clone();
-            let monitor = ClusterMonitor::start(config, &cancel)
+            let monitor = ClusterMonitor::start(config, &cancel, Purpose::Export)
                 .map_err(|source| StartError::Monitor { cluster, source })?;
             monitors.push(monitor);
         }
         let note = extension
             .as_ref()
             .map_or("", |extension| &extension.landing);
-        let state = HttpState::new(monitors.iter().map(ClusterMonitor::handle).collect(), note);
+        let state = HttpState::new(
+            monitors.iter().map(ClusterMonitor::handle).collect(),
+            note,
+            demo_cluster.as_deref(),
+        );
         let mut router = http::router(state);
         if let Some(extension) = extension {
             router = router.merge(extension.routes);

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use crate::clock::unix_micros;
 use crate::config::Config;
 use crate::metrics::ClusterMetrics;
+use crate::observed::Observed;
 use crate::permissions::Permissions;
 use crate::sync::lock;
 
@@ -120,6 +121,8 @@ pub struct StatusFacts {
     pub topic_warning: Option<String>,
     /// The last error librdkafka reported for this cluster (e.g. authentication).
     pub client_error: Option<String>,
+    /// The last authentication failure, until metadata is answered again.
+    pub authentication_error: Option<String>,
     /// What the connection checks found, while every checked broker fails.
     pub connection_problem: Option<String>,
     /// Why the Schema Registry refuses the exporter (its credentials), while it does.
@@ -145,6 +148,8 @@ pub(crate) struct ClusterShared {
     pub(crate) instance_id: String,
     /// Wall-clock start of this process, in microseconds since the Unix epoch.
     pub(crate) started_at_us: i64,
+    /// When these tasks started.
+    pub(crate) started: Instant,
     /// Every metric family of this cluster; each task adds its own when it is created.
     pub(crate) metrics: ClusterMetrics,
     /// The latest metadata snapshot.
@@ -152,6 +157,8 @@ pub(crate) struct ClusterShared {
     pub(crate) status: Arc<Status>,
     /// The rights the account needs, as the cluster answered.
     pub(crate) permissions: Arc<Permissions>,
+    /// What the tasks saw last, for a person to read.
+    pub(crate) observed: Observed,
     /// Asks the metadata task for a refresh now (e.g. right after the topic was created).
     pub(crate) refresh_now: tokio::sync::Notify,
     /// Told when the bootstrap servers lead to another cluster (its id changed): everything
@@ -188,8 +195,10 @@ impl ClusterShared {
         metrics.add(permissions.clone());
         Arc::new(ClusterShared {
             permissions,
+            observed: Observed::default(),
             instance_id,
             started_at_us: unix_micros(),
+            started: Instant::now(),
             metrics,
             view: watch::Sender::new(Arc::new(ClusterSnapshot::default())),
             status: Arc::new(Status::default()),

@@ -7,15 +7,19 @@
 //! One line per module, each with one job. A module uses only those listed below it.
 //!
 //! - [`app`]: every cluster's monitor and the HTTP server, started and stopped together;
+//! - [`check`]: `cc-heartbeat check`: every check of a cluster once, with what to fix;
 //! - `monitor`: one cluster: its clients and its tasks;
 //! - [`demo`]: the embedded cluster of demo mode, and its HTTP control;
-//! - [`http`]: `/metrics`, `/healthz`, `/ready`, the landing page, and the health-check client;
+//! - [`http`]: `/metrics`, `/healthz`, `/ready`, the status page and `/api/status`, and the
+//!   health-check client;
 //! - `tasks`: one folder per task of a cluster: `metadata`, `connectivity` (the per-broker
 //!   DNS, TCP and TLS check), `heartbeat` (producer, consumer, tracker, message), `topic`,
 //!   `scan` (cluster overview, consumer groups, lag);
 //! - [`kafka`]: librdkafka plumbing: client settings and log routing, admin calls
 //!   rust-rdkafka lacks, the client's statistics;
 //! - [`cluster`]: what one cluster's tasks share: configuration, latest metadata, readiness;
+//! - `observed`: what the tasks saw last (connection checks, round trips, groups behind),
+//!   for the status page, the one-shot check and the support bundle;
 //! - `permissions`: the rights the cluster's account needs, as the cluster answered;
 //! - `metrics`: the per-cluster set of metric families, shared label and latency types,
 //!   encoding; it knows no task;
@@ -24,6 +28,7 @@
 //! - [`clock`] and `sync`: Unix time, and locks that survive a panicking holder.
 
 pub mod app;
+pub mod check;
 mod monitor;
 
 pub mod demo;
@@ -34,6 +39,8 @@ mod tasks;
 pub mod kafka;
 
 pub mod cluster;
+
+mod observed;
 
 mod permissions;
 

@@ -48,6 +48,20 @@ struct Cli {
 
 #[derive(Debug, clap::Subcommand)]
 enum Command {
+    /// Run every check once (connections, authentication, metadata, the heartbeat topic, a
+    /// round trip on every partition, permissions), print a report with what to fix, and exit
+    /// 0 (healthy), 1 (something failed) or 2 (bad configuration).
+    Check {
+        /// Only the cluster of this name (`[cluster:NAME]`; `default` without such sections).
+        #[arg(long, value_name = "NAME")]
+        cluster: Option<String>,
+        /// Print the report as one JSON document (its shape is in the README).
+        #[arg(long)]
+        json: bool,
+        /// Give up on what has not answered after this long.
+        #[arg(long, value_name = "SECONDS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=600))]
+        timeout: u64,
+    },
     /// Ask the running exporter's /healthz (at [admin] metrics.listener.port) and exit 0 when
     /// it answers 200: a container health check that needs no curl.
     Healthcheck {
@@ -82,7 +96,7 @@ fn main() -> ExitCode {
         }
     };
     // Demo mode and the health check run fine on defaults when there is no file.
-    let loaded = if cli.demo || cli.command.is_some() {
+    let loaded = if cli.demo || matches!(cli.command, Some(Command::Healthcheck { .. })) {
         Config::load_clusters_optional(&cli.config, environment)
     } else {
         Config::load_clusters(&cli.config, environment)
@@ -134,6 +148,19 @@ fn main() -> ExitCode {
             }
         };
     }
+    if let Some(Command::Check {
+        cluster,
+        json,
+        timeout,
+    }) = &cli.command
+    {
+        return check(
+            configs,
+            cluster.as_deref(),
+            *json,
+            Duration::from_secs(*timeout),
+        );
+    }
     if cli.check_config {
         for config in &configs {
             print!("{}", config.render_masked());
@@ -175,6 +202,56 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_CONFIG)
         }
     }
+}
+
+/// `cc-heartbeat check`: the report on standard output, the exit code its verdict.
+fn check(configs: Vec<Config>, cluster: Option<&str>, json: bool, timeout: Duration) -> ExitCode {
+    let configs: Vec<Config> = match cluster {
+        None => configs,
+        Some(name) => {
+            let names: Vec<String> = configs.iter().map(|config| config.name.clone()).collect();
+            let chosen: Vec<Config> = configs
+                .into_iter()
+                .filter(|config| config.name == name)
+                .collect();
+            if chosen.is_empty() {
+                eprintln!(
+                    "cc-heartbeat: configuration error: --cluster {name}: no such cluster (the \
+                     file configures: {})",
+                    names.join(", ")
+                );
+                return ExitCode::from(EXIT_CONFIG);
+            }
+            chosen
+        }
+    };
+    // The report says what the tasks would log; RUST_LOG shows the log too, on standard error.
+    logging::init("off", cc_heartbeat::config::LogFormat::Text);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cc-heartbeat: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let report = runtime.block_on(cc_heartbeat::check::run(configs, timeout));
+    runtime.shutdown_timeout(Duration::from_millis(500));
+    if json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(text) => println!("{text}"),
+            Err(error) => {
+                eprintln!("cc-heartbeat: cannot write the report: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        print!("{}", report.text());
+    }
+    ExitCode::from(report.exit_code())
 }
 
 /// The process environment as UTF-8 pairs. Variables of other programs that are not UTF-8

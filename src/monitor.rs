@@ -46,6 +46,7 @@ impl Generation {
         config: Config,
         cancel: &CancellationToken,
         id_changes: u64,
+        purpose: Purpose,
     ) -> Result<Generation, MonitorError> {
         let shared = ClusterShared::new(config, id_changes);
         // Three clients (four with the transaction probe): the heartbeat producer's (which the metadata and topic tasks share),
@@ -59,7 +60,11 @@ impl Generation {
         let metadata = MetadataRefresher::new(&shared, producer.client());
         let topic = TopicManager::new(&shared, producer.client());
         let connectivity = ConnectivityChecker::new(&shared)?;
-        let scan = ClusterScan::new(&shared)?;
+        // The one-shot check proves the heartbeat's path, not the other groups' lag.
+        let scan = match purpose {
+            Purpose::Export => Some(ClusterScan::new(&shared)?),
+            Purpose::Check => None,
+        };
         let schema_registry = SchemaRegistryProbe::new(&shared)?;
 
         let cancel = cancel.child_token();
@@ -70,7 +75,9 @@ impl Generation {
         tasks.spawn(topic.run(cancel.clone()).instrument(span.clone()));
         tasks.spawn(connectivity.run(cancel.clone()).instrument(span.clone()));
         tasks.spawn(producer.run(cancel.clone()).instrument(span.clone()));
-        tasks.spawn(scan.run(cancel.clone()).instrument(span.clone()));
+        if let Some(scan) = scan {
+            tasks.spawn(scan.run(cancel.clone()).instrument(span.clone()));
+        }
         if let Some(schema_registry) = schema_registry {
             tasks.spawn(schema_registry.run(cancel.clone()).instrument(span.clone()));
         }
@@ -99,6 +106,15 @@ impl Generation {
     }
 }
 
+/// What a cluster's tasks run for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    /// The exporter: every task, for as long as it runs.
+    Export,
+    /// The one-shot check: every task but the scan of other groups.
+    Check,
+}
+
 /// One monitored cluster: its current tasks, started afresh when the cluster behind the
 /// bootstrap servers turns out to be another one (its id changed), so nothing measured of the
 /// old cluster is counted for the new.
@@ -109,10 +125,20 @@ pub(crate) struct ClusterMonitor {
 
 impl ClusterMonitor {
     /// Creates the clients and starts every task; they stop when `cancel` is cancelled.
-    pub(crate) fn start(config: Config, cancel: &CancellationToken) -> Result<Self, MonitorError> {
-        let first = Generation::start(config.clone(), cancel, 0)?;
+    pub(crate) fn start(
+        config: Config,
+        cancel: &CancellationToken,
+        purpose: Purpose,
+    ) -> Result<Self, MonitorError> {
+        let first = Generation::start(config.clone(), cancel, 0, purpose)?;
         let handle = Arc::new(ClusterHandle::new(first.shared.clone()));
-        let supervisor = tokio::spawn(supervise(config, first, handle.clone(), cancel.clone()));
+        let supervisor = tokio::spawn(supervise(
+            config,
+            first,
+            handle.clone(),
+            cancel.clone(),
+            purpose,
+        ));
         Ok(ClusterMonitor { handle, supervisor })
     }
 
@@ -136,6 +162,7 @@ async fn supervise(
     mut generation: Generation,
     handle: Arc<ClusterHandle>,
     cancel: CancellationToken,
+    purpose: Purpose,
 ) {
     let mut id_changes = 0;
     loop {
@@ -150,7 +177,7 @@ async fn supervise(
         generation.stop().await;
         id_changes += 1;
         generation = loop {
-            match Generation::start(config.clone(), &cancel, id_changes) {
+            match Generation::start(config.clone(), &cancel, id_changes, purpose) {
                 Ok(next) => break next,
                 Err(error) => {
                     tracing::error!(cluster = %config.name, "cannot start afresh: {error}");

@@ -130,16 +130,47 @@ pub(crate) struct Permissions {
     refused: Mutex<BTreeMap<Right, String>>,
     /// Whether anything is refused: the hot paths that grant on success check only this.
     any_refused: AtomicBool,
+    /// The rights the configuration needs, in the README's order.
+    needed: Vec<Right>,
+}
+
+/// One right as the cluster answered, for a person to read.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub(crate) struct RightState {
+    pub(crate) operation: &'static str,
+    /// `kind:name`, as the `resource` label.
+    pub(crate) resource: String,
+    /// False once refused, until an operation needing it succeeds.
+    pub(crate) ok: bool,
+    /// What the refusal stops, and the right to grant.
+    pub(crate) cause: Option<String>,
 }
 
 impl Permissions {
     /// Every right `config` needs, each 1 until refused.
     pub(crate) fn new(config: &Config) -> Self {
-        let permissions = Permissions::default();
-        for right in needed(config) {
+        let permissions = Permissions {
+            needed: needed(config),
+            ..Permissions::default()
+        };
+        for right in &permissions.needed {
             permissions.ok.get_or_create(&right.labels()).set(1);
         }
         permissions
+    }
+
+    /// Every right needed, with what the cluster answered of it.
+    pub(crate) fn states(&self) -> Vec<RightState> {
+        let refused = lock(&self.refused);
+        self.needed
+            .iter()
+            .map(|right| RightState {
+                operation: right.operation.as_str(),
+                resource: right.resource.label(),
+                ok: !refused.contains_key(right),
+                cause: refused.get(right).cloned(),
+            })
+            .collect()
     }
 
     /// `right` was refused (`error`); `stops` says what that stops, for the log and `/ready`.

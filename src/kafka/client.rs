@@ -353,6 +353,9 @@ impl ClientContext for ClientLog {
             if !generic || facts.client_error.is_none() {
                 facts.client_error = Some(format!("{} client: {reason}", self.role.as_str()));
             }
+            if code == Some(RDKafkaErrorCode::Authentication) {
+                facts.authentication_error = Some(reason.clone());
+            }
         }
         let Some(held_back) = self.throttle.admit(&throttle_key(&text)) else {
             return;

@@ -45,7 +45,7 @@ impl Resolver {
             phase: Phase::Dns,
             reason,
             detail,
-            certificate_expiry: None,
+            certificate: None,
         };
         if let Ok(address) = host.trim_matches(['[', ']']).parse::<IpAddr>() {
             return Ok(vec![SocketAddr::new(address, port)]);
@@ -103,7 +103,7 @@ async fn connect_any(
             phase: Phase::Tcp,
             reason,
             detail: format!("{address}: {detail}"),
-            certificate_expiry: None,
+            certificate: None,
         };
         match tokio::time::timeout(share, TcpStream::connect(address)).await {
             Ok(Ok(stream)) => {
@@ -133,7 +133,7 @@ async fn connect_any(
             phase: Phase::Dns,
             reason: FailureReason::NameResolution,
             detail: format!("{host} resolved to no address"),
-            certificate_expiry: None,
+            certificate: None,
         }),
     }
 }
@@ -159,7 +159,7 @@ pub(crate) async fn check_broker(
         let connecting = Instant::now();
         let (stream, unreachable_addresses) = connect_any(host, addresses, start + timeout).await?;
         phases.push((Phase::Tcp, connecting.elapsed()));
-        let mut certificate_expiry = None;
+        let mut certificate = None;
         let mut listened = Duration::ZERO;
         if let Some(tls) = tls {
             current.store(2, Ordering::Relaxed);
@@ -170,9 +170,9 @@ pub(crate) async fn check_broker(
                     phase: Phase::Tls,
                     reason: failure.reason,
                     detail: failure.detail,
-                    certificate_expiry: failure.certificate_expiry,
+                    certificate: failure.certificate,
                 })?;
-            certificate_expiry = handshake.certificate_expiry;
+            certificate = handshake.certificate;
             phases.push((Phase::Tls, handshake.took));
             listened = handshake.listened;
         }
@@ -180,7 +180,7 @@ pub(crate) async fn check_broker(
             // What a client pays to connect: the listening after the handshake is not part.
             total: start.elapsed().saturating_sub(listened),
             phases,
-            certificate_expiry,
+            certificate,
             unreachable_addresses,
         })
     };
@@ -190,7 +190,7 @@ pub(crate) async fn check_broker(
             phase: Phase::ALL[usize::from(current.load(Ordering::Relaxed))],
             reason: FailureReason::Timeout,
             detail: format!("no connection within {}s", timeout.as_secs_f64()),
-            certificate_expiry: None,
+            certificate: None,
         }),
     }
 }
@@ -231,7 +231,7 @@ mod tests {
         );
         let sum: Duration = success.phases.iter().map(|(_, elapsed)| *elapsed).sum();
         assert!(sum <= success.total, "{success:?}");
-        assert_eq!(success.certificate_expiry, None);
+        assert_eq!(success.certificate, None);
     }
 
     #[test]

@@ -91,9 +91,10 @@ impl ConnectivityMetrics {
         let labels = BrokerLabels::new(broker);
         self.checks.get_or_create(&labels).inc();
         let certificate_expiry = match result {
-            Ok(success) => success.certificate_expiry,
-            Err(failure) => failure.certificate_expiry,
-        };
+            Ok(success) => success.certificate.as_ref(),
+            Err(failure) => failure.certificate.as_ref(),
+        }
+        .and_then(|certificate| certificate.expires_at);
         if let Some(expiry) = certificate_expiry {
             self.certificate_expiry.get_or_create(&labels).set(expiry);
         }

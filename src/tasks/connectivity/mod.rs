@@ -32,6 +32,7 @@ use self::tls::TlsCheck;
 use crate::clock::unix_seconds;
 use crate::cluster::{Broker, ClusterShared};
 use crate::logging::LogThrottle;
+use crate::observed::{Connection, ConnectionFailure};
 
 /// What a check round checks: a known broker, or a bootstrap server before any metadata.
 #[derive(Debug, Clone)]
@@ -144,6 +145,9 @@ impl ConnectivityChecker {
                     for index in 0..self.bootstrap.len() {
                         self.metrics.forget_broker(&bootstrap_label(index));
                     }
+                    self.shared
+                        .observed
+                        .retain_connections(|target| !target.starts_with("bootstrap-"));
                     bootstrap_series = false;
                 }
                 snapshot.brokers.values().map(Target::broker).collect()
@@ -180,6 +184,10 @@ impl ConnectivityChecker {
             let now_known: BTreeSet<i32> = snapshot.brokers.keys().copied().collect();
             for forgotten in known.difference(&now_known) {
                 self.metrics.forget_broker(&forgotten.to_string());
+                let label = forgotten.to_string();
+                self.shared
+                    .observed
+                    .retain_connections(|target| target != label);
             }
             known = now_known;
             if view.changed().await.is_err() {
@@ -240,6 +248,43 @@ impl ConnectivityChecker {
     }
 }
 
+/// One check's result, for the status page and the one-shot check.
+fn observation(target: &Target, result: &Result<CheckSuccess, CheckFailure>) -> Connection {
+    let (phases, certificate, failure, seconds) = match result {
+        Ok(success) => (
+            success.phases.as_slice(),
+            success.certificate.clone(),
+            None,
+            Some(success.total.as_secs_f64()),
+        ),
+        Err(failure) => (
+            &[][..],
+            failure.certificate.clone(),
+            Some(ConnectionFailure {
+                phase: failure.phase.as_str(),
+                reason: failure.reason.as_str(),
+                detail: failure.detail.clone(),
+            }),
+            None,
+        ),
+    };
+    Connection {
+        target: target.label.clone(),
+        broker_id: target.broker_id,
+        address: target.address(),
+        checked_at: unix_seconds(),
+        ok: result.is_ok(),
+        seconds,
+        phases: phases
+            .iter()
+            .map(|(phase, took)| (phase.as_str(), took.as_secs_f64()))
+            .collect(),
+        certificate,
+        failure,
+        last_failure: None,
+    }
+}
+
 /// Records one check's result in the series and, throttled, in the log.
 fn record(
     shared: &ClusterShared,
@@ -257,6 +302,7 @@ fn record(
     }
     metrics.init_broker(&target.label, tls);
     metrics.record(&target.label, target.listed, &result);
+    shared.observed.connection(observation(target, &result));
     let failing_key = format!("broker {} failing", target.label);
     match result {
         Ok(success) => {
@@ -284,7 +330,11 @@ fn record(
                     success.unreachable_addresses.join("; ")
                 );
             }
-            if let Some(expiry) = success.certificate_expiry {
+            if let Some(expiry) = success
+                .certificate
+                .as_ref()
+                .and_then(|certificate| certificate.expires_at)
+            {
                 let days = (expiry - unix_seconds()) / 86_400.0;
                 if days < 14.0
                     && throttle

@@ -5,6 +5,8 @@
 use std::io::ErrorKind;
 use std::time::Duration;
 
+use crate::observed::Certificate;
+
 /// The phase of a connection check; the `phase` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Phase {
@@ -110,8 +112,8 @@ pub(crate) struct CheckFailure {
     pub(crate) phase: Phase,
     pub(crate) reason: FailureReason,
     pub(crate) detail: String,
-    /// The certificate's expiry, when a TLS check got that far.
-    pub(crate) certificate_expiry: Option<f64>,
+    /// The certificate presented, when a TLS check got that far.
+    pub(crate) certificate: Option<Certificate>,
 }
 
 /// A successful check.
@@ -121,8 +123,8 @@ pub(crate) struct CheckSuccess {
     pub(crate) total: Duration,
     /// Time of each phase.
     pub(crate) phases: Vec<(Phase, Duration)>,
-    /// The certificate's expiry (Unix seconds), with TLS.
-    pub(crate) certificate_expiry: Option<f64>,
+    /// The certificate presented, with TLS.
+    pub(crate) certificate: Option<Certificate>,
     /// The host's addresses tried first that did not connect, with why.
     pub(crate) unreachable_addresses: Vec<String>,
 }

@@ -16,18 +16,19 @@ use openssl::pkcs12::Pkcs12;
 use openssl::pkey::PKey;
 use openssl::ssl::{SslConnector, SslConnectorBuilder, SslFiletype, SslMethod, SslVerifyMode};
 use openssl::x509::store::{X509Lookup, X509StoreBuilder};
-use openssl::x509::{X509VerifyResult, X509};
+use openssl::x509::{X509NameRef, X509VerifyResult, X509};
 
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use super::outcome::FailureReason;
+use crate::observed::Certificate;
 use crate::sync::lock;
 
 /// A completed TLS handshake.
 pub(super) struct Handshake {
-    /// The certificate's expiry (Unix seconds).
-    pub(super) certificate_expiry: Option<f64>,
+    /// The certificate presented.
+    pub(super) certificate: Option<Certificate>,
     /// How long the handshake and its verification took.
     pub(super) took: Duration,
     /// How long the session was then listened to for a refusal.
@@ -68,8 +69,8 @@ pub enum TlsSetupError {
 pub(crate) struct TlsFailure {
     pub(crate) reason: FailureReason,
     pub(crate) detail: String,
-    /// The presented certificate's expiry (Unix seconds), when one was presented.
-    pub(crate) certificate_expiry: Option<f64>,
+    /// The presented certificate, when one was presented.
+    pub(crate) certificate: Option<Certificate>,
 }
 
 /// How to check brokers' TLS, built once from the client properties.
@@ -145,7 +146,7 @@ impl TlsCheck {
     }
 
     /// Completes a TLS handshake over `stream` as a client of `host`, then listens a moment for
-    /// a late refusal. On success returns the certificate's expiry (Unix seconds), how long
+    /// a late refusal. On success returns the certificate presented, how long
     /// the handshake took, and how long was spent listening after it (not part of it).
     pub(super) async fn handshake(
         &self,
@@ -156,7 +157,7 @@ impl TlsCheck {
         let failure = |reason, detail: String| TlsFailure {
             reason,
             detail,
-            certificate_expiry: None,
+            certificate: None,
         };
         let mut configuration = self
             .connector
@@ -182,16 +183,17 @@ impl TlsCheck {
         if let Err(error) = Pin::new(&mut tls).connect().await {
             return Err(failure(FailureReason::Handshake, error.to_string()));
         }
-        let expiry = tls
-            .ssl()
-            .peer_certificate()
-            .and_then(|certificate| unix_seconds(certificate.not_after()));
+        let presented = tls.ssl().peer_certificate().map(|certificate| Certificate {
+            subject: names(certificate.subject_name()),
+            issuer: names(certificate.issuer_name()),
+            expires_at: unix_seconds(certificate.not_after()),
+        });
         let verify_error = *lock(&first_error);
         if let Some(error) = verify_error.filter(|_| self.verify) {
             return Err(TlsFailure {
                 reason: classify(error),
                 detail: format!("certificate of {host}: {}", error.error_string()),
-                certificate_expiry: expiry,
+                certificate: presented.clone(),
             });
         }
         // With TLS 1.3 a server that refuses the client's certificate (or its absence) says
@@ -207,15 +209,15 @@ impl TlsCheck {
                     "{host} closed the connection right after the TLS handshake (does it require \
                      a client certificate? ssl.certificate.location, ssl.keystore.location)"
                 ),
-                certificate_expiry: expiry,
+                certificate: presented.clone(),
             }),
             Ok(Err(error)) => Err(TlsFailure {
                 reason: FailureReason::Handshake,
                 detail: format!("{host} refused the TLS session: {error}"),
-                certificate_expiry: expiry,
+                certificate: presented.clone(),
             }),
             _ => Ok(Handshake {
-                certificate_expiry: expiry,
+                certificate: presented.clone(),
                 took,
                 listened: listening.elapsed(),
             }),
@@ -308,6 +310,18 @@ pub(crate) fn classify(error: X509VerifyResult) -> FailureReason {
         HOSTNAME_MISMATCH | IP_ADDRESS_MISMATCH => FailureReason::NameMismatch,
         _ => FailureReason::CertificateUntrusted,
     }
+}
+
+/// A certificate's name as `CN=…, O=…`, in the order it holds them.
+fn names(name: &X509NameRef) -> String {
+    name.entries()
+        .map(|entry| {
+            let key = entry.object().nid().short_name().unwrap_or("?");
+            let value = entry.data().to_string().unwrap_or_default();
+            format!("{key}={value}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn unix_seconds(time: &Asn1TimeRef) -> Option<f64> {

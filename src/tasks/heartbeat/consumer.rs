@@ -224,6 +224,7 @@ impl EndToEndConsumer {
                     .end_to_end_latency
                     .observe(partition, leader, latency, now);
                 let shared = &self.heartbeat.shared;
+                shared.observed.round_trip(partition, latency, now);
                 shared.status.lock().last_round_trip = Some(now);
                 let refused = std::mem::take(&mut *lock(&self.refused));
                 for right in refused {
@@ -278,6 +279,7 @@ impl EndToEndConsumer {
                 self.heartbeat
                     .metrics
                     .count_lost(message.partition, message.leader);
+                self.heartbeat.shared.observed.lost(message.partition);
             }
             // One line per leader (a broker in trouble loses every partition it leads).
             let mut by_leader: BTreeMap<i32, (BTreeSet<i32>, Option<Option<u64>>)> =

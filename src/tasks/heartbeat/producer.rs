@@ -95,12 +95,14 @@ impl ProducerContext for DeliveryRecorder {
                     .messages_produced
                     .get_or_create(&PartitionLabels::new(in_flight.partition))
                     .inc();
-                metrics.produce_latency.observe(
-                    in_flight.partition,
-                    leader,
-                    now.saturating_duration_since(in_flight.sent),
-                    now,
-                );
+                let latency = now.saturating_duration_since(in_flight.sent);
+                metrics
+                    .produce_latency
+                    .observe(in_flight.partition, leader, latency, now);
+                self.heartbeat
+                    .shared
+                    .observed
+                    .acknowledged(in_flight.partition, latency);
                 for ended in self.spells.succeed(in_flight.partition) {
                     tracing::info!(
                         cluster = %self.heartbeat.shared.config.name,
@@ -169,6 +171,10 @@ fn record_failure(
     heartbeat
         .metrics
         .count_failure(in_flight.partition, leader, reason);
+    heartbeat
+        .shared
+        .observed
+        .failed(in_flight.partition, reason.as_str());
     if reason == ProduceFailure::AuthorizationFailed {
         let shared = &heartbeat.shared;
         let [write, idempotent] = write_rights(&shared.config);
@@ -342,6 +348,7 @@ impl HeartbeatProducer {
         let (sequence, evicted) = heartbeat.tracker().start(partition, leader, sent);
         if let Some(lost) = evicted {
             heartbeat.metrics.count_lost(lost.partition, lost.leader);
+            heartbeat.shared.observed.lost(lost.partition);
         }
         let payload = HeartbeatMessage::new(
             &heartbeat.shared.instance_id,

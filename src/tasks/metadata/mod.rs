@@ -88,13 +88,17 @@ impl MetadataRefresher {
         let client = self.client.clone();
         let topic = self.shared.config.admin.heartbeat_topic.clone();
         let timeout = self.shared.config.admin.check_metadata_timeout;
+        let started = Instant::now();
         let result =
             tokio::task::spawn_blocking(move || fetch_metadata(client.requests(), &topic, timeout))
                 .await
                 .map_err(|error| MetadataError::Task(error.to_string()))
                 .and_then(|result| result.map_err(MetadataError::from));
         match result {
-            Ok(response) => self.apply(response),
+            Ok(response) => {
+                self.shared.observed.metadata_answered(started.elapsed());
+                self.apply(response);
+            }
             Err(error) => self.record_failure(error),
         }
     }
@@ -127,6 +131,7 @@ impl MetadataRefresher {
             let mut facts = self.shared.status.lock();
             facts.metadata_error = None;
             facts.client_error = None;
+            facts.authentication_error = None;
         }
         let outage = self.throttle.reset("failing");
         let racks_changed = snapshot.brokers.iter().any(|(id, broker)| {

@@ -52,6 +52,7 @@ use crate::kafka::handle::AnyClient;
 use crate::kafka::native_admin::NativeAdminError;
 use crate::kafka::TopicPartition;
 use crate::logging::LogThrottle;
+use crate::observed::GroupBehind;
 use crate::permissions::{Operation, Resource, Right};
 use crate::sync::lock;
 
@@ -378,6 +379,19 @@ impl ClusterScan {
             per_partition,
             self.probe.is_some(),
             admin.consumer_group_max_series,
+        );
+        self.shared.observed.groups_scanned(
+            scan.groups
+                .iter()
+                .filter_map(|(group, answer)| {
+                    let lag = answer.as_ref().ok()?;
+                    Some(GroupBehind {
+                        group: group.clone(),
+                        lag_messages: lag.total(),
+                        lag_seconds: lag.max_seconds(),
+                    })
+                })
+                .collect(),
         );
         if dropped == 0 {
             self.throttle.reset("series");

@@ -1,6 +1,11 @@
-//! The HTTP server: `/metrics` (OpenMetrics, from memory only), `/healthz`, `/ready` and a
-//! landing page. A scrape never calls Kafka and never resets anything. Also the client side of
-//! `/healthz`, for the `healthcheck` subcommand.
+//! The HTTP server: `/metrics` (OpenMetrics, from memory only), `/healthz`, `/ready`, and the
+//! status page at `/` with the document it reads, `/api/status`. A scrape never calls Kafka
+//! and never resets anything. Also the client side of `/healthz`, for the `healthcheck`
+//! subcommand.
+//!
+//! - `status`: the `/api/status` document (the page itself is `status.html`, embedded).
+
+mod status;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -65,11 +70,11 @@ impl SharedEncode {
     }
 }
 
-/// Endpoints served beside the standard ones (the demo's control), and what the landing page
+/// Endpoints served beside the standard ones (the demo's control), and what the status page
 /// says of them.
 pub struct Extension {
     pub routes: Router,
-    /// HTML appended to the landing page.
+    /// HTML appended to the status page.
     pub landing: String,
 }
 
@@ -79,18 +84,29 @@ pub(crate) struct HttpState {
     clusters: Arc<Vec<Arc<ClusterHandle>>>,
     encodes: Arc<SharedEncode>,
     landing: Arc<str>,
+    /// The cluster the demo's control acts on, in demo mode.
+    demo_cluster: Option<Arc<str>>,
 }
 
 impl HttpState {
-    /// The state for `clusters`, the landing page saying `landing_note` too (HTML).
-    pub(crate) fn new(clusters: Vec<Arc<ClusterHandle>>, landing_note: &str) -> Self {
+    /// The state for `clusters`, the status page saying `landing_note` too (HTML);
+    /// `demo_cluster`: the cluster the demo's control breaks, in demo mode.
+    pub(crate) fn new(
+        clusters: Vec<Arc<ClusterHandle>>,
+        landing_note: &str,
+        demo_cluster: Option<&str>,
+    ) -> Self {
         HttpState {
             clusters: Arc::new(clusters),
             encodes: Arc::default(),
-            landing: landing_page(landing_note).into(),
+            landing: STATUS_PAGE.replace("NOTE", landing_note).into(),
+            demo_cluster: demo_cluster.map(Arc::from),
         }
     }
 }
+
+/// The status page: HTML and a little JavaScript, no external assets.
+const STATUS_PAGE: &str = include_str!("status.html");
 
 /// The router, for serving and for tests.
 pub(crate) fn router(state: HttpState) -> Router {
@@ -99,6 +115,7 @@ pub(crate) fn router(state: HttpState) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/ready", get(ready))
+        .route("/api/status", get(api_status))
         .with_state(state)
 }
 
@@ -251,7 +268,13 @@ async fn ready(State(state): State<HttpState>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-/// The landing page, its `HOST` placeholders replaced by the address the client used.
+/// What the status page shows, as JSON.
+async fn api_status(State(state): State<HttpState>) -> Response {
+    let document = status::StatusDocument::new(&state.clusters, state.demo_cluster.as_deref());
+    ([(header::CACHE_CONTROL, "no-store")], axum::Json(document)).into_response()
+}
+
+/// The status page, its `HOST` placeholders replaced by the address the client used.
 async fn landing(State(state): State<HttpState>, headers: axum::http::HeaderMap) -> Html<String> {
     let host = headers
         .get(header::HOST)
@@ -262,18 +285,6 @@ async fn landing(State(state): State<HttpState>, headers: axum::http::HeaderMap)
         })
         .unwrap_or("localhost:8080");
     Html(state.landing.replace("HOST", host))
-}
-
-fn landing_page(note: &str) -> String {
-    format!(
-        "<!doctype html><html><head><title>cc-heartbeat</title></head><body>\
-         <h1>cc-heartbeat {}</h1><p>End-to-end health check for Apache Kafka.</p><ul>\
-         <li><a href=\"/metrics\">/metrics</a> &mdash; OpenMetrics for Prometheus</li>\
-         <li><a href=\"/ready\">/ready</a> &mdash; 200 while heartbeats make the round trip</li>\
-         <li><a href=\"/healthz\">/healthz</a> &mdash; the process is alive</li>\
-         </ul>{note}</body></html>\n",
-        env!("CARGO_PKG_VERSION")
-    )
 }
 
 /// GET /healthz over plain HTTP/1.1, with a short timeout: no client library, no runtime.

@@ -1,0 +1,255 @@
+//! `/api/status`: what the status page shows, as one JSON document (its shape is in the
+//! README): per cluster, readiness and its reason, each broker's state with why, each
+//! partition's last minute of round trips, and the groups furthest behind. Read from memory,
+//! like `/metrics`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::clock::unix_seconds;
+use crate::cluster::{ClusterHandle, ClusterShared};
+use crate::observed::{Connection, Event, GroupBehind, PartitionView};
+
+/// The document's version; fields are only ever added.
+const STATUS_VERSION: u32 = 1;
+
+/// How often the page asks for the document again.
+pub(crate) const REFRESH: Duration = Duration::from_secs(2);
+
+/// A failure this recent makes a broker `degraded`.
+const RECENT: f64 = 60.0;
+
+#[derive(Debug, Serialize)]
+pub(crate) struct StatusDocument {
+    version: u32,
+    cc_heartbeat_version: &'static str,
+    /// Unix seconds.
+    generated_at: f64,
+    refresh_seconds: f64,
+    /// The cluster the demo's buttons act on, in demo mode.
+    demo_cluster: Option<String>,
+    clusters: Vec<ClusterStatus>,
+}
+
+#[derive(Debug, Serialize)]
+struct ClusterStatus {
+    cluster: String,
+    cluster_id: String,
+    /// Whether metadata answered recently.
+    reachable: bool,
+    ready: bool,
+    reason: Option<String>,
+    controller_id: Option<i32>,
+    brokers: Vec<BrokerStatus>,
+    partitions: Vec<PartitionStatus>,
+    consumed: u64,
+    lost: u64,
+    failed: u64,
+    groups_behind: Vec<GroupBehind>,
+}
+
+/// `up`, `degraded` (a failure in the last minute), `down` (its connection check fails, it
+/// left metadata, or heartbeats through it stopped coming back) or `unknown` (not checked yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum BrokerState {
+    Up,
+    Degraded,
+    Down,
+    Unknown,
+}
+
+#[derive(Debug, Serialize)]
+struct BrokerStatus {
+    id: i32,
+    address: String,
+    rack: Option<String>,
+    state: BrokerState,
+    /// Why it is not `up`.
+    why: Option<String>,
+    /// The last connection check's time to a connection.
+    connection_seconds: Option<f64>,
+    checked_at: Option<f64>,
+    last_failure: Option<Event>,
+    /// The heartbeat partitions it leads.
+    leads: Vec<i32>,
+}
+
+#[derive(Debug, Serialize)]
+struct PartitionStatus {
+    leader: Option<i32>,
+    /// Whether heartbeats stopped coming back.
+    stalled: bool,
+    #[serde(flatten)]
+    view: PartitionView,
+}
+
+impl StatusDocument {
+    pub(crate) fn new(clusters: &[Arc<ClusterHandle>], demo_cluster: Option<&str>) -> Self {
+        let now = Instant::now();
+        StatusDocument {
+            version: STATUS_VERSION,
+            cc_heartbeat_version: env!("CARGO_PKG_VERSION"),
+            generated_at: unix_seconds(),
+            refresh_seconds: REFRESH.as_secs_f64(),
+            demo_cluster: demo_cluster.map(str::to_string),
+            clusters: clusters
+                .iter()
+                .map(|cluster| cluster_status(&cluster.current(), now))
+                .collect(),
+        }
+    }
+}
+
+/// How long a partition may go without a round trip before it counts as stalled: three beats,
+/// at least two seconds.
+fn stall_after(shared: &ClusterShared) -> Duration {
+    (shared.config.admin.produce_period * 3).max(Duration::from_secs(2))
+}
+
+fn cluster_status(shared: &ClusterShared, now: Instant) -> ClusterStatus {
+    let snapshot = shared.snapshot();
+    let readiness = shared.readiness(now);
+    let admin = &shared.config.admin;
+    let stale_after = (admin.check_metadata_period * 3).max(admin.check_metadata_timeout * 2);
+    let reachable = snapshot
+        .refreshed_at
+        .is_some_and(|at| now.saturating_duration_since(at) <= stale_after);
+    let stall = stall_after(shared).as_secs_f64();
+    // Heartbeats have had time to come back once: a partition without any is stalled.
+    let warmed_up = shared.started.elapsed() > admin.lost_after;
+    let observed: BTreeMap<i32, PartitionView> = shared
+        .observed
+        .partitions(now)
+        .into_iter()
+        .map(|view| (view.partition, view))
+        .collect();
+    let partitions: Vec<PartitionStatus> = snapshot
+        .partitions
+        .values()
+        .map(|partition| {
+            let view = observed
+                .get(&partition.id)
+                .cloned()
+                .unwrap_or_else(|| PartitionView::empty(partition.id));
+            let stalled = match view.last_round_trip_age_seconds {
+                Some(age) => age > stall,
+                None => warmed_up,
+            };
+            PartitionStatus {
+                leader: partition.leader,
+                stalled,
+                view,
+            }
+        })
+        .collect();
+    let connections: BTreeMap<String, Connection> = shared
+        .observed
+        .connections()
+        .into_iter()
+        .map(|connection| (connection.target.clone(), connection))
+        .collect();
+    let brokers = snapshot
+        .brokers
+        .values()
+        .map(|broker| {
+            let leads: Vec<&PartitionStatus> = partitions
+                .iter()
+                .filter(|partition| partition.leader == Some(broker.id))
+                .collect();
+            let connection = connections.get(&broker.id.to_string());
+            let (state, why) = broker_state(broker.missing_since.is_some(), connection, &leads);
+            BrokerStatus {
+                id: broker.id,
+                address: broker.address(),
+                rack: broker.rack.clone(),
+                state,
+                why,
+                connection_seconds: connection.and_then(|connection| connection.seconds),
+                checked_at: connection.map(|connection| connection.checked_at),
+                last_failure: connection.and_then(|connection| connection.last_failure.clone()),
+                leads: leads
+                    .iter()
+                    .map(|partition| partition.view.partition)
+                    .collect(),
+            }
+        })
+        .collect();
+    ClusterStatus {
+        cluster: shared.config.name.clone(),
+        cluster_id: snapshot.cluster_id_label().to_string(),
+        reachable,
+        ready: readiness.is_ok(),
+        reason: readiness.err(),
+        controller_id: snapshot.controller_id,
+        brokers,
+        consumed: partitions
+            .iter()
+            .map(|partition| partition.view.consumed)
+            .sum(),
+        lost: partitions.iter().map(|partition| partition.view.lost).sum(),
+        failed: partitions
+            .iter()
+            .map(|partition| partition.view.failed)
+            .sum(),
+        partitions,
+        groups_behind: shared.observed.groups_behind(),
+    }
+}
+
+/// A broker's state, and why it is not `up`.
+fn broker_state(
+    missing: bool,
+    connection: Option<&Connection>,
+    leads: &[&PartitionStatus],
+) -> (BrokerState, Option<String>) {
+    if missing {
+        return (BrokerState::Down, Some("gone from metadata".to_string()));
+    }
+    if let Some(failure) = connection.and_then(|connection| connection.failure.as_ref()) {
+        return (
+            BrokerState::Down,
+            Some(format!(
+                "connection check: {} {}: {}",
+                failure.phase, failure.reason, failure.detail
+            )),
+        );
+    }
+    let stalled: Vec<String> = leads
+        .iter()
+        .filter(|partition| partition.stalled)
+        .map(|partition| partition.view.partition.to_string())
+        .collect();
+    if !stalled.is_empty() {
+        return (
+            BrokerState::Down,
+            Some(format!(
+                "heartbeats through it stopped coming back (partition {})",
+                stalled.join(", ")
+            )),
+        );
+    }
+    let Some(connection) = connection else {
+        return (BrokerState::Unknown, Some("not checked yet".to_string()));
+    };
+    let now = unix_seconds();
+    let recent = |event: &Option<Event>| {
+        event
+            .as_ref()
+            .filter(|event| now - event.at <= RECENT)
+            .map(|event| event.what.clone())
+    };
+    let failure = recent(&connection.last_failure).or_else(|| {
+        leads
+            .iter()
+            .find_map(|partition| recent(&partition.view.last_failure))
+            .map(|what| format!("a heartbeat in the last minute: {what}"))
+    });
+    match failure {
+        Some(what) => (BrokerState::Degraded, Some(what)),
+        None => (BrokerState::Up, None),
+    }
+}

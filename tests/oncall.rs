@@ -1,0 +1,311 @@
+//! The tools for the person on call: `cc-heartbeat check` (every check once, with what to fix),
+//! against librdkafka's mock cluster for the healthy and broken paths it can show, and against
+//! the real Kafka cluster (SASL_SSL, SCRAM, ACLs) for TLS, authentication and permissions.
+
+mod support;
+
+use std::process::Output;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::kafka::{exporter_ini, grant, revoke, KafkaCluster};
+use support::*;
+
+/// `cc-heartbeat --config <ini> check <arguments>`, with the report parsed when it is JSON.
+fn check(ini: &str, arguments: &[&str]) -> (Output, Option<Value>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), ini);
+    let output = binary()
+        .arg("--config")
+        .arg(&path)
+        .arg("check")
+        .args(arguments)
+        .output()
+        .unwrap();
+    let json = serde_json::from_slice(&output.stdout).ok();
+    (output, json)
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// The one cluster of a report.
+fn only_cluster(report: &Value) -> &Value {
+    let clusters = report["clusters"].as_array().expect("clusters");
+    assert_eq!(clusters.len(), 1, "{report:#}");
+    &clusters[0]
+}
+
+fn failures_of(cluster: &Value) -> Vec<(String, String, String)> {
+    cluster["failures"]
+        .as_array()
+        .expect("failures")
+        .iter()
+        .map(|failure| {
+            (
+                failure["step"].as_str().unwrap().to_string(),
+                failure["problem"].as_str().unwrap().to_string(),
+                failure["fix"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_healthy_cluster_passes_every_step_and_the_check_exits_0() {
+    let mock = mock_cluster(3, "check-beats", 3);
+    let ini = test_ini(&mock.bootstrap_servers(), "check-beats", "");
+    let (output, report) = check(&ini, &["--json"]);
+    let report = report.unwrap_or_else(|| panic!("no JSON report:\n{}", text(&output)));
+    assert_eq!(output.status.code(), Some(0), "{report:#}");
+    assert_eq!(report["version"], 1);
+    assert_eq!(report["healthy"], true);
+    let cluster = only_cluster(&report);
+    assert_eq!(cluster["cluster"], "default");
+    // Finished because every step answered, not because time ran out.
+    assert!(cluster["timed_out_after_seconds"].is_null(), "{cluster:#}");
+    assert!(failures_of(cluster).is_empty(), "{cluster:#}");
+    let brokers: Vec<&Value> = cluster["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|connection| connection["broker_id"].is_i64())
+        .collect();
+    assert_eq!(brokers.len(), 3, "{cluster:#}");
+    for connection in brokers {
+        assert_eq!(connection["ok"], true, "{connection:#}");
+        assert!(connection["phases"]["tcp"].as_f64().unwrap() >= 0.0);
+        assert!(connection["seconds"].as_f64().unwrap() > 0.0);
+    }
+    assert_eq!(cluster["metadata"]["ok"], true);
+    assert_eq!(cluster["metadata"]["brokers"].as_array().unwrap().len(), 3);
+    assert_eq!(cluster["topic"]["exists"], true);
+    assert_eq!(cluster["topic"]["partitions"], 3);
+    assert_eq!(cluster["topic"]["replication_factor"], 3);
+    let trips = cluster["round_trips"].as_array().unwrap();
+    assert_eq!(trips.len(), 3);
+    for trip in trips {
+        assert_eq!(trip["ok"], true, "{trip:#}");
+        assert!(
+            trip["round_trip_seconds"].as_f64().unwrap() > 0.0,
+            "{trip:#}"
+        );
+        assert_eq!(trip["leader"], trip["partition"].as_i64().unwrap() % 3 + 1);
+    }
+    let permissions = cluster["permissions"].as_array().unwrap();
+    assert!(permissions.iter().all(|right| right["ok"] == true));
+    assert!(permissions
+        .iter()
+        .any(|right| right["operation"] == "WRITE" && right["resource"] == "topic:check-beats"));
+
+    // The same as text, for a person.
+    let (output, _) = check(&ini, &[]);
+    let printed = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{printed}");
+    for expected in [
+        "connections",
+        "broker 2",
+        "heartbeat topic `check-beats`",
+        "3 of 3 partitions",
+        "result: HEALTHY",
+    ] {
+        assert!(
+            printed.contains(expected),
+            "{expected:?} missing:\n{printed}"
+        );
+    }
+}
+
+#[test]
+fn a_cluster_that_does_not_listen_fails_at_the_connection_saying_what_to_fix() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let ini = test_ini(&format!("127.0.0.1:{port}"), "check-beats", "");
+    let (output, report) = check(&ini, &["--json", "--timeout", "15"]);
+    let report = report.unwrap_or_else(|| panic!("no JSON report:\n{}", text(&output)));
+    assert_eq!(output.status.code(), Some(1), "{report:#}");
+    let cluster = only_cluster(&report);
+    // Decided by the refusal, before the timeout.
+    assert!(cluster["timed_out_after_seconds"].is_null(), "{cluster:#}");
+    assert_eq!(cluster["metadata"]["ok"], false);
+    // No right was tried: none is reported.
+    assert_eq!(cluster["permissions"].as_array().unwrap().len(), 0);
+    let failures = failures_of(cluster);
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    let (step, problem, fix) = &failures[0];
+    assert_eq!(step, "connection");
+    assert!(problem.contains("tcp refused"), "{problem}");
+    assert!(
+        fix.contains(&format!("nothing listens on 127.0.0.1:{port}"))
+            && fix.contains("bootstrap.servers"),
+        "{fix}"
+    );
+}
+
+#[test]
+fn a_name_that_does_not_resolve_is_named_with_the_key_to_check() {
+    let ini = test_ini("no-such-broker.invalid:9092", "check-beats", "");
+    let (output, report) = check(&ini, &["--json", "--timeout", "15"]);
+    let report = report.unwrap_or_else(|| panic!("no JSON report:\n{}", text(&output)));
+    assert_eq!(output.status.code(), Some(1), "{report:#}");
+    let failures = failures_of(only_cluster(&report));
+    let (step, _, fix) = &failures[0];
+    assert_eq!(step, "connection");
+    assert!(
+        fix.contains("`no-such-broker.invalid` does not resolve")
+            || fix.contains("does not answer"),
+        "{fix}"
+    );
+}
+
+#[test]
+fn a_missing_topic_is_reported_and_not_created() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let mock = mock_cluster(3, "check-beats", 0);
+    let ini = test_ini(&mock.bootstrap_servers(), "check-beats", "");
+    let (output, report) = check(&ini, &["--json"]);
+    let report = report.unwrap_or_else(|| panic!("no JSON report:\n{}", text(&output)));
+    assert_eq!(output.status.code(), Some(1), "{report:#}");
+    let cluster = only_cluster(&report);
+    assert!(cluster["timed_out_after_seconds"].is_null(), "{cluster:#}");
+    assert_eq!(cluster["topic"]["exists"], false);
+    let failures = failures_of(cluster);
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0].0, "topic");
+    assert!(
+        failures[0].2.contains("creates it at start"),
+        "{failures:?}"
+    );
+    // The check looked; it did not create.
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", mock.bootstrap_servers())
+        .set("allow.auto.create.topics", "false")
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some("check-beats"), Duration::from_secs(5))
+        .unwrap();
+    assert!(
+        metadata.topics()[0].partitions().is_empty(),
+        "the check created the topic"
+    );
+}
+
+#[test]
+fn a_bad_configuration_or_an_unknown_cluster_exits_2() {
+    let (output, _) = check(
+        "[admin]\nproduce.period.seconds = often\n",
+        &["--timeout", "5"],
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(
+        text(&output).contains("produce.period.seconds"),
+        "{}",
+        text(&output)
+    );
+    let ini = test_ini("127.0.0.1:9", "check-beats", "");
+    let (output, _) = check(&ini, &["--cluster", "billing"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(
+        text(&output).contains("--cluster billing: no such cluster (the file configures: default)"),
+        "{}",
+        text(&output)
+    );
+}
+
+/// A check as SCRAM user `user` with `password`, its heartbeat topic `topic`.
+fn check_as(cluster: &KafkaCluster, user: &str, password: &str, topic: &str) -> (Output, Value) {
+    let ini = exporter_ini(
+        &cluster.client_properties("SCRAM-SHA-512", user, password),
+        topic,
+        "",
+    );
+    let (output, report) = check(&ini, &["--json", "--timeout", "30"]);
+    let report = report.unwrap_or_else(|| panic!("no JSON report:\n{}", text(&output)));
+    (output, report)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_real_kafka_the_check_shows_certificates_and_racks_and_names_a_refused_password_and_right(
+) {
+    let cluster = KafkaCluster::shared();
+    let (user, topic) = ("checker", "check-real-beats");
+    let password = "checker-secret-4d1f";
+    cluster.create_topic(topic, 3, 3).await;
+    cluster.scram_user(user, password);
+    let acls = grant(cluster, user, topic);
+
+    let (output, report) = check_as(cluster, user, password, topic);
+    let summary = only_cluster(&report);
+    assert_eq!(output.status.code(), Some(0), "{report:#}");
+    let authentication = &summary["authentication"];
+    assert_eq!(authentication["security_protocol"], "SASL_SSL");
+    assert_eq!(authentication["mechanism"], "SCRAM-SHA-512");
+    assert_eq!(authentication["user"], user);
+    assert_eq!(authentication["ok"], true);
+    for connection in summary["connections"].as_array().unwrap() {
+        let certificate = &connection["certificate"];
+        assert!(
+            certificate["subject"].as_str().unwrap().contains("CN="),
+            "{connection:#}"
+        );
+        assert!(!certificate["issuer"].as_str().unwrap().is_empty());
+        assert!(certificate["expires_at"].as_f64().unwrap() > cc_heartbeat::clock::unix_seconds());
+        assert!(
+            connection["phases"]["tls"].as_f64().is_some(),
+            "{connection:#}"
+        );
+    }
+    for broker in summary["metadata"]["brokers"].as_array().unwrap() {
+        let id = broker["id"].as_i64().unwrap() as i32;
+        assert_eq!(broker["rack"], cluster.rack(id), "{broker:#}");
+    }
+    assert_eq!(summary["topic"]["partitions"], 3);
+    assert!(summary["round_trips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|trip| trip["ok"] == true));
+
+    // The wrong password: refused, the user named, no password anywhere.
+    let wrong = "not-the-password-9c2e";
+    let (output, report) = check_as(cluster, user, wrong, topic);
+    let printed = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{printed}");
+    let failures = failures_of(only_cluster(&report));
+    assert_eq!(failures[0].0, "authentication", "{failures:?}");
+    assert!(
+        failures[0]
+            .2
+            .contains(&format!("SCRAM-SHA-512 user `{user}`")),
+        "{failures:?}"
+    );
+    assert!(
+        !printed.contains(wrong) && !printed.contains(password),
+        "{printed}"
+    );
+
+    // WRITE taken away: the right named, with the ACL that gives it back.
+    cluster.disallow(&format!("User:{user}"), &["Write"], &["--topic", topic]);
+    let (output, report) = check_as(cluster, user, password, topic);
+    assert_eq!(output.status.code(), Some(1), "{report:#}");
+    let failures = failures_of(only_cluster(&report));
+    let refused: Vec<_> = failures
+        .iter()
+        .filter(|(step, ..)| step == "permission")
+        .collect();
+    assert_eq!(refused.len(), 1, "{failures:?}");
+    assert!(
+        refused[0].2.contains(&format!(
+            "kafka-acls --add --allow-principal User:{user} --operation Write --topic {topic}"
+        )),
+        "{failures:?}"
+    );
+    revoke(cluster, user, &acls);
+}

@@ -4,10 +4,12 @@
 //! found, with one line for each failure saying what to fix. It changes nothing on the
 //! cluster beyond one heartbeat per partition: the topic is checked, never created.
 //!
-//! - `report`: the report's shape (also its JSON), built from what the tasks observed;
+//! - `collect`: one cluster's report, gathered from what its tasks observed;
+//! - `report`: the report's shape (also its JSON);
 //! - `fixes`: what to change for each kind of failure;
 //! - `render`: the report as text.
 
+mod collect;
 mod fixes;
 mod render;
 mod report;
@@ -50,7 +52,7 @@ async fn check_cluster(config: Config, timeout: Duration) -> ClusterReport {
     let cancel = CancellationToken::new();
     let monitor = match ClusterMonitor::start(config.clone(), &cancel, Purpose::Check) {
         Ok(monitor) => monitor,
-        Err(error) => return ClusterReport::not_started(&config, &error_text(&error)),
+        Err(error) => return collect::not_started(&config, &error_text(&error)),
     };
     let handle = monitor.handle();
     // Connection checks are replaced as they are redone (the bootstrap servers' by the
@@ -78,7 +80,7 @@ async fn check_cluster(config: Config, timeout: Duration) -> ClusterReport {
         tokio::time::sleep(POLL).await;
     };
     let shared = handle.current();
-    let report = ClusterReport::build(
+    let report = collect::build(
         &shared,
         manages_topic,
         connections.into_values().collect(),

@@ -9,7 +9,14 @@ use super::report::{ClusterReport, Report};
 use crate::clock::unix_seconds;
 use crate::observed::Connection;
 
-pub(super) fn text(report: &Report) -> String {
+impl Report {
+    /// The report as a person reads it.
+    pub fn text(&self) -> String {
+        text(self)
+    }
+}
+
+fn text(report: &Report) -> String {
     let mut out = String::new();
     for cluster in &report.clusters {
         cluster_text(&mut out, cluster);

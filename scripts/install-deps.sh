@@ -4,13 +4,14 @@
 # fetching test tools from PyPI, stunnel4 (TLS in front of the mock cluster in tests),
 # prometheus with promtool and docker-compose (checks of the deployment files), and a Java 17
 # runtime with Maven (the real Apache Kafka cluster of the tests, its jars from Maven Central),
-# and debootstrap (the container image's runtime stage, rehearsed without a Docker engine).
+# debootstrap (the container image's runtime stage, rehearsed without a Docker engine), and
+# chromium (the status page's test, in a real headless browser).
 set -euo pipefail
 
 # `install-deps.sh build`: only what building needs (for scripts/run.sh).
 build=(build-essential pkg-config libssl-dev zlib1g-dev perl)
 packages=("${build[@]}" python3 python3-pip stunnel4 prometheus docker-compose
-  openjdk-17-jre-headless maven debootstrap)
+  openjdk-17-jre-headless maven debootstrap chromium)
 if [ "${1:-}" = build ]; then
   packages=("${build[@]}")
 fi

@@ -309,3 +309,75 @@ async fn on_real_kafka_the_check_shows_certificates_and_racks_and_names_a_refuse
     );
     revoke(cluster, user, &acls);
 }
+
+/// The demo, its HTTP server on a free loopback port.
+fn start_demo() -> Process {
+    Process::start(
+        &["--demo", "--config", "/no/such/config.ini"],
+        &[
+            ("CC_HEARTBEAT__ADMIN__METRICS_LISTENER_HOST", "127.0.0.1"),
+            ("CC_HEARTBEAT__ADMIN__METRICS_LISTENER_PORT", "0"),
+        ],
+    )
+}
+
+/// Defines `brokerState(id)` in the page: the state it shows for broker `id` (`up`, `down`,
+/// `degraded`, `unknown`), null while the broker is not shown.
+const BROKER_STATE: &str = "window.brokerState = (id) => document.querySelector(\
+    `section[data-cluster=\"default\"] tr[data-broker=\"${id}\"]`)?.dataset.state ?? null; true";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_shows_the_demo_and_a_click_on_down_turns_that_broker_red() {
+    let mut demo = start_demo();
+    let address = demo.address();
+    let (status, body, _) = get(address, "/api/status").await;
+    assert_eq!(status, 200, "{body}");
+    let document: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(document["version"], 1);
+    assert_eq!(document["demo_cluster"], "default");
+
+    let mut browser = support::browser::Browser::start(1400, 1100);
+    browser.open(&format!("http://{address}/"));
+    let limit = Duration::from_secs(30);
+    browser.evaluate(BROKER_STATE);
+    browser.wait_until(
+        "every broker up and the cluster ready",
+        "[1, 2, 3].every((id) => brokerState(id) === 'up') && \
+         document.querySelector('section[data-cluster=\"default\"]')?.dataset.ready === 'true'",
+        limit,
+    );
+    // Every partition shows its round trip, with a sparkline.
+    let partitions = browser.evaluate(
+        "Array.from(document.querySelectorAll('section[data-cluster=\"default\"] tr[data-partition]')).length",
+    );
+    assert_eq!(partitions, 3);
+    assert_eq!(
+        browser.evaluate("document.querySelectorAll('svg.spark polyline').length > 0"),
+        Value::Bool(true)
+    );
+
+    // A click on "down" for broker 2: red within a few refreshes, the others stay up.
+    browser.evaluate(
+        "document.querySelector('button[data-action=\"down\"][data-broker=\"2\"]').click(); true",
+    );
+    browser.wait_until("broker 2 shown down", "brokerState(2) === 'down'", limit);
+    for id in [1, 3] {
+        let state = browser.evaluate(&format!("brokerState({id})"));
+        assert_eq!(state, "up", "broker {id}");
+    }
+    let colour = browser.evaluate(
+        "getComputedStyle(document.querySelector(\
+         'section[data-cluster=\"default\"] tr[data-broker=\"2\"] .state')).backgroundColor",
+    );
+    assert_eq!(colour, "rgb(207, 34, 46)", "the down broker is red");
+    let screenshots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    browser.screenshot(&screenshots.join("status-page-broker-down.png"));
+
+    // And "up" brings it back.
+    browser.evaluate(
+        "document.querySelector('button[data-action=\"up\"][data-broker=\"2\"]').click(); true",
+    );
+    browser.wait_until("broker 2 back up", "brokerState(2) !== 'down'", limit);
+    let (_, code) = demo.terminate();
+    assert_eq!(code, Some(0));
+}

@@ -544,6 +544,7 @@ impl Drop for Process {
         let _ = self.child.wait();
     }
 }
+pub mod browser;
 pub mod kafka;
 pub mod registry;
 pub mod tls;

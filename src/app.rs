@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::http::{self, Extension, HttpState};
-use crate::monitor::{ClusterMonitor, MonitorError, Purpose};
+use crate::monitor::{ClusterMonitor, MonitorError, Purpose, Reloaded};
 
 /// Why the application could not start.
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +85,47 @@ impl App {
     /// Where the HTTP server listens.
     pub fn address(&self) -> SocketAddr {
         self.address
+    }
+
+    /// Takes a reloaded configuration's credentials into the running clusters (see
+    /// [`ClusterMonitor::reload`]); a cluster added or removed takes a restart. Says what it
+    /// did, per cluster.
+    pub fn reload(&self, configs: Vec<Config>) -> Vec<(String, String)> {
+        let mut by_name: std::collections::BTreeMap<String, Config> = configs
+            .into_iter()
+            .map(|config| (config.name.clone(), config))
+            .collect();
+        let mut said = Vec::new();
+        for monitor in &self.monitors {
+            let name = monitor.handle().current().config.name.clone();
+            let what = match by_name.remove(&name) {
+                None => "no longer configured: it is monitored until the next restart".to_string(),
+                Some(config) => match monitor.reload(config) {
+                    Reloaded::Unchanged => "credentials unchanged".to_string(),
+                    Reloaded::Applied(clients) => {
+                        format!("new credentials given to its {clients} clients")
+                    }
+                    Reloaded::Failed(why) => {
+                        format!("new credentials refused, the running ones stay: {why}")
+                    }
+                },
+            };
+            said.push((name, what));
+        }
+        for name in by_name.into_keys() {
+            said.push((
+                name,
+                "newly configured: monitored from the next restart".to_string(),
+            ));
+        }
+        said
+    }
+
+    /// Counts a reload whose configuration did not validate, for every cluster.
+    pub fn reload_refused(&self) {
+        for monitor in &self.monitors {
+            monitor.reload_refused();
+        }
     }
 
     /// Waits, after cancellation, for every task to stop, at most `limit`; returns whether

@@ -6,6 +6,8 @@
 //!
 //! One line per module, each with one job. A module uses only those listed below it.
 //!
+//! - [`reload`]: the configuration read again on SIGHUP or a changed credentials file, its
+//!   credentials given to the running clients;
 //! - [`app`]: every cluster's monitor and the HTTP server, started and stopped together;
 //! - [`check`]: `cc-heartbeat check`: every check of a cluster once, with what to fix;
 //! - `monitor`: one cluster: its clients and its tasks;
@@ -26,6 +28,8 @@
 //! - [`logging`]: log set-up and the throttle for repeated messages;
 //! - [`config`]: the INI file and environment, validated, each key declared once;
 //! - [`clock`] and `sync`: Unix time, and locks that survive a panicking holder.
+
+pub mod reload;
 
 pub mod app;
 pub mod check;

@@ -12,6 +12,7 @@ use cc_heartbeat::demo;
 use cc_heartbeat::http::healthcheck;
 use cc_heartbeat::kafka::client;
 use cc_heartbeat::logging;
+use cc_heartbeat::reload;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
@@ -97,9 +98,9 @@ fn main() -> ExitCode {
     };
     // Demo mode and the health check run fine on defaults when there is no file.
     let loaded = if cli.demo || matches!(cli.command, Some(Command::Healthcheck { .. })) {
-        Config::load_clusters_optional(&cli.config, environment)
+        Config::load_clusters_optional(&cli.config, environment.clone())
     } else {
-        Config::load_clusters(&cli.config, environment)
+        Config::load_clusters(&cli.config, environment.clone())
     };
     let configs = match loaded {
         Ok(configs) => configs,
@@ -190,7 +191,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(run(configs, cli.demo.then_some(cli.demo_clusters)));
+    // Outside demo mode the configuration is read again on SIGHUP and when a credentials file
+    // changes.
+    let source = (!cli.demo).then(|| reload::Source {
+        path: cli.config.clone(),
+        environment: environment.clone(),
+    });
+    let result = runtime.block_on(run(configs, cli.demo.then_some(cli.demo_clusters), source));
     // Blocking librdkafka calls still running (a metadata request to a dead cluster) must not
     // hold the exit: they are abandoned.
     runtime.shutdown_timeout(Duration::from_millis(500));
@@ -273,7 +280,15 @@ fn environment() -> Result<Vec<(String, String)>, String> {
 }
 
 /// Runs every cluster's tasks (or, with `demo`, that many embedded clusters) until a signal.
-async fn run(configs: Vec<Config>, demo: Option<u8>) -> anyhow::Result<()> {
+async fn run(
+    configs: Vec<Config>,
+    demo: Option<u8>,
+    source: Option<reload::Source>,
+) -> anyhow::Result<()> {
+    let secret_files: Vec<PathBuf> = configs
+        .iter()
+        .flat_map(|config| config.secret_files.iter().cloned())
+        .collect();
     // The embedded clusters must outlive every client, so they are held here until the end.
     let (demo_clusters, configs) = match demo {
         None => (Vec::new(), configs),
@@ -289,7 +304,15 @@ async fn run(configs: Vec<Config>, demo: Option<u8>) -> anyhow::Result<()> {
         .await
         .context("cannot start")?;
     tracing::info!(version = env!("CARGO_PKG_VERSION"), address = %app.address(), "cc-heartbeat started");
-    wait_for_signal().await;
+    match source {
+        Some(source) => {
+            tokio::select! {
+                _ = wait_for_signal() => {}
+                _ = reload::watch(&app, source, secret_files, cancel.clone()) => {}
+            }
+        }
+        None => wait_for_signal().await,
+    }
     tracing::info!("stopping");
     cancel.cancel();
     if !app.stopped(SHUTDOWN_LIMIT).await {

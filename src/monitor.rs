@@ -1,7 +1,7 @@
 //! One monitored cluster: its shared state, its clients and its tasks. Nothing here is global,
 //! so several clusters can be monitored side by side.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 
 use std::time::Duration;
 
@@ -9,8 +9,18 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
 use crate::cluster::{ClusterHandle, ClusterShared};
 use crate::config::Config;
+use crate::kafka::client::Role;
+use crate::kafka::credentials::{sasl_credentials, set_sasl_credentials};
+use crate::kafka::handle::AnyClient;
+use crate::metrics::Families;
+use crate::sync::lock;
 use crate::tasks::connectivity::{ConnectivityChecker, TlsSetupError};
 use crate::tasks::heartbeat::{self, HeartbeatError};
 use crate::tasks::metadata::MetadataRefresher;
@@ -36,6 +46,9 @@ struct Generation {
     shared: Arc<ClusterShared>,
     tasks: JoinSet<()>,
     cancel: CancellationToken,
+    /// Its clients, by role, for credentials changed at run time (weak: the tasks own them,
+    /// and the last owner destroys each on a blocking thread).
+    clients: Vec<(Role, Weak<dyn AnyClient>)>,
 }
 
 impl Generation {
@@ -47,8 +60,10 @@ impl Generation {
         cancel: &CancellationToken,
         id_changes: u64,
         purpose: Purpose,
+        reloads: &Arc<ReloadMetrics>,
     ) -> Result<Generation, MonitorError> {
         let shared = ClusterShared::new(config, id_changes);
+        shared.metrics.add(reloads.clone());
         // Three clients (four with the transaction probe): the heartbeat producer's (which the metadata and topic tasks share),
         // the end-to-end consumer's, and the scan's. Created in this order, the tasks' series
         // are exported in it.
@@ -67,6 +82,13 @@ impl Generation {
         };
         let schema_registry = SchemaRegistryProbe::new(&shared)?;
 
+        let mut clients = vec![
+            (Role::Producer, Arc::downgrade(&producer.client())),
+            (Role::Consumer, Arc::downgrade(&consumer.client())),
+        ];
+        if let Some(scan) = &scan {
+            clients.push((Role::Scan, Arc::downgrade(&scan.client())));
+        }
         let cancel = cancel.child_token();
         let mut tasks = JoinSet::new();
         // Every log line of this cluster's tasks names the cluster.
@@ -89,6 +111,7 @@ impl Generation {
             shared,
             tasks,
             cancel,
+            clients,
         })
     }
 
@@ -121,6 +144,68 @@ pub(crate) enum Purpose {
 pub(crate) struct ClusterMonitor {
     handle: Arc<ClusterHandle>,
     supervisor: JoinHandle<()>,
+    current: Arc<Mutex<Current>>,
+    reloads: Arc<ReloadMetrics>,
+}
+
+/// What a reload and a fresh start of the tasks share: the configuration in force, and the
+/// current generation's clients.
+struct Current {
+    config: Config,
+    clients: Vec<(Role, Weak<dyn AnyClient>)>,
+}
+
+/// What a reload of the configuration did to one cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Reloaded {
+    /// Its credentials did not change.
+    Unchanged,
+    /// New credentials went to this many clients.
+    Applied(usize),
+    /// They could not be applied; the running ones stay.
+    Failed(String),
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+/// `heartbeat_config_reloads_total{outcome}`.
+#[derive(Debug, Default)]
+pub(crate) struct ReloadMetrics {
+    reloads: Family<OutcomeLabels, Counter>,
+}
+
+impl ReloadMetrics {
+    const OUTCOMES: [&'static str; 3] = ["applied", "unchanged", "failed"];
+
+    fn new() -> Self {
+        let metrics = ReloadMetrics::default();
+        for outcome in Self::OUTCOMES {
+            drop(metrics.reloads.get_or_create(&OutcomeLabels { outcome }));
+        }
+        metrics
+    }
+
+    fn count(&self, outcome: &Reloaded) {
+        let outcome = match outcome {
+            Reloaded::Applied(_) => "applied",
+            Reloaded::Unchanged => "unchanged",
+            Reloaded::Failed(_) => "failed",
+        };
+        self.reloads.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+}
+
+impl Families for ReloadMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "config_reloads",
+            "Configuration reloads (SIGHUP, or a changed credentials file), by outcome: new credentials applied to the running clients, nothing to apply, or refused (the running configuration stays)",
+            self.reloads.clone(),
+        );
+    }
 }
 
 impl ClusterMonitor {
@@ -130,16 +215,79 @@ impl ClusterMonitor {
         cancel: &CancellationToken,
         purpose: Purpose,
     ) -> Result<Self, MonitorError> {
-        let first = Generation::start(config.clone(), cancel, 0, purpose)?;
+        let reloads = Arc::new(ReloadMetrics::new());
+        let first = Generation::start(config.clone(), cancel, 0, purpose, &reloads)?;
         let handle = Arc::new(ClusterHandle::new(first.shared.clone()));
-        let supervisor = tokio::spawn(supervise(
+        let current = Arc::new(Mutex::new(Current {
             config,
+            clients: first.clients.clone(),
+        }));
+        let supervisor = tokio::spawn(supervise(
+            current.clone(),
             first,
             handle.clone(),
             cancel.clone(),
-            purpose,
+            (purpose, reloads.clone()),
         ));
-        Ok(ClusterMonitor { handle, supervisor })
+        Ok(ClusterMonitor {
+            handle,
+            supervisor,
+            current,
+            reloads,
+        })
+    }
+
+    /// Takes `config`'s SASL credentials into the running clients, for their next
+    /// authentication: nothing is recreated, nothing measured is lost. Other changed settings
+    /// wait for a restart (the next fresh start of the tasks takes them).
+    pub(crate) fn reload(&self, config: Config) -> Reloaded {
+        let mut current = lock(&self.current);
+        let mut applied = 0;
+        let mut failures = Vec::new();
+        for role in [Role::Producer, Role::Consumer, Role::Scan] {
+            let new = sasl_credentials(&config, role);
+            if new == sasl_credentials(&current.config, role) {
+                continue;
+            }
+            let Some((username, password)) = new else {
+                failures.push(format!(
+                    "the {} client's credentials were removed: that takes a restart",
+                    role.as_str()
+                ));
+                continue;
+            };
+            let clients = current.clients.iter().filter(|(of, _)| *of == role);
+            for client in clients.filter_map(|(_, client)| client.upgrade()) {
+                match set_sasl_credentials(client.as_ref(), &username, &password) {
+                    Ok(()) => applied += 1,
+                    Err(error) => failures.push(format!("{} client: {error}", role.as_str())),
+                }
+            }
+        }
+        let outcome = if let Some(first) = failures.first() {
+            Reloaded::Failed(first.clone())
+        } else if applied > 0 {
+            Reloaded::Applied(applied)
+        } else {
+            Reloaded::Unchanged
+        };
+        if !matches!(outcome, Reloaded::Failed(_)) {
+            if without_credentials(&config) != without_credentials(&current.config) {
+                tracing::warn!(
+                    cluster = %config.name,
+                    "the reloaded configuration changes more than credentials: the rest takes \
+                     effect at the next restart"
+                );
+            }
+            current.config = config;
+        }
+        self.reloads.count(&outcome);
+        outcome
+    }
+
+    /// Counts a reload refused before it reached this cluster (the file did not validate).
+    pub(crate) fn reload_refused(&self) {
+        self.reloads.count(&Reloaded::Failed(String::new()));
     }
 
     /// The state the HTTP server reads.
@@ -155,14 +303,24 @@ impl ClusterMonitor {
     }
 }
 
+/// The configuration as shown, without its SASL user names (passwords are masked already).
+fn without_credentials(config: &Config) -> String {
+    config
+        .render_masked()
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("sasl.username"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Runs `generation` until cancelled, replacing it with a fresh one each time the cluster's
 /// id changes.
 async fn supervise(
-    config: Config,
+    current: Arc<Mutex<Current>>,
     mut generation: Generation,
     handle: Arc<ClusterHandle>,
     cancel: CancellationToken,
-    purpose: Purpose,
+    (purpose, reloads): (Purpose, Arc<ReloadMetrics>),
 ) {
     let mut id_changes = 0;
     loop {
@@ -176,8 +334,10 @@ async fn supervise(
         }
         generation.stop().await;
         id_changes += 1;
+        // The configuration in force, credentials reloaded since included.
+        let config = lock(&current).config.clone();
         generation = loop {
-            match Generation::start(config.clone(), &cancel, id_changes, purpose) {
+            match Generation::start(config.clone(), &cancel, id_changes, purpose, &reloads) {
                 Ok(next) => break next,
                 Err(error) => {
                     tracing::error!(cluster = %config.name, "cannot start afresh: {error}");
@@ -189,6 +349,7 @@ async fn supervise(
             }
         };
         handle.replace(generation.shared.clone());
+        lock(&current).clients = generation.clients.clone();
         tracing::info!(cluster = %config.name, "monitoring afresh: every series of this cluster starts again");
     }
 }

@@ -381,3 +381,109 @@ async fn the_status_page_shows_the_demo_and_a_click_on_down_turns_that_broker_re
     let (_, code) = demo.terminate();
     assert_eq!(code, Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_rotated_in_its_file_is_taken_without_a_restart_and_never_logged() {
+    use support::kafka::Exporter;
+    let cluster = KafkaCluster::shared();
+    let (user, topic) = ("rotator", "rotate-beats");
+    let (wrong, first, second) = (
+        "rotator-wrong-5e1a",
+        "rotator-first-77c3",
+        "rotator-second-0b9d",
+    );
+    cluster.create_topic(topic, 3, 3).await;
+    cluster.scram_user(user, first);
+    let acls = grant(cluster, user, topic);
+    let secrets = tempfile::tempdir().unwrap();
+    let password_file = secrets.path().join("password");
+    std::fs::write(&password_file, format!("{wrong}\n")).unwrap();
+    let client = cluster
+        .client_properties("SCRAM-SHA-512", user, "unused")
+        .replace(
+            "sasl.password = unused",
+            &format!("sasl.password.file = {}", password_file.display()),
+        );
+    let mut exporter = Exporter::start(&exporter_ini(&client, topic, ""));
+    let limit = Duration::from_secs(60);
+    exporter
+        .wait_for_ready("the wrong password refused", limit, |status, body| {
+            status == 503 && body.contains("authentication failed") && body.contains(user)
+        })
+        .await;
+
+    // The right password written to the file: taken without a restart.
+    std::fs::write(&password_file, format!("{first}\n")).unwrap();
+    exporter
+        .wait_for_ready(
+            "ready with the password from the file",
+            limit,
+            |status, _| status == 200,
+        )
+        .await;
+    let before = exporter
+        .wait_for("heartbeats with the first password", limit, |m| {
+            m.sum("heartbeat_messages_consumed_total", &[]) >= 3.0
+                && m.sum("heartbeat_config_reloads_total", &[("outcome", "applied")]) >= 1.0
+        })
+        .await
+        .sum("heartbeat_messages_consumed_total", &[]);
+
+    // Rotated on the cluster, then in the file: applied, and nothing counted is lost.
+    cluster.scram_user(user, second);
+    std::fs::write(&password_file, second).unwrap();
+    let metrics = exporter
+        .wait_for("the second password applied", limit, |m| {
+            m.sum("heartbeat_config_reloads_total", &[("outcome", "applied")]) >= 2.0
+                && m.sum("heartbeat_messages_consumed_total", &[]) >= before + 3.0
+        })
+        .await;
+    assert_eq!(
+        metrics.sum("heartbeat_config_reloads_total", &[("outcome", "failed")]),
+        0.0
+    );
+
+    // A file that cannot be used is refused, saying why; the running credentials stay.
+    std::fs::write(&password_file, "").unwrap();
+    exporter
+        .wait_for("the empty file refused", limit, |m| {
+            m.sum("heartbeat_config_reloads_total", &[("outcome", "failed")]) >= 1.0
+        })
+        .await;
+    exporter
+        .process
+        .wait_for_line("refused, the running configuration stays", limit);
+    assert!(exporter.process.logged("is empty"));
+    assert_eq!(exporter.ready().await.0, 200);
+
+    // SIGHUP reads the file again: with the second password back, nothing to apply.
+    std::fs::write(&password_file, second).unwrap();
+    exporter
+        .wait_for("the file usable again", limit, |m| {
+            m.sum(
+                "heartbeat_config_reloads_total",
+                &[("outcome", "unchanged")],
+            ) >= 1.0
+        })
+        .await;
+    let hangup = std::process::Command::new("kill")
+        .args(["-HUP", &exporter.process.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hangup.success());
+    exporter
+        .wait_for("a reload on SIGHUP", limit, |m| {
+            m.sum(
+                "heartbeat_config_reloads_total",
+                &[("outcome", "unchanged")],
+            ) >= 2.0
+        })
+        .await;
+    assert_eq!(exporter.ready().await.0, 200);
+    for secret in [wrong, first, second] {
+        assert!(!exporter.process.logged(secret), "a password was logged");
+    }
+    let (_, code) = exporter.process.terminate();
+    assert_eq!(code, Some(0));
+    revoke(cluster, user, &acls);
+}

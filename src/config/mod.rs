@@ -15,7 +15,9 @@
 //! - `admin`: the `[admin]` keys, each declared once;
 //! - `kinds`: how each kind of `[admin]` value is parsed and shown;
 //! - `properties`: librdkafka properties: merging, secrets, SASL credentials;
-//! - `schema_registry`: the optional `[schema_registry]` section.
+//! - `schema_registry`: the optional `[schema_registry]` section;
+//! - `secret_files`: `sasl.username.file` and `sasl.password.file`, read into the keys they
+//!   stand for.
 
 mod admin;
 mod ini;
@@ -23,10 +25,11 @@ mod kinds;
 mod properties;
 mod raw;
 mod schema_registry;
+mod secret_files;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rdkafka::error::KafkaError;
@@ -63,6 +66,8 @@ pub struct Config {
     pub schema_registry: Option<SchemaRegistrySettings>,
     /// Things worth a warning at start that are not errors (never quoting a value).
     pub warnings: Vec<String>,
+    /// The files credentials were read from (`sasl.password.file`, …), watched for rotation.
+    pub secret_files: Vec<PathBuf>,
     default: BTreeMap<String, Entry>,
     producer: BTreeMap<String, Entry>,
     consumer: BTreeMap<String, Entry>,
@@ -150,6 +155,7 @@ impl Config {
             raw.sections.entry(section).or_default();
         }
         apply_environment(&mut raw, environment)?;
+        let secret_files = secret_files::resolve(&mut raw)?;
         let mut names: Vec<String> = Vec::new();
         for (section, keys) in &raw.sections {
             let origin = || {
@@ -174,7 +180,7 @@ impl Config {
             }
         }
         if names.is_empty() {
-            return Ok(vec![Self::validate(&raw, DEFAULT_CLUSTER)?]);
+            return Ok(vec![Self::validate(&raw, DEFAULT_CLUSTER, &secret_files)?]);
         }
         names
             .iter()
@@ -204,12 +210,16 @@ impl Config {
                     entries.extend(own);
                     merged.sections.insert(kind.to_string(), entries);
                 }
-                Self::validate(&merged, name)
+                Self::validate(&merged, name, &secret_files)
             })
             .collect()
     }
 
-    fn validate(raw: &RawConfig, name: &str) -> Result<Config, ConfigError> {
+    fn validate(
+        raw: &RawConfig,
+        name: &str,
+        secret_files: &[PathBuf],
+    ) -> Result<Config, ConfigError> {
         let admin = AdminSettings::parse(&raw.section("admin"))?;
         let schema_registry = SchemaRegistrySettings::parse(&raw.section("schema_registry"))?;
         let mut warnings = Vec::new();
@@ -229,6 +239,7 @@ impl Config {
             admin,
             schema_registry,
             warnings,
+            secret_files: secret_files.to_vec(),
             default: raw.section("default"),
             producer: raw.section("producer"),
             consumer: raw.section("consumer"),

@@ -372,3 +372,44 @@ fn a_schema_registry_section_is_read_checked_and_shown_masked() {
         assert!(!error.contains("secret"), "{error}");
     }
 }
+
+#[test]
+fn credentials_are_read_from_their_files_and_the_files_watched() {
+    let dir = tempfile::tempdir().unwrap();
+    let password = dir.path().join("password");
+    let username = dir.path().join("username");
+    std::fs::write(&password, "s3cret-from-file\n").unwrap();
+    std::fs::write(&username, "API-KEY").unwrap();
+    let text = format!(
+        "[default]\nsecurity.protocol = SASL_SSL\nsasl.mechanisms = PLAIN\n\
+         sasl.username.file = {}\nsasl.password.file = {}\n",
+        username.display(),
+        password.display()
+    );
+    let config = load(&text, &[]).unwrap();
+    let properties = config.producer_properties();
+    assert_eq!(properties["sasl.password"], "s3cret-from-file");
+    assert_eq!(properties["sasl.username"], "API-KEY");
+    assert!(!properties.contains_key("sasl.password.file"));
+    assert_eq!(
+        config.secret_files,
+        vec![username.clone(), password.clone()]
+    );
+    assert!(!config.render_masked().contains("s3cret-from-file"));
+
+    let both = format!("{text}sasl.password = inline\n");
+    let error = load(&both, &[]).unwrap_err().to_string();
+    assert!(
+        error.contains("[default] sasl.password.file: set sasl.password or sasl.password.file"),
+        "{error}"
+    );
+    std::fs::write(&password, "\n").unwrap();
+    let error = load(&text, &[]).unwrap_err().to_string();
+    assert!(error.contains("is empty"), "{error}");
+    std::fs::remove_file(&password).unwrap();
+    let error = load(&text, &[]).unwrap_err().to_string();
+    assert!(
+        error.contains("[default] sasl.password.file: cannot read"),
+        "{error}"
+    );
+}

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use rdkafka::bindings as native;
 use rdkafka::client::{Client, ClientContext};
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaResult;
 use rdkafka::groups::GroupList;
 use rdkafka::metadata::Metadata;
@@ -56,6 +56,12 @@ impl<C: ProducerContext + 'static> AnyClient for BaseProducer<C> {
 }
 
 impl<C: ConsumerContext + 'static> AnyClient for BaseConsumer<C> {
+    fn requests(&self) -> &dyn Requests {
+        self.client()
+    }
+}
+
+impl<C: ConsumerContext + 'static> AnyClient for StreamConsumer<C> {
     fn requests(&self) -> &dyn Requests {
         self.client()
     }

@@ -3,6 +3,7 @@
 //! - [`client`]: the settings each client role gets, and the context that routes librdkafka's
 //!   logs and errors into `tracing` and the cluster's status;
 //! - `events`: the thread serving a producer's events, woken by librdkafka rather than a timer;
+//! - `credentials`: SASL credentials changed on running clients;
 //! - [`configs`]: DescribeConfigs of topics (their time retention) on any client handle;
 //! - [`handle`]: any client, for the metadata and admin requests every handle serves;
 //! - [`native_admin`]: admin calls librdkafka has and rust-rdkafka does not wrap;
@@ -12,6 +13,7 @@
 
 pub mod client;
 pub mod configs;
+pub(crate) mod credentials;
 pub(crate) mod events;
 pub mod handle;
 pub mod native_admin;

@@ -29,6 +29,7 @@ use super::state::HeartbeatState;
 use super::tracker::Observation;
 use crate::config::Config;
 use crate::kafka::client::{client_config, is_transport_failure, ClientLog, Role};
+use crate::kafka::handle::AnyClient;
 use crate::kafka::stats::StatsInbox;
 use crate::kafka::throttle::logical_coordinator;
 use crate::logging::LogThrottle;
@@ -65,6 +66,11 @@ pub(crate) struct EndToEndConsumer {
 }
 
 impl EndToEndConsumer {
+    /// The consumer's client, for credentials changed at run time.
+    pub(crate) fn client(&self) -> Arc<dyn AnyClient> {
+        self.consumer.clone()
+    }
+
     pub(super) fn new(heartbeat: Arc<HeartbeatState>) -> Result<Self, KafkaError> {
         let shared = &heartbeat.shared;
         let config = client_config(&shared.config, Role::Consumer);

@@ -103,6 +103,11 @@ pub(crate) struct ClusterScan {
 type Described = Result<BTreeMap<String, Result<Retention, NativeAdminError>>, NativeAdminError>;
 
 impl ClusterScan {
+    /// The scan's client, for credentials changed at run time.
+    pub(crate) fn client(&self) -> Arc<dyn AnyClient> {
+        self.client.clone()
+    }
+
     pub(crate) fn new(shared: &Arc<ClusterShared>) -> Result<Self, ScanError> {
         let client: Arc<BaseConsumer<ClientLog>> = Arc::new(
             client_config(&shared.config, Role::Scan).create_with_context(

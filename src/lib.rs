@@ -9,6 +9,8 @@
 //! - [`reload`]: the configuration read again on SIGHUP or a changed credentials file, its
 //!   credentials given to the running clients;
 //! - [`app`]: every cluster's monitor and the HTTP server, started and stopped together;
+//! - [`bundle`]: `cc-heartbeat bundle`: a support bundle, secrets masked, names hashed on
+//!   request;
 //! - [`check`]: `cc-heartbeat check`: every check of a cluster once, with what to fix;
 //! - `monitor`: one cluster: its clients and its tasks;
 //! - [`demo`]: the embedded cluster of demo mode, and its HTTP control;
@@ -32,6 +34,7 @@
 pub mod reload;
 
 pub mod app;
+pub mod bundle;
 pub mod check;
 mod monitor;
 

@@ -1,29 +1,41 @@
 //! Log set-up (`tracing`, human or JSON) and the throttle that keeps repeated errors from
 //! flooding the log.
+//!
+//! - `events`: the last warnings and errors, kept for `/debug/events` and the support bundle.
+
+mod events;
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+pub use self::events::{mask_secrets, recent_events, LoggedEvent, EVENTS_KEPT};
 
 use crate::config::LogFormat;
 use crate::sync::lock;
 
-/// Installs the global subscriber. `RUST_LOG`, when set, overrides `level`.
+/// Installs the global subscriber. `RUST_LOG`, when set, overrides `level`. Warnings and
+/// errors are also kept in the ring of [`recent_events`], whatever the level.
 pub fn init(level: &str, format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let output = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(true);
-    // A second initialisation (tests, embedding) keeps the first subscriber.
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    let output = match format {
+        LogFormat::Text => output.boxed(),
+        LogFormat::Json => output.json().flatten_event(true).boxed(),
     };
+    // A second initialisation (tests, embedding) keeps the first subscriber.
+    let _ = tracing_subscriber::registry()
+        .with(output.with_filter(filter))
+        .with(events::layer())
+        .try_init();
 }
 
 /// How often a repeated message is logged again, with the count of what was held back.

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use cc_heartbeat::app::App;
-use cc_heartbeat::config::{Config, ENV_PREFIX};
+use cc_heartbeat::bundle;
+use cc_heartbeat::config::{Config, LogFormat, ENV_PREFIX};
 use cc_heartbeat::demo;
 use cc_heartbeat::http::healthcheck;
 use cc_heartbeat::kafka::client;
@@ -59,6 +60,27 @@ enum Command {
         /// Print the report as one JSON document (its shape is in the README).
         #[arg(long)]
         json: bool,
+        /// Give up on what has not answered after this long.
+        #[arg(long, value_name = "SECONDS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=600))]
+        timeout: u64,
+    },
+    /// Write a support bundle, cc-heartbeat-bundle-<cluster>-<UTC timestamp>.tar.gz: version
+    /// and build, the configuration with secrets masked, a check report, a metadata snapshot
+    /// and, with --from, a running exporter's /metrics, /ready and last warnings and errors.
+    Bundle {
+        /// Only the cluster of this name.
+        #[arg(long, value_name = "NAME")]
+        cluster: Option<String>,
+        /// A running exporter to include (`http://host:port`).
+        #[arg(long, value_name = "URL")]
+        from: Option<String>,
+        /// Replace host names, IP addresses, topic and group names and the cluster id with
+        /// stable short hashes everywhere in the bundle.
+        #[arg(long)]
+        redact: bool,
+        /// Directory to write the bundle to.
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        output: PathBuf,
         /// Give up on what has not answered after this long.
         #[arg(long, value_name = "SECONDS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=600))]
         timeout: u64,
@@ -149,18 +171,36 @@ fn main() -> ExitCode {
             }
         };
     }
-    if let Some(Command::Check {
-        cluster,
-        json,
-        timeout,
-    }) = &cli.command
-    {
-        return check(
-            configs,
-            cluster.as_deref(),
-            *json,
-            Duration::from_secs(*timeout),
-        );
+    match &cli.command {
+        Some(Command::Check {
+            cluster,
+            json,
+            timeout,
+        }) => {
+            let Some(configs) = chosen(configs, cluster.as_deref()) else {
+                return ExitCode::from(EXIT_CONFIG);
+            };
+            return check(configs, *json, Duration::from_secs(*timeout));
+        }
+        Some(Command::Bundle {
+            cluster,
+            from,
+            redact,
+            output,
+            timeout,
+        }) => {
+            let Some(configs) = chosen(configs, cluster.as_deref()) else {
+                return ExitCode::from(EXIT_CONFIG);
+            };
+            let options = bundle::Options {
+                from: from.clone(),
+                redact: *redact,
+                output: output.clone(),
+                timeout: Duration::from_secs(*timeout),
+            };
+            return write_bundle(configs, &options);
+        }
+        _ => {}
     }
     if cli.check_config {
         for config in &configs {
@@ -177,6 +217,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     logging::init(&process.log_level, process.log_format);
+    logging::mask_secrets(configs.iter().flat_map(Config::secret_values));
     for warning in configs.iter().flat_map(|config| &config.warnings) {
         tracing::warn!("{warning}");
     }
@@ -211,39 +252,49 @@ fn main() -> ExitCode {
     }
 }
 
-/// `cc-heartbeat check`: the report on standard output, the exit code its verdict.
-fn check(configs: Vec<Config>, cluster: Option<&str>, json: bool, timeout: Duration) -> ExitCode {
-    let configs: Vec<Config> = match cluster {
-        None => configs,
-        Some(name) => {
-            let names: Vec<String> = configs.iter().map(|config| config.name.clone()).collect();
-            let chosen: Vec<Config> = configs
-                .into_iter()
-                .filter(|config| config.name == name)
-                .collect();
-            if chosen.is_empty() {
-                eprintln!(
-                    "cc-heartbeat: configuration error: --cluster {name}: no such cluster (the \
-                     file configures: {})",
-                    names.join(", ")
-                );
-                return ExitCode::from(EXIT_CONFIG);
-            }
-            chosen
-        }
+/// The clusters `--cluster` names (every one without it); `None`, having said why, when the
+/// file configures no such cluster.
+fn chosen(configs: Vec<Config>, cluster: Option<&str>) -> Option<Vec<Config>> {
+    let Some(name) = cluster else {
+        return Some(configs);
     };
-    // The report says what the tasks would log; RUST_LOG shows the log too, on standard error.
-    logging::init("off", cc_heartbeat::config::LogFormat::Text);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let names: Vec<String> = configs.iter().map(|config| config.name.clone()).collect();
+    let chosen: Vec<Config> = configs
+        .into_iter()
+        .filter(|config| config.name == name)
+        .collect();
+    if chosen.is_empty() {
+        eprintln!(
+            "cc-heartbeat: configuration error: --cluster {name}: no such cluster (the file \
+             configures: {})",
+            names.join(", ")
+        );
+        return None;
+    }
+    Some(chosen)
+}
+
+/// A runtime for the one-shot commands, its log off (what they print says what it would
+/// say; RUST_LOG shows it on standard error).
+fn tool_runtime() -> Option<tokio::runtime::Runtime> {
+    logging::init("off", LogFormat::Text);
+    match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
     {
-        Ok(runtime) => runtime,
+        Ok(runtime) => Some(runtime),
         Err(error) => {
             eprintln!("cc-heartbeat: cannot start the runtime: {error}");
-            return ExitCode::FAILURE;
+            None
         }
+    }
+}
+
+/// `cc-heartbeat check`: the report on standard output, the exit code its verdict.
+fn check(configs: Vec<Config>, json: bool, timeout: Duration) -> ExitCode {
+    let Some(runtime) = tool_runtime() else {
+        return ExitCode::FAILURE;
     };
     let report = runtime.block_on(cc_heartbeat::check::run(configs, timeout));
     runtime.shutdown_timeout(Duration::from_millis(500));
@@ -259,6 +310,29 @@ fn check(configs: Vec<Config>, cluster: Option<&str>, json: bool, timeout: Durat
         print!("{}", report.text());
     }
     ExitCode::from(report.exit_code())
+}
+
+/// `cc-heartbeat bundle`: the bundle's path on standard output.
+fn write_bundle(configs: Vec<Config>, options: &bundle::Options) -> ExitCode {
+    let Some(runtime) = tool_runtime() else {
+        return ExitCode::FAILURE;
+    };
+    logging::mask_secrets(configs.iter().flat_map(Config::secret_values));
+    let written = runtime.block_on(bundle::write(configs, options));
+    runtime.shutdown_timeout(Duration::from_millis(500));
+    match written {
+        Ok(written) => {
+            for missing in &written.missing {
+                eprintln!("cc-heartbeat: left out of the bundle: {missing}");
+            }
+            println!("{}", written.path.display());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("cc-heartbeat: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// The process environment as UTF-8 pairs. Variables of other programs that are not UTF-8

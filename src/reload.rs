@@ -78,6 +78,7 @@ pub async fn watch(app: &App, source: Source, files: Vec<PathBuf>, cancel: Cance
 fn reload(app: &App, source: &Source, why: &str) -> Option<Vec<Config>> {
     match Config::load_clusters(&source.path, source.environment.clone()) {
         Ok(configs) => {
+            crate::logging::mask_secrets(configs.iter().flat_map(Config::secret_values));
             for (cluster, what) in app.reload(configs.clone()) {
                 tracing::info!(cluster, "configuration reloaded ({why}): {what}");
             }

@@ -487,3 +487,202 @@ async fn a_password_rotated_in_its_file_is_taken_without_a_restart_and_never_log
     assert_eq!(code, Some(0));
     revoke(cluster, user, &acls);
 }
+
+/// Every file of the bundle at `path`, by name inside its directory.
+fn unpack(path: &std::path::Path) -> std::collections::BTreeMap<String, String> {
+    let file = std::fs::File::open(path).unwrap();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let stem = path
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .trim_end_matches(".tar.gz")
+        .to_string();
+    let mut files = std::collections::BTreeMap::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().to_string_lossy().to_string();
+        let inside = name
+            .strip_prefix(&format!("{stem}/"))
+            .unwrap_or_else(|| panic!("{name} is not under {stem}/"))
+            .to_string();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut entry, &mut text).unwrap();
+        files.insert(inside, text);
+    }
+    files
+}
+
+/// `cc-heartbeat bundle` with `ini` and `arguments`; the bundle's files.
+fn bundle(ini: &str, arguments: &[&str]) -> std::collections::BTreeMap<String, String> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), ini);
+    let output = binary()
+        .arg("--config")
+        .arg(&path)
+        .arg("bundle")
+        .args(["--output", dir.path().to_str().unwrap()])
+        .args(arguments)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+    let written = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    let name = std::path::Path::new(&written)
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .to_string();
+    assert!(
+        name.starts_with("cc-heartbeat-bundle-default-") && name.ends_with("Z.tar.gz"),
+        "{name}"
+    );
+    unpack(std::path::Path::new(&written))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_support_bundle_holds_every_part_masks_every_secret_and_redacts_every_name() {
+    use support::kafka::{commit, produce, Exporter};
+    let cluster = KafkaCluster::shared();
+    let (user, password) = ("bundler", "bundler-secret-31f8");
+    let (topic, orders, group, own_group) = (
+        "bundle-beats",
+        "bundle-orders",
+        "bundle-billing",
+        "bundle-probe-group",
+    );
+    cluster.create_topic(topic, 3, 3).await;
+    cluster.create_topic(orders, 1, 3).await;
+    produce(cluster, orders, 4);
+    commit(cluster, group, orders, 1);
+    cluster.scram_user(user, password);
+    let principal = format!("User:{user}");
+    let acls: Vec<(Vec<&str>, Vec<&str>)> = vec![
+        (vec!["Describe", "Write", "Read"], vec!["--topic", topic]),
+        (vec!["Read"], vec!["--group", own_group]),
+        (vec!["Describe"], vec!["--group", group]),
+        (
+            vec!["Describe", "Read", "DescribeConfigs"],
+            vec!["--topic", orders],
+        ),
+    ];
+    for (operations, resource) in &acls {
+        cluster.allow(&principal, operations, resource);
+    }
+    let ini = exporter_ini(
+        &cluster.client_properties("SCRAM-SHA-512", user, password),
+        topic,
+        &format!(
+            "heartbeat.topic.manage = false\nconsumer.group.names = {group}\n\
+             check.consumer.group.period.seconds = 1"
+        ),
+    )
+    .replace(
+        "[admin]",
+        &format!("[consumer]\ngroup.id = {own_group}\n[admin]"),
+    );
+    let exporter = Exporter::start(&ini);
+    exporter
+        .wait_for(
+            "the group's lag and heartbeats",
+            Duration::from_secs(60),
+            |m| {
+                m.has("heartbeat_consumer_group_max_lag", &[("group", group)])
+                    && m.sum("heartbeat_messages_consumed_total", &[]) >= 3.0
+            },
+        )
+        .await;
+    let from = format!("http://{}", exporter.address);
+
+    let files = bundle(&ini, &["--from", &from]);
+    let manifest: Value = serde_json::from_str(&files["manifest.json"]).unwrap();
+    assert_eq!(manifest["redacted"], false);
+    assert_eq!(
+        manifest["missing"].as_array().unwrap().len(),
+        0,
+        "{manifest:#}"
+    );
+    for listed in manifest["files"].as_array().unwrap() {
+        let name = listed["name"].as_str().unwrap();
+        assert!(files.contains_key(name), "{name} listed, not in the bundle");
+        assert!(!listed["what"].as_str().unwrap().is_empty());
+    }
+    for name in [
+        "version.json",
+        "config.ini",
+        "check.txt",
+        "check.json",
+        "metadata.json",
+        "events.json",
+        "exporter-metrics.txt",
+        "exporter-ready.json",
+        "exporter-events.json",
+    ] {
+        assert!(files.contains_key(name), "no {name}: {:?}", files.keys());
+    }
+    let version: Value = serde_json::from_str(&files["version.json"]).unwrap();
+    assert!(version["librdkafka"].as_str().unwrap().starts_with('2'));
+    assert!(version["librdkafka_features"]
+        .as_str()
+        .unwrap()
+        .contains("sasl_scram"));
+    let check: Value = serde_json::from_str(&files["check.json"]).unwrap();
+    assert_eq!(check["healthy"], true, "{check:#}");
+    let cluster_id = check["clusters"][0]["metadata"]["cluster_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let metadata: Value = serde_json::from_str(&files["metadata.json"]).unwrap();
+    assert!(metadata[0]["topics"].as_u64().unwrap() >= 2, "{metadata:#}");
+    assert_eq!(metadata[0]["heartbeat_topic"]["partitions"], 3);
+    assert!(files["exporter-metrics.txt"].contains("heartbeat_messages_consumed_total"));
+    // The exporter's warnings (the scan's DESCRIBE_CONFIGS on the heartbeat topic is refused),
+    // each with the cluster it was about.
+    let events: Value = serde_json::from_str(&files["exporter-events.json"]).unwrap();
+    assert!(
+        events["events"].as_array().unwrap().iter().any(|event| {
+            event["level"] == "WARN" && event["context"] == "cluster{name=default}"
+        }),
+        "{events:#}"
+    );
+    assert!(files["config.ini"].contains("sasl.password = ********"));
+    for (name, text) in &files {
+        assert!(!text.contains(password), "the password is in {name}");
+    }
+
+    let redacted = bundle(&ini, &["--from", &from, "--redact"]);
+    let manifest: Value = serde_json::from_str(&redacted["manifest.json"]).unwrap();
+    assert_eq!(manifest["redacted"], true);
+    assert!(
+        redacted["check.txt"].contains("topic-"),
+        "{}",
+        redacted["check.txt"]
+    );
+    let hidden = [
+        topic,
+        orders,
+        group,
+        own_group,
+        cluster_id.as_str(),
+        "localhost",
+        "127.0.0.1",
+    ];
+    let ip = regex::Regex::new(r"\b\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\b").unwrap();
+    for (name, text) in &redacted {
+        assert!(!text.contains(password), "the password is in {name}");
+        for name_hidden in hidden {
+            assert!(
+                !text.contains(name_hidden),
+                "`{name_hidden}` is in {name}:\n{}",
+                text.lines()
+                    .filter(|line| line.contains(name_hidden))
+                    .take(5)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+        }
+        assert!(!ip.is_match(text), "an IP address is in {name}");
+    }
+    for (operations, resource) in &acls {
+        cluster.disallow(&principal, operations, resource);
+    }
+}

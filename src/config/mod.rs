@@ -340,6 +340,28 @@ impl Config {
         );
     }
 
+    /// The values of every secret this configuration holds (passwords, keys, the Schema
+    /// Registry's user info and its password part), for masking wherever text is kept.
+    pub fn secret_values(&self) -> Vec<String> {
+        let mut secrets: Vec<String> = [&self.default, &self.producer, &self.consumer]
+            .into_iter()
+            .flat_map(|keys| keys.iter())
+            .filter(|(key, entry)| is_secret(key) && !entry.value.is_empty())
+            .map(|(_, entry)| entry.value.clone())
+            .collect();
+        if let Some(user_info) = self
+            .schema_registry
+            .as_ref()
+            .and_then(|registry| registry.user_info.clone())
+        {
+            if let Some((_, password)) = user_info.split_once(':') {
+                secrets.push(password.to_string());
+            }
+            secrets.push(user_info);
+        }
+        secrets
+    }
+
     /// The effective configuration as INI, every secret replaced by [`MASK`].
     pub fn render_masked(&self) -> String {
         let mut out = String::new();

@@ -24,6 +24,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::ClusterHandle;
+use crate::logging;
 use crate::metrics::merge_families;
 
 /// The OpenMetrics content type Prometheus negotiates.
@@ -116,6 +117,7 @@ pub(crate) fn router(state: HttpState) -> Router {
         .route("/healthz", get(healthz))
         .route("/ready", get(ready))
         .route("/api/status", get(api_status))
+        .route("/debug/events", get(debug_events))
         .with_state(state)
 }
 
@@ -272,6 +274,16 @@ async fn ready(State(state): State<HttpState>) -> Response {
 async fn api_status(State(state): State<HttpState>) -> Response {
     let document = status::StatusDocument::new(&state.clusters, state.demo_cluster.as_deref());
     ([(header::CACHE_CONTROL, "no-store")], axum::Json(document)).into_response()
+}
+
+/// The last warnings and errors logged (at most [`logging::EVENTS_KEPT`]), secrets masked.
+async fn debug_events() -> Response {
+    let events = logging::recent_events();
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::Json(serde_json::json!({ "kept": logging::EVENTS_KEPT, "events": events })),
+    )
+        .into_response()
 }
 
 /// The status page, its `HOST` placeholders replaced by the address the client used.

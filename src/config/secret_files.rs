@@ -13,6 +13,31 @@ const FILE_KEYS: [(&str, &str); 2] = [
     ("sasl.password.file", "sasl.password"),
 ];
 
+/// A credential is short: a larger file is the wrong file.
+const MAX_SECRET_BYTES: u64 = 64 * 1024;
+
+/// The text of the secret file at `path`: a regular file (a device or a pipe could block or
+/// never end), at most [`MAX_SECRET_BYTES`].
+fn read_secret(path: &std::path::Path) -> Result<String, String> {
+    use std::io::Read;
+    let shown = path.display();
+    let metadata =
+        std::fs::metadata(path).map_err(|source| format!("cannot read `{shown}`: {source}"))?;
+    if !metadata.is_file() {
+        return Err(format!("`{shown}` is not a regular file"));
+    }
+    if metadata.len() > MAX_SECRET_BYTES {
+        return Err(format!(
+            "`{shown}` is larger than {MAX_SECRET_BYTES} bytes: not a credential"
+        ));
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_SECRET_BYTES).read_to_string(&mut text))
+        .map_err(|source| format!("cannot read `{shown}`: {source}"))?;
+    Ok(text)
+}
+
 /// Replaces each `KEY.file` of the librdkafka sections with `KEY`, its value the file's
 /// content (without the trailing line break); returns the files read.
 pub(super) fn resolve(raw: &mut RawConfig) -> Result<Vec<PathBuf>, ConfigError> {
@@ -39,8 +64,7 @@ pub(super) fn resolve(raw: &mut RawConfig) -> Result<Vec<PathBuf>, ConfigError> 
                 )));
             }
             let path = PathBuf::from(&entry.value);
-            let value = std::fs::read_to_string(&path)
-                .map_err(|source| error(format!("cannot read `{}`: {source}", path.display())))?;
+            let value = read_secret(&path).map_err(error)?;
             let value = value.strip_suffix('\n').unwrap_or(&value);
             let value = value.strip_suffix('\r').unwrap_or(value);
             if value.is_empty() {

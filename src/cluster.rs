@@ -159,6 +159,9 @@ pub(crate) struct ClusterShared {
     pub(crate) permissions: Arc<Permissions>,
     /// What the tasks saw last, for a person to read.
     pub(crate) observed: Observed,
+    /// The producer's SASL user name and password reloaded since these tasks started, for a
+    /// producer created later (the transaction probe's, anew after a fencing).
+    pub(crate) reloaded_producer_credentials: Mutex<Option<(String, String)>>,
     /// Asks the metadata task for a refresh now (e.g. right after the topic was created).
     pub(crate) refresh_now: tokio::sync::Notify,
     /// Told when the bootstrap servers lead to another cluster (its id changed): everything
@@ -196,6 +199,7 @@ impl ClusterShared {
         Arc::new(ClusterShared {
             permissions,
             observed: Observed::default(),
+            reloaded_producer_credentials: Mutex::new(None),
             instance_id,
             started_at_us: unix_micros(),
             started: Instant::now(),

@@ -249,6 +249,10 @@ impl ClusterMonitor {
             if new == sasl_credentials(&current.config, role) {
                 continue;
             }
+            if role == Role::Producer {
+                // For the producers created from now on (the transaction probe's).
+                *lock(&self.handle.current().reloaded_producer_credentials) = new.clone();
+            }
             let Some((username, password)) = new else {
                 failures.push(format!(
                     "the {} client's credentials were removed: that takes a restart",

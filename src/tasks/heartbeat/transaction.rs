@@ -25,12 +25,14 @@ use super::message::HeartbeatMessage;
 use super::state::HeartbeatState;
 use crate::clock::unix_micros;
 use crate::kafka::client::{client_config, ClientLog, Role};
+use crate::kafka::credentials::set_sasl_credentials;
 use crate::kafka::stats::StatsInbox;
 use crate::kafka::throttle::logical_coordinator;
 use crate::logging::LogThrottle;
 use crate::metrics::latency::{Buckets, HistogramFamily};
 use crate::metrics::Families;
 use crate::permissions::{Operation, Resource, Right};
+use crate::sync::lock;
 
 /// How a transaction round ended; the `outcome` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,6 +160,8 @@ const UNKNOWN_COORDINATOR: &str = "unknown";
 struct Transactional {
     producer: Arc<BaseProducer<ClientLog>>,
     ready: bool,
+    /// The reloaded SASL credentials it has (`None`: the configuration's at start).
+    credentials: Option<(String, String)>,
 }
 
 /// The transaction probe task of one cluster.
@@ -207,12 +211,43 @@ impl TransactionProbe {
             .set("acks", "all")
             .set("transaction.timeout.ms", bound.as_millis().to_string())
             .set("message.timeout.ms", delivery.as_millis().to_string());
+        // Credentials rotated since the cluster's tasks started are this producer's too.
+        let credentials = lock(&shared.reloaded_producer_credentials).clone();
+        if let Some((username, password)) = &credentials {
+            config
+                .set("sasl.username", username)
+                .set("sasl.password", password);
+        }
         let context = ClientLog::for_cluster(&shared.config, Role::Producer, shared.status.clone())
             .with_stats(self.stats.clone());
         Ok(Transactional {
             producer: Arc::new(config.create_with_context(context)?),
             ready: false,
+            credentials,
         })
+    }
+
+    /// Gives the producer the credentials reloaded since it was created, if any.
+    fn follow_credentials(&self, transactional: &mut Transactional) {
+        let wanted = lock(&self.heartbeat.shared.reloaded_producer_credentials).clone();
+        let Some((username, password)) = wanted
+            .as_ref()
+            .filter(|_| wanted != transactional.credentials)
+        else {
+            return;
+        };
+        match set_sasl_credentials(transactional.producer.as_ref(), username, password) {
+            Ok(()) => transactional.credentials = wanted,
+            Err(error) => {
+                if let Some(held_back) = self.throttle.admit("credentials") {
+                    tracing::warn!(
+                        held_back,
+                        "cannot give the transaction probe's producer the reloaded credentials: \
+                         {error}"
+                    );
+                }
+            }
+        }
     }
 
     /// One round every `probe.transactions.period.seconds` until cancelled.
@@ -240,6 +275,7 @@ impl TransactionProbe {
                     }
                 },
             };
+            self.follow_credentials(&mut transactional);
             let keep = tokio::select! {
                 _ = cancel.cancelled() => {
                     current = Some(transactional);

@@ -37,7 +37,7 @@ pub async fn watch(app: &App, source: Source, files: Vec<PathBuf>, cancel: Cance
             None
         }
     };
-    let mut contents = read_all(&files);
+    let mut contents = read_all(files).await;
     let mut poll = tokio::time::interval(FILE_POLL);
     poll.set_missed_tick_behavior(MissedTickBehavior::Skip);
     loop {
@@ -50,33 +50,55 @@ pub async fn watch(app: &App, source: Source, files: Vec<PathBuf>, cancel: Cance
         };
         #[cfg(not(unix))]
         let signalled = std::future::pending::<Option<()>>();
-        let why = tokio::select! {
+        let watched: Vec<PathBuf> = contents.keys().cloned().collect();
+        let (why, before) = tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = signalled => "SIGHUP",
+            _ = signalled => ("SIGHUP", read_all(watched).await),
             _ = poll.tick() => {
-                let now = read_all(&contents.keys().cloned().collect::<Vec<_>>());
+                let now = read_all(watched).await;
                 if now == contents {
                     continue;
                 }
-                "a credentials file changed"
+                ("a credentials file changed", now)
             }
         };
-        if let Some(configs) = reload(app, &source, why) {
-            let files = configs
+        // What was read before the reload is the baseline: a file written again while the
+        // configuration is read is a change still to come.
+        contents = before;
+        let loaded = {
+            let source = source.clone();
+            tokio::task::spawn_blocking(move || {
+                Config::load_clusters(&source.path, source.environment)
+            })
+            .await
+        };
+        let Ok(loaded) = loaded else {
+            continue;
+        };
+        if let Some(configs) = apply(app, loaded, why) {
+            let files: Vec<PathBuf> = configs
                 .iter()
                 .flat_map(|config| config.secret_files.iter().cloned())
-                .collect::<Vec<_>>();
-            contents = read_all(&files);
-        } else {
-            // A file that is not readable now is read again at the next change.
-            contents = read_all(&contents.keys().cloned().collect::<Vec<_>>());
+                .collect();
+            // Files newly named are read now; those already watched keep their baseline.
+            let new: Vec<PathBuf> = files
+                .iter()
+                .filter(|path| !contents.contains_key(*path))
+                .cloned()
+                .collect();
+            contents.retain(|path, _| files.contains(path));
+            contents.extend(read_all(new).await);
         }
     }
 }
 
-/// Reads the configuration again and applies it; the configurations read, when they validate.
-fn reload(app: &App, source: &Source, why: &str) -> Option<Vec<Config>> {
-    match Config::load_clusters(&source.path, source.environment.clone()) {
+/// Applies the configuration read again; the configurations, when they validate.
+fn apply(
+    app: &App,
+    loaded: Result<Vec<Config>, crate::config::ConfigError>,
+    why: &str,
+) -> Option<Vec<Config>> {
+    match loaded {
         Ok(configs) => {
             crate::logging::mask_secrets(configs.iter().flat_map(Config::secret_values));
             for (cluster, what) in app.reload(configs.clone()) {
@@ -94,10 +116,20 @@ fn reload(app: &App, source: &Source, why: &str) -> Option<Vec<Config>> {
     }
 }
 
-/// Each file's content (`None` while unreadable).
-fn read_all(files: &[PathBuf]) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
-    files
-        .iter()
-        .map(|path| (path.clone(), std::fs::read(path).ok()))
-        .collect()
+/// Each file's content (`None` while unreadable, or not a small regular file), read on a
+/// blocking thread: a hung secrets mount must not hold a runtime worker.
+async fn read_all(files: Vec<PathBuf>) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
+    let read = tokio::task::spawn_blocking(move || {
+        files
+            .into_iter()
+            .map(|path| {
+                let content = std::fs::metadata(&path)
+                    .ok()
+                    .filter(|metadata| metadata.is_file() && metadata.len() <= 64 * 1024)
+                    .and_then(|_| std::fs::read(&path).ok());
+                (path, content)
+            })
+            .collect()
+    });
+    read.await.unwrap_or_default()
 }

@@ -137,11 +137,12 @@ pub async fn write(configs: Vec<Config>, options: &Options) -> Result<Written, B
         collect_names(redactor, &configs, &report, &snapshots, &parts);
     }
     let secrets: Vec<String> = configs.iter().flat_map(Config::secret_values).collect();
+    // Secrets first: a secret that holds a hidden name must not come out as its hash.
     let finish = |text: &str| {
-        let text = redactor
+        let text = mask(text, &secrets);
+        redactor
             .as_ref()
-            .map_or_else(|| text.to_string(), |redactor| redactor.apply(text));
-        mask(&text, &secrets)
+            .map_or_else(|| text.clone(), |redactor| redactor.apply(&text))
     };
     let mut files: Vec<(String, String)> = parts
         .iter()
@@ -187,6 +188,14 @@ fn collect_names(
             let server = server.split_once("://").map_or(server, |(_, rest)| rest);
             redactor.hide(Kind::Host, host_of(server));
         }
+        if let Some(registry) = &config.schema_registry {
+            if let Some(host) = url::Url::parse(&registry.url)
+                .ok()
+                .and_then(|url| url.host_str().map(str::to_string))
+            {
+                redactor.hide(Kind::Host, &host);
+            }
+        }
         redactor.hide(Kind::Topic, &config.admin.heartbeat_topic);
         redactor.hide(Kind::Group, &config.consumer_group_id());
         for group in &config.admin.consumer_group_names {
@@ -223,7 +232,7 @@ fn collect_names(
             redactor.hide_label_values(Kind::Group, &part.text, "group");
             redactor.hide_label_values(Kind::Topic, &part.text, "topic");
             redactor.hide_label_values(Kind::Cluster, &part.text, "cluster_id");
-            redactor.hide_label_values(Kind::Name, &part.text, "coordinator");
+            redactor.hide_label_values(Kind::Host, &part.text, "host");
         }
     }
 }
@@ -244,8 +253,15 @@ fn host_of(address: &str) -> &str {
 /// secret leaves in the bundle, whatever a part quotes.
 fn mask(text: &str, secrets: &[String]) -> String {
     let mut text = text.to_string();
-    for secret in secrets.iter().filter(|secret| secret.len() >= 4) {
-        text = text.replace(secret.as_str(), MASK);
+    for secret in secrets.iter().filter(|secret| !secret.is_empty()) {
+        // As written, and as JSON or Rust's Debug would escape it.
+        let escaped = serde_json::to_string(secret).unwrap_or_default();
+        let escaped = escaped.trim_matches('"');
+        for form in [secret.as_str(), escaped] {
+            if !form.is_empty() {
+                text = text.replace(form, MASK);
+            }
+        }
     }
     text
 }

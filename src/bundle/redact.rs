@@ -1,7 +1,8 @@
 //! `--redact`: host names, IP addresses, topic and group names and the cluster id replaced by
-//! stable short hashes everywhere in the bundle (the same name always gives the same hash, so
-//! the bundle still reads: "broker 2 at host-3f9a01c2 fails"), as Confluent's Proactive
-//! Support keeps no internal host names, addresses or topic names.
+//! short hashes everywhere in the bundle (within a bundle the same name always gives the same
+//! hash, so it still reads: "broker 2 at host-3f9a01c2 fails"; keyed per bundle, so no hash
+//! can be reversed by guessing), as Confluent's Proactive Support keeps no internal host
+//! names, addresses or topic names.
 
 use std::collections::BTreeMap;
 
@@ -32,9 +33,21 @@ impl Kind {
 }
 
 /// The names to hide, and how each is replaced.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Redactor {
     names: BTreeMap<String, Kind>,
+    /// Made anew for each bundle and never written: without it a hash cannot be reversed by
+    /// trying every IPv4 address or a list of likely topic names.
+    key: [u8; 16],
+}
+
+impl Default for Redactor {
+    fn default() -> Self {
+        Redactor {
+            names: BTreeMap::new(),
+            key: *uuid::Uuid::new_v4().as_bytes(),
+        }
+    }
 }
 
 /// Characters a name continues with: a match next to one is part of a longer word.
@@ -69,19 +82,44 @@ impl Redactor {
         names.sort_by_key(|(name, _)| std::cmp::Reverse(name.len()));
         let alternatives: Vec<String> = names.iter().map(|(name, _)| regex::escape(name)).collect();
         let mut text = text.to_string();
-        if !alternatives.is_empty() {
-            if let Ok(pattern) = Regex::new(&alternatives.join("|")) {
-                text = replace_words(&text, &pattern, |matched| {
-                    self.names
-                        .get(matched)
-                        .map(|kind| replacement(*kind, matched))
-                });
+        let lookup = |matched: &str| {
+            self.names
+                .get(matched)
+                .map(|kind| self.replacement(*kind, matched))
+        };
+        match regex::RegexBuilder::new(&alternatives.join("|"))
+            .size_limit(1 << 28)
+            .build()
+        {
+            Ok(pattern) if !alternatives.is_empty() => {
+                text = replace_words(&text, &pattern, lookup);
+            }
+            Ok(_) => {}
+            // Too many names for one pattern: one at a time, longest first (slower, as sure).
+            Err(_) => {
+                for alternative in &alternatives {
+                    if let Ok(pattern) = Regex::new(alternative) {
+                        text = replace_words(&text, &pattern, lookup);
+                    }
+                }
             }
         }
         let ipv4 = Regex::new(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}").expect("a valid pattern");
         replace_words(&text, &ipv4, |matched| {
-            Some(replacement(Kind::Address, matched))
+            Some(self.replacement(Kind::Address, matched))
         })
+    }
+
+    /// `kind-` and the first 8 hex digits of the keyed SHA-256 of the name.
+    fn replacement(&self, kind: Kind, name: &str) -> String {
+        let mut keyed = self.key.to_vec();
+        keyed.extend_from_slice(name.as_bytes());
+        let digest = openssl::sha::sha256(&keyed);
+        let hex: String = digest[..4]
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
+        format!("{}-{hex}", kind.prefix())
     }
 }
 
@@ -113,16 +151,6 @@ fn replace_words(text: &str, pattern: &Regex, replace: impl Fn(&str) -> Option<S
     out
 }
 
-/// `kind-` and the first 8 hex digits of the name's SHA-256.
-fn replacement(kind: Kind, name: &str) -> String {
-    let digest = openssl::sha::sha256(name.as_bytes());
-    let hex: String = digest[..4]
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect();
-    format!("{}-{hex}", kind.prefix())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,7 +164,7 @@ mod tests {
         let text = "topic orders and orders-dlq on b1.internal.example:9092 (10.1.2.3), \
                     group=\"billing\", reordersx. Host b1.internal.example.";
         let redacted = redactor.apply(text);
-        let orders = replacement(Kind::Topic, "orders");
+        let orders = redactor.replacement(Kind::Topic, "orders");
         assert!(redacted.starts_with(&format!("topic {orders} and orders-dlq on host-")));
         assert!(!redacted.contains("b1.internal.example"), "{redacted}");
         assert!(!redacted.contains("10.1.2.3"), "{redacted}");

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-pub use self::report::{ClusterReport, Report, EXIT_FAILED, EXIT_HEALTHY};
+pub use self::report::{ClusterReport, Report, EXIT_CONFIGURATION, EXIT_FAILED, EXIT_HEALTHY};
 
 use crate::cluster::ClusterShared;
 use crate::config::Config;
@@ -68,11 +68,13 @@ async fn check_cluster(config: Config, timeout: Duration) -> ClusterReport {
         if complete(&shared, &connections) {
             break false;
         }
-        if decisive(&shared, &connections) {
+        if decisive(&shared) {
             let at = *decided_at.get_or_insert(now);
             if now.duration_since(at) >= SETTLE {
                 break false;
             }
+        } else {
+            decided_at = None;
         }
         if now.duration_since(started) >= timeout {
             break true;
@@ -93,9 +95,12 @@ async fn check_cluster(config: Config, timeout: Duration) -> ClusterReport {
     report
 }
 
-/// The configuration as the check runs it: the topic is checked, not created or grown.
+/// The configuration as the check runs it: the topic is checked, not created or grown, and
+/// no transaction probe starts (its transactional id is the running exporter's: starting
+/// one would fence that exporter's).
 fn for_check(mut config: Config) -> Config {
     config.admin.heartbeat_topic_manage = false;
+    config.admin.probe_transactions = false;
     config
 }
 
@@ -128,14 +133,13 @@ fn complete(shared: &ClusterShared, connections: &BTreeMap<String, Connection>) 
     brokers_checked && every_partition && shared.permissions.causes().is_empty()
 }
 
-/// Whether a failure already decides the outcome: nothing answers, the credentials or a right
-/// are refused, or the topic does not exist.
-fn decisive(shared: &ClusterShared, connections: &BTreeMap<String, Connection>) -> bool {
+/// Whether a failure already decides the outcome: nothing answers (a whole round of
+/// connection checks failed), the credentials or a right are refused, or the topic does not
+/// exist.
+fn decisive(shared: &ClusterShared) -> bool {
     let snapshot = shared.snapshot();
     let facts = shared.status.lock();
-    let unreachable = snapshot.refreshed_at.is_none()
-        && !connections.is_empty()
-        && connections.values().all(|connection| !connection.ok);
+    let unreachable = snapshot.refreshed_at.is_none() && facts.connection_problem.is_some();
     unreachable
         || facts.authentication_error.is_some()
         || snapshot.topic_missing()

@@ -14,6 +14,8 @@ use crate::permissions::RightState;
 pub const EXIT_HEALTHY: u8 = 0;
 /// `check`'s exit code when something failed.
 pub const EXIT_FAILED: u8 = 1;
+/// `check`'s exit code for a configuration the clients cannot be made from.
+pub const EXIT_CONFIGURATION: u8 = 2;
 
 /// The JSON document's version.
 pub const REPORT_VERSION: u32 = 1;
@@ -40,9 +42,18 @@ impl Report {
         }
     }
 
-    /// `check`'s exit code: healthy or not.
+    /// `check`'s exit code: healthy, something failed, or a configuration the clients could
+    /// not be made from.
     pub fn exit_code(&self) -> u8 {
-        if self.healthy {
+        let unusable = self.clusters.iter().any(|cluster| {
+            cluster
+                .failures
+                .iter()
+                .any(|failure| failure.step == "configuration")
+        });
+        if unusable {
+            EXIT_CONFIGURATION
+        } else if self.healthy {
             EXIT_HEALTHY
         } else {
             EXIT_FAILED
@@ -116,7 +127,7 @@ pub struct RoundTripReport {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Failure {
     /// `connection`, `authentication`, `metadata`, `topic`, `round_trip`, `permission` or
-    /// `check`.
+    /// `configuration` (the clients could not be made).
     pub(crate) step: &'static str,
     pub(crate) problem: String,
     pub(crate) fix: String,

@@ -117,13 +117,14 @@ struct SpanFields(String);
 /// The layer that records events into the ring.
 pub struct EventRing;
 
-/// [`EventRing`], taking warnings and errors whatever the log level, and every span (so an
-/// event knows its cluster).
+/// [`EventRing`], taking warnings and errors whatever the log level, in their spans down to
+/// INFO (the cluster's): nothing below INFO is enabled for it, so it costs no debug or trace
+/// call site anything.
 pub(super) fn layer<S>() -> impl Layer<S>
 where
     S: Subscriber + for<'lookup> LookupSpan<'lookup>,
 {
-    EventRing
+    EventRing.with_filter(tracing_subscriber::filter::LevelFilter::INFO)
 }
 
 impl<S> Layer<S> for EventRing

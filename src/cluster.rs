@@ -218,12 +218,19 @@ impl ClusterShared {
         self.view.borrow().clone()
     }
 
+    /// How old metadata may be and still count as fresh: three refresh periods, at least two
+    /// timeouts.
+    pub(crate) fn metadata_stale_after(&self) -> std::time::Duration {
+        let admin = &self.config.admin;
+        (admin.check_metadata_period * 3).max(admin.check_metadata_timeout * 2)
+    }
+
     /// Ok when metadata is fresh and heartbeats make the round trip; else the reason why not.
     pub(crate) fn readiness(&self, now: Instant) -> Result<(), String> {
         let admin = &self.config.admin;
         let snapshot = self.snapshot();
         let facts = self.status.lock();
-        let stale_after = (admin.check_metadata_period * 3).max(admin.check_metadata_timeout * 2);
+        let stale_after = self.metadata_stale_after();
         // Why the cluster does not answer: every cause known, most specific first.
         let causes = || {
             let causes: Vec<&str> = [

@@ -9,7 +9,7 @@ use super::report::{
     TopicReport,
 };
 use crate::cluster::ClusterShared;
-use crate::config::Config;
+use crate::config::{sasl_mechanism, Config};
 use crate::observed::{Connection, PartitionView};
 
 /// A cluster whose clients could not even be created.
@@ -179,13 +179,8 @@ fn authentication(config: &Config, answered: bool, error: Option<String>) -> Aut
         .map_or("PLAINTEXT".to_string(), |protocol| {
             protocol.to_ascii_uppercase()
         });
-    let sasl = security_protocol.starts_with("SASL");
-    let mechanism = sasl.then(|| {
-        properties
-            .get("sasl.mechanisms")
-            .or_else(|| properties.get("sasl.mechanism"))
-            .map_or("GSSAPI".to_string(), Clone::clone)
-    });
+    let mechanism = sasl_mechanism(&properties);
+    let sasl = mechanism.is_some();
     Authentication {
         security_protocol,
         mechanism,

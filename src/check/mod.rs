@@ -23,7 +23,7 @@ pub use self::report::{ClusterReport, Report, EXIT_CONFIGURATION, EXIT_FAILED, E
 
 use crate::cluster::ClusterShared;
 use crate::config::Config;
-use crate::monitor::{ClusterMonitor, MonitorError, Purpose};
+use crate::monitor::{ClusterMonitor, Purpose};
 use crate::observed::Connection;
 
 /// How long a decisive failure (nothing reachable, authentication refused, a right missing,
@@ -52,7 +52,7 @@ async fn check_cluster(config: Config, timeout: Duration) -> ClusterReport {
     let cancel = CancellationToken::new();
     let monitor = match ClusterMonitor::start(config.clone(), &cancel, Purpose::Check) {
         Ok(monitor) => monitor,
-        Err(error) => return collect::not_started(&config, &error_text(&error)),
+        Err(error) => return collect::not_started(&config, &error.to_string()),
     };
     let handle = monitor.handle();
     // Connection checks are replaced as they are redone (the bootstrap servers' by the
@@ -102,10 +102,6 @@ fn for_check(mut config: Config) -> Config {
     config.admin.heartbeat_topic_manage = false;
     config.admin.probe_transactions = false;
     config
-}
-
-fn error_text(error: &MonitorError) -> String {
-    error.to_string()
 }
 
 /// Whether every check has answered well: metadata, every listed broker's connection, a round

@@ -40,7 +40,7 @@ pub use self::admin::{
     MAX_IN_FLIGHT_PER_PARTITION,
 };
 pub use self::kinds::Pattern;
-pub use self::properties::{is_secret, MASK};
+pub use self::properties::{is_secret, sasl_mechanism, MASK};
 pub use self::raw::{ConfigError, Origin, ENV_PREFIX};
 pub use self::schema_registry::SchemaRegistrySettings;
 

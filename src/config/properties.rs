@@ -31,6 +31,22 @@ pub(super) fn merge(
         .collect()
 }
 
+/// The SASL mechanism a client with `properties` authenticates with (`sasl.mechanisms`, or its
+/// alias `sasl.mechanism`, else librdkafka's default GSSAPI), as written; `None` when
+/// `security.protocol` uses no SASL.
+pub fn sasl_mechanism(properties: &BTreeMap<String, String>) -> Option<String> {
+    let protocol = properties.get("security.protocol")?.to_ascii_uppercase();
+    if !protocol.starts_with("SASL") {
+        return None;
+    }
+    Some(
+        properties
+            .get("sasl.mechanisms")
+            .or_else(|| properties.get("sasl.mechanism"))
+            .map_or("GSSAPI".to_string(), Clone::clone),
+    )
+}
+
 /// SASL mechanisms that need a user name and a password.
 const PASSWORD_MECHANISMS: [&str; 3] = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
 
@@ -39,18 +55,14 @@ const PASSWORD_MECHANISMS: [&str; 3] = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512
 pub(super) fn check_sasl_credentials(
     properties: &BTreeMap<String, String>,
 ) -> Result<(), (String, String)> {
+    let Some(mechanism) = sasl_mechanism(properties) else {
+        return Ok(());
+    };
+    let mechanism = mechanism.to_ascii_uppercase();
     let protocol = properties
         .get("security.protocol")
         .map(|value| value.to_ascii_uppercase())
         .unwrap_or_default();
-    if !protocol.starts_with("SASL") {
-        return Ok(());
-    }
-    let mechanism = properties
-        .get("sasl.mechanisms")
-        .or_else(|| properties.get("sasl.mechanism"))
-        .map(|value| value.to_ascii_uppercase())
-        .unwrap_or_else(|| "GSSAPI".to_string());
     if !PASSWORD_MECHANISMS.contains(&mechanism.as_str()) {
         return Ok(());
     }

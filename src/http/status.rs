@@ -114,7 +114,7 @@ fn cluster_status(shared: &ClusterShared, now: Instant) -> ClusterStatus {
     let snapshot = shared.snapshot();
     let readiness = shared.readiness(now);
     let admin = &shared.config.admin;
-    let stale_after = (admin.check_metadata_period * 3).max(admin.check_metadata_timeout * 2);
+    let stale_after = shared.metadata_stale_after();
     let reachable = snapshot
         .refreshed_at
         .is_some_and(|at| now.saturating_duration_since(at) <= stale_after);

@@ -17,7 +17,7 @@ use rdkafka::ClientConfig;
 
 use super::stats::StatsInbox;
 use crate::cluster::Status;
-use crate::config::{is_secret, Config, DEFAULT_GROUP_ID, MASK};
+use crate::config::{is_secret, sasl_mechanism, Config, DEFAULT_GROUP_ID, MASK};
 use crate::logging::LogThrottle;
 
 /// Which client a configuration is for.
@@ -215,14 +215,7 @@ fn user_properties(config: &Config, role: Role) -> BTreeMap<String, String> {
 /// Who a client authenticates as, to name in an authentication failure: the SASL mechanism
 /// and user name (never the password); `None` without SASL.
 fn sasl_identity(properties: &BTreeMap<String, String>) -> Option<String> {
-    let protocol = properties.get("security.protocol")?.to_ascii_uppercase();
-    if !protocol.starts_with("SASL") {
-        return None;
-    }
-    let mechanism = properties
-        .get("sasl.mechanisms")
-        .or_else(|| properties.get("sasl.mechanism"))
-        .map_or("GSSAPI", String::as_str);
+    let mechanism = sasl_mechanism(properties)?;
     Some(match properties.get("sasl.username") {
         Some(user) => format!("sasl.mechanisms={mechanism}, sasl.username={user}"),
         None => format!("sasl.mechanisms={mechanism}"),

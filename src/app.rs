@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{AdminSettings, Config};
 use crate::http::{self, Extension, HttpState};
 use crate::monitor::{ClusterMonitor, MonitorError, Purpose, Reloaded};
 
@@ -31,24 +31,20 @@ pub struct App {
 }
 
 impl App {
-    /// Binds the HTTP listener (from the first cluster's `[admin]` settings) and starts every
-    /// cluster's tasks. Everything stops when `cancel` is cancelled.
+    /// Binds the HTTP listener (from the process-wide `[admin]` settings, `process`) and starts
+    /// every cluster's tasks (none, on a shard that was given none). Everything stops when `cancel` is cancelled.
     /// `extension` routes (the demo control) are served beside the standard endpoints.
     pub async fn start(
+        process: &AdminSettings,
         configs: Vec<Config>,
         extension: Option<Extension>,
         cancel: CancellationToken,
     ) -> Result<App, StartError> {
-        let listener = match configs.first() {
-            Some(config) => {
-                http::bind(
-                    &config.admin.metrics_listener_host,
-                    config.admin.metrics_listener_port,
-                )
-                .await?
-            }
-            None => http::bind("127.0.0.1", 0).await?,
-        };
+        let listener = http::bind(
+            &process.metrics_listener_host,
+            process.metrics_listener_port,
+        )
+        .await?;
         let address = listener.local_addr()?;
         // The demo's control breaks the first embedded cluster.
         let demo_cluster = extension

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use cc_heartbeat::app::App;
 use cc_heartbeat::bundle;
-use cc_heartbeat::config::{Config, LogFormat, ENV_PREFIX};
+use cc_heartbeat::config::{shard_of, Config, LogFormat, Shard, ENV_PREFIX};
 use cc_heartbeat::demo;
 use cc_heartbeat::http::healthcheck;
 use cc_heartbeat::kafka::client;
@@ -43,6 +43,12 @@ struct Cli {
     /// With --demo: how many embedded clusters to run side by side (named demo_1, demo_2, …).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=8))]
     demo_clusters: u8,
+
+    /// Monitor only this instance's share of the `[cluster:…]` sections: those whose name
+    /// hashes to INDEX of COUNT (see the README's "Scaling out"), so that COUNT replicas of
+    /// one configuration split its clusters between them.
+    #[arg(long, value_name = "INDEX/COUNT", env = "CC_HEARTBEAT_SHARD")]
+    shard: Option<Shard>,
 
     #[command(subcommand)]
     command: Option<Command>,
@@ -171,13 +177,21 @@ fn main() -> ExitCode {
             }
         };
     }
+    // The demo's embedded clusters are not shared out.
+    let shard = match cli.shard {
+        Some(shard) if cli.demo => {
+            eprintln!("cc-heartbeat: --shard {shard} does not apply to demo mode: ignored");
+            Shard::ALL
+        }
+        shard => shard.unwrap_or(Shard::ALL),
+    };
     match &cli.command {
         Some(Command::Check {
             cluster,
             json,
             timeout,
         }) => {
-            let Some(configs) = chosen(configs, cluster.as_deref()) else {
+            let Some(configs) = chosen(configs, cluster.as_deref(), shard) else {
                 return ExitCode::from(EXIT_CONFIG);
             };
             return check(configs, *json, Duration::from_secs(*timeout));
@@ -189,7 +203,7 @@ fn main() -> ExitCode {
             output,
             timeout,
         }) => {
-            let Some(configs) = chosen(configs, cluster.as_deref()) else {
+            let Some(configs) = chosen(configs, cluster.as_deref(), shard) else {
                 return ExitCode::from(EXIT_CONFIG);
             };
             let options = bundle::Options {
@@ -202,7 +216,20 @@ fn main() -> ExitCode {
         }
         _ => {}
     }
+    let configured = configs.len();
+    let names: Vec<String> = configs.iter().map(|config| config.name.clone()).collect();
+    let configs: Vec<Config> = configs
+        .into_iter()
+        .filter(|config| shard.owns(&config.name))
+        .collect();
     if cli.check_config {
+        if shard != Shard::ALL {
+            println!("shard {shard}: {}", shard_summary(&configs, configured));
+            for name in &names {
+                println!("  {name}: shard {}", shard_of(name, shard.count));
+            }
+            println!();
+        }
         for config in &configs {
             print!("{}", config.render_masked());
             println!();
@@ -221,6 +248,16 @@ fn main() -> ExitCode {
     for warning in configs.iter().flat_map(|config| &config.warnings) {
         tracing::warn!("{warning}");
     }
+    if shard != Shard::ALL {
+        if configs.is_empty() {
+            tracing::warn!(
+                "shard {shard}: {}; it serves /healthz and /ready only",
+                shard_summary(&configs, configured)
+            );
+        } else {
+            tracing::info!("shard {shard}: {}", shard_summary(&configs, configured));
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -237,8 +274,14 @@ fn main() -> ExitCode {
     let source = (!cli.demo).then(|| reload::Source {
         path: cli.config.clone(),
         environment: environment.clone(),
+        shard,
     });
-    let result = runtime.block_on(run(configs, cli.demo.then_some(cli.demo_clusters), source));
+    let result = runtime.block_on(run(
+        process,
+        configs,
+        cli.demo.then_some(cli.demo_clusters),
+        source,
+    ));
     // Blocking librdkafka calls still running (a metadata request to a dead cluster) must not
     // hold the exit: they are abandoned.
     runtime.shutdown_timeout(Duration::from_millis(500));
@@ -252,11 +295,34 @@ fn main() -> ExitCode {
     }
 }
 
-/// The clusters `--cluster` names (every one without it); `None`, having said why, when the
-/// file configures no such cluster.
-fn chosen(configs: Vec<Config>, cluster: Option<&str>) -> Option<Vec<Config>> {
+/// What a shard monitors, for the log and `--check-config`.
+fn shard_summary(configs: &[Config], configured: usize) -> String {
+    let names: Vec<&str> = configs.iter().map(|config| config.name.as_str()).collect();
+    format!(
+        "monitoring {} of the {configured} clusters configured{}{}",
+        names.len(),
+        if names.is_empty() { "" } else { ": " },
+        names.join(", ")
+    )
+}
+
+/// The clusters `--cluster` names (without it, every one of this shard's); `None`, having
+/// said why, when the file configures no such cluster.
+fn chosen(configs: Vec<Config>, cluster: Option<&str>, shard: Shard) -> Option<Vec<Config>> {
     let Some(name) = cluster else {
-        return Some(configs);
+        let configured = configs.len();
+        let mine: Vec<Config> = configs
+            .into_iter()
+            .filter(|config| shard.owns(&config.name))
+            .collect();
+        if mine.is_empty() {
+            eprintln!(
+                "cc-heartbeat: configuration error: shard {shard} is given none of the \
+                 {configured} clusters configured (name one with --cluster)"
+            );
+            return None;
+        }
+        return Some(mine);
     };
     let names: Vec<String> = configs.iter().map(|config| config.name.clone()).collect();
     let chosen: Vec<Config> = configs
@@ -355,6 +421,7 @@ fn environment() -> Result<Vec<(String, String)>, String> {
 
 /// Runs every cluster's tasks (or, with `demo`, that many embedded clusters) until a signal.
 async fn run(
+    process: cc_heartbeat::config::AdminSettings,
     configs: Vec<Config>,
     demo: Option<u8>,
     source: Option<reload::Source>,
@@ -374,7 +441,7 @@ async fn run(
     let demo_cluster = demo_clusters.first().cloned();
     let control = demo_cluster.clone().map(demo::control);
     let cancel = CancellationToken::new();
-    let app = App::start(configs, control, cancel.clone())
+    let app = App::start(&process, configs, control, cancel.clone())
         .await
         .context("cannot start")?;
     tracing::info!(version = env!("CARGO_PKG_VERSION"), address = %app.address(), "cc-heartbeat started");

@@ -12,7 +12,7 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
-use crate::config::Config;
+use crate::config::{Config, Shard};
 
 /// How often the credentials files are read for a change.
 const FILE_POLL: Duration = Duration::from_secs(1);
@@ -22,6 +22,8 @@ const FILE_POLL: Duration = Duration::from_secs(1);
 pub struct Source {
     pub path: PathBuf,
     pub environment: Vec<(String, String)>,
+    /// The share of the clusters this instance monitors.
+    pub shard: Shard,
 }
 
 /// Reloads `app`'s configuration from `source` on SIGHUP and whenever one of `files` (the
@@ -68,7 +70,12 @@ pub async fn watch(app: &App, source: Source, files: Vec<PathBuf>, cancel: Cance
         let loaded = {
             let source = source.clone();
             tokio::task::spawn_blocking(move || {
-                Config::load_clusters(&source.path, source.environment)
+                Config::load_clusters(&source.path, source.environment).map(|configs| {
+                    configs
+                        .into_iter()
+                        .filter(|config| source.shard.owns(&config.name))
+                        .collect()
+                })
             })
             .await
         };

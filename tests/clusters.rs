@@ -245,3 +245,142 @@ async fn another_cluster_behind_the_same_address_is_monitored_afresh() {
     assert_eq!(after.sum("heartbeat_messages_lost_total", &[]), 0.0);
     assert!(running.stop().await);
 }
+
+/// The seven clusters of the sharding test, each with a heartbeat topic of its own on one mock
+/// cluster, and the shard (of three) each goes to by the documented hash (README, "Scaling
+/// out"), computed independently.
+const SEVEN: [(&str, u32); 7] = [
+    ("prod_eu", 2),
+    ("prod_us", 1),
+    ("staging", 1),
+    ("analytics", 1),
+    ("payments", 1),
+    ("logs", 1),
+    ("dr", 0),
+];
+
+/// The names each endpoint of an exporter lists: `/metrics` (`heartbeat_up`), `/ready` and
+/// `/api/status`.
+async fn listed(address: std::net::SocketAddr) -> [std::collections::BTreeSet<String>; 3] {
+    let metrics = Metrics::parse(&get(address, "/metrics").await.1);
+    let up = metrics
+        .select("heartbeat_up", &[])
+        .map(|sample| sample.labels["cluster"].clone())
+        .collect();
+    let names = |body: &str| -> std::collections::BTreeSet<String> {
+        let document: serde_json::Value = serde_json::from_str(body).unwrap();
+        document["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|cluster| cluster["cluster"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let ready = names(&get(address, "/ready").await.1);
+    let status = names(&get(address, "/api/status").await.1);
+    [up, ready, status]
+}
+
+/// Three replicas of one configuration of seven clusters, `--shard 0/3` to `2/3` (one by
+/// `CC_HEARTBEAT_SHARD`), monitor each cluster exactly once, each listing only its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_shards_monitor_each_of_seven_clusters_exactly_once() {
+    let _serial = serial().await;
+    let mock = mock_cluster(3, TOPIC, 0);
+    let mut text = test_ini(&mock.bootstrap_servers(), TOPIC, "");
+    for (name, _) in SEVEN {
+        let topic = format!("heartbeat_{name}");
+        mock.create_topic(&topic, 3, 3).unwrap();
+        text += &format!("[cluster:{name}]\n[cluster:{name}:admin]\nheartbeat.topic = {topic}\n");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &text);
+    let path = path.to_str().unwrap();
+    let mut shards: Vec<Process> = (0..3)
+        .map(|index| {
+            let shard = format!("{index}/3");
+            if index == 2 {
+                Process::start(&["--config", path], &[("CC_HEARTBEAT_SHARD", &shard)])
+            } else {
+                Process::start(&["--config", path, "--shard", &shard], &[])
+            }
+        })
+        .collect();
+    let addresses: Vec<_> = shards.iter_mut().map(Process::address).collect();
+    let mut seen = std::collections::BTreeMap::new();
+    for (index, address) in addresses.iter().enumerate() {
+        let mine: std::collections::BTreeSet<String> = SEVEN
+            .iter()
+            .filter(|(_, shard)| *shard == index as u32)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        // Each of its clusters measured end to end...
+        wait_for_scrape(
+            *address,
+            "every cluster of the shard measured",
+            Duration::from_secs(30),
+            |m| {
+                mine.iter().all(|cluster| {
+                    m.sum("heartbeat_messages_consumed_total", &[("cluster", cluster)]) >= 3.0
+                })
+            },
+        )
+        .await;
+        // ...and none but its own listed anywhere.
+        for names in listed(*address).await {
+            assert_eq!(names, mine, "shard {index}/3");
+        }
+        for name in mine {
+            assert!(seen.insert(name.clone(), index).is_none(), "{name} twice");
+        }
+    }
+    assert_eq!(seen.len(), SEVEN.len(), "{seen:?}");
+    for shard in &mut shards {
+        let (_, code) = shard.terminate();
+        assert_eq!(code, Some(0));
+    }
+}
+
+/// `--check-config` says what a shard takes, and a value that is no shard is refused (exit 2).
+#[test]
+fn check_config_shows_the_split_and_a_bad_shard_is_refused() {
+    let mut text = test_ini("127.0.0.1:9", TOPIC, "");
+    for (name, _) in SEVEN {
+        text += &format!("[cluster:{name}]\n");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &text);
+    let output = binary()
+        .args([
+            "--config",
+            path.to_str().unwrap(),
+            "--check-config",
+            "--shard",
+            "0/3",
+        ])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{said}");
+    assert!(
+        said.starts_with("shard 0/3: monitoring 1 of the 7 clusters configured: dr\n"),
+        "{said}"
+    );
+    for (name, shard) in SEVEN {
+        assert!(
+            said.contains(&format!("  {name}: shard {shard}\n")),
+            "{said}"
+        );
+    }
+    assert!(said.contains("configuration OK: 1 cluster\n"), "{said}");
+    for bad in ["3/3", "1", "a/b", "0/0"] {
+        let output = binary()
+            .args(["--config", path.to_str().unwrap(), "--check-config"])
+            .env("CC_HEARTBEAT_SHARD", bad)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{bad}");
+        let said = String::from_utf8_lossy(&output.stderr);
+        assert!(said.contains("INDEX"), "{bad}: {said}");
+    }
+}

@@ -29,14 +29,22 @@ async fn scrape_flood_delays_no_beat() {
             let client = reqwest::Client::new();
             let deadline = Instant::now() + flood_for;
             let mut clients = tokio::task::JoinSet::new();
-            for _ in 0..50 {
+            for index in 0..50 {
                 let (client, url) = (client.clone(), url.clone());
+                // Half ask for OpenMetrics, as Prometheus does; half for the text format.
+                let openmetrics = index % 2 == 0;
                 clients.spawn(async move {
                     let mut scrapes = 0u64;
                     while Instant::now() < deadline {
-                        let response = client.get(&url).send().await.expect("scrape");
+                        let mut request = client.get(&url);
+                        if openmetrics {
+                            request = request.header("accept", PROMETHEUS_ACCEPT);
+                        }
+                        let response = request.send().await.expect("scrape");
                         assert_eq!(response.status(), 200);
-                        assert!(response.text().await.unwrap().ends_with("# EOF\n"));
+                        let body = response.text().await.unwrap();
+                        assert_eq!(body.ends_with("# EOF\n"), openmetrics);
+                        assert!(body.contains("heartbeat_up{"), "{body}");
                         scrapes += 1;
                     }
                     scrapes

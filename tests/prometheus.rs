@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -238,11 +239,30 @@ async fn prometheus_scrapes_evaluates_every_rule_and_feeds_every_panel() {
     assert_eq!(code, Some(0));
 }
 
-/// Windowed quantiles are summaries (`quantile`, `_sum`, `_count`), as the exposition formats
-/// define them: `promtool check metrics` flags a gauge with a `quantile` label. (It reads the
-/// text format, not OpenMetrics, so it also says each counter's help is missing: not counted.)
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn promtool_finds_windowed_quantiles_exported_as_summaries() {
+/// Runs `program` with `args`, `input` on its standard input: exit status, what it said.
+fn run_with_input(program: &str, args: &[&str], input: &str) -> (bool, String) {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|error| panic!("{program}: {error} (scripts/install-deps.sh installs it)"));
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&output.stdout).to_string()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status.success(), said)
+}
+
+/// The demo exporter, scraped until the windowed summaries are there.
+async fn demo_with_summaries() -> (Process, SocketAddr, Metrics) {
     let mut exporter = Process::start(
         &["--demo", "--config", "/no/such/config.ini"],
         &[
@@ -251,8 +271,9 @@ async fn promtool_finds_windowed_quantiles_exported_as_summaries() {
             ("CC_HEARTBEAT__ADMIN__PRODUCE_PERIOD_SECONDS", "0.2"),
         ],
     );
+    let address = exporter.address();
     let metrics = wait_for_scrape(
-        exporter.address(),
+        address,
         "windowed latency and round-trip time",
         Duration::from_secs(30),
         |m| {
@@ -261,6 +282,15 @@ async fn promtool_finds_windowed_quantiles_exported_as_summaries() {
         },
     )
     .await;
+    (exporter, address, metrics)
+}
+
+/// Windowed quantiles are summaries (`quantile`, `_sum`, `_count`), as the exposition formats
+/// define them, and the text format served to clients that do not ask for OpenMetrics passes
+/// `promtool check metrics` (its parser and its lints) without a single finding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promtool_finds_nothing_in_the_text_format() {
+    let (mut exporter, address, metrics) = demo_with_summaries().await;
     for family in [
         "heartbeat_end_to_end_latency_recent_seconds",
         "heartbeat_produce_latency_recent_seconds",
@@ -273,26 +303,91 @@ async fn promtool_finds_windowed_quantiles_exported_as_summaries() {
         assert!(metrics.has(&format!("{family}_sum"), &[]), "{family}_sum");
         assert!(metrics.has(family, &[("quantile", "0.99")]), "{family} p99");
     }
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool");
-    use std::io::Write as _;
-    promtool
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(metrics.text.as_bytes())
-        .unwrap();
-    let output = promtool.wait_with_output().unwrap();
-    let said = String::from_utf8_lossy(&output.stdout).to_string()
-        + &String::from_utf8_lossy(&output.stderr);
-    let findings: Vec<&str> = said
-        .lines()
-        .filter(|line| !line.trim().is_empty() && !line.ends_with("no help text"))
-        .collect();
-    assert!(findings.is_empty(), "promtool check metrics:\n{said}");
+    // curl, Telegraf and older agents send no Accept header, or one without OpenMetrics.
+    for accept in [None, Some("text/plain"), Some("*/*")] {
+        let (status, text, content_type) = get_accepting(address, "/metrics", accept).await;
+        assert_eq!(status, 200);
+        assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
+        assert!(
+            !text.contains("# EOF") && !text.contains("# UNIT"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE heartbeat_messages_produced_total counter\n"));
+        assert!(text.contains("# TYPE heartbeat_end_to_end_latency_recent_seconds summary\n"));
+        let (clean, said) = run_with_input("promtool", &["check", "metrics"], &text);
+        assert!(
+            clean && said.trim().is_empty(),
+            "promtool check metrics:\n{said}"
+        );
+    }
+    let (_, code) = exporter.terminate();
+    assert_eq!(code, Some(0));
+}
+
+/// The families and series of one exposition as an independent parser reads it (the Python
+/// client's, Debian's `python3-prometheus-client`): the OpenMetrics parser with `om`, the text
+/// format's without. One JSON document: `{"families": {name: type}, "series": [[name, labels]]}`,
+/// OpenMetrics' info families named and typed as the text format has them.
+const PARSE: &str = r#"
+import json, sys
+from prometheus_client.openmetrics import parser as om
+from prometheus_client import parser as text
+openmetrics = sys.argv[1] == "om"
+families, series = {}, []
+parse = om.text_string_to_metric_families if openmetrics else text.text_string_to_metric_families
+for family in parse(sys.stdin.read()):
+    name, kind = family.name, family.type
+    if kind == "info":
+        name, kind = name + "_info", "gauge"
+    families[name] = "unknown" if kind == "untyped" else kind
+    for sample in family.samples:
+        series.append([sample.name, sorted(sample.labels.items())])
+print(json.dumps({"families": families, "series": series}))
+"#;
+
+fn parsed(format: &str, exposition: &str) -> Value {
+    let (parsed, said) = run_with_input("/usr/bin/python3", &["-c", PARSE, format], exposition);
+    assert!(
+        parsed,
+        "the {format} parser refused the exposition:\n{said}"
+    );
+    serde_json::from_str(&said).unwrap()
+}
+
+/// Both formats, each read by its own strict parser, describe the same families and series.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_format_parses_and_both_carry_the_same_series() {
+    let (mut exporter, address, _) = demo_with_summaries().await;
+    // Series may come and go between scrapes: the text scrape's lie between two OpenMetrics
+    // scrapes, taken around it.
+    let before = parsed("om", &get(address, "/metrics").await.1);
+    let (_, text, _) = get_accepting(address, "/metrics", None).await;
+    let text = parsed("text", &text);
+    let after = parsed("om", &get(address, "/metrics").await.1);
+    assert_eq!(text["families"], before["families"]);
+    assert_eq!(text["families"], after["families"]);
+    let set = |parsed: &Value| -> std::collections::BTreeSet<String> {
+        parsed["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(Value::to_string)
+            .collect()
+    };
+    let (before, text, after) = (set(&before), set(&text), set(&after));
+    assert!(text.len() > 50, "{text:?}");
+    for series in before.intersection(&after) {
+        assert!(
+            text.contains(series),
+            "{series} missing from the text format"
+        );
+    }
+    for series in &text {
+        assert!(
+            before.contains(series) || after.contains(series),
+            "{series} only in the text format"
+        );
+    }
+    let (_, code) = exporter.terminate();
+    assert_eq!(code, Some(0));
 }

@@ -17,7 +17,8 @@
 //! - `properties`: librdkafka properties: merging, secrets, SASL credentials;
 //! - `schema_registry`: the optional `[schema_registry]` section;
 //! - `secret_files`: `sasl.username.file` and `sasl.password.file`, read into the keys they
-//!   stand for.
+//!   stand for;
+//! - `shard`: which of the `[cluster:…]` sections an instance of several monitors.
 
 mod admin;
 mod ini;
@@ -26,6 +27,7 @@ mod properties;
 mod raw;
 mod schema_registry;
 mod secret_files;
+mod shard;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -43,6 +45,7 @@ pub use self::kinds::Pattern;
 pub use self::properties::{is_secret, sasl_mechanism, MASK};
 pub use self::raw::{ConfigError, Origin, ENV_PREFIX};
 pub use self::schema_registry::SchemaRegistrySettings;
+pub use self::shard::{shard_of, Shard, ShardError};
 
 use self::admin::is_process_wide;
 use self::properties::{check_sasl_credentials, merge};

@@ -1,4 +1,5 @@
-//! The HTTP server: `/metrics` (OpenMetrics, from memory only), `/healthz`, `/ready`, and the
+//! The HTTP server: `/metrics` (OpenMetrics or the Prometheus text format, as the scraper
+//! asks; from memory only), `/healthz`, `/ready`, and the
 //! status page at `/` with the document it reads, `/api/status`. A scrape never calls Kafka
 //! and never resets anything. Also the client side of `/healthz`, for the `healthcheck`
 //! subcommand.
@@ -26,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cluster::ClusterHandle;
 use crate::logging;
 use crate::metrics::merge_families;
+use crate::metrics::text_format;
 
 /// The OpenMetrics content type Prometheus negotiates.
 pub const OPENMETRICS_CONTENT_TYPE: &str =
@@ -200,12 +202,39 @@ pub(crate) async fn serve(
     }
 }
 
-async fn metrics(State(state): State<HttpState>) -> Response {
+/// OpenMetrics to a scraper that asks for it, the Prometheus text format 0.0.4 to the rest.
+async fn metrics(State(state): State<HttpState>, headers: axum::http::HeaderMap) -> Response {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|accept| accept.to_str().ok());
+    let openmetrics = text_format::wants_openmetrics(accept);
     let clusters = state.clusters.clone();
-    match state.encodes.get(move || encode(&clusters)).await {
-        Some(body) => ([(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)], body).into_response(),
-        None => (StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics").into_response(),
-    }
+    let Some(body) = state.encodes.get(move || encode(&clusters)).await else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics").into_response();
+    };
+    let (content_type, body) = if openmetrics {
+        (OPENMETRICS_CONTENT_TYPE, body)
+    } else {
+        // Rewritten per scrape, off the runtime's workers like the encode itself.
+        let rewritten = tokio::task::spawn_blocking(move || {
+            text_format::to_text(std::str::from_utf8(&body).unwrap_or_default())
+        });
+        match rewritten.await {
+            Ok(text) => (text_format::TEXT_CONTENT_TYPE, Bytes::from(text)),
+            Err(_) => {
+                return (StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics").into_response()
+            }
+        }
+    };
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            // The body depends on the Accept header: a cache must not give one to the other.
+            (header::VARY, "Accept"),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 /// The OpenMetrics text of every cluster, from memory.

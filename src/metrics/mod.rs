@@ -11,12 +11,15 @@
 //! - [`labels`]: label sets several components share;
 //! - [`latency`]: histograms cut at a deadline, and quantiles over a recent window;
 //! - [`recent`]: that window, a ring of per-interval slots, exact or HdrHistograms;
-//! - [`summary`]: windowed quantiles as summaries, which prometheus-client cannot encode.
+//! - [`summary`]: windowed quantiles as summaries, which prometheus-client cannot encode;
+//! - [`text_format`]: the Prometheus text format 0.0.4, rewritten from OpenMetrics, and the
+//!   negotiation between the two.
 
 pub(crate) mod labels;
 pub(crate) mod latency;
 pub(crate) mod recent;
 pub(crate) mod summary;
+pub mod text_format;
 
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex};

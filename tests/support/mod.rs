@@ -88,7 +88,8 @@ impl Running {
     /// The exporter monitoring several clusters.
     pub async fn start_clusters(configs: Vec<Config>) -> Running {
         let cancel = CancellationToken::new();
-        let app = App::start(configs, None, cancel.clone())
+        let process = configs[0].admin.clone();
+        let app = App::start(&process, configs, None, cancel.clone())
             .await
             .expect("app starts");
         let address = app.address();
@@ -188,9 +189,24 @@ pub async fn wait_for_ready_at(
 
 /// GET over real HTTP: status, body, content type.
 pub async fn get(address: SocketAddr, path: &str) -> (u16, String, String) {
-    let response = reqwest::get(format!("http://{address}{path}"))
-        .await
-        .expect("HTTP request");
+    get_accepting(address, path, Some(PROMETHEUS_ACCEPT)).await
+}
+
+/// What Prometheus asks for when it scrapes: OpenMetrics first.
+pub const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,\
+    application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+/// GET `path` with this `Accept` header (none with `None`).
+pub async fn get_accepting(
+    address: SocketAddr,
+    path: &str,
+    accept: Option<&str>,
+) -> (u16, String, String) {
+    let mut request = reqwest::Client::new().get(format!("http://{address}{path}"));
+    if let Some(accept) = accept {
+        request = request.header("accept", accept);
+    }
+    let response = request.send().await.expect("HTTP request");
     let status = response.status().as_u16();
     let content_type = response
         .headers()

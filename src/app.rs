@@ -2,12 +2,14 @@
 //! stopped together on one cancellation token.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{AdminSettings, Config};
+use crate::http::web_config::{Tls, WebConfig};
 use crate::http::{self, Extension, HttpState};
 use crate::monitor::{ClusterMonitor, MonitorError, Purpose, Reloaded};
 
@@ -16,6 +18,8 @@ use crate::monitor::{ClusterMonitor, MonitorError, Purpose, Reloaded};
 pub enum StartError {
     #[error(transparent)]
     Listen(#[from] std::io::Error),
+    #[error("--web.config.file: {0}")]
+    Tls(String),
     #[error("cluster {cluster}: {source}")]
     Monitor {
         cluster: String,
@@ -36,6 +40,7 @@ impl App {
     /// `extension` routes (the demo control) are served beside the standard endpoints.
     pub async fn start(
         process: &AdminSettings,
+        web: &WebConfig,
         configs: Vec<Config>,
         extension: Option<Extension>,
         cancel: CancellationToken,
@@ -46,6 +51,12 @@ impl App {
         )
         .await?;
         let address = listener.local_addr()?;
+        let tls = match &web.tls {
+            Some(settings) => Some(Arc::new(
+                Tls::new(settings.clone()).map_err(StartError::Tls)?,
+            )),
+            None => None,
+        };
         // The demo's control breaks the first embedded cluster.
         let demo_cluster = extension
             .as_ref()
@@ -70,7 +81,8 @@ impl App {
         if let Some(extension) = extension {
             router = router.merge(extension.routes);
         }
-        let server = tokio::spawn(http::serve(listener, router, cancel));
+        let router = http::protect(router, web);
+        let server = tokio::spawn(http::serve(listener, router, tls, cancel));
         Ok(App {
             monitors,
             server,

@@ -11,6 +11,7 @@ use cc_heartbeat::bundle;
 use cc_heartbeat::config::{shard_of, Config, LogFormat, Shard, ENV_PREFIX};
 use cc_heartbeat::demo;
 use cc_heartbeat::http::healthcheck;
+use cc_heartbeat::http::web_config::WebConfig;
 use cc_heartbeat::kafka::client;
 use cc_heartbeat::logging;
 use cc_heartbeat::reload;
@@ -49,6 +50,15 @@ struct Cli {
     /// one configuration split its clusters between them.
     #[arg(long, value_name = "INDEX/COUNT", env = "CC_HEARTBEAT_SHARD")]
     shard: Option<Shard>,
+
+    /// TLS and basic authentication for the HTTP endpoints (every one but /healthz), in the
+    /// web configuration format of Prometheus' exporters (exporter-toolkit).
+    #[arg(
+        long = "web.config.file",
+        value_name = "PATH",
+        env = "CC_HEARTBEAT_WEB_CONFIG_FILE"
+    )]
+    web_config_file: Option<PathBuf>,
 
     #[command(subcommand)]
     command: Option<Command>,
@@ -92,7 +102,9 @@ enum Command {
         timeout: u64,
     },
     /// Ask the running exporter's /healthz (at [admin] metrics.listener.port) and exit 0 when
-    /// it answers 200: a container health check that needs no curl.
+    /// it answers 200: a container health check that needs no curl. With --web.config.file
+    /// setting TLS it asks over TLS (the server's own certificate not verified: it is the
+    /// exporter next to it), presenting the server's certificate where clients must show one.
     Healthcheck {
         /// Address to ask, instead of 127.0.0.1 and the configured port.
         #[arg(long, value_name = "HOST:PORT")]
@@ -160,6 +172,16 @@ fn main() -> ExitCode {
     // Process-wide settings (listener, logging) come from the top-level [admin], which every
     // cluster inherits.
     let process = configs[0].admin.clone();
+    let web = match &cli.web_config_file {
+        None => WebConfig::default(),
+        Some(path) => match WebConfig::load(path) {
+            Ok(web) => web,
+            Err(error) => {
+                eprintln!("cc-heartbeat: configuration error: --web.config.file {error}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+    };
     if let Some(Command::Healthcheck { address }) = &cli.command {
         let address = address.clone().unwrap_or_else(|| {
             // A wildcard listener is reached on loopback; a specific one where it listens.
@@ -169,7 +191,7 @@ fn main() -> ExitCode {
             };
             format!("{host}:{}", process.metrics_listener_port)
         });
-        return match healthcheck(&address) {
+        return match healthcheck(&address, web.tls.as_ref()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("cc-heartbeat: unhealthy: {error}");
@@ -278,6 +300,7 @@ fn main() -> ExitCode {
     });
     let result = runtime.block_on(run(
         process,
+        web,
         configs,
         cli.demo.then_some(cli.demo_clusters),
         source,
@@ -422,6 +445,7 @@ fn environment() -> Result<Vec<(String, String)>, String> {
 /// Runs every cluster's tasks (or, with `demo`, that many embedded clusters) until a signal.
 async fn run(
     process: cc_heartbeat::config::AdminSettings,
+    web: WebConfig,
     configs: Vec<Config>,
     demo: Option<u8>,
     source: Option<reload::Source>,
@@ -441,7 +465,7 @@ async fn run(
     let demo_cluster = demo_clusters.first().cloned();
     let control = demo_cluster.clone().map(demo::control);
     let cancel = CancellationToken::new();
-    let app = App::start(&process, configs, control, cancel.clone())
+    let app = App::start(&process, &web, configs, control, cancel.clone())
         .await
         .context("cannot start")?;
     tracing::info!(version = env!("CARGO_PKG_VERSION"), address = %app.address(), "cc-heartbeat started");

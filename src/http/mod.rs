@@ -4,9 +4,13 @@
 //! and never resets anything. Also the client side of `/healthz`, for the `healthcheck`
 //! subcommand.
 //!
-//! - `status`: the `/api/status` document (the page itself is `status.html`, embedded).
+//! - `status`: the `/api/status` document (the page itself is `status.html`, embedded);
+//! - [`web_config`]: `--web.config.file`, TLS and users in the exporter-toolkit's format;
+//! - `auth`: basic authentication of every endpoint but `/healthz`.
 
+mod auth;
 mod status;
+pub mod web_config;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -28,6 +32,7 @@ use crate::cluster::ClusterHandle;
 use crate::logging;
 use crate::metrics::merge_families;
 use crate::metrics::text_format;
+use web_config::{Tls, WebConfig};
 
 /// The OpenMetrics content type Prometheus negotiates.
 pub const OPENMETRICS_CONTENT_TYPE: &str =
@@ -111,6 +116,22 @@ impl HttpState {
 /// The status page: HTML and a little JavaScript, no external assets.
 const STATUS_PAGE: &str = include_str!("status.html");
 
+/// The router with what the web configuration asks for: its users required on every
+/// endpoint but `/healthz`, its headers on every response.
+pub(crate) fn protect(mut router: Router, web: &WebConfig) -> Router {
+    if !web.users.is_empty() {
+        let users = auth::BasicAuth::new(web.users.clone());
+        router = router.layer(axum::middleware::from_fn_with_state(users, auth::require));
+    }
+    for (name, value) in &web.headers {
+        router = router.layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
+            name.clone(),
+            value.clone(),
+        ));
+    }
+    router
+}
+
 /// The router, for serving and for tests.
 pub(crate) fn router(state: HttpState) -> Router {
     Router::new()
@@ -149,11 +170,13 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
+    tls: Option<Arc<Tls>>,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
     let address: Option<SocketAddr> = listener.local_addr().ok();
     if let Some(address) = address {
-        tracing::info!("serving metrics on http://{address}/metrics");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        tracing::info!("serving metrics on {scheme}://{address}/metrics");
     }
     let router = router.layer(tower_http::timeout::TimeoutLayer::with_status_code(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -182,23 +205,50 @@ pub(crate) async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let router = router.clone();
         let cancel = cancel.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-            tokio::pin!(connection);
-            tokio::select! {
-                _ = connection.as_mut() => {}
-                _ = cancel.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(Duration::from_secs(1), connection).await;
+            match tls {
+                None => serve_connection(stream, router, cancel).await,
+                Some(tls) => {
+                    // The handshake within the time a request's headers get: a client that
+                    // connects and says nothing holds nothing.
+                    let handshake = async {
+                        let ssl = openssl::ssl::Ssl::new(tls.acceptor().context()).ok()?;
+                        let mut stream = tokio_openssl::SslStream::new(ssl, stream).ok()?;
+                        std::pin::Pin::new(&mut stream).accept().await.ok()?;
+                        Some(stream)
+                    };
+                    if let Ok(Some(stream)) =
+                        tokio::time::timeout(HEADER_READ_TIMEOUT, handshake).await
+                    {
+                        serve_connection(stream, router, cancel).await;
+                    }
                 }
             }
         });
+    }
+}
+
+/// Serves one connection (plain or TLS) until it ends or the server stops.
+async fn serve_connection<S>(stream: S, router: Router, cancel: CancellationToken)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper_util::service::TowerToHyperService::new(router);
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => {}
+        _ = cancel.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(1), connection).await;
+        }
     }
 }
 
@@ -328,15 +378,16 @@ async fn landing(State(state): State<HttpState>, headers: axum::http::HeaderMap)
     Html(state.landing.replace("HOST", host))
 }
 
-/// GET /healthz over plain HTTP/1.1, with a short timeout: no client library, no runtime.
-pub fn healthcheck(address: &str) -> Result<(), String> {
+/// GET /healthz over HTTP/1.1 (over TLS when `tls` is given), with a short timeout: no
+/// client library, no runtime.
+pub fn healthcheck(address: &str, tls: Option<&web_config::TlsSettings>) -> Result<(), String> {
     let timeout = Duration::from_secs(3);
     let target = address
         .to_socket_addrs()
         .map_err(|error| format!("{address}: {error}"))?
         .next()
         .ok_or_else(|| format!("{address} resolves to no address"))?;
-    let mut stream = TcpStream::connect_timeout(&target, timeout)
+    let stream = TcpStream::connect_timeout(&target, timeout)
         .map_err(|error| format!("{address}: {error}"))?;
     stream
         .set_read_timeout(Some(timeout))
@@ -344,6 +395,44 @@ pub fn healthcheck(address: &str) -> Result<(), String> {
     stream
         .set_write_timeout(Some(timeout))
         .map_err(|error| error.to_string())?;
+    match tls {
+        None => ask_healthz(stream, address),
+        Some(tls) => {
+            let stream =
+                healthcheck_tls(stream, tls).map_err(|error| format!("{address}: TLS: {error}"))?;
+            ask_healthz(stream, address)
+        }
+    }
+}
+
+/// The TLS client of the health check: the exporter beside it is not verified (it answers on
+/// loopback, under a name its certificate need not carry); where client certificates are
+/// required, the server's own is shown.
+fn healthcheck_tls(
+    stream: TcpStream,
+    tls: &web_config::TlsSettings,
+) -> Result<openssl::ssl::SslStream<TcpStream>, String> {
+    use openssl::ssl::{SslConnector, SslFiletype, SslMethod, SslVerifyMode};
+    let mut builder = SslConnector::builder(SslMethod::tls_client()).map_err(|e| e.to_string())?;
+    builder.set_verify(SslVerifyMode::NONE);
+    if tls.client_auth != web_config::ClientAuth::NoClientCert {
+        builder
+            .set_certificate_chain_file(&tls.cert_file)
+            .map_err(|e| e.to_string())?;
+        builder
+            .set_private_key_file(&tls.key_file, SslFiletype::PEM)
+            .map_err(|e| e.to_string())?;
+    }
+    let connector = builder.build();
+    let mut configuration = connector.configure().map_err(|e| e.to_string())?;
+    configuration.set_verify_hostname(false);
+    configuration.set_use_server_name_indication(false);
+    configuration
+        .connect("localhost", stream)
+        .map_err(|e| e.to_string())
+}
+
+fn ask_healthz(mut stream: impl Read + Write, address: &str) -> Result<(), String> {
     stream
         .write_all(
             format!("GET /healthz HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n")

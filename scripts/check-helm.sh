@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The Helm chart: `helm lint` and `helm template` of the default and the sharded values, each
+# rendered object decoded strictly against the Kubernetes and Prometheus Operator API types
+# (scripts/k8s-validate), the PrometheusRule checked against prometheus/rules/, and the plain
+# manifests under deploy/kubernetes/ checked to be what the chart renders.
+#   scripts/check-helm.sh           check
+#   scripts/check-helm.sh --write   render deploy/kubernetes/ anew
+# Helm and the validator are built from the Go module proxy (Go 1.26, already on the machine).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+tools="$PWD/target/test-tools"
+# Go where its release tarball puts it, when it is not on the PATH.
+command -v go >/dev/null || export PATH="$PATH:/usr/local/go/bin"
+command -v go >/dev/null || { echo "check-helm.sh: needs Go (1.26) to build helm" >&2; exit 1; }
+helm="$tools/bin/helm"
+if ! "$helm" version 2>/dev/null | grep -q 'v4.3'; then
+  GOBIN="$tools/bin" go install helm.sh/helm/v4/cmd/helm@v4.3.2
+fi
+(cd scripts/k8s-validate && go build -o "$tools/bin/k8s-validate" .)
+
+chart=deploy/helm/cc-heartbeat
+render() {
+  "$helm" template cc-heartbeat "$chart" "$@" 2>/dev/null
+}
+declare -A variants=(
+  [cc-heartbeat.yaml]=""
+  [cc-heartbeat-sharded.yaml]="--values $chart/ci/sharded-values.yaml"
+)
+status=0
+for file in "${!variants[@]}"; do
+  # shellcheck disable=SC2086
+  args=(${variants[$file]})
+  "$helm" lint --strict "$chart" "${args[@]}" 2>&1 | grep -v '^level=INFO'
+  rendered=$(render "${args[@]}")
+  if [ "${1:-}" = --write ]; then
+    printf '%s\n' "$rendered" > "deploy/kubernetes/$file"
+  elif ! diff -u "deploy/kubernetes/$file" <(printf '%s\n' "$rendered"); then
+    echo "deploy/kubernetes/$file is not what the chart renders: run scripts/check-helm.sh --write" >&2
+    status=1
+  fi
+  printf '%s\n' "$rendered" | "$tools/bin/k8s-validate" -rules prometheus/rules
+done
+exit $status

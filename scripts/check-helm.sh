@@ -5,7 +5,7 @@
 # manifests under deploy/kubernetes/ checked to be what the chart renders.
 #   scripts/check-helm.sh           check
 #   scripts/check-helm.sh --write   render deploy/kubernetes/ anew
-# Helm and the validator are built from the Go module proxy (Go 1.26, already on the machine).
+# Helm and the validator are built from the Go module proxy (Go 1.26 or newer).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

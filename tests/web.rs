@@ -293,6 +293,9 @@ async fn client_certificates_signed_by_the_ca_are_required() {
     }
     // The healthcheck presents the server's certificate.
     assert_eq!(healthcheck(&web_config, &address), Some(0));
+    // A client resuming its TLS session (curl, browsers and Java do) is let in again.
+    let resumed = resume_session(&authority, &server, &address);
+    assert!(resumed, "the second connection did not resume the session");
 
     let ca = authority.ca_file.display();
     let client_pem = server.pem.display();
@@ -317,6 +320,50 @@ async fn client_certificates_signed_by_the_ca_are_required() {
     );
     let (_, code) = process.terminate();
     assert_eq!(code, Some(0));
+}
+
+/// Two connections with a client certificate (`openssl s_client`, over TLS 1.2 where the
+/// session comes with the handshake), the second offering the first's session: whether it was
+/// resumed. Before the server had a session id context, that second handshake failed.
+fn resume_session(authority: &Authority, identity: &Issued, address: &str) -> bool {
+    let dir = tempfile::tempdir().unwrap();
+    let session = dir.path().join("session.pem");
+    let mut said = Vec::new();
+    for flag in ["-sess_out", "-sess_in"] {
+        let mut child = Command::new("openssl")
+            .args([
+                "s_client", "-tls1_2", "-ign_eof", "-connect", address, "-CAfile",
+            ])
+            .arg(&authority.ca_file)
+            .arg("-cert")
+            .arg(&identity.pem)
+            .arg("-key")
+            .arg(&identity.pem)
+            .arg(flag)
+            .arg(&session)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("openssl (scripts/install-deps.sh installs it)");
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let output = child.wait_with_output().unwrap();
+        said.push(String::from_utf8_lossy(&output.stdout).to_string());
+    }
+    for out in &said {
+        let handshake: Vec<&str> = out
+            .lines()
+            .filter(|line| line.contains("TLSv1.2, Cipher") || line.contains("handshake has"))
+            .collect();
+        assert!(out.contains("HTTP/1.1 200"), "{handshake:?}");
+    }
+    said[1].contains("Reused, TLSv1.2")
 }
 
 /// A broken web configuration stops the start with exit 2, naming the key.

@@ -12,6 +12,10 @@
 use std::fmt;
 use std::str::FromStr;
 
+/// The most shards: far more instances than clusters anyone runs, and few enough that hashing
+/// a name against every shard stays instant.
+pub const MAX_SHARDS: u32 = 1024;
+
 /// One instance's share: `index` of `count` (`0 ≤ index < count`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shard {
@@ -24,7 +28,7 @@ pub struct Shard {
 pub enum ShardError {
     #[error("{0:?} is not INDEX/COUNT (such as 0/3)")]
     Form(String),
-    #[error("{value:?}: COUNT must be at least 1 and INDEX below it (0 to {last})", last = .count.saturating_sub(1))]
+    #[error("{value:?}: COUNT must be 1 to {MAX_SHARDS} and INDEX below it (0 to {last})", last = (*.count).clamp(1, MAX_SHARDS) - 1)]
     Range { value: String, count: u32 },
 }
 
@@ -36,7 +40,7 @@ impl FromStr for Shard {
         let (index, count) = value.trim().split_once('/').ok_or_else(form)?;
         let index: u32 = index.trim().parse().map_err(|_| form())?;
         let count: u32 = count.trim().parse().map_err(|_| form())?;
-        if count == 0 || index >= count {
+        if count == 0 || count > MAX_SHARDS || index >= count {
             return Err(ShardError::Range {
                 value: value.to_string(),
                 count,
@@ -104,12 +108,14 @@ mod tests {
         }
         assert_eq!(
             "3/3".parse::<Shard>().unwrap_err().to_string(),
-            "\"3/3\": COUNT must be at least 1 and INDEX below it (0 to 2)"
+            "\"3/3\": COUNT must be 1 to 1024 and INDEX below it (0 to 2)"
         );
-        assert!(matches!(
-            "0/0".parse::<Shard>(),
-            Err(ShardError::Range { .. })
-        ));
+        for bad in ["0/0", "0/1025"] {
+            assert!(
+                matches!(bad.parse::<Shard>(), Err(ShardError::Range { .. })),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -2,13 +2,15 @@
 //! configuration's `basic_auth_users`.
 //!
 //! A wrong user and a wrong password get the same 401, after the same work: an unknown user
-//! is checked against a hash of its own so that timing tells nothing either. bcrypt is slow by
-//! design (tens of milliseconds), so it runs off the runtime's workers, and a pair that passed
-//! is remembered (as a digest, never the password) so that a scraper every few seconds costs
-//! one bcrypt, not one per scrape.
+//! is checked against a hash of its own, at the cost of the configured ones, so that timing
+//! tells nothing either. bcrypt is slow by design (tens of milliseconds), so it runs off the
+//! runtime's workers, one at a time: clients without credentials cannot take more than one
+//! core, and while one runs the next gets 429 at once. A pair that passed is remembered (as a
+//! digest, never the password), so a scraper every few seconds costs one bcrypt, not one per
+//! scrape, and is not held up by anyone else's.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
@@ -24,33 +26,61 @@ const REMEMBERED: usize = 1024;
 /// The users and what has passed.
 pub(crate) struct BasicAuth {
     users: BTreeMap<String, String>,
+    /// What an unknown user is checked against.
+    unknown: String,
     passed: Mutex<HashSet<[u8; 32]>>,
+    /// One bcrypt at a time.
+    verifying: tokio::sync::Semaphore,
+}
+
+/// What a request's credentials come to.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    Allowed,
+    Refused,
+    /// Another check is running: try again shortly.
+    Busy,
 }
 
 impl BasicAuth {
+    /// Made before serving: it runs one bcrypt, to have a hash no password is known for, at
+    /// the highest cost of the users'.
     pub(crate) fn new(users: BTreeMap<String, String>) -> Arc<BasicAuth> {
+        let cost = users
+            .values()
+            .filter_map(|hash| hash.parse::<bcrypt::HashParts>().ok())
+            .map(|parts| parts.get_cost())
+            .max()
+            .unwrap_or(bcrypt::DEFAULT_COST);
+        let unknown = bcrypt::hash(uuid::Uuid::new_v4().to_string(), cost).unwrap_or_default();
         Arc::new(BasicAuth {
             users,
+            unknown,
             passed: Mutex::default(),
+            verifying: tokio::sync::Semaphore::new(1),
         })
     }
 
     /// Whether `authorization` (the header's value) names a user with its password.
-    async fn allows(self: &Arc<Self>, authorization: Option<&str>) -> bool {
+    async fn allows(self: &Arc<Self>, authorization: Option<&str>) -> Verdict {
         let Some((user, password)) = authorization.and_then(credentials) else {
-            return false;
+            return Verdict::Refused;
         };
         let digest = digest(&user, &password);
         if lock(&self.passed).contains(&digest) {
-            return true;
+            return Verdict::Allowed;
         }
+        let Ok(permit) = self.verifying.try_acquire() else {
+            return Verdict::Busy;
+        };
         let hash = self.users.get(&user).cloned();
         let known = hash.is_some();
-        let hash = hash.unwrap_or_else(|| unknown_user_hash().to_string());
+        let hash = hash.unwrap_or_else(|| self.unknown.clone());
         let verified =
             tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
                 .await
                 .unwrap_or(false);
+        drop(permit);
         let allowed = known && verified;
         if allowed {
             let mut passed = lock(&self.passed);
@@ -58,8 +88,9 @@ impl BasicAuth {
                 passed.clear();
             }
             passed.insert(digest);
+            return Verdict::Allowed;
         }
-        allowed
+        Verdict::Refused
     }
 }
 
@@ -86,15 +117,6 @@ fn digest(user: &str, password: &str) -> [u8; 32] {
     hasher.finish()
 }
 
-/// A hash no password is known for, at the usual cost, checked for unknown users.
-fn unknown_user_hash() -> &'static str {
-    static HASH: OnceLock<String> = OnceLock::new();
-    HASH.get_or_init(|| {
-        let random = uuid::Uuid::new_v4().to_string();
-        bcrypt::hash(random, bcrypt::DEFAULT_COST).unwrap_or_default()
-    })
-}
-
 /// The middleware: `/healthz` passes, the rest need a user.
 pub(crate) async fn require(
     State(auth): State<Arc<BasicAuth>>,
@@ -108,15 +130,21 @@ pub(crate) async fn require(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok());
-    if auth.allows(authorization).await {
-        return next.run(request).await;
+    match auth.allows(authorization).await {
+        Verdict::Allowed => next.run(request).await,
+        Verdict::Refused => (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Basic realm=\"cc-heartbeat\"")],
+            "Unauthorized\n",
+        )
+            .into_response(),
+        Verdict::Busy => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, "1")],
+            "Too many requests\n",
+        )
+            .into_response(),
     }
-    (
-        StatusCode::UNAUTHORIZED,
-        [(header::WWW_AUTHENTICATE, "Basic realm=\"cc-heartbeat\"")],
-        "Unauthorized\n",
-    )
-        .into_response()
 }
 
 #[cfg(test)]
@@ -133,15 +161,42 @@ mod tests {
     async fn only_a_user_with_its_password_passes() {
         let users = BTreeMap::from([("alice".to_string(), bcrypt::hash("s3cret", 4).unwrap())]);
         let auth = BasicAuth::new(users);
-        assert!(auth.allows(Some(&basic("alice", "s3cret"))).await);
+        // The unknown user's hash costs what the users' do.
+        assert!(auth.unknown.starts_with("$2b$04$"), "{}", auth.unknown);
+        let allows = |header: Option<String>| {
+            let auth = auth.clone();
+            async move { auth.allows(header.as_deref()).await }
+        };
+        assert_eq!(
+            allows(Some(basic("alice", "s3cret"))).await,
+            Verdict::Allowed
+        );
         // Remembered now, and still only for that password.
-        assert!(auth.allows(Some(&basic("alice", "s3cret"))).await);
-        assert!(!auth.allows(Some(&basic("alice", "wrong"))).await);
-        assert!(!auth.allows(Some(&basic("bob", "s3cret"))).await);
-        assert!(!auth.allows(Some(&basic("", ""))).await);
-        assert!(!auth.allows(None).await);
+        assert_eq!(
+            allows(Some(basic("alice", "s3cret"))).await,
+            Verdict::Allowed
+        );
+        assert_eq!(
+            allows(Some(basic("alice", "wrong"))).await,
+            Verdict::Refused
+        );
+        assert_eq!(allows(Some(basic("bob", "s3cret"))).await, Verdict::Refused);
+        assert_eq!(allows(Some(basic("", ""))).await, Verdict::Refused);
+        assert_eq!(allows(None).await, Verdict::Refused);
         for garbage in ["Basic", "Basic !!!", "Bearer abc", "Basic YWxpY2U=", ""] {
-            assert!(!auth.allows(Some(garbage)).await, "{garbage}");
+            assert_eq!(
+                allows(Some(garbage.into())).await,
+                Verdict::Refused,
+                "{garbage}"
+            );
         }
+        // While a check runs, the next waits for none: busy, unless remembered.
+        let permit = auth.verifying.try_acquire().unwrap();
+        assert_eq!(allows(Some(basic("alice", "other"))).await, Verdict::Busy);
+        assert_eq!(
+            allows(Some(basic("alice", "s3cret"))).await,
+            Verdict::Allowed
+        );
+        drop(permit);
     }
 }

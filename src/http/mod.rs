@@ -415,7 +415,13 @@ fn healthcheck_tls(
     use openssl::ssl::{SslConnector, SslFiletype, SslMethod, SslVerifyMode};
     let mut builder = SslConnector::builder(SslMethod::tls_client()).map_err(|e| e.to_string())?;
     builder.set_verify(SslVerifyMode::NONE);
-    if tls.client_auth != web_config::ClientAuth::NoClientCert {
+    // Shown only where one is required: where it is merely verified if given, showing one
+    // the client CA did not sign would fail a handshake that passes without.
+    if matches!(
+        tls.client_auth,
+        web_config::ClientAuth::RequireAnyClientCert
+            | web_config::ClientAuth::RequireAndVerifyClientCert
+    ) {
         builder
             .set_certificate_chain_file(&tls.cert_file)
             .map_err(|e| e.to_string())?;

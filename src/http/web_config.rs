@@ -23,9 +23,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use openssl::ssl::{SslAcceptor, SslFiletype, SslMethod, SslVerifyMode, SslVersion};
+use openssl::ssl::{SslAcceptor, SslFiletype, SslMethod, SslOptions, SslVerifyMode, SslVersion};
 use openssl::x509::X509Name;
 use serde::Deserialize;
 
@@ -139,6 +139,18 @@ fn tls_version(path: &Path, key: &str, value: &str) -> Result<SslVersion, WebCon
     }
 }
 
+fn version_rank(version: SslVersion) -> u8 {
+    if version == SslVersion::TLS1 {
+        0
+    } else if version == SslVersion::TLS1_1 {
+        1
+    } else if version == SslVersion::TLS1_2 {
+        2
+    } else {
+        3
+    }
+}
+
 fn invalid(path: &Path, key: &str, message: impl Into<String>) -> WebConfigError {
     WebConfigError::Invalid {
         path: path.to_path_buf(),
@@ -205,9 +217,6 @@ fn tls_settings(path: &Path, base: &Path, tls: TlsFile) -> Result<TlsSettings, W
     let key_file = file("key_file", &tls.key_file)?;
     let client_ca_file = (!tls.client_ca_file.is_empty()).then(|| base.join(&tls.client_ca_file));
     let client_auth = match tls.client_auth_type.as_str() {
-        // As the toolkit: a CA given and no type means every client must present a
-        // certificate that CA signed.
-        "" if client_ca_file.is_some() => ClientAuth::RequireAndVerifyClientCert,
         "" | "NoClientCert" => ClientAuth::NoClientCert,
         "RequestClientCert" => ClientAuth::RequestClientCert,
         "RequireAnyClientCert" => ClientAuth::RequireAnyClientCert,
@@ -228,6 +237,15 @@ fn tls_settings(path: &Path, base: &Path, tls: TlsFile) -> Result<TlsSettings, W
         client_auth,
         ClientAuth::VerifyClientCertIfGiven | ClientAuth::RequireAndVerifyClientCert
     );
+    // As the toolkit: a CA without a policy that uses it is a mistake, not a choice.
+    if client_auth == ClientAuth::NoClientCert && client_ca_file.is_some() {
+        return Err(invalid(
+            path,
+            &key("client_auth_type"),
+            "client_ca_file is set: say how clients' certificates are asked for \
+             (RequireAndVerifyClientCert, VerifyClientCertIfGiven, …)",
+        ));
+    }
     if verifies && client_ca_file.is_none() {
         return Err(invalid(
             path,
@@ -243,6 +261,15 @@ fn tls_settings(path: &Path, base: &Path, tls: TlsFile) -> Result<TlsSettings, W
         "" => None,
         value => Some(tls_version(path, &key("max_version"), value)?),
     };
+    if let Some(max) = max_version {
+        if version_rank(max) < version_rank(min_version) {
+            return Err(invalid(
+                path,
+                &key("max_version"),
+                format!("{} is below min_version", tls.max_version),
+            ));
+        }
+    }
     Ok(TlsSettings {
         cert_file,
         key_file,
@@ -287,11 +314,21 @@ fn headers(
             let key = format!("http_server_config.headers.{name}");
             let header = axum::http::HeaderName::try_from(name.as_str())
                 .map_err(|_| invalid(path, &key, "not a header name"))?;
-            if matches!(
-                header.as_str(),
-                "authorization" | "content-type" | "content-length" | "www-authenticate"
-            ) {
-                return Err(invalid(path, &key, "set by the server itself"));
+            // The toolkit's list: security headers, not ones that change what a response is.
+            const ALLOWED: [&str; 5] = [
+                "strict-transport-security",
+                "x-content-type-options",
+                "x-frame-options",
+                "x-xss-protection",
+                "content-security-policy",
+            ];
+            if !ALLOWED.contains(&header.as_str()) {
+                return Err(invalid(
+                    path,
+                    &key,
+                    "not one of Strict-Transport-Security, X-Content-Type-Options, \
+                     X-Frame-Options, X-XSS-Protection, Content-Security-Policy",
+                ));
             }
             let value = axum::http::HeaderValue::try_from(value)
                 .map_err(|_| invalid(path, &key, "not a header value"))?;
@@ -329,9 +366,21 @@ impl TlsSettings {
         builder
             .set_max_proto_version(self.max_version)
             .map_err(|error| ("tls_server_config.max_version", error.to_string()))?;
-        if !self.prefer_server_ciphers {
-            builder.clear_options(openssl::ssl::SslOptions::CIPHER_SERVER_PREFERENCE);
+        // The Mozilla profile turns TLS 1.0 and 1.1 off; a min_version asking for them turns
+        // them back on.
+        if version_rank(self.min_version) < 2 {
+            builder.clear_options(SslOptions::NO_TLSV1 | SslOptions::NO_TLSV1_1);
         }
+        if self.prefer_server_ciphers {
+            builder.set_options(SslOptions::CIPHER_SERVER_PREFERENCE);
+        } else {
+            builder.clear_options(SslOptions::CIPHER_SERVER_PREFERENCE);
+        }
+        // Session resumption with client certificates needs a context to resume in; without
+        // one OpenSSL fails the resuming handshake (curl, browsers and Java resume).
+        builder
+            .set_session_id_context(b"cc-heartbeat")
+            .map_err(|error| ("tls_server_config", error.to_string()))?;
         if let Some(ca) = &self.client_ca_file {
             builder
                 .set_ca_file(ca)
@@ -353,7 +402,7 @@ impl TlsSettings {
         Ok(builder.build())
     }
 
-    fn modified(&self) -> Vec<Option<SystemTime>> {
+    fn modified(&self) -> Vec<Option<(SystemTime, u64)>> {
         [
             Some(&self.cert_file),
             Some(&self.key_file),
@@ -361,7 +410,10 @@ impl TlsSettings {
         ]
         .into_iter()
         .flatten()
-        .map(|file| std::fs::metadata(file).and_then(|m| m.modified()).ok())
+        .map(|file| {
+            let metadata = std::fs::metadata(file).ok()?;
+            Some((metadata.modified().ok()?, metadata.len()))
+        })
         .collect()
     }
 }
@@ -370,7 +422,15 @@ impl TlsSettings {
 /// not load (a key written before its certificate) keeps the one before, with a warning.
 pub struct Tls {
     settings: TlsSettings,
-    current: Mutex<(Vec<Option<SystemTime>>, Arc<SslAcceptor>)>,
+    current: Mutex<Current>,
+}
+
+struct Current {
+    /// What the files were (modification time, size) when the acceptor was made.
+    files: Vec<Option<(SystemTime, u64)>>,
+    acceptor: Arc<SslAcceptor>,
+    /// When a change that did not load was last said.
+    warned: Option<std::time::Instant>,
 }
 
 impl Tls {
@@ -381,27 +441,43 @@ impl Tls {
             .map_err(|(key, message)| format!("{key}: {message}"))?;
         Ok(Tls {
             settings,
-            current: Mutex::new((modified, Arc::new(acceptor))),
+            current: Mutex::new(Current {
+                files: modified,
+                acceptor: Arc::new(acceptor),
+                warned: None,
+            }),
         })
     }
 
-    /// The acceptor for a new connection.
+    /// The acceptor for a new connection. A change that does not load (a key written before
+    /// its certificate) is tried again at the next connection, and said at most once a minute.
     pub fn acceptor(&self) -> Arc<SslAcceptor> {
-        let modified = self.settings.modified();
         let mut current = crate::sync::lock(&self.current);
-        if current.0 != modified {
+        let modified = self.settings.modified();
+        if current.files != modified {
             match self.settings.acceptor() {
                 Ok(acceptor) => {
                     tracing::info!("TLS certificate files changed: serving the new ones");
-                    *current = (modified, Arc::new(acceptor));
+                    current.files = modified;
+                    current.acceptor = Arc::new(acceptor);
+                    current.warned = None;
                 }
                 Err((key, message)) => {
-                    tracing::warn!("TLS files changed but do not load ({key}: {message}); serving the ones before");
-                    current.0 = modified;
+                    let now = std::time::Instant::now();
+                    let said_lately = current
+                        .warned
+                        .is_some_and(|at| now.duration_since(at) < Duration::from_secs(60));
+                    if !said_lately {
+                        tracing::warn!(
+                            "TLS files changed but do not load ({key}: {message}); serving \
+                             the ones before"
+                        );
+                        current.warned = Some(now);
+                    }
                 }
             }
         }
-        current.1.clone()
+        current.acceptor.clone()
     }
 }
 
@@ -447,7 +523,15 @@ mod tests {
                 "tls_server_config:\n  cert_file: c\n  key_file: k\n  cipher_suites: [TLS_AES_128_GCM_SHA256]\n",
                 "tls_server_config.cipher_suites: not supported",
             ),
-            ("http_server_config:\n  headers:\n    Content-Type: x\n", "headers.Content-Type: set by"),
+            ("http_server_config:\n  headers:\n    Vary: x\n", "headers.Vary: not one of"),
+            (
+                "tls_server_config:\n  cert_file: c\n  key_file: k\n  client_ca_file: ca\n",
+                "tls_server_config.client_auth_type: client_ca_file is set",
+            ),
+            (
+                "tls_server_config:\n  cert_file: c\n  key_file: k\n  min_version: TLS13\n  max_version: TLS12\n",
+                "tls_server_config.max_version: TLS12 is below min_version",
+            ),
             ("- a\n", "invalid type"),
         ] {
             let error = load(text).unwrap_err();

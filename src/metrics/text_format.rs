@@ -14,7 +14,8 @@ pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// Whether an `Accept` header asks for OpenMetrics before the text format. As client_golang
 /// negotiates: the media ranges by preference (`q`, then the order given), the first that is
 /// OpenMetrics (version 0.0.1 or 1.0.0, or none given) or `text/plain` decides; anything else
-/// (no header, `*/*`, a protobuf request) gets the text format.
+/// (no header, `*/*`, a protobuf request) gets the text format. A range of `q=0` refuses its
+/// type (RFC 9110), so it decides nothing.
 pub fn wants_openmetrics(accept: Option<&str>) -> bool {
     let Some(accept) = accept else {
         return false;
@@ -56,6 +57,8 @@ enum Kind {
     Counter,
     /// Histograms and summaries: their `_created` samples are dropped.
     Distribution,
+    /// Its `_gcount` and `_gsum` are a histogram's `_count` and `_sum` in 0.0.4.
+    GaugeHistogram,
     Other,
 }
 
@@ -81,7 +84,8 @@ pub fn to_text(openmetrics: &str) -> String {
             };
             kind = match family_type {
                 "counter" => Kind::Counter,
-                "histogram" | "summary" | "gaugehistogram" => Kind::Distribution,
+                "histogram" | "summary" => Kind::Distribution,
+                "gaugehistogram" => Kind::GaugeHistogram,
                 _ => Kind::Other,
             };
             if let Some((help_name, text)) = help.take() {
@@ -107,6 +111,20 @@ pub fn to_text(openmetrics: &str) -> String {
             let name = sample.split(['{', ' ']).next().unwrap_or_default();
             if matches!(kind, Kind::Counter | Kind::Distribution) && name.ends_with("_created") {
                 continue;
+            }
+            // A gauge histogram's count and sum, as a 0.0.4 histogram names them.
+            if kind == Kind::GaugeHistogram {
+                for (from, to) in [("_gcount", "_count"), ("_gsum", "_sum")] {
+                    if let Some(stem) = name.strip_suffix(from) {
+                        out.push_str(stem);
+                        out.push_str(to);
+                        out.push_str(&sample[name.len()..]);
+                        out.push('\n');
+                    }
+                }
+                if name.ends_with("_gcount") || name.ends_with("_gsum") {
+                    continue;
+                }
             }
             out.push_str(sample);
             out.push('\n');
@@ -229,6 +247,22 @@ mod tests {
              # HELP heartbeat_odd Odd.\n\
              # TYPE heartbeat_odd untyped\n\
              heartbeat_odd 1\n"
+        );
+    }
+
+    #[test]
+    fn a_gauge_histogram_is_a_histogram_with_a_count_and_sum() {
+        let openmetrics = "# TYPE queue_bytes gaugehistogram\n\
+             queue_bytes_bucket{le=\"+Inf\"} 3\n\
+             queue_bytes_gcount 3\n\
+             queue_bytes_gsum 42\n\
+             # EOF\n";
+        assert_eq!(
+            to_text(openmetrics),
+            "# TYPE queue_bytes histogram\n\
+             queue_bytes_bucket{le=\"+Inf\"} 3\n\
+             queue_bytes_count 3\n\
+             queue_bytes_sum 42\n"
         );
     }
 }

@@ -30,6 +30,19 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 {{- end -}}
 
+{{- define "cc-heartbeat.healthcheck" -}}
+["cc-heartbeat", "--config=/etc/cc-heartbeat/config.ini", "--web.config.file=/etc/cc-heartbeat/web/web.yml", "healthcheck", "--address=127.0.0.1:8080"]
+{{- end -}}
+
+{{/* Whether the kubelet can ask /ready itself: no user or client certificate needed, or the
+     Authorization header given. */}}
+{{- define "cc-heartbeat.readyOverHttp" -}}
+{{- $web := .Values.webConfig -}}
+{{- if or (not $web.existingSecret) .Values.probes.ready.httpHeaders (not (or $web.basicAuth $web.clientCertificates)) -}}
+true
+{{- end -}}
+{{- end -}}
+
 {{- define "cc-heartbeat.scheme" -}}
 {{- if .Values.webConfig.tls -}}HTTPS{{- else -}}HTTP{{- end -}}
 {{- end -}}

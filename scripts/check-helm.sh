@@ -5,14 +5,40 @@
 # manifests under deploy/kubernetes/ checked to be what the chart renders.
 #   scripts/check-helm.sh           check
 #   scripts/check-helm.sh --write   render deploy/kubernetes/ anew
-# Helm and the validator are built from the Go module proxy (Go 1.26 or newer).
+# Helm and the validator are built from the Go module proxy, with Go 1.26 or newer (fetched
+# from the proxy too when the machine has none).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 tools="$PWD/target/test-tools"
-# Go where its release tarball puts it, when it is not on the PATH.
+# Go: on the PATH, where its release tarball puts it, or else the Go toolchain module itself,
+# fetched once from the Go module proxy into target/test-tools (a fresh machine has no Go).
+go_version=1.26.8
 command -v go >/dev/null || export PATH="$PATH:/usr/local/go/bin"
-command -v go >/dev/null || { echo "check-helm.sh: needs Go (1.26) to build helm" >&2; exit 1; }
+if ! command -v go >/dev/null; then
+  case "$(uname -m)" in x86_64) arch=amd64 ;; aarch64 | arm64) arch=arm64 ;; *) arch=$(uname -m) ;; esac
+  toolchain="$tools/go/golang.org/toolchain@v0.0.1-go$go_version.linux-$arch"
+  if [ ! -x "$toolchain/bin/go" ]; then
+    mkdir -p "$tools/go"
+    proxy=${GOPROXY:-https://proxy.golang.org}
+    proxy=${proxy%%,*}
+    curl -fsSL -o "$tools/go/toolchain.zip" \
+      "$proxy/golang.org/toolchain/@v/v0.0.1-go$go_version.linux-$arch.zip"
+    # Unpacked keeping each file's mode (the zip's own), which unzip may not be there to do.
+    python3 - "$tools/go/toolchain.zip" "$tools/go" <<'PY'
+import os, sys, zipfile
+archive, target = sys.argv[1:]
+with zipfile.ZipFile(archive) as z:
+    for info in z.infolist():
+        path = z.extract(info, target)
+        mode = (info.external_attr >> 16) & 0o777
+        if mode:
+            os.chmod(path, mode)
+PY
+    rm -f "$tools/go/toolchain.zip"
+  fi
+  export PATH="$toolchain/bin:$PATH"
+fi
 helm="$tools/bin/helm"
 if ! "$helm" version 2>/dev/null | grep -q 'v4.3'; then
   GOBIN="$tools/bin" go install helm.sh/helm/v4/cmd/helm@v4.3.2

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages building and testing cc-heartbeat need, where missing:
 # build tools and libraries for rdkafka (librdkafka with system OpenSSL and zlib), pip for
-# fetching test tools from PyPI, openssl (its s_client resumes sessions in a test), stunnel4 (TLS in front of the mock cluster in tests),
+# fetching test tools from PyPI, curl (Go for the chart's checks, when missing), openssl (its s_client resumes sessions in a test), stunnel4 (TLS in front of the mock cluster in tests),
 # prometheus with promtool and docker-compose (checks of the deployment files), the Python
 # client's parsers of both exposition formats (python3-prometheus-client), and a Java 17
 # runtime with Maven (the real Apache Kafka cluster of the tests, its jars from Maven Central),
@@ -11,7 +11,7 @@ set -euo pipefail
 
 # `install-deps.sh build`: only what building needs (for scripts/run.sh).
 build=(build-essential pkg-config libssl-dev zlib1g-dev perl)
-packages=("${build[@]}" openssl python3 python3-pip python3-prometheus-client stunnel4 prometheus docker-compose
+packages=("${build[@]}" curl openssl python3 python3-pip python3-prometheus-client stunnel4 prometheus docker-compose
   openjdk-17-jre-headless maven debootstrap chromium)
 if [ "${1:-}" = build ]; then
   packages=("${build[@]}")

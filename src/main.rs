@@ -240,10 +240,7 @@ fn main() -> ExitCode {
     }
     let configured = configs.len();
     let names: Vec<String> = configs.iter().map(|config| config.name.clone()).collect();
-    let configs: Vec<Config> = configs
-        .into_iter()
-        .filter(|config| shard.owns(&config.name))
-        .collect();
+    let configs = shard.keep(configs);
     if cli.check_config {
         if shard != Shard::ALL {
             println!("shard {shard}: {}", shard_summary(&configs, configured));
@@ -334,10 +331,7 @@ fn shard_summary(configs: &[Config], configured: usize) -> String {
 fn chosen(configs: Vec<Config>, cluster: Option<&str>, shard: Shard) -> Option<Vec<Config>> {
     let Some(name) = cluster else {
         let configured = configs.len();
-        let mine: Vec<Config> = configs
-            .into_iter()
-            .filter(|config| shard.owns(&config.name))
-            .collect();
+        let mine = shard.keep(configs);
         if mine.is_empty() {
             eprintln!(
                 "cc-heartbeat: configuration error: shard {shard} is given none of the \

@@ -70,12 +70,8 @@ pub async fn watch(app: &App, source: Source, files: Vec<PathBuf>, cancel: Cance
         let loaded = {
             let source = source.clone();
             tokio::task::spawn_blocking(move || {
-                Config::load_clusters(&source.path, source.environment).map(|configs| {
-                    configs
-                        .into_iter()
-                        .filter(|config| source.shard.owns(&config.name))
-                        .collect()
-                })
+                Config::load_clusters(&source.path, source.environment)
+                    .map(|configs| source.shard.keep(configs))
             })
             .await
         };

@@ -240,7 +240,7 @@ fn main() -> ExitCode {
     }
     let configured = configs.len();
     let names: Vec<String> = configs.iter().map(|config| config.name.clone()).collect();
-    let configs = shard.keep(configs);
+    let configs = Config::in_shard(configs, shard);
     if cli.check_config {
         if shard != Shard::ALL {
             println!("shard {shard}: {}", shard_summary(&configs, configured));
@@ -331,7 +331,7 @@ fn shard_summary(configs: &[Config], configured: usize) -> String {
 fn chosen(configs: Vec<Config>, cluster: Option<&str>, shard: Shard) -> Option<Vec<Config>> {
     let Some(name) = cluster else {
         let configured = configs.len();
-        let mine = shard.keep(configs);
+        let mine = Config::in_shard(configs, shard);
         if mine.is_empty() {
             eprintln!(
                 "cc-heartbeat: configuration error: shard {shard} is given none of the \

@@ -71,7 +71,7 @@ pub async fn watch(app: &App, source: Source, files: Vec<PathBuf>, cancel: Cance
             let source = source.clone();
             tokio::task::spawn_blocking(move || {
                 Config::load_clusters(&source.path, source.environment)
-                    .map(|configs| source.shard.keep(configs))
+                    .map(|configs| Config::in_shard(configs, source.shard))
             })
             .await
         };

@@ -91,6 +91,14 @@ impl Config {
         Ok(Self::load_clusters(path, environment)?.remove(0))
     }
 
+    /// The clusters of `configs` that `shard` monitors.
+    pub fn in_shard(configs: Vec<Config>, shard: Shard) -> Vec<Config> {
+        configs
+            .into_iter()
+            .filter(|config| shard.owns(&config.name))
+            .collect()
+    }
+
     /// Loads `path`, applies `CC_HEARTBEAT__*` variables from `environment`, validates, and
     /// returns every cluster it declares (one when it has no `[cluster:…]` sections).
     pub fn load_clusters(

@@ -12,8 +12,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::Config;
-
 /// The most shards: far more instances than clusters anyone runs, and few enough that hashing
 /// a name against every shard stays instant.
 pub const MAX_SHARDS: u32 = 1024;
@@ -65,14 +63,6 @@ impl Shard {
     /// Whether this shard monitors the cluster named `name`.
     pub fn owns(&self, name: &str) -> bool {
         shard_of(name, self.count) == self.index
-    }
-
-    /// The clusters of `configs` this shard monitors.
-    pub fn keep(&self, configs: Vec<Config>) -> Vec<Config> {
-        configs
-            .into_iter()
-            .filter(|config| self.owns(&config.name))
-            .collect()
     }
 }
 

@@ -5,25 +5,12 @@ mod support;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::tls::free_port;
+use support::prometheus::Prometheus;
 use support::*;
-
-/// A Prometheus server, killed on drop.
-struct Prometheus {
-    child: Child,
-    address: String,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Prometheus with the project's own configuration and rules, only the target and the
 /// intervals adapted.
@@ -40,22 +27,7 @@ fn start_prometheus(dir: &Path, target: &str) -> Prometheus {
         let path = entry.unwrap().path();
         std::fs::copy(&path, dir.join("rules").join(path.file_name().unwrap())).unwrap();
     }
-    let address = format!("127.0.0.1:{}", free_port());
-    let child = Command::new("prometheus")
-        .arg(format!(
-            "--config.file={}",
-            dir.join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address={address}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("prometheus not found: install Debian's prometheus (.ci/run does)");
-    Prometheus { child, address }
+    Prometheus::start(dir)
 }
 
 async fn api(prometheus: &Prometheus, path: &str, query: &[(&str, &str)]) -> Option<Value> {

@@ -5,10 +5,11 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::prometheus::Prometheus;
 use support::tls::{free_port, Authority, Issued, Kind};
 use support::*;
 
@@ -68,18 +69,6 @@ async fn until_serving(client: &reqwest::Client, address: &str) {
 }
 
 /// A Prometheus scraping `target` with each job given (name, the job's YAML past its name).
-struct Prometheus {
-    child: Child,
-    address: String,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn prometheus(dir: &Path, target: &str, jobs: &[(&str, String)]) -> Prometheus {
     let mut config =
         "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n".to_string();
@@ -89,22 +78,7 @@ fn prometheus(dir: &Path, target: &str, jobs: &[(&str, String)]) -> Prometheus {
         );
     }
     std::fs::write(dir.join("prometheus.yml"), config).unwrap();
-    let address = format!("127.0.0.1:{}", free_port());
-    let child = Command::new("prometheus")
-        .arg(format!(
-            "--config.file={}",
-            dir.join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address={address}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("prometheus not found: install Debian's prometheus (.ci/run does)");
-    Prometheus { child, address }
+    Prometheus::start(dir)
 }
 
 /// Waits until every job's target has been scraped once, then gives (health, last error) by job.

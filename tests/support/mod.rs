@@ -563,5 +563,6 @@ impl Drop for Process {
 }
 pub mod browser;
 pub mod kafka;
+pub mod prometheus;
 pub mod registry;
 pub mod tls;

@@ -226,6 +226,27 @@ async fn basic_auth_over_tls_lets_prometheus_in_and_no_one_else() {
         "{targets:?}"
     );
     assert!(targets[2].2.contains("401"), "{targets:?}");
+    // A certificate rotated in place (cert-manager, a rotated Secret) is served to the next
+    // connection, without a restart.
+    let before = presented(&address);
+    assert_eq!(before, server.certificate.to_der().unwrap());
+    let rotated = authority.issue(Kind::Valid);
+    assert_eq!(rotated.pem, server.pem);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while presented(&address) != rotated.certificate.to_der().unwrap() {
+        assert!(
+            Instant::now() < deadline,
+            "the rotated certificate was never served"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let after = https
+        .get(format!("https://{address}/metrics"))
+        .basic_auth(USER, Some(PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), 200);
     let (_, code) = process.terminate();
     assert_eq!(code, Some(0));
 }
@@ -294,6 +315,20 @@ async fn client_certificates_signed_by_the_ca_are_required() {
     );
     let (_, code) = process.terminate();
     assert_eq!(code, Some(0));
+}
+
+/// The certificate the server at `address` presents, as DER (not verified: only looked at).
+fn presented(address: &str) -> Vec<u8> {
+    use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
+    let mut builder = SslConnector::builder(SslMethod::tls_client()).unwrap();
+    builder.set_verify(SslVerifyMode::NONE);
+    let tcp = std::net::TcpStream::connect(address).unwrap();
+    let stream = builder
+        .build()
+        .connect("localhost", tcp)
+        .expect("handshake");
+    let certificate = stream.ssl().peer_certificate().expect("a certificate");
+    certificate.to_der().unwrap()
 }
 
 /// Two connections with a client certificate (`openssl s_client`, over TLS 1.2 where the

@@ -29,7 +29,8 @@ COPY --from=builder /src/target/release/cc-heartbeat /usr/local/bin/cc-heartbeat
 COPY config.example.ini /etc/cc-heartbeat/config.example.ini
 USER 10001
 # glibc gives each thread that allocates its own arena; with librdkafka's many threads that
-# multiplies memory the exporter freed but still holds (see the README's scan benchmark).
+# multiplies memory the exporter freed but still holds (see the scan benchmark in
+# docs/consumer-group-lag.md).
 ENV MALLOC_ARENA_MAX=2
 EXPOSE 8080
 # Mount the configuration at /etc/cc-heartbeat/config.ini; pass secrets as

@@ -108,6 +108,12 @@ impl ClusterSnapshot {
     }
 }
 
+/// Why a cluster is not ready before it first answered, nothing having failed.
+pub(crate) const NOT_REACHED_YET: &str = "cluster not reached yet: no answer yet";
+
+/// Why a cluster is not ready while its first heartbeats are on their way.
+pub(crate) const NO_ROUND_TRIP_YET: &str = "no heartbeat has made the round trip yet";
+
 /// Facts readiness is decided from, updated by the tasks.
 #[derive(Debug, Default)]
 pub struct StatusFacts {
@@ -276,7 +282,7 @@ impl ClusterShared {
                 round_trip_window.as_secs(),
                 now.saturating_duration_since(at).as_secs()
             )),
-            None => Err("no heartbeat has made the round trip yet".to_string()),
+            None => Err(NO_ROUND_TRIP_YET.to_string()),
         }
     }
 }

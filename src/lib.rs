@@ -29,6 +29,7 @@
 //!   encoding; it knows no task;
 //! - [`logging`]: log set-up and the throttle for repeated messages;
 //! - [`config`]: the INI file and environment, validated, each key declared once;
+//! - [`output`]: what the command line prints, ending quietly on a closed pipe;
 //! - [`clock`] and `sync`: Unix time, and locks that survive a panicking holder.
 
 pub mod reload;
@@ -56,6 +57,8 @@ mod metrics;
 pub mod logging;
 
 pub mod config;
+
+pub mod output;
 
 pub mod clock;
 mod sync;

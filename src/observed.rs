@@ -79,6 +79,27 @@ struct PartitionTrips {
     last_acknowledged: Option<Duration>,
     /// The latest failure or loss.
     last_failure: Option<Event>,
+    /// When heartbeats failed or were lost, oldest first, within [`ROUND_TRIP_WINDOW`].
+    recent_failures: VecDeque<Instant>,
+}
+
+impl PartitionTrips {
+    /// A heartbeat failed or was lost at `now`: remembered for the failure rate.
+    fn failure(&mut self, now: Instant, what: String) {
+        self.last_failure = Some(Event {
+            at: unix_seconds(),
+            what,
+        });
+        self.recent_failures.push_back(now);
+        while self.recent_failures.len() > MAX_ROUND_TRIPS
+            || self
+                .recent_failures
+                .front()
+                .is_some_and(|at| now.saturating_duration_since(*at) > ROUND_TRIP_WINDOW)
+        {
+            self.recent_failures.pop_front();
+        }
+    }
 }
 
 /// One partition, as read for a person: the last minute's round trips, and counts since start.
@@ -94,6 +115,8 @@ pub(crate) struct PartitionView {
     pub(crate) consumed: u64,
     pub(crate) lost: u64,
     pub(crate) failed: u64,
+    /// Heartbeats lost or not delivered in the last minute.
+    pub(crate) failures_last_minute: usize,
     /// How long ago the last heartbeat came back.
     pub(crate) last_round_trip_age_seconds: Option<f64>,
     pub(crate) last_round_trip_seconds: Option<f64>,
@@ -187,10 +210,7 @@ impl Observed {
         let mut inner = lock(&self.0);
         let trips = inner.partitions.entry(partition).or_default();
         trips.failed += 1;
-        trips.last_failure = Some(Event {
-            at: unix_seconds(),
-            what: format!("not delivered: {why}"),
-        });
+        trips.failure(Instant::now(), format!("not delivered: {why}"));
     }
 
     /// A heartbeat of `partition` was not read back in time.
@@ -198,10 +218,7 @@ impl Observed {
         let mut inner = lock(&self.0);
         let trips = inner.partitions.entry(partition).or_default();
         trips.lost += 1;
-        trips.last_failure = Some(Event {
-            at: unix_seconds(),
-            what: "lost: not read back in time".to_string(),
-        });
+        trips.failure(Instant::now(), "lost: not read back in time".to_string());
     }
 
     /// Every partition seen, as of `now`.
@@ -284,6 +301,11 @@ fn view(partition: i32, trips: &PartitionTrips, now: Instant) -> PartitionView {
         consumed: trips.consumed,
         lost: trips.lost,
         failed: trips.failed,
+        failures_last_minute: trips
+            .recent_failures
+            .iter()
+            .filter(|at| now.saturating_duration_since(**at) <= ROUND_TRIP_WINDOW)
+            .count(),
         last_round_trip_age_seconds: trips
             .last_round_trip
             .map(|at| now.saturating_duration_since(at).as_secs_f64()),
@@ -325,6 +347,22 @@ mod tests {
         );
         assert_eq!(partition.sparkline.last(), Some(&0.100));
         assert_eq!(partition.last_round_trip_age_seconds, Some(0.0));
+    }
+
+    #[test]
+    fn failures_of_the_last_minute_are_counted_apart_from_those_since_start() {
+        let observed = Observed::default();
+        observed.failed(1, "timed_out");
+        observed.lost(1);
+        let [partition] = observed.partitions(Instant::now()).try_into().unwrap();
+        assert_eq!((partition.failed, partition.lost), (1, 1));
+        assert_eq!(partition.failures_last_minute, 2);
+        let [later] = observed
+            .partitions(Instant::now() + ROUND_TRIP_WINDOW + Duration::from_secs(1))
+            .try_into()
+            .unwrap();
+        assert_eq!((later.failed, later.lost), (1, 1));
+        assert_eq!(later.failures_last_minute, 0);
     }
 
     #[test]

@@ -130,7 +130,7 @@ pub(crate) struct Permissions {
     refused: Mutex<BTreeMap<Right, String>>,
     /// Whether anything is refused: the hot paths that grant on success check only this.
     any_refused: AtomicBool,
-    /// The rights the configuration needs, in the README's order.
+    /// The rights the configuration needs, in the order of docs/confluent-cloud.md's ACL list.
     needed: Vec<Right>,
 }
 
@@ -229,7 +229,7 @@ impl Permissions {
     }
 }
 
-/// The rights the exporter configured by `config` needs (the README's ACL list).
+/// The rights the exporter configured by `config` needs (the ACL list of docs/confluent-cloud.md).
 fn needed(config: &Config) -> Vec<Right> {
     let admin = &config.admin;
     let topic = Resource::Topic(admin.heartbeat_topic.clone());

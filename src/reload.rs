@@ -12,7 +12,7 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
-use crate::config::{Config, Shard};
+use crate::config::{CommandLineSetting, Config, Shard};
 
 /// How often the credentials files are read for a change.
 const FILE_POLL: Duration = Duration::from_secs(1);
@@ -22,8 +22,27 @@ const FILE_POLL: Duration = Duration::from_secs(1);
 pub struct Source {
     pub path: PathBuf,
     pub environment: Vec<(String, String)>,
+    /// Settings given as command-line options, over the file and the environment.
+    pub command_line: Vec<CommandLineSetting>,
     /// The share of the clusters this instance monitors.
     pub shard: Shard,
+    /// The one cluster `--cluster` chose, if it chose one.
+    pub cluster: Option<String>,
+}
+
+impl Source {
+    /// The configuration read again: the clusters this instance monitors.
+    fn load(&self) -> Result<Vec<Config>, crate::config::ConfigError> {
+        let configs =
+            Config::load_clusters(&self.path, self.environment.clone(), &self.command_line)?;
+        Ok(match &self.cluster {
+            Some(name) => configs
+                .into_iter()
+                .filter(|config| &config.name == name)
+                .collect(),
+            None => Config::in_shard(configs, self.shard),
+        })
+    }
 }
 
 /// Reloads `app`'s configuration from `source` on SIGHUP and whenever one of `files` (the
@@ -69,11 +88,7 @@ pub async fn watch(app: &App, source: Source, files: Vec<PathBuf>, cancel: Cance
         contents = before;
         let loaded = {
             let source = source.clone();
-            tokio::task::spawn_blocking(move || {
-                Config::load_clusters(&source.path, source.environment)
-                    .map(|configs| Config::in_shard(configs, source.shard))
-            })
-            .await
+            tokio::task::spawn_blocking(move || source.load()).await
         };
         let Ok(loaded) = loaded else {
             continue;

@@ -247,8 +247,8 @@ async fn another_cluster_behind_the_same_address_is_monitored_afresh() {
 }
 
 /// The seven clusters of the sharding test, each with a heartbeat topic of its own on one mock
-/// cluster, and the shard (of three) each goes to by the documented hash (README, "Scaling
-/// out"), computed independently.
+/// cluster, and the shard (of three) each goes to by the documented hash
+/// (docs/kubernetes.md, "Scaling out"), computed independently.
 const SEVEN: [(&str, u32); 7] = [
     ("prod_eu", 2),
     ("prod_us", 1),

@@ -180,7 +180,7 @@ async fn a_service_account_with_the_readme_acls_works_and_a_missing_right_is_nam
     produce(cluster, orders, 5);
     commit(cluster, groups[0], orders, 2);
     commit(cluster, groups[1], orders, 1);
-    // Exactly what the README lists for heartbeat.topic.manage=false, and for lag.
+    // Exactly what docs/confluent-cloud.md lists for heartbeat.topic.manage=false, and for lag.
     let acls: Vec<(Vec<&str>, Vec<&str>)> = vec![
         (vec!["Describe", "Write", "Read"], vec!["--topic", topic]),
         (vec!["Read"], vec!["--group", "cc-heartbeat"]),
@@ -736,7 +736,7 @@ async fn loopback_latency_and_time_to_the_first_round_trip_are_reported() {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    // Loose bounds: the figures themselves are for the README, not a timed test.
+    // Loose bounds: the figures themselves are for docs/real-kafka.md, not a timed test.
     assert!(first < Duration::from_secs(30));
     for (name, seconds) in figures {
         assert!(seconds > 0.0 && seconds < 5.0, "{name} {seconds}");

@@ -61,7 +61,7 @@ fn grown(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> BTree
         .collect()
 }
 
-/// Starts an exporter with its own topic and the README's ACLs, and waits until heartbeats
+/// Starts an exporter with its own topic and the ACLs of docs/confluent-cloud.md, and waits until heartbeats
 /// make the round trip on every partition with every replica in sync.
 async fn exporter_on(cluster: &KafkaCluster, topic: &str) -> (Exporter, Metrics) {
     let (user, password) = PLAIN_USERS[0];

@@ -185,7 +185,7 @@ async fn each_missing_right_is_named_and_comes_back_and_groups_show_age_and_marg
     produce(cluster, orders, 5);
     commit(cluster, group, orders, 2);
     let principal = format!("User:{user}");
-    // What the README lists for these checks, and no right on the cluster.
+    // What docs/confluent-cloud.md lists for these checks, and no right on the cluster.
     let acls: Vec<(Vec<&str>, Vec<&str>)> = vec![
         (vec!["Describe", "Write", "Read"], vec!["--topic", topic]),
         (vec!["Read"], vec!["--group", "cc-heartbeat"]),
@@ -241,7 +241,7 @@ async fn each_missing_right_is_named_and_comes_back_and_groups_show_age_and_marg
         .collect();
     assert!(
         refused.is_empty(),
-        "refused with the README's ACLs: {refused:?}"
+        "refused with the documented ACLs: {refused:?}"
     );
     // Nothing needs DESCRIBE on the cluster on Apache Kafka: none was granted, none refused.
     assert_eq!(right(&metrics, "DESCRIBE", "cluster"), 1.0);

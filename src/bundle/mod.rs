@@ -93,7 +93,7 @@ pub async fn write(configs: Vec<Config>, options: &Options) -> Result<Written, B
         },
         Part {
             name: "check.json",
-            what: "the same check as JSON (its shape is in the README)",
+            what: "the same check as JSON (its shape is in docs/oncall.md)",
             text: pretty(&report),
         },
         Part {
@@ -132,7 +132,10 @@ pub async fn write(configs: Vec<Config>, options: &Options) -> Result<Written, B
             }
         }
     }
-    let mut redactor = options.redact.then(Redactor::default);
+    let own = Config::own_names();
+    let mut redactor = options
+        .redact
+        .then(|| Redactor::keeping(own.iter().map(String::as_str)));
     if let Some(redactor) = &mut redactor {
         collect_names(redactor, &configs, &report, &snapshots, &parts);
     }
@@ -198,6 +201,11 @@ fn collect_names(
         }
         redactor.hide(Kind::Topic, &config.admin.heartbeat_topic);
         redactor.hide(Kind::Group, &config.consumer_group_id());
+        for properties in [config.producer_properties(), config.consumer_properties()] {
+            if let Some(user) = properties.get("sasl.username") {
+                redactor.hide(Kind::User, user);
+            }
+        }
         for group in &config.admin.consumer_group_names {
             redactor.hide(Kind::Group, group);
         }

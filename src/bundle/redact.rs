@@ -4,7 +4,7 @@
 //! can be reversed by guessing), as Confluent's Proactive Support keeps no internal host
 //! names, addresses or topic names.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use regex::Regex;
 
@@ -16,6 +16,8 @@ pub(super) enum Kind {
     Topic,
     Group,
     Cluster,
+    /// A SASL user name (on Confluent Cloud, the API key's id).
+    User,
     Name,
 }
 
@@ -27,6 +29,7 @@ impl Kind {
             Kind::Topic => "topic",
             Kind::Group => "group",
             Kind::Cluster => "cluster",
+            Kind::User => "user",
             Kind::Name => "name",
         }
     }
@@ -36,6 +39,10 @@ impl Kind {
 #[derive(Debug)]
 pub(super) struct Redactor {
     names: BTreeMap<String, Kind>,
+    /// cc-heartbeat's own default names (the `cc-heartbeat` topic and group): they tell
+    /// nothing of the user, and they are the product's name in its own sentences ("your
+    /// properties over cc-heartbeat's defaults"), which hiding them would garble.
+    own: BTreeSet<String>,
     /// Made anew for each bundle and never written: without it a hash cannot be reversed by
     /// trying every IPv4 address or a list of likely topic names.
     key: [u8; 16],
@@ -45,6 +52,7 @@ impl Default for Redactor {
     fn default() -> Self {
         Redactor {
             names: BTreeMap::new(),
+            own: BTreeSet::new(),
             key: *uuid::Uuid::new_v4().as_bytes(),
         }
     }
@@ -56,10 +64,19 @@ fn continues_name(character: char) -> bool {
 }
 
 impl Redactor {
-    /// Hides `name` (of `kind`) wherever it appears as a whole word.
+    /// A redactor that leaves `own`, cc-heartbeat's own default names, in place.
+    pub(super) fn keeping<'a>(own: impl IntoIterator<Item = &'a str>) -> Self {
+        Redactor {
+            own: own.into_iter().map(str::to_string).collect(),
+            ..Redactor::default()
+        }
+    }
+
+    /// Hides `name` (of `kind`) wherever it appears as a whole word, unless it is one of
+    /// cc-heartbeat's own.
     pub(super) fn hide(&mut self, kind: Kind, name: &str) {
         let name = name.trim().trim_matches(['[', ']']);
-        if name.is_empty() {
+        if name.is_empty() || self.own.contains(name) {
             return;
         }
         self.names.entry(name.to_string()).or_insert(kind);
@@ -173,6 +190,23 @@ mod tests {
         assert!(redacted.contains("reordersx"), "{redacted}");
         // The same name, the same hash.
         assert_eq!(redactor.apply("orders"), orders);
+    }
+
+    #[test]
+    fn the_products_own_default_names_are_kept_and_its_sentences_stay_whole() {
+        let mut redactor = Redactor::keeping(["cc-heartbeat"]);
+        redactor.hide(Kind::Topic, "cc-heartbeat");
+        redactor.hide(Kind::Group, "cc-heartbeat");
+        redactor.hide(Kind::User, "ABCDEFGH12345678");
+        let text = "# your properties over cc-heartbeat's defaults\n\
+                    sasl.username = ABCDEFGH12345678\nheartbeat.topic = cc-heartbeat\n";
+        let redacted = redactor.apply(text);
+        assert!(
+            redacted.starts_with("# your properties over cc-heartbeat's defaults\n"),
+            "{redacted}"
+        );
+        assert!(!redacted.contains("ABCDEFGH12345678"), "{redacted}");
+        assert!(redacted.contains("sasl.username = user-"), "{redacted}");
     }
 
     #[test]

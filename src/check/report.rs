@@ -1,5 +1,5 @@
 //! The check's report, as printed and as `--json` writes it. The JSON shape is documented in
-//! the README ("cc-heartbeat check"): fields are only ever added, never renamed or removed;
+//! docs/oncall.md ("cc-heartbeat check"): fields are only ever added, never renamed or removed;
 //! `version` changes if that promise is ever broken.
 
 use std::collections::BTreeMap;

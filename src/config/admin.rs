@@ -179,6 +179,14 @@ pub(super) fn is_process_wide(name: &str) -> bool {
 }
 
 impl AdminSettings {
+    /// Every key at its default.
+    pub fn defaults() -> AdminSettings {
+        let reader = AdminReader {
+            section: &BTreeMap::new(),
+        };
+        AdminSettings::read(&reader).expect("the declared defaults parse")
+    }
+
     /// How finely lag is reported: as configured, or with `auto` per partition only when
     /// `consumer.group.allow` bounds the groups (thousands of ad hoc groups, each with its
     /// partitions, would otherwise make too many series).
@@ -236,6 +244,94 @@ impl AdminSettings {
             ));
         }
         Ok(settings)
+    }
+}
+
+/// A check period beyond which the shipped alerts (`prometheus/rules/alerts.yml`) would see
+/// a failure later than they are written to fire: the key, the longest period that keeps
+/// them on time, and what would be late.
+struct PeriodLimit {
+    key: &'static str,
+    limit: Duration,
+    late: &'static str,
+}
+
+/// The periods the shipped alerts rely on, with the alert that waits least for each.
+const PERIOD_LIMITS: [PeriodLimit; 6] = [
+    PeriodLimit {
+        key: "check.metadata.period.seconds",
+        limit: Duration::from_secs(120),
+        late: "a cluster or broker that stops answering metadata (KafkaClusterUnreachable and \
+               KafkaBrokerMissing fire after 2m)",
+    },
+    PeriodLimit {
+        key: "check.connectivity.period.seconds",
+        limit: Duration::from_secs(120),
+        late: "a broker that stops accepting connections (KafkaBrokerUnreachable fires after 2m)",
+    },
+    PeriodLimit {
+        key: "check.consumer.group.period.seconds",
+        limit: Duration::from_secs(300),
+        late: "offline partitions and consumer-group lag (KafkaOfflinePartitions fires after \
+               5m, KafkaConsumerGroupLagHigh looks at the last 5m)",
+    },
+    PeriodLimit {
+        key: "check.topic.period.seconds",
+        limit: Duration::from_secs(900),
+        late: "a heartbeat topic that is deleted or too small (KafkaHeartbeatTopicNotOk fires \
+               after 15m)",
+    },
+    PeriodLimit {
+        key: "probe.transactions.period.seconds",
+        limit: Duration::from_secs(300),
+        late: "a failing transaction coordinator (KafkaTransactionsFailing fires after 5m)",
+    },
+    PeriodLimit {
+        key: "check.schema.registry.period.seconds",
+        limit: Duration::from_secs(300),
+        late: "a Schema Registry that stops answering (SchemaRegistryDown fires after 5m)",
+    },
+];
+
+impl AdminSettings {
+    /// What is worth a warning at start without being an error: check periods so long that
+    /// the shipped alerts would fire late (hour-long periods, carried over from a config of
+    /// the original tool, are the usual cause). Each names its key.
+    pub(super) fn warnings(&self, section: &BTreeMap<String, Entry>) -> Vec<String> {
+        let period_of = |key: &str| match key {
+            "check.metadata.period.seconds" => Some(self.check_metadata_period),
+            "check.connectivity.period.seconds" => Some(self.check_connectivity_period),
+            "check.consumer.group.period.seconds" => Some(self.check_consumer_group_period),
+            "check.topic.period.seconds" => Some(self.check_topic_period),
+            "probe.transactions.period.seconds" => self
+                .probe_transactions
+                .then_some(self.probe_transactions_period),
+            "check.schema.registry.period.seconds" => Some(self.check_schema_registry_period),
+            _ => None,
+        };
+        PERIOD_LIMITS
+            .iter()
+            .filter_map(|limit| {
+                let period = period_of(limit.key)?;
+                let default = ADMIN_KEYS.iter().find(|key| key.name == limit.key)?.default;
+                let written_in = section
+                    .get(limit.key)
+                    .map_or("admin", |entry| entry.section.as_str());
+                (period > limit.limit).then(|| {
+                    format!(
+                        "[{written_in}] {} = {}: {} would show up to {} s late, later than the shipped \
+                         alerts allow for; each check costs one request, so the default ({} s) \
+                         or at most {} s is advised",
+                        limit.key,
+                        period.as_secs_f64(),
+                        limit.late,
+                        period.as_secs_f64(),
+                        default,
+                        limit.limit.as_secs()
+                    )
+                })
+            })
+            .collect()
     }
 }
 
@@ -360,7 +456,7 @@ mod tests {
     }
 
     #[test]
-    fn example_file_and_readme_name_exactly_the_declared_admin_keys() {
+    fn example_file_and_docs_name_exactly_the_declared_admin_keys() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let declared: std::collections::BTreeSet<&str> =
             ADMIN_KEYS.iter().map(|key| key.name).collect();
@@ -374,12 +470,12 @@ mod tests {
             .collect();
         assert_eq!(in_example, declared, "config.example.ini [admin]");
 
-        // The README's bullet that lists them: "- `[admin]`: … `key`, `key` …" up to the
+        // docs/configuration.md's bullet that lists them: "- `[admin]`: … `key`, `key` …" up to the
         // next bullet or blank line.
-        let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+        let readme = std::fs::read_to_string(root.join("docs/configuration.md")).unwrap();
         let start = readme
             .find("- `[admin]`:")
-            .expect("README lists the [admin] keys");
+            .expect("docs/configuration.md lists the [admin] keys");
         let bullet: String = readme[start..]
             .lines()
             .enumerate()
@@ -395,7 +491,7 @@ mod tests {
             .step_by(2)
             .filter(|token| *token != "[admin]")
             .collect();
-        assert_eq!(in_readme, declared, "README's [admin] list");
+        assert_eq!(in_readme, declared, "docs/configuration.md's [admin] list");
     }
 
     #[test]
@@ -467,6 +563,61 @@ mod tests {
             &[]
         )
         .is_ok());
+    }
+
+    #[test]
+    fn hour_long_check_periods_are_warned_of_naming_the_key_and_the_late_alert() {
+        assert!(load("", &[]).unwrap().warnings.is_empty());
+        let config = load(
+            "[admin]\ncheck.metadata.period.seconds = 3600\ncheck.connectivity.period.seconds = 3600\n\
+             check.topic.period.seconds = 3600\ncheck.consumer.group.period.seconds = 3600\n",
+            &[],
+        )
+        .unwrap();
+        let warnings = config.warnings.join("\n");
+        for (key, alert) in [
+            ("check.metadata.period.seconds", "KafkaClusterUnreachable"),
+            (
+                "check.connectivity.period.seconds",
+                "KafkaBrokerUnreachable",
+            ),
+            (
+                "check.consumer.group.period.seconds",
+                "KafkaOfflinePartitions",
+            ),
+            ("check.topic.period.seconds", "KafkaHeartbeatTopicNotOk"),
+        ] {
+            assert!(
+                warnings.contains(&format!("[admin] {key} = 3600: ")) && warnings.contains(alert),
+                "{key}: {warnings}"
+            );
+        }
+        // A transaction probe that does not run is not warned of.
+        let off = load("[admin]\nprobe.transactions.period.seconds = 3600\n", &[]).unwrap();
+        assert!(off.warnings.is_empty(), "{:?}", off.warnings);
+    }
+
+    #[test]
+    fn the_alerts_the_period_warnings_name_are_the_shipped_ones() {
+        let rules = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("prometheus/rules/alerts.yml"),
+        )
+        .unwrap();
+        for limit in &PERIOD_LIMITS {
+            let named: Vec<&str> = limit
+                .late
+                .split(|c: char| !c.is_ascii_alphanumeric())
+                .filter(|word| word.starts_with("Kafka") || word.starts_with("SchemaRegistry"))
+                .collect();
+            assert!(!named.is_empty(), "{}", limit.key);
+            for alert in named {
+                assert!(
+                    rules.contains(&format!("- alert: {alert}\n")),
+                    "{alert} is not a shipped alert"
+                );
+            }
+            assert!(ADMIN_KEYS.iter().any(|key| key.name == limit.key));
+        }
     }
 
     #[test]

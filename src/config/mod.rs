@@ -57,6 +57,17 @@ pub const DEFAULT_GROUP_ID: &str = "cc-heartbeat";
 /// Name of the one cluster of a file without `[cluster:…]` sections.
 pub const DEFAULT_CLUSTER: &str = "default";
 
+/// A setting given as a command-line option, which goes over the file and the environment:
+/// `--log-level debug` is `[admin] log.level = debug`, validated and shown as the key is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandLineSetting {
+    /// The option, for messages: `--log-level`.
+    pub option: &'static str,
+    pub section: &'static str,
+    pub key: &'static str,
+    pub value: String,
+}
+
 /// The validated configuration of one cluster.
 #[derive(Clone)]
 pub struct Config {
@@ -88,7 +99,7 @@ impl Config {
         path: &Path,
         environment: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
-        Ok(Self::load_clusters(path, environment)?.remove(0))
+        Ok(Self::load_clusters(path, environment, &[])?.remove(0))
     }
 
     /// The clusters of `configs` that `shard` monitors.
@@ -101,9 +112,11 @@ impl Config {
 
     /// Loads `path`, applies `CC_HEARTBEAT__*` variables from `environment`, validates, and
     /// returns every cluster it declares (one when it has no `[cluster:…]` sections).
+    /// `command_line` settings (`--log-level`) go over both.
     pub fn load_clusters(
         path: &Path,
         environment: impl IntoIterator<Item = (String, String)>,
+        command_line: &[CommandLineSetting],
     ) -> Result<Vec<Config>, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| {
             if source.kind() == std::io::ErrorKind::NotFound {
@@ -117,19 +130,30 @@ impl Config {
                 }
             }
         })?;
-        Self::clusters_from_ini(&text, path, environment)
+        let configs = Self::parse(&text, path, environment, command_line)?;
+        for config in &configs {
+            config.require_bootstrap_servers(path)?;
+        }
+        Ok(configs)
     }
 
     /// Like [`Config::load_clusters`], for a file that may be absent (demo mode, health check):
-    /// absent means defaults.
+    /// absent means defaults, and no cluster needs `bootstrap.servers` (the demo brings its
+    /// own, the health check asks the local exporter).
     pub fn load_clusters_optional(
         path: &Path,
         environment: impl IntoIterator<Item = (String, String)>,
+        command_line: &[CommandLineSetting],
     ) -> Result<Vec<Config>, ConfigError> {
-        if path.exists() {
-            Self::load_clusters(path, environment)
-        } else {
-            Self::clusters_from_ini("", path, environment)
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(&text, path, environment, command_line),
+            Err(source) if source.kind() == std::io::ErrorKind::NotFound => {
+                Self::parse("", path, environment, command_line)
+            }
+            Err(source) => Err(ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            }),
         }
     }
 
@@ -153,6 +177,16 @@ impl Config {
         path: &Path,
         environment: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Vec<Config>, ConfigError> {
+        Self::parse(text, path, environment, &[])
+    }
+
+    /// [`Config::clusters_from_ini`] with settings from the command line over the rest.
+    fn parse(
+        text: &str,
+        path: &Path,
+        environment: impl IntoIterator<Item = (String, String)>,
+        command_line: &[CommandLineSetting],
+    ) -> Result<Vec<Config>, ConfigError> {
         let sections = ini::load(text).map_err(|error| ConfigError::Syntax {
             path: path.to_path_buf(),
             message: error.to_string(),
@@ -166,6 +200,14 @@ impl Config {
             raw.sections.entry(section).or_default();
         }
         apply_environment(&mut raw, environment)?;
+        for setting in command_line {
+            raw.set(
+                setting.section,
+                setting.key,
+                setting.value.clone(),
+                Origin::CommandLine(setting.option),
+            );
+        }
         let secret_files = secret_files::resolve(&mut raw)?;
         let mut names: Vec<String> = Vec::new();
         for (section, keys) in &raw.sections {
@@ -231,9 +273,10 @@ impl Config {
         name: &str,
         secret_files: &[PathBuf],
     ) -> Result<Config, ConfigError> {
-        let admin = AdminSettings::parse(&raw.section("admin"))?;
+        let admin_section = raw.section("admin");
+        let admin = AdminSettings::parse(&admin_section)?;
         let schema_registry = SchemaRegistrySettings::parse(&raw.section("schema_registry"))?;
-        let mut warnings = Vec::new();
+        let mut warnings = admin.warnings(&admin_section);
         for keys in raw.sections.values() {
             for (key, entry) in keys {
                 if matches!(entry.origin, Origin::File(_)) && entry.value.contains("%%") {
@@ -244,6 +287,18 @@ impl Config {
                     ));
                 }
             }
+        }
+        let (producer, default) = (raw.section("producer"), raw.section("default"));
+        if let Some(linger) = producer
+            .get("linger.ms")
+            .or_else(|| default.get("linger.ms"))
+            .filter(|linger| linger.value.trim() != "0")
+        {
+            warnings.push(format!(
+                "[{}] linger.ms is ignored by the heartbeat producer: heartbeats are sent \
+                 without batching delay",
+                linger.section
+            ));
         }
         let config = Config {
             name: name.to_string(),
@@ -257,6 +312,61 @@ impl Config {
         };
         config.validate_client_properties()?;
         Ok(config)
+    }
+
+    /// Refuses a cluster that names no broker to reach: without `bootstrap.servers` in its
+    /// `[default]` (or `[cluster:NAME]`), every client would fail with a transport error that
+    /// says nothing of the missing key. Set only in `[producer]` or `[consumer]`, it would
+    /// reach only that client: the metadata, scan and check clients read `[default]`.
+    fn require_bootstrap_servers(&self, path: &Path) -> Result<(), ConfigError> {
+        if self
+            .default
+            .get("bootstrap.servers")
+            .is_some_and(|entry| !entry.value.trim().is_empty())
+        {
+            return Ok(());
+        }
+        let elsewhere: Vec<String> = [(&self.producer, "producer"), (&self.consumer, "consumer")]
+            .into_iter()
+            .filter(|(keys, _)| keys.contains_key("bootstrap.servers"))
+            .map(|(_, kind)| format!("[{}]", self.section_name(kind)))
+            .collect();
+        let message = if elsewhere.is_empty() {
+            "required: the brokers to reach, as host:port[,host:port…] (on Confluent Cloud \
+             the cluster's bootstrap server, pkc-….confluent.cloud:9092); or run the embedded \
+             demo cluster with --demo"
+                .to_string()
+        } else {
+            format!(
+                "required here: it is set in {} only, but every client (metadata, connection \
+                 checks, the scan, `check`) reads [{}]; move it there",
+                elsewhere.join(" and "),
+                self.section_name("default")
+            )
+        };
+        let origin = self.default.get("bootstrap.servers").map_or_else(
+            || Origin::File(path.to_path_buf()),
+            |entry| entry.origin.clone(),
+        );
+        Err(ConfigError::Key {
+            origin,
+            section: self.section_name("default"),
+            key: "bootstrap.servers".to_string(),
+            message,
+        })
+    }
+
+    /// Every warning a start with `configs` gives, once each (a section every cluster
+    /// inherits warns once): what the log says at start and `--check-config` prints. Each
+    /// names the section it is about.
+    pub fn start_warnings(configs: &[Config]) -> Vec<String> {
+        let mut warnings: Vec<String> = Vec::new();
+        for warning in configs.iter().flat_map(|config| &config.warnings) {
+            if !warnings.contains(warning) {
+                warnings.push(warning.clone());
+            }
+        }
+        warnings
     }
 
     /// How the section of `kind` (default, producer, consumer, admin) is written for this
@@ -301,6 +411,17 @@ impl Config {
             "" => format!("cc-heartbeat-{}", self.name),
             id => id.to_string(),
         }
+    }
+
+    /// The names cc-heartbeat gives by default (its heartbeat topic, its consumers' group):
+    /// the product's, not the user's, so a redacted bundle keeps them.
+    pub fn own_names() -> Vec<String> {
+        let defaults = AdminSettings::defaults();
+        let mut names = vec![DEFAULT_GROUP_ID.to_string()];
+        if !names.contains(&defaults.heartbeat_topic) {
+            names.push(defaults.heartbeat_topic);
+        }
+        names
     }
 
     /// The user's librdkafka properties for admin and metadata requests: `[default]` only.

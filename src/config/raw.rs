@@ -16,6 +16,8 @@ pub(super) const LIBRDKAFKA_SECTIONS: [&str; 3] = ["default", "producer", "consu
 pub enum Origin {
     File(PathBuf),
     Environment(String),
+    /// A command-line option (`--log-level`).
+    CommandLine(&'static str),
     Default,
 }
 
@@ -24,6 +26,7 @@ impl fmt::Display for Origin {
         match self {
             Origin::File(path) => write!(f, "{}", path.display()),
             Origin::Environment(variable) => write!(f, "environment variable {variable}"),
+            Origin::CommandLine(option) => write!(f, "command-line option {option}"),
             Origin::Default => write!(f, "built-in default"),
         }
     }

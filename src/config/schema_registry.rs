@@ -67,6 +67,19 @@ impl fmt::Debug for SchemaRegistrySettings {
 }
 
 impl SchemaRegistrySettings {
+    /// A registry at `url` with no credentials and the system's CAs (the demo's own).
+    pub fn plain(url: &str) -> Self {
+        SchemaRegistrySettings {
+            url: url.to_string(),
+            user_info: None,
+            ca_location: None,
+            certificate_location: None,
+            key_location: None,
+            key_password: None,
+            verify_hostname: true,
+        }
+    }
+
     /// The section's settings; `None` when it is absent or empty.
     pub(super) fn parse(
         section: &BTreeMap<String, Entry>,

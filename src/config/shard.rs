@@ -121,7 +121,7 @@ mod tests {
     #[test]
     fn the_hash_is_the_documented_one() {
         // FNV-1a's published test vectors, then pinned assignments: a change here moves
-        // clusters between running replicas, so it must be deliberate (and in the README).
+        // clusters between running replicas, so it must be deliberate (and in docs/kubernetes.md, "Scaling out").
         assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
         assert_eq!(fnv1a64(b"foobar"), 0x8594_4171_f739_67e8);

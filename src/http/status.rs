@@ -1,7 +1,7 @@
-//! `/api/status`: what the status page shows, as one JSON document (its shape is in the
-//! README): per cluster, readiness and its reason, each broker's state with why, each
-//! partition's last minute of round trips, and the groups furthest behind. Read from memory,
-//! like `/metrics`.
+//! `/api/status`: what the status page shows, as one JSON document (its shape is in
+//! docs/oncall.md): per cluster, its state in one word and why, readiness and its reason, the
+//! heartbeats failing per second, each broker's state with why, each partition's last minute
+//! of round trips, and the groups furthest behind. Read from memory, like `/metrics`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,7 +11,8 @@ use serde::Serialize;
 
 use crate::clock::unix_seconds;
 use crate::cluster::{ClusterHandle, ClusterShared};
-use crate::observed::{Connection, Event, GroupBehind, PartitionView};
+use crate::cluster::{NOT_REACHED_YET, NO_ROUND_TRIP_YET};
+use crate::observed::{Connection, Event, GroupBehind, PartitionView, ROUND_TRIP_WINDOW};
 
 /// The document's version; fields are only ever added.
 const STATUS_VERSION: u32 = 1;
@@ -38,10 +39,18 @@ pub(crate) struct StatusDocument {
 struct ClusterStatus {
     cluster: String,
     cluster_id: String,
+    /// What a person would conclude of the cluster as a whole.
+    state: ClusterState,
+    /// Why it is not `healthy`, most serious first.
+    state_why: Vec<String>,
+    /// Heartbeats lost or not delivered per second, over the last minute.
+    failing_per_second: f64,
     /// Whether metadata answered recently.
     reachable: bool,
     ready: bool,
     reason: Option<String>,
+    /// The controller metadata names; on KRaft a broker the cluster picks, often not one
+    /// of its brokers' ids: the page shows it only when it is a listed broker.
     controller_id: Option<i32>,
     brokers: Vec<BrokerStatus>,
     partitions: Vec<PartitionStatus>,
@@ -49,6 +58,19 @@ struct ClusterStatus {
     lost: u64,
     failed: u64,
     groups_behind: Vec<GroupBehind>,
+}
+
+/// The cluster as a whole: `healthy` (ready, every broker up, no heartbeat failing),
+/// `degraded` (heartbeats make the round trip, but a broker, a partition or some heartbeats
+/// fail), `down` (not ready: no round trip, unreachable, or refused) or `starting` (not ready
+/// yet, and nothing has failed: heartbeats have not had time to come back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum ClusterState {
+    Healthy,
+    Degraded,
+    Down,
+    Starting,
 }
 
 /// `up`, `degraded` (a failure in the last minute), `down` (its connection check fails, it
@@ -152,7 +174,7 @@ fn cluster_status(shared: &ClusterShared, now: Instant) -> ClusterStatus {
         .into_iter()
         .map(|connection| (connection.target.clone(), connection))
         .collect();
-    let brokers = snapshot
+    let brokers: Vec<BrokerStatus> = snapshot
         .brokers
         .values()
         .map(|broker| {
@@ -178,9 +200,25 @@ fn cluster_status(shared: &ClusterShared, now: Instant) -> ClusterStatus {
             }
         })
         .collect();
+    let failures: usize = partitions
+        .iter()
+        .map(|partition| partition.view.failures_last_minute)
+        .sum();
+    let failing_per_second = failures as f64 / ROUND_TRIP_WINDOW.as_secs_f64();
+    let (state, state_why) = cluster_state(&Seen {
+        readiness: &readiness,
+        warmed_up,
+        brokers: &brokers,
+        partitions: &partitions,
+        failures,
+        topic_warning: shared.status.lock().topic_warning.clone(),
+    });
     ClusterStatus {
         cluster: shared.config.name.clone(),
         cluster_id: snapshot.cluster_id_label().to_string(),
+        state,
+        state_why,
+        failing_per_second,
         reachable,
         ready: readiness.is_ok(),
         reason: readiness.err(),
@@ -198,6 +236,85 @@ fn cluster_status(shared: &ClusterShared, now: Instant) -> ClusterStatus {
         partitions,
         groups_behind: shared.observed.groups_behind(),
     }
+}
+
+/// What the cluster's state is decided from.
+struct Seen<'a> {
+    readiness: &'a Result<(), String>,
+    /// Whether heartbeats have had time to come back once.
+    warmed_up: bool,
+    brokers: &'a [BrokerStatus],
+    partitions: &'a [PartitionStatus],
+    /// Heartbeats failed or lost in the last minute.
+    failures: usize,
+    topic_warning: Option<String>,
+}
+
+/// The cluster's state, and why it is not `healthy`: what a person looking at the brokers
+/// and partitions would conclude, said in one word.
+fn cluster_state(seen: &Seen<'_>) -> (ClusterState, Vec<String>) {
+    if let Err(reason) = seen.readiness {
+        // Before heartbeats had time to come back, only a named failure is an outage.
+        let nothing_failed = reason == NO_ROUND_TRIP_YET || reason == NOT_REACHED_YET;
+        let state = if !seen.warmed_up && nothing_failed && seen.failures == 0 {
+            ClusterState::Starting
+        } else {
+            ClusterState::Down
+        };
+        return (state, vec![reason.clone()]);
+    }
+    let mut why = Vec::new();
+    for broker in seen.brokers {
+        if matches!(broker.state, BrokerState::Down | BrokerState::Degraded) {
+            why.push(format!(
+                "broker {} {}: {}",
+                broker.id,
+                match broker.state {
+                    BrokerState::Down => "down",
+                    _ => "degraded",
+                },
+                broker.why.as_deref().unwrap_or("")
+            ));
+        }
+    }
+    let leaderless: Vec<String> = seen
+        .partitions
+        .iter()
+        .filter(|partition| partition.leader.is_none())
+        .map(|partition| partition.view.partition.to_string())
+        .collect();
+    if !leaderless.is_empty() {
+        why.push(format!(
+            "no leader for heartbeat partition {}",
+            leaderless.join(", ")
+        ));
+    }
+    let stalled: Vec<String> = seen
+        .partitions
+        .iter()
+        .filter(|partition| partition.stalled && partition.leader.is_some())
+        .map(|partition| partition.view.partition.to_string())
+        .collect();
+    if !stalled.is_empty() {
+        why.push(format!(
+            "heartbeats stopped coming back on partition {}",
+            stalled.join(", ")
+        ));
+    }
+    if seen.failures > 0 {
+        why.push(format!(
+            "{} heartbeat{} failed or lost in the last minute",
+            seen.failures,
+            if seen.failures == 1 { "" } else { "s" }
+        ));
+    }
+    why.extend(seen.topic_warning.clone());
+    let state = if why.is_empty() {
+        ClusterState::Healthy
+    } else {
+        ClusterState::Degraded
+    };
+    (state, why)
 }
 
 /// A broker's state, and why it is not `up`.

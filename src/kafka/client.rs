@@ -161,16 +161,6 @@ pub fn client_properties(config: &Config, role: Role) -> BTreeMap<String, (Strin
 
 /// The librdkafka configuration of `role`'s client (see [`client_properties`]).
 pub fn client_config(config: &Config, role: Role) -> ClientConfig {
-    if role == Role::Producer
-        && config
-            .producer_properties()
-            .get("linger.ms")
-            .is_some_and(|linger| linger != "0")
-    {
-        tracing::warn!(
-            "[producer] linger.ms is ignored: heartbeats are sent without batching delay"
-        );
-    }
     let mut client_config = ClientConfig::new();
     for (key, (value, _)) in client_properties(config, role) {
         client_config.set(key, value);

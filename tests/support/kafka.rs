@@ -765,7 +765,7 @@ pub fn exporter_ini(client: &str, topic: &str, extra_admin: &str) -> String {
     )
 }
 
-/// The ACLs `README.md` lists for the service account, with topic management: what the
+/// The ACLs `docs/confluent-cloud.md` lists for the service account, with topic management: what the
 /// Confluent Cloud path needs. Returns them as (operations, resource) for removal.
 pub fn service_account_acls(topic: &str) -> Vec<(Vec<&'static str>, Vec<String>)> {
     vec![
@@ -880,7 +880,7 @@ impl Exporter {
     }
 }
 
-/// Grants `user` the README's ACLs for `topic` (with topic management); returns what to
+/// Grants `user` the ACLs of docs/confluent-cloud.md for `topic` (with topic management); returns what to
 /// take back at the end.
 pub fn grant(
     cluster: &KafkaCluster,

@@ -4,7 +4,13 @@
 //!
 //! A small workload runs on it so the consumer-group panels have something to show: orders
 //! written to `demo-orders`, a group that falls behind and catches up in turn, and a group
-//! that stopped long ago.
+//! that stopped long ago. The transaction probe runs (the mock serves transactions), and a
+//! small Schema Registry in the process is probed, so that every panel moves but the
+//! retention margin's (the mock does not serve DescribeConfigs).
+//!
+//! - `registry`: the demo's in-memory Schema Registry.
+
+mod registry;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -25,7 +31,8 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Deserialize;
 
-use crate::config::{AdminSettings, Config, Pattern};
+use self::registry::DemoRegistry;
+use crate::config::{AdminSettings, Config, Pattern, SchemaRegistrySettings};
 use crate::http::Extension;
 
 /// Brokers in the embedded cluster.
@@ -37,6 +44,7 @@ const DEMO_BROKERS: i32 = 3;
 pub struct DemoCluster {
     owner: BaseProducer<Quiet>,
     workload: Option<Workload>,
+    registry: DemoRegistry,
 }
 
 /// The demo workload's topic.
@@ -78,14 +86,15 @@ impl ProducerContext for Quiet {
 
 impl DemoCluster {
     /// Starts the brokers, creates `topic` with one partition per broker, replicated on all,
-    /// and starts the workload.
-    pub fn start(topic: &str) -> Result<Self, KafkaError> {
+    /// and starts the workload and the Schema Registry (on the current tokio runtime).
+    pub fn start(topic: &str) -> Result<Self, DemoError> {
         let owner: BaseProducer<Quiet> = rdkafka::ClientConfig::new()
             .set("test.mock.num.brokers", DEMO_BROKERS.to_string())
             .create_with_context(Quiet)?;
         let mut cluster = DemoCluster {
             owner,
             workload: None,
+            registry: DemoRegistry::start().map_err(DemoError::Registry)?,
         };
         cluster.with_mock(|mock| {
             mock.create_topic(topic, DEMO_BROKERS, DEMO_BROKERS)?;
@@ -98,6 +107,16 @@ impl DemoCluster {
         })?;
         cluster.workload = Some(Workload::start(&cluster.bootstrap_servers()?)?);
         Ok(cluster)
+    }
+
+    /// `config` pointed at this cluster: its clients at the brokers, the probes on (the
+    /// transaction probe, the Schema Registry's), the workload's groups scanned.
+    pub fn configure(&self, config: Config) -> Result<Config, DemoError> {
+        let mut config = config.for_demo(&self.bootstrap_servers()?);
+        Self::scan_settings(&mut config.admin);
+        config.admin.probe_transactions = true;
+        config.schema_registry = Some(SchemaRegistrySettings::plain(&self.registry.url()));
+        Ok(config)
     }
 
     /// The scan settings that show the workload's groups: the mock cannot list groups, so they
@@ -145,6 +164,20 @@ impl DemoCluster {
     pub fn set_broker_delay(&self, id: i32, delay: Duration) -> Result<(), KafkaError> {
         self.with_mock(|mock| mock.broker_round_trip_time(id, delay))
     }
+
+    /// Takes the demo's Schema Registry down (503 to every request) or brings it back up.
+    pub fn set_registry_up(&self, up: bool) {
+        self.registry.set_up(up);
+    }
+}
+
+/// Why the demo could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("the embedded cluster: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("the demo's Schema Registry cannot listen on loopback: {0}")]
+    Registry(std::io::Error),
 }
 
 /// Starts `count` embedded clusters, each with the configuration that monitors it: the
@@ -153,14 +186,13 @@ impl DemoCluster {
 pub fn start_clusters(
     template: &Config,
     count: u8,
-) -> Result<(Vec<Arc<DemoCluster>>, Vec<Config>), KafkaError> {
+) -> Result<(Vec<Arc<DemoCluster>>, Vec<Config>), DemoError> {
     let mut clusters = Vec::new();
     let mut configs = Vec::new();
     for index in 1..=count {
         let cluster = DemoCluster::start(&template.admin.heartbeat_topic)?;
         let bootstrap = cluster.bootstrap_servers()?;
-        let mut config = template.clone().for_demo(&bootstrap);
-        DemoCluster::scan_settings(&mut config.admin);
+        let config = cluster.configure(template.clone())?;
         let config = if count > 1 {
             config.named(&format!("demo_{index}"))
         } else {
@@ -175,7 +207,8 @@ pub fn start_clusters(
         configs.push(config);
     }
     tracing::info!(
-        "break the (first) demo cluster with POST /demo/brokers/{{1..3}}/down, /up or /delay?ms=N"
+        "break the (first) demo cluster with POST /demo/brokers/{{1..3}}/down, /up or \
+         /delay?ms=N, and its Schema Registry with POST /demo/schema-registry/down or /up"
     );
     Ok((clusters, configs))
 }
@@ -287,6 +320,7 @@ pub fn control(cluster: Arc<DemoCluster>) -> Extension {
         .route("/demo/brokers/{id}/down", post(broker_down))
         .route("/demo/brokers/{id}/up", post(broker_up))
         .route("/demo/brokers/{id}/delay", post(broker_delay))
+        .route("/demo/schema-registry/{action}", post(registry_control))
         .with_state(cluster);
     Extension {
         routes,
@@ -295,7 +329,8 @@ pub fn control(cluster: Arc<DemoCluster>) -> Extension {
              needed). Break it and watch the metrics react:</p><pre>\
              curl -X POST http://HOST/demo/brokers/2/down\n\
              curl -X POST http://HOST/demo/brokers/2/up\n\
-             curl -X POST 'http://HOST/demo/brokers/2/delay?ms=200'</pre>"
+             curl -X POST 'http://HOST/demo/brokers/2/delay?ms=200'\n\
+             curl -X POST http://HOST/demo/schema-registry/down</pre>"
         ),
     }
 }
@@ -376,4 +411,31 @@ async fn broker_delay(
         format!("broker {id} answers {ms} ms late\n"),
     )
     .await
+}
+
+/// `POST /demo/schema-registry/down` or `/up`.
+async fn registry_control(
+    State(cluster): State<Arc<DemoCluster>>,
+    Path(action): Path<String>,
+) -> Response {
+    let up = match action.as_str() {
+        "up" => true,
+        "down" => false,
+        _ => {
+            return (
+                StatusCode::NOT_FOUND,
+                "POST /demo/schema-registry/down or /up\n",
+            )
+                .into_response()
+        }
+    };
+    cluster.set_registry_up(up);
+    (
+        StatusCode::OK,
+        format!(
+            "the demo's Schema Registry is {}\n",
+            if up { "up" } else { "down" }
+        ),
+    )
+        .into_response()
 }

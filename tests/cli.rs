@@ -247,6 +247,23 @@ async fn demo_mode_serves_live_metrics_and_stops_on_sigterm() {
     let (elapsed, code) = process.terminate();
     assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
     assert_eq!(code, Some(0));
+    // The log says it stopped, and how long that took, after it said it was stopping.
+    let log = process.rest_of_log();
+    let stopping = log.find("stopping").expect("\"stopping\" logged");
+    let stopped = log[stopping..]
+        .lines()
+        .find(|line| line.contains("stopped in "))
+        .unwrap_or_else(|| panic!("no \"stopped in\" after \"stopping\":\n{log}"));
+    let seconds: f64 = stopped
+        .split("stopped in ")
+        .nth(1)
+        .and_then(|rest| rest.split('s').next())
+        .and_then(|number| number.parse().ok())
+        .unwrap_or_else(|| panic!("no duration in {stopped:?}"));
+    assert!(
+        seconds <= elapsed.as_secs_f64() + 0.1,
+        "{stopped} after {elapsed:?}"
+    );
 }
 
 #[test]
@@ -428,6 +445,341 @@ async fn demo_can_run_several_clusters() {
     let (status, body, _) = get(address, "/ready").await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("demo_1") && body.contains("demo_2"), "{body}");
+    let (_, code) = process.terminate();
+    assert_eq!(code, Some(0));
+}
+
+#[test]
+fn the_global_options_go_before_or_after_the_subcommand() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed_port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let path = write_config(
+        dir.path(),
+        &format!("[default]\nbootstrap.servers = 127.0.0.1:{closed_port}\n"),
+    );
+    let path = path.to_str().unwrap();
+    // The cluster refuses connections: the check fails (1), whichever side --config is on;
+    // an option it did not take would exit 2, the code of a bad configuration.
+    for args in [
+        vec!["check", "--config", path, "--timeout", "1"],
+        vec!["--config", path, "check", "--timeout", "1"],
+        vec![
+            "check",
+            "--timeout",
+            "1",
+            "--cluster",
+            "default",
+            "--config",
+            path,
+        ],
+        vec![
+            "check",
+            "--config",
+            path,
+            "--timeout",
+            "1",
+            "--log-level",
+            "error",
+        ],
+    ] {
+        let (code, stdout, stderr) = run_to_end(&args);
+        assert_eq!(code, 1, "{args:?}: {stderr}");
+        assert!(stdout.contains("127.0.0.1"), "{args:?}: {stdout}");
+    }
+    // With --log-level the one-shot command logs to standard error; without, it does not.
+    let (_, _, quiet) = run_to_end(&["check", "--config", path, "--timeout", "1"]);
+    assert!(!quiet.contains("ERROR"), "{quiet}");
+    let (_, _, logged) = run_to_end(&[
+        "check",
+        "--config",
+        path,
+        "--timeout",
+        "1",
+        "--log-level",
+        "debug",
+    ]);
+    assert!(
+        logged.contains("DEBUG") || logged.contains("ERROR"),
+        "{logged}"
+    );
+    // A bad value of a global option is refused naming the option.
+    let (code, _, stderr) = run_to_end(&["check", "--config", path, "--log-level", "loud"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("command-line option --log-level") && stderr.contains("log.level"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = run_to_end(&["bundle", "--config", path, "--cluster", "prod"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("--cluster prod: no such cluster"),
+        "{stderr}"
+    );
+    let output = tempfile::tempdir().unwrap();
+    let (code, stdout, stderr) = run_to_end(&[
+        "bundle",
+        "--timeout",
+        "1",
+        "--output",
+        output.path().to_str().unwrap(),
+        "--config",
+        path,
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.trim_end().ends_with(".tar.gz"), "{stdout}");
+    // `check --help` lists the options that apply to every command.
+    for subcommand in ["check", "bundle"] {
+        let (code, help, _) = run_to_end(&[subcommand, "--help"]);
+        assert_eq!(code, 0);
+        for option in [
+            "--config",
+            "--cluster",
+            "--demo",
+            "--log-level",
+            "--log-format",
+        ] {
+            assert!(
+                help.contains(option),
+                "{subcommand} --help lacks {option}:\n{help}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_cluster_without_bootstrap_servers_is_refused_naming_the_section() {
+    let dir = tempfile::tempdir().unwrap();
+    for (text, expected) in [
+        ("", "[default] bootstrap.servers: required"),
+        ("[admin]\nheartbeat.topic = hb\n", "[default] bootstrap.servers: required"),
+        (
+            "[producer]\nbootstrap.servers = b:9092\n",
+            "[default] bootstrap.servers: required here: it is set in [producer] only",
+        ),
+        (
+            "[cluster:prod]\nbootstrap.servers = a:9092\n[cluster:test:admin]\nheartbeat.topic = t\n",
+            "[cluster:test] bootstrap.servers: required",
+        ),
+    ] {
+        let path = write_config(dir.path(), text);
+        for args in [
+            vec!["--check-config", "--config", path.to_str().unwrap()],
+            vec!["check", "--config", path.to_str().unwrap()],
+        ] {
+            let started = Instant::now();
+            let (code, stdout, stderr) = run_to_end(&args);
+            assert_eq!(code, 2, "{text:?} {args:?}: {stdout} {stderr}");
+            assert!(stderr.contains(expected), "{text:?}: {stderr}");
+            assert!(stderr.contains("config.ini"), "names the file: {stderr}");
+            // Refused at load: no connection is tried.
+            assert!(started.elapsed() < Duration::from_secs(10));
+        }
+    }
+    // The demo brings its own cluster: no bootstrap.servers needed there.
+    let path = write_config(dir.path(), "[admin]\nheartbeat.topic = hb\n");
+    let (code, stdout, stderr) = run_to_end(&[
+        "--demo",
+        "--check-config",
+        "--config",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("configuration OK"), "{stdout}");
+}
+
+/// Runs the binary with `args`, its standard output a pipe whose reader is already gone.
+fn run_into_a_closed_pipe(args: &[&str]) -> std::process::Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    binary()
+        .args(args)
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn output_to_a_closed_pipe_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed_port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let path = write_config(
+        dir.path(),
+        &format!("[default]\nbootstrap.servers = 127.0.0.1:{closed_port}\n"),
+    );
+    let path = path.to_str().unwrap();
+    let output_dir = dir.path().to_str().unwrap();
+    for (args, code) in [
+        (vec!["--check-config", "--config", path], 0),
+        (
+            vec!["check", "--json", "--timeout", "1", "--config", path],
+            1,
+        ),
+        (vec!["check", "--timeout", "1", "--config", path], 1),
+        (
+            vec![
+                "bundle",
+                "--timeout",
+                "1",
+                "--output",
+                output_dir,
+                "--config",
+                path,
+            ],
+            0,
+        ),
+        (vec!["--help"], 0),
+        (vec!["--version"], 0),
+    ] {
+        let output = run_into_a_closed_pipe(&args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(code), "{args:?}: {stderr}");
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_config_gives_every_warning_a_start_gives() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed_port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    // A configuration carried over from the original tool: a `%%` ConfigParser read as `%`,
+    // hour-long check periods, and a batching delay the heartbeat producer ignores.
+    let path = write_config(
+        dir.path(),
+        &format!(
+            "[default]\nbootstrap.servers = 127.0.0.1:{closed_port}\nclient.id = team%%a\n\
+             [producer]\nlinger.ms = 5\n\
+             [admin]\ncheck.metadata.period.seconds = 3600\ncheck.connectivity.period.seconds = 3600\n\
+             check.topic.period.seconds = 3600\ncheck.consumer.group.period.seconds = 3600\n\
+             metrics.listener.host = 127.0.0.1\nmetrics.listener.port = 0\n"
+        ),
+    );
+    let path = path.to_str().unwrap();
+    let (code, stdout, stderr) = run_to_end(&["--check-config", "--config", path]);
+    assert_eq!(code, 0, "{stderr}");
+    let printed: Vec<&str> = stdout
+        .lines()
+        .filter_map(|line| line.strip_prefix("warning: "))
+        .collect();
+    for expected in [
+        "[default] client.id contains `%%`",
+        "[producer] linger.ms is ignored",
+        "[admin] check.metadata.period.seconds = 3600: ",
+        "[admin] check.connectivity.period.seconds = 3600: ",
+        "[admin] check.topic.period.seconds = 3600: ",
+        "[admin] check.consumer.group.period.seconds = 3600: ",
+    ] {
+        assert!(
+            printed.iter().any(|warning| warning.starts_with(expected)),
+            "{expected:?} not among {printed:#?}"
+        );
+    }
+    // Before the verdict, which counts them.
+    assert_eq!(
+        stdout.lines().last(),
+        Some(format!("configuration OK: 1 cluster, {} warnings", printed.len()).as_str()),
+        "{stdout}"
+    );
+    // A start gives the same warnings, no more, no fewer, before it reaches the cluster.
+    let mut process = Process::start(&["--config", path], &[]);
+    process.address();
+    let (_, code) = process.terminate();
+    assert_eq!(code, Some(0));
+    let log = process.rest_of_log();
+    let logged: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains(" WARN cc_heartbeat: "))
+        .filter_map(|line| {
+            line.split_once(" WARN cc_heartbeat: ")
+                .map(|(_, warning)| warning)
+        })
+        .collect();
+    assert_eq!(logged, printed, "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_mode_moves_every_panel_the_mock_can_serve() {
+    let mut process = start_demo(
+        &[],
+        &[
+            (
+                "CC_HEARTBEAT__ADMIN__CHECK_SCHEMA_REGISTRY_PERIOD_SECONDS",
+                "1",
+            ),
+            (
+                "CC_HEARTBEAT__ADMIN__PROBE_TRANSACTIONS_PERIOD_SECONDS",
+                "1",
+            ),
+        ],
+    );
+    let address = process.address();
+    let metrics = wait_for_scrape(
+        address,
+        "transactions and the Schema Registry probed",
+        Duration::from_secs(30),
+        |m| {
+            m.sum("heartbeat_transactions_total", &[("outcome", "committed")]) >= 2.0
+                && m.sum("heartbeat_transactional_messages_consumed_total", &[]) >= 1.0
+                && m.sum("heartbeat_schema_registry_up", &[]) == 1.0
+                && ["register", "read_by_id", "latest"]
+                    .iter()
+                    .all(|operation| {
+                        m.sum(
+                            "heartbeat_schema_registry_request_latency_seconds_count",
+                            &[("operation", operation)],
+                        ) >= 1.0
+                    })
+        },
+    )
+    .await;
+    // Only a registry that answers gives it a series: the contract's line for it is
+    // checked here.
+    support::contract::assert_pinned(
+        &metrics.text,
+        &["heartbeat_schema_registry_request_latency_seconds"],
+    );
+    // The registry can be broken from the demo's control, and comes back.
+    let client = reqwest::Client::new();
+    let post = |path: &str| client.post(format!("http://{address}{path}")).send();
+    assert_eq!(
+        post("/demo/schema-registry/down").await.unwrap().status(),
+        200
+    );
+    wait_for_scrape(address, "the registry down", Duration::from_secs(20), |m| {
+        m.sum("heartbeat_schema_registry_up", &[]) == 0.0
+            && m.sum(
+                "heartbeat_schema_registry_failures_total",
+                &[("reason", "server")],
+            ) >= 1.0
+    })
+    .await;
+    assert_eq!(
+        post("/demo/schema-registry/sideways")
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        post("/demo/schema-registry/up").await.unwrap().status(),
+        200
+    );
+    wait_for_scrape(address, "the registry back", Duration::from_secs(20), |m| {
+        m.sum("heartbeat_schema_registry_up", &[]) == 1.0
+    })
+    .await;
     let (_, code) = process.terminate();
     assert_eq!(code, Some(0));
 }

@@ -323,6 +323,10 @@ fn start_demo() -> Process {
 
 /// Defines `brokerState(id)` in the page: the state it shows for broker `id` (`up`, `down`,
 /// `degraded`, `unknown`), null while the broker is not shown.
+/// Defines `cluster()` in the page: the demo cluster's section.
+const CLUSTER: &str =
+    "window.cluster = () => document.querySelector('section[data-cluster=\"default\"]'); true";
+
 const BROKER_STATE: &str = "window.brokerState = (id) => document.querySelector(\
     `section[data-cluster=\"default\"] tr[data-broker=\"${id}\"]`)?.dataset.state ?? null; true";
 
@@ -356,6 +360,44 @@ async fn the_status_page_shows_the_demo_and_a_click_on_down_turns_that_broker_re
         "document.querySelectorAll('svg.spark polyline').length > 0",
         limit,
     );
+    browser.evaluate(CLUSTER);
+    browser.wait_until(
+        "the cluster healthy",
+        "cluster().dataset.state === 'healthy' && \
+         cluster().querySelector('.badge').textContent === 'healthy'",
+        limit,
+    );
+    // Every sparkline says its scale, in milliseconds.
+    let scales = browser.evaluate(
+        "Array.from(cluster().querySelectorAll('tr[data-partition] .scale')).map((scale) => \
+         scale.textContent).join('|')",
+    );
+    let scales = scales.as_str().unwrap_or_default().to_string();
+    let scale = regex::Regex::new(r"^0–[0-9]+\.[0-9] ms$").unwrap();
+    assert_eq!(scales.split('|').count(), 3, "{scales}");
+    assert!(
+        scales.split('|').all(|text| scale.is_match(text)),
+        "{scales}"
+    );
+    // A broker leads partitions, named as partitions; the demo's controller id (0, none of
+    // its brokers) is not shown as if it were one.
+    let leads = browser
+        .evaluate("cluster().querySelector('tr[data-broker=\"2\"] td:nth-child(6)').textContent");
+    assert_eq!(leads, "partition 1");
+    let heading = browser.evaluate("cluster().querySelector('h2').textContent");
+    assert!(
+        !heading.as_str().unwrap_or_default().contains("controller"),
+        "{heading}"
+    );
+    let failing =
+        browser.evaluate("cluster().querySelector('[data-figure=\"failing\"]').textContent");
+    assert!(
+        failing
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("0 heartbeats/s failing"),
+        "{failing}"
+    );
 
     // A click on "down" for broker 2: red within a few refreshes, the others stay up.
     browser.evaluate(
@@ -366,6 +408,23 @@ async fn the_status_page_shows_the_demo_and_a_click_on_down_turns_that_broker_re
         let state = browser.evaluate(&format!("brokerState({id})"));
         assert_eq!(state, "up", "broker {id}");
     }
+    // One broker of three down: the cluster is degraded, not ready-and-green, and says why;
+    // its partition's heartbeats fail, and the figure shows it.
+    browser.wait_until(
+        "the cluster degraded, naming broker 2",
+        "cluster().dataset.state === 'degraded' && \
+         cluster().querySelector('.badge').textContent === 'degraded' && \
+         Array.from(cluster().querySelectorAll('ul.why li')).some((li) => li.textContent.startsWith('broker 2 down'))",
+        limit,
+    );
+    browser.wait_until(
+        "failing heartbeats per second shown",
+        "parseFloat(cluster().querySelector('[data-figure=\"failing\"]').textContent) > 0",
+        Duration::from_secs(60),
+    );
+    let badge =
+        browser.evaluate("getComputedStyle(cluster().querySelector('.badge')).backgroundColor");
+    assert_eq!(badge, "rgb(183, 121, 31)", "the degraded badge is amber");
     let colour = browser.evaluate(
         "getComputedStyle(document.querySelector(\
          'section[data-cluster=\"default\"] tr[data-broker=\"2\"] .state')).backgroundColor",
@@ -540,6 +599,42 @@ fn bundle(ini: &str, arguments: &[&str]) -> std::collections::BTreeMap<String, S
     unpack(std::path::Path::new(&written))
 }
 
+#[test]
+fn a_redacted_bundle_hashes_the_user_name_and_keeps_the_products_own_words() {
+    // The default names (topic and group `cc-heartbeat`), and a Confluent Cloud API key as
+    // the user name; the mock has no SASL, so the check fails fast and the bundle says so.
+    let mock = mock_cluster(1, "cc-heartbeat", 1);
+    let (key, secret) = ("ABCDEFGH2JKLMN3P", "Secret-of-the-bundle-test-7c1d");
+    let ini = format!(
+        "[default]\nbootstrap.servers = {}\nsecurity.protocol = SASL_PLAINTEXT\n\
+         sasl.mechanisms = PLAIN\nsasl.username = {key}\nsasl.password = {secret}\n",
+        mock.bootstrap_servers()
+    );
+    let files = bundle(&ini, &["--redact", "--timeout", "2"]);
+    for (name, text) in &files {
+        assert!(!text.contains(key), "the API key id is in {name}");
+        assert!(!text.contains(secret), "the secret is in {name}");
+    }
+    let config = &files["config.ini"];
+    assert!(config.contains("sasl.username = user-"), "{config}");
+    // The product's own sentences and default names read as written.
+    assert!(
+        config.contains("your properties over cc-heartbeat's defaults"),
+        "{config}"
+    );
+    assert!(
+        config.contains("heartbeat.topic = cc-heartbeat\n"),
+        "{config}"
+    );
+    let garbled = regex::Regex::new(r"(topic|group)-[0-9a-f]{8}'s").unwrap();
+    for (name, text) in &files {
+        assert!(
+            !garbled.is_match(text),
+            "garbled product words in {name}:\n{text}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_support_bundle_holds_every_part_masks_every_secret_and_redacts_every_name() {
     use support::kafka::{commit, produce, Exporter};
@@ -656,6 +751,7 @@ async fn a_support_bundle_holds_every_part_masks_every_secret_and_redacts_every_
         orders,
         group,
         own_group,
+        user,
         cluster_id.as_str(),
         "localhost",
         "127.0.0.1",

@@ -8,6 +8,7 @@ mod support;
 use std::time::Duration;
 
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use support::contract::assert_pinned;
 use support::kafka::{commit, exporter_ini, produce, Exporter, KafkaCluster};
 use support::*;
 
@@ -156,6 +157,8 @@ async fn a_client_quota_shows_as_throttling_per_broker_and_client() {
         "heartbeat_client_broker_throttle_seconds",
         &[("client", "producer"), ("quantile", "0.99")]
     ));
+    // Only a quota gives it a series: the contract's line for it is checked here.
+    assert_pinned(&metrics.text, &["heartbeat_client_broker_throttle_seconds"]);
 
     // Without the quota the throttling stops: its quantiles go, the windows stop counting.
     cluster.remove_user_quota(user, "producer_byte_rate,consumer_byte_rate");
@@ -254,6 +257,12 @@ async fn each_missing_right_is_named_and_comes_back_and_groups_show_age_and_marg
     assert!(
         (7.0 * 86_400.0 - 600.0..=7.0 * 86_400.0).contains(&margin),
         "margin {margin}"
+    );
+    // Only a topic's retention.ms (DescribeConfigs) gives it a series: the contract's line
+    // for it is checked here.
+    assert_pinned(
+        &metrics.text,
+        &["heartbeat_consumer_group_retention_margin_seconds"],
     );
     let (status, body) = exporter.ready().await;
     assert_eq!(status, 200, "{body}");

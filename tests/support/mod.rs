@@ -562,6 +562,7 @@ impl Drop for Process {
     }
 }
 pub mod browser;
+pub mod contract;
 pub mod kafka;
 pub mod prometheus;
 pub mod registry;

@@ -75,15 +75,18 @@ fn cluster_text(out: &mut String, cluster: &ClusterReport) {
     if metadata.ok {
         let _ = writeln!(
             out,
-            "answered{}: cluster id {}, controller {}, {} brokers",
+            "answered{}: cluster id {}, {}{} brokers",
             metadata
                 .seconds
                 .map(|seconds| format!(" in {}", milliseconds(seconds)))
                 .unwrap_or_default(),
             metadata.cluster_id.as_deref().unwrap_or("unknown"),
+            // On KRaft the id is any broker the cluster picks, or none of them (the mock
+            // says 0 of brokers 1 to 3): named only when it is one of the brokers.
             metadata
                 .controller_id
-                .map_or("unknown".to_string(), |id| id.to_string()),
+                .filter(|id| metadata.brokers.iter().any(|broker| broker.id == *id))
+                .map_or(String::new(), |id| format!("controller broker {id}, ")),
             metadata.brokers.len()
         );
         for broker in &metadata.brokers {

@@ -29,6 +29,23 @@ fn start_demo(args: &[&str], environment: &[(&str, &str)]) -> Process {
     Process::start(&all_args, &all_environment)
 }
 
+/// A loopback port nothing listens on: connections to it are refused.
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// A configuration in `dir` of a cluster that refuses every connection.
+fn refusing_cluster_config(dir: &std::path::Path) -> std::path::PathBuf {
+    write_config(
+        dir,
+        &format!(
+            "[default]\nbootstrap.servers = 127.0.0.1:{}\n",
+            closed_port()
+        ),
+    )
+}
+
 #[test]
 fn bad_config_exits_2_naming_file_section_and_key() {
     let dir = tempfile::tempdir().unwrap();
@@ -268,10 +285,7 @@ async fn demo_mode_serves_live_metrics_and_stops_on_sigterm() {
 
 #[test]
 fn sigterm_during_an_outage_exits_within_5_seconds() {
-    let closed_port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    let closed_port = closed_port();
     let dir = tempfile::tempdir().unwrap();
     let text = test_ini(&format!("127.0.0.1:{closed_port}"), "cc-heartbeat", "").replace(
         "check.metadata.timeout.seconds = 1",
@@ -452,14 +466,7 @@ async fn demo_can_run_several_clusters() {
 #[test]
 fn the_global_options_go_before_or_after_the_subcommand() {
     let dir = tempfile::tempdir().unwrap();
-    let closed_port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
-    let path = write_config(
-        dir.path(),
-        &format!("[default]\nbootstrap.servers = 127.0.0.1:{closed_port}\n"),
-    );
+    let path = refusing_cluster_config(dir.path());
     let path = path.to_str().unwrap();
     // The cluster refuses connections: the check fails (1), whichever side --config is on;
     // an option it did not take would exit 2, the code of a bad configuration.
@@ -605,14 +612,7 @@ fn run_into_a_closed_pipe(args: &[&str]) -> std::process::Output {
 #[test]
 fn output_to_a_closed_pipe_ends_quietly() {
     let dir = tempfile::tempdir().unwrap();
-    let closed_port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
-    let path = write_config(
-        dir.path(),
-        &format!("[default]\nbootstrap.servers = 127.0.0.1:{closed_port}\n"),
-    );
+    let path = refusing_cluster_config(dir.path());
     let path = path.to_str().unwrap();
     let output_dir = dir.path().to_str().unwrap();
     for (args, code) in [
@@ -650,10 +650,7 @@ fn output_to_a_closed_pipe_ends_quietly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_config_gives_every_warning_a_start_gives() {
     let dir = tempfile::tempdir().unwrap();
-    let closed_port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    let closed_port = closed_port();
     // A configuration carried over from the original tool: a `%%` ConfigParser read as `%`,
     // hour-long check periods, and a batching delay the heartbeat producer ignores.
     let path = write_config(

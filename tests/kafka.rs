@@ -763,3 +763,145 @@ async fn the_test_cluster_sets_and_removes_client_quotas() {
     cluster.remove_user_quota(user, "producer_byte_rate,consumer_byte_rate");
     assert!(!cluster.describe_user(user).contains("byte_rate"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_alert_fires_for_an_account_with_exactly_the_documented_acls() {
+    use std::time::Instant;
+    use support::prometheus::{api, eventually, Prometheus};
+    let cluster = KafkaCluster::shared();
+    let (user, password) = ("alerts", "alerts-secret-5b2e");
+    let (topic, orders, group, own_group) = (
+        "alerts-heartbeat",
+        "alerts-orders",
+        "alerts-orders-service",
+        "alerts-probe",
+    );
+    cluster.create_topic(orders, 1, 3).await;
+    produce(cluster, orders, 5);
+    // An application group that has read everything: nothing to alert on.
+    commit(cluster, group, orders, 5);
+    cluster.scram_user(user, password);
+    let principal = format!("User:{user}");
+    // docs/confluent-cloud.md, ACLs, for what runs by default: the heartbeat topic (managed),
+    // the exporter's group (its commit probe), and one application group's lag, lag in
+    // seconds and retention margin. Nothing more.
+    let acls: Vec<(Vec<&str>, Vec<&str>)> = vec![
+        (
+            vec!["Describe", "Write", "Read", "Create", "Alter"],
+            vec!["--topic", topic],
+        ),
+        (vec!["Read"], vec!["--group", own_group]),
+        (vec!["Describe"], vec!["--group", group]),
+        (
+            vec!["Describe", "Read", "DescribeConfigs"],
+            vec!["--topic", orders],
+        ),
+    ];
+    for (operations, resource) in &acls {
+        cluster.allow(&principal, operations, resource);
+    }
+    let ini = support::kafka::exporter_ini(
+        &cluster.client_properties("SCRAM-SHA-512", user, password),
+        topic,
+        "check.consumer.group.period.seconds = 1\ncheck.consumer.group.timeout.seconds = 5\n\
+         probe.commit.period.seconds = 1",
+    )
+    .replace(
+        "[admin]",
+        &format!("[consumer]\ngroup.id = {own_group}\n[admin]"),
+    );
+    let exporter = Exporter::start(&ini);
+    exporter
+        .wait_for(
+            "heartbeats, commits and the group's retention margin",
+            Duration::from_secs(90),
+            |m| {
+                m.sum("heartbeat_messages_consumed_total", &[]) >= 6.0
+                    && m.sum("heartbeat_offset_commits_total", &[]) >= 2.0
+                    && m.has(
+                        "heartbeat_consumer_group_retention_margin_seconds",
+                        &[("group", group), ("topic", orders)],
+                    )
+            },
+        )
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = Prometheus::with_shipped_rules(dir.path(), &exporter.address.to_string());
+    eventually(
+        "every alerting rule evaluated without error",
+        Duration::from_secs(30),
+        async || {
+            let data = api(&prometheus, "/api/v1/rules", &[("type", "alert")])
+                .await
+                .ok_or("no answer")?;
+            let rules: Vec<&serde_json::Value> = data["groups"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|group| group["rules"].as_array().into_iter().flatten())
+                .collect();
+            let evaluated = !rules.is_empty()
+                && rules.iter().all(|rule| {
+                    rule["health"] == "ok" && rule["lastEvaluation"] != "0001-01-01T00:00:00Z"
+                });
+            if evaluated {
+                Ok(())
+            } else {
+                Err(format!("{data}"))
+            }
+        },
+    )
+    .await;
+    // Before the first scrape `CcHeartbeatExporterAbsent` is rightly pending: once the target
+    // is up no alert may be, and none may come in twenty evaluations a second apart.
+    eventually(
+        "the target up and no alert pending",
+        Duration::from_secs(30),
+        async || {
+            let up = api(
+                &prometheus,
+                "/api/v1/query",
+                &[("query", "up{job=\"cc-heartbeat\"}")],
+            )
+            .await
+            .ok_or("no answer")?;
+            let alerts = api(&prometheus, "/api/v1/alerts", &[])
+                .await
+                .ok_or("no answer")?;
+            let up = up["result"][0]["value"][1] == "1";
+            if up && alerts["alerts"].as_array().is_some_and(Vec::is_empty) {
+                Ok(())
+            } else {
+                Err(format!("up: {up}, {alerts:#}"))
+            }
+        },
+    )
+    .await;
+    let watched = Instant::now();
+    while watched.elapsed() < Duration::from_secs(20) {
+        let data = api(&prometheus, "/api/v1/alerts", &[]).await.unwrap();
+        let alerts = data["alerts"].as_array().cloned().unwrap_or_default();
+        assert!(
+            alerts.is_empty(),
+            "alerts with exactly the documented ACLs: {alerts:#?}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let metrics = exporter
+        .wait_for("a last scrape", Duration::from_secs(5), |_| true)
+        .await;
+    let refused: Vec<&support::Sample> = metrics
+        .select("heartbeat_permission_ok", &[])
+        .filter(|sample| sample.value == 0.0)
+        .collect();
+    assert!(refused.is_empty(), "{refused:?}");
+    // The exporter's own group is not reported as an application's.
+    assert!(!metrics.has("heartbeat_consumer_group_state", &[("group", own_group)]));
+    drop(exporter);
+    for (operations, resource) in &acls {
+        cluster.disallow(&principal, operations, resource);
+    }
+    cluster.delete_topic(topic).await;
+    cluster.delete_topic(orders).await;
+    cluster.delete_scram_user(user);
+}

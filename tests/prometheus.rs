@@ -6,56 +6,11 @@ mod support;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
-use support::prometheus::Prometheus;
+use support::prometheus::{api, eventually, Prometheus};
 use support::*;
-
-/// Prometheus with the project's own configuration and rules, only the target and the
-/// intervals adapted.
-fn start_prometheus(dir: &Path, target: &str) -> Prometheus {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("prometheus");
-    let config = std::fs::read_to_string(root.join("prometheus.yml"))
-        .unwrap()
-        .replace("cc-heartbeat:8080", target)
-        .replace("scrape_interval: 15s", "scrape_interval: 1s")
-        .replace("evaluation_interval: 15s", "evaluation_interval: 1s");
-    std::fs::write(dir.join("prometheus.yml"), config).unwrap();
-    std::fs::create_dir_all(dir.join("rules")).unwrap();
-    for entry in std::fs::read_dir(root.join("rules")).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, dir.join("rules").join(path.file_name().unwrap())).unwrap();
-    }
-    Prometheus::start(dir)
-}
-
-async fn api(prometheus: &Prometheus, path: &str, query: &[(&str, &str)]) -> Option<Value> {
-    let response = reqwest::Client::new()
-        .get(format!("http://{}{path}", prometheus.address))
-        .query(query)
-        .send()
-        .await
-        .ok()?;
-    let body: Value = serde_json::from_str(&response.text().await.ok()?).ok()?;
-    (body["status"] == "success").then(|| body["data"].clone())
-}
-
-/// Waits until `check` holds for an API answer, or fails with the last answer.
-async fn eventually(
-    what: &str,
-    limit: Duration,
-    mut check: impl AsyncFnMut() -> Result<(), String>,
-) {
-    let start = Instant::now();
-    loop {
-        match check().await {
-            Ok(()) => return,
-            Err(last) if start.elapsed() > limit => panic!("timed out waiting for {what}: {last}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
-        }
-    }
-}
 
 /// Every query of every panel of the dashboard, with the variables substituted.
 fn dashboard_queries() -> Vec<(String, String)> {
@@ -107,7 +62,7 @@ async fn prometheus_scrapes_evaluates_every_rule_and_feeds_every_panel() {
     );
     let target = exporter.address().to_string();
     let dir = tempfile::tempdir().unwrap();
-    let prometheus = start_prometheus(dir.path(), &target);
+    let prometheus = Prometheus::with_shipped_rules(dir.path(), &target);
 
     eventually(
         "the target up, its OpenMetrics parsed",

@@ -46,9 +46,35 @@ fn escaped(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
+impl Window {
+    /// The window as a summary must show it: quantiles in increasing order, each at most the
+    /// next one up, so none exceeds the max (quantile 1). A source whose quantiles come from
+    /// histogram buckets (librdkafka's p99 is a bucket's bound) can report a p99 above the max
+    /// it saw; such a value is lowered to the next quantile up, which is the truer bound. A
+    /// quantile that is not a number is dropped.
+    fn ordered(mut self) -> Window {
+        self.quantiles.retain(|(quantile, value)| {
+            quantile
+                .parse::<f64>()
+                .is_ok_and(|q| (0.0..=1.0).contains(&q))
+                && !value.is_nan()
+        });
+        self.quantiles.sort_by(|(a, _), (b, _)| {
+            let position = |quantile: &str| quantile.parse::<f64>().unwrap_or(f64::NAN);
+            position(a).total_cmp(&position(b))
+        });
+        let mut bound = f64::INFINITY;
+        for (_, value) in self.quantiles.iter_mut().rev() {
+            *value = value.min(bound);
+            bound = *value;
+        }
+        self
+    }
+}
+
 impl<L: SummaryLabels> SummaryFamily<L> {
     pub(crate) fn set(&self, labels: L, window: Window) {
-        lock(&self.series).insert(labels, window);
+        lock(&self.series).insert(labels, window.ordered());
     }
 
     pub(crate) fn remove(&self, labels: &L) {
@@ -103,6 +129,56 @@ mod tests {
         fn pairs(&self) -> Vec<(&'static str, &str)> {
             vec![("broker", self.0.as_str())]
         }
+    }
+
+    proptest::proptest! {
+        /// Whatever a source reports, the quantiles written are in order, each at most the
+        /// next one up and so at most the max; none is invented or lost but a bad one.
+        #[test]
+        fn quantiles_written_are_ordered_and_bounded_by_the_max(
+            values in proptest::collection::vec(0.0f64..1e6, 1..6),
+            order in proptest::collection::vec(proptest::num::usize::ANY, 1..6),
+        ) {
+            const QUANTILES: [&str; 6] = ["0.5", "0.9", "0.99", "0.999", "0.25", "1"];
+            let quantiles: Vec<(&'static str, f64)> = values
+                .iter()
+                .zip(&order)
+                .map(|(value, index)| (QUANTILES[index % QUANTILES.len()], *value))
+                .collect();
+            // One value per quantile, as a source gives.
+            let mut seen = std::collections::BTreeSet::new();
+            let quantiles: Vec<(&'static str, f64)> =
+                quantiles.into_iter().filter(|(q, _)| seen.insert(*q)).collect();
+            let family = SummaryFamily::default();
+            family.set(Broker("1".into()), Window { quantiles: quantiles.clone(), sum: 1.0, count: 1 });
+            let written = family.get(&Broker("1".into())).unwrap().quantiles;
+            proptest::prop_assert_eq!(written.len(), quantiles.len());
+            for pair in written.windows(2) {
+                let (low, high) = (pair[0], pair[1]);
+                proptest::prop_assert!(low.0.parse::<f64>().unwrap() < high.0.parse::<f64>().unwrap());
+                proptest::prop_assert!(low.1 <= high.1, "{:?}", written);
+            }
+            if let Some((_, max)) = quantiles.iter().find(|(q, _)| *q == "1") {
+                proptest::prop_assert!(written.iter().all(|(_, value)| value <= max));
+                proptest::prop_assert_eq!(written.last().map(|(_, v)| *v), Some(*max));
+            }
+        }
+    }
+
+    #[test]
+    fn a_p99_above_the_max_is_lowered_to_the_max() {
+        // As librdkafka reported it under a quota: p99 39.679 s, max 39.639 s.
+        let family = SummaryFamily::default();
+        family.set(
+            Broker("1".into()),
+            Window {
+                quantiles: vec![("0.99", 39.679), ("1", 39.639)],
+                sum: 79.0,
+                count: 2,
+            },
+        );
+        let written = family.get(&Broker("1".into())).unwrap();
+        assert_eq!(written.quantiles, vec![("0.99", 39.639), ("1", 39.639)]);
     }
 
     #[test]

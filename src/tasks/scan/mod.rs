@@ -56,8 +56,16 @@ use crate::observed::GroupBehind;
 use crate::permissions::{Operation, Resource, Right};
 use crate::sync::lock;
 
-/// Whether group `name` is reported, by `consumer.group.allow`/`deny`.
-fn group_wanted(admin: &AdminSettings, name: &str) -> bool {
+/// Whether group `name` is reported: by `consumer.group.allow`/`deny`, and never the
+/// exporter's own group (`own`), unless `consumer.group.names` names it. Its consumer is
+/// assigned, not subscribed, and commits only to time the coordinator: its "lag" is the
+/// exporter's own reading position, already measured end to end, and reporting it would ask
+/// for rights an application's monitoring does not need (DescribeConfigs on the heartbeat
+/// topic, for its retention margin).
+fn group_wanted(admin: &AdminSettings, own: &str, name: &str) -> bool {
+    if name == own && !admin.consumer_group_names.iter().any(|named| named == name) {
+        return false;
+    }
     Pattern::admits(
         &admin.consumer_group_allow,
         &admin.consumer_group_deny,
@@ -193,11 +201,12 @@ impl ClusterScan {
         let result =
             tokio::task::spawn_blocking(move || fetch_groups(client.as_ref(), timeout)).await;
         let admin = &self.shared.config.admin;
+        let own = self.shared.config.consumer_group_id();
         match result {
             Ok(Ok(groups)) => {
                 let groups: Vec<GroupSummary> = groups
                     .into_iter()
-                    .filter(|group| group_wanted(admin, &group.name))
+                    .filter(|group| group_wanted(admin, &own, &group.name))
                     .collect();
                 self.metrics.record_groups(&groups);
                 self.succeeded(ScanPart::Groups);
@@ -520,10 +529,28 @@ mod tests {
             &[],
         )
         .unwrap();
-        assert!(group_wanted(&config.admin, "orders-service"));
-        assert!(!group_wanted(&config.admin, "orders-service-test"));
-        assert!(!group_wanted(&config.admin, "billing"));
+        let own = config.consumer_group_id();
+        assert!(group_wanted(&config.admin, &own, "orders-service"));
+        assert!(!group_wanted(&config.admin, &own, "orders-service-test"));
+        assert!(!group_wanted(&config.admin, &own, "billing"));
         let everything = crate::config::Config::for_test("", &[]).unwrap();
-        assert!(group_wanted(&everything.admin, "anything"));
+        assert!(group_wanted(&everything.admin, &own, "anything"));
+    }
+
+    #[test]
+    fn the_exporters_own_group_is_left_out_unless_named() {
+        let config =
+            crate::config::Config::for_test("[consumer]\ngroup.id = probe\n", &[]).unwrap();
+        let own = config.consumer_group_id();
+        assert!(!group_wanted(&config.admin, &own, "probe"));
+        assert!(group_wanted(&config.admin, &own, "cc-heartbeat"));
+        let named =
+            crate::config::Config::for_test("[admin]\nconsumer.group.names = cc-heartbeat\n", &[])
+                .unwrap();
+        assert!(group_wanted(
+            &named.admin,
+            &named.consumer_group_id(),
+            "cc-heartbeat"
+        ));
     }
 }

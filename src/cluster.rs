@@ -56,6 +56,14 @@ pub(crate) struct Partition {
     pub(crate) leader: Option<i32>,
 }
 
+/// How many refreshes in a row must name the same controller, with at least two brokers
+/// listed, for it to be taken as the active one. A ZooKeeper-based cluster names its active
+/// controller in Metadata; a KRaft cluster (every Kafka 4, Confluent Cloud) names a live
+/// broker picked at random for each request, since its controllers are not brokers a client
+/// can reach: there the id changes within a few refreshes, and the controller stays unknown
+/// (with two brokers, thirty equal random picks happen once in half a billion).
+pub(crate) const CONTROLLER_STABLE_REFRESHES: u32 = 30;
+
 /// Label value of a missing leader.
 pub(crate) const NO_LEADER: i32 = -1;
 
@@ -63,7 +71,12 @@ pub(crate) const NO_LEADER: i32 = -1;
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ClusterSnapshot {
     pub(crate) cluster_id: Option<String>,
+    /// The active controller, where it is known (see [`CONTROLLER_STABLE_REFRESHES`]).
     pub(crate) controller_id: Option<i32>,
+    /// The controller this refresh's Metadata named, true or not: on KRaft any live broker.
+    pub(crate) named_controller: Option<i32>,
+    /// How many refreshes in a row have named it.
+    pub(crate) controller_streak: u32,
     /// Listed brokers and, until their retention ends, missing ones.
     pub(crate) brokers: BTreeMap<i32, Broker>,
     /// Partitions of the heartbeat topic (empty when it does not exist).

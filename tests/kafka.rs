@@ -67,6 +67,23 @@ async fn the_confluent_cloud_path_creates_the_topic_and_beats_every_partition() 
     let (status, body) = exporter.ready().await;
     assert_eq!(status, 200, "{body}");
     assert!(exporter.process.logged("created the heartbeat topic"));
+    // KRaft names a random live broker as controller in each Metadata answer: over a dozen
+    // refreshes (one a second) it is not taken for the active controller, and its hops count
+    // as no change.
+    let consumed = metrics.sum("heartbeat_messages_consumed_total", &[]);
+    let metrics = exporter
+        .wait_for("a dozen more refreshes", Duration::from_secs(30), |m| {
+            m.sum("heartbeat_messages_consumed_total", &[]) >= consumed + 24.0 * 3.0
+        })
+        .await;
+    assert_eq!(metrics.sum("heartbeat_controller_id", &[]), -1.0);
+    for kind in ["broker_added", "broker_removed", "leader_changed"] {
+        assert_eq!(
+            metrics.sum("heartbeat_metadata_changes_total", &[("kind", kind)]),
+            0.0,
+            "{kind}"
+        );
+    }
 
     // As the broker itself reports it: one partition per broker, each on 3 replicas (one per
     // rack), 24-hour retention.

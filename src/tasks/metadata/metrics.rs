@@ -158,7 +158,7 @@ impl Families for MetadataMetrics {
         );
         registry.register(
             "controller_id",
-            "Broker id of the active controller (-1 when unknown)",
+            "Broker id of the active controller where it is known (Metadata named it 30 refreshes in a row, as ZooKeeper-based clusters do), else -1: KRaft clusters name a random broker, and their controllers are not reachable by clients",
             self.controller_id.clone(),
         );
         registry.register(

@@ -21,9 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::metrics::MetadataMetrics;
 use self::racks::Racks;
-use self::snapshot::{
-    describe_broker, describe_leader, fetch_metadata, next_snapshot, Change, MetadataResponse,
-};
+use self::snapshot::{describe_broker, fetch_metadata, next_snapshot, Change, MetadataResponse};
 use crate::cluster::{ClusterShared, ClusterSnapshot};
 use crate::kafka::handle::AnyClient;
 use crate::logging::LogThrottle;
@@ -193,7 +191,9 @@ fn log_cluster(snapshot: &ClusterSnapshot, verb: &str) {
     let brokers: Vec<String> = snapshot.listed_brokers().map(describe_broker).collect();
     tracing::info!(
         cluster_id = snapshot.cluster_id_label(),
-        controller = describe_leader(snapshot.controller_id),
+        controller = snapshot
+            .controller_id
+            .map_or_else(|| "unknown".to_string(), |id| id.to_string()),
         partitions = snapshot.partitions.len(),
         "{verb} cluster {} with {} broker(s): {}",
         snapshot.cluster_id_label(),

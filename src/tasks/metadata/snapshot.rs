@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 
-use crate::cluster::{Broker, ClusterSnapshot, Partition};
+use crate::cluster::{Broker, ClusterSnapshot, Partition, CONTROLLER_STABLE_REFRESHES};
 use crate::kafka::handle::Requests;
 
 /// What one metadata request returned, before comparison with the previous view.
@@ -204,6 +204,15 @@ pub(crate) fn next_snapshot(
     }
     // Controller moves are not counted: KRaft clusters (Confluent Cloud among them) answer
     // Metadata with a random live broker as "controller", so it changes at every refresh.
+    // The id is taken for the active controller only once it has held still long enough.
+    let named_controller = response.controller_id;
+    let controller_streak = match named_controller {
+        Some(_) if named_controller == previous.named_controller => {
+            previous.controller_streak.saturating_add(1)
+        }
+        Some(_) => 1,
+        None => 0,
+    };
     let brokers = next_brokers(
         previous,
         response.brokers,
@@ -213,9 +222,22 @@ pub(crate) fn next_snapshot(
         &mut changes,
     );
     let partitions = next_partitions(previous, response.partitions, &mut changes);
+    let listed = brokers
+        .values()
+        .filter(|broker| broker.missing_since.is_none())
+        .count();
+    let controller_id = named_controller.filter(|id| {
+        controller_streak >= CONTROLLER_STABLE_REFRESHES
+            && listed >= 2
+            && brokers
+                .get(id)
+                .is_some_and(|broker| broker.missing_since.is_none())
+    });
     let snapshot = ClusterSnapshot {
         cluster_id: response.cluster_id.or_else(|| previous.cluster_id.clone()),
-        controller_id: response.controller_id,
+        controller_id,
+        named_controller,
+        controller_streak,
         brokers,
         partitions,
         topic_error: response.topic_error,
@@ -335,6 +357,60 @@ mod tests {
                 .collect(),
             topic_error: None,
         }
+    }
+
+    #[test]
+    fn a_controller_is_known_only_once_it_held_still_and_a_random_one_never() {
+        let brokers = [(1, "a"), (2, "b"), (3, "c")];
+        let refresh = |previous: &ClusterSnapshot, controller: i32| {
+            let mut answer = response(&brokers, &[Some(1)]);
+            answer.controller_id = Some(controller);
+            next_snapshot(
+                previous,
+                answer,
+                &BTreeMap::new(),
+                Instant::now(),
+                Duration::from_secs(60),
+            )
+        };
+        // A ZooKeeper-based cluster names its active controller, every time.
+        let mut view = ClusterSnapshot::default();
+        for count in 1..=CONTROLLER_STABLE_REFRESHES {
+            let (next, changes) = refresh(&view, 2);
+            assert!(changes
+                .iter()
+                .all(|change| change.kind() != "leader_changed"));
+            view = next;
+            let expected = (count >= CONTROLLER_STABLE_REFRESHES).then_some(2);
+            assert_eq!(view.controller_id, expected, "after {count} refreshes");
+        }
+        // A move restarts the count: unknown until the new one has held still too.
+        let (view, _) = refresh(&view, 3);
+        assert_eq!(view.controller_id, None);
+        assert_eq!(view.named_controller, Some(3));
+        // KRaft names a random live broker each time: never taken, never a change.
+        let mut view = ClusterSnapshot::default();
+        for count in 0..200 {
+            let (next, changes) = refresh(&view, [1, 2, 3, 2, 1][count % 5]);
+            assert!(changes.is_empty() || count == 0, "{changes:?}");
+            view = next;
+            assert_eq!(view.controller_id, None);
+        }
+        // One broker alone cannot tell the two apart: unknown.
+        let mut view = ClusterSnapshot::default();
+        for _ in 0..=CONTROLLER_STABLE_REFRESHES {
+            let mut answer = response(&[(1, "a")], &[Some(1)]);
+            answer.controller_id = Some(1);
+            view = next_snapshot(
+                &view,
+                answer,
+                &BTreeMap::new(),
+                Instant::now(),
+                Duration::from_secs(60),
+            )
+            .0;
+        }
+        assert_eq!(view.controller_id, None);
     }
 
     fn kinds(changes: &[Change]) -> Vec<&'static str> {

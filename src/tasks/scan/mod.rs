@@ -283,7 +283,7 @@ impl ClusterScan {
         // brokers as controller (librdkafka's mock) would only make it wait out its timeout.
         let snapshot = self.shared.snapshot();
         let describable = snapshot
-            .controller_id
+            .named_controller
             .is_some_and(|id| snapshot.brokers.contains_key(&id));
         let result = tokio::task::spawn_blocking(move || {
             let mut probe = probe.as_ref().map(|probe| lock(probe));

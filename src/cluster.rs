@@ -132,6 +132,12 @@ pub(crate) const NO_ROUND_TRIP_YET: &str = "no heartbeat has made the round trip
 pub struct StatusFacts {
     /// When a heartbeat last made the full round trip.
     pub last_round_trip: Option<Instant>,
+    /// When a broker last acknowledged a heartbeat.
+    pub last_acknowledged: Option<Instant>,
+    /// The throttling the producer's statistics last showed, said for a person, and when.
+    pub producer_throttled: Option<(String, Instant)>,
+    /// The throttling the consumer's statistics last showed, said for a person, and when.
+    pub consumer_throttled: Option<(String, Instant)>,
     /// The last metadata error, while refreshes fail.
     pub metadata_error: Option<String>,
     /// What is wrong with the heartbeat topic so that heartbeats cannot run, if anything.

@@ -72,7 +72,7 @@ impl Generation {
             consumer,
             transactions,
         } = heartbeat::tasks(&shared)?;
-        let metadata = MetadataRefresher::new(&shared, producer.client());
+        let metadata = MetadataRefresher::new(&shared, producer.client(), Some(consumer.client()));
         let topic = TopicManager::new(&shared, producer.client());
         let connectivity = ConnectivityChecker::new(&shared)?;
         // The one-shot check proves the heartbeat's path, not the other groups' lag.

@@ -31,7 +31,7 @@ use support::*;
 const PINNED_ELSEWHERE: [(&str, &str); 3] = [
     (
         "heartbeat_client_broker_throttle_seconds",
-        "a_client_quota_shows_as_throttling_per_broker_and_client",
+        "a_client_quota_shows_as_throttling_per_broker_and_client_and_never_as_unreachable",
     ),
     (
         "heartbeat_consumer_group_retention_margin_seconds",

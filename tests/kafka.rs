@@ -869,8 +869,10 @@ async fn no_alert_fires_for_an_account_with_exactly_the_documented_acls() {
         },
     )
     .await;
-    // Before the first scrape `CcHeartbeatExporterAbsent` is rightly pending: once the target
-    // is up no alert may be, and none may come in twenty evaluations a second apart.
+    // Before the first scrape `CcHeartbeatExporterAbsent` is rightly pending, and until a
+    // rate has two scrapes `KafkaHeartbeatsNotFlowing` (no rate of heartbeats read back):
+    // once the target has been up for five scrapes no alert may be, and none may come in
+    // twenty evaluations a second apart.
     eventually(
         "the target up and no alert pending",
         Duration::from_secs(30),
@@ -878,14 +880,22 @@ async fn no_alert_fires_for_an_account_with_exactly_the_documented_acls() {
             let up = api(
                 &prometheus,
                 "/api/v1/query",
-                &[("query", "up{job=\"cc-heartbeat\"}")],
+                &[(
+                    "query",
+                    concat!(
+                        "min_over_time(up{job=\"cc-heartbeat\"}[1m])",
+                        " * count_over_time(up{job=\"cc-heartbeat\"}[1m]) >= 5"
+                    ),
+                )],
             )
             .await
             .ok_or("no answer")?;
             let alerts = api(&prometheus, "/api/v1/alerts", &[])
                 .await
                 .ok_or("no answer")?;
-            let up = up["result"][0]["value"][1] == "1";
+            let up = up["result"]
+                .as_array()
+                .is_some_and(|result| !result.is_empty());
             if up && alerts["alerts"].as_array().is_some_and(Vec::is_empty) {
                 Ok(())
             } else {

@@ -1,5 +1,5 @@
 //! The exporter against a real Apache Kafka cluster while its brokers fail: a crash (kill -9),
-//! a rolling restart, a broker added. These scenarios disturb the brokers, so they have a
+//! a rolling restart, a broker added, and all of that and more together (chaos). These scenarios disturb the brokers, so they have a
 //! cluster of their own (one per test binary) and run one at a time.
 
 mod support;
@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use support::kafka::{grant, revoke, Exporter, KafkaCluster, PLAIN_USERS};
-use support::{serial, Metrics};
+use support::{chaos, serial, Metrics};
 
 /// A per-partition figure of a scrape: `family` summed by its `partition` label.
 fn by_partition(metrics: &Metrics, family: &str) -> BTreeMap<String, f64> {
@@ -67,16 +67,8 @@ async fn exporter_on(cluster: &KafkaCluster, topic: &str) -> (Exporter, Metrics)
     let (user, password) = PLAIN_USERS[0];
     grant(cluster, user, topic);
     let exporter = Exporter::as_user(cluster, "PLAIN", (user, password), topic, "");
-    let partitions = cluster.node_ids().len();
     exporter
-        .wait_for("heartbeats everywhere", Duration::from_secs(60), |m| {
-            (0..partitions).all(|p| {
-                m.sum(
-                    "heartbeat_messages_consumed_total",
-                    &[("partition", &p.to_string())],
-                ) >= 3.0
-            })
-        })
+        .wait_for_every_partition(cluster.node_ids().len(), Duration::from_secs(60))
         .await;
     cluster.wait_for_isr(topic, Duration::from_secs(60));
     let metrics = exporter
@@ -102,7 +94,7 @@ async fn a_crashed_broker_fails_only_its_partitions_until_leadership_moves() {
     // As an earlier test that failed half-way may have left it.
     cluster.restore(3);
     let topic = "crash-heartbeat";
-    let (exporter, before) = exporter_on(cluster, topic).await;
+    let (mut exporter, before) = exporter_on(cluster, topic).await;
     let leaders = cluster.leaders(topic);
     let victim = leaders[&0];
     let led: Vec<String> = leaders
@@ -130,11 +122,16 @@ async fn a_crashed_broker_fails_only_its_partitions_until_leadership_moves() {
         .await;
     let crashed = Instant::now();
     cluster.kill(victim);
+    // One broker down is not the cluster down: every scrape says it is up.
+    let down_scrapes = std::cell::Cell::new(0);
     let after = exporter
         .wait_for(
             "leadership moved and beats everywhere again",
             Duration::from_secs(90),
             |m| {
+                if m.sum("heartbeat_up", &[]) != 1.0 {
+                    down_scrapes.set(down_scrapes.get() + 1);
+                }
                 let consumed = growth(&before, m, "heartbeat_messages_consumed_total");
                 // Latency is labelled with the leader that now serves the partition.
                 led.iter().all(|partition| {
@@ -201,6 +198,21 @@ async fn a_crashed_broker_fails_only_its_partitions_until_leadership_moves() {
     assert_eq!(
         after.sum("heartbeat_broker_up", &[("broker", &victim_label)]),
         0.0
+    );
+    // Two brokers served throughout: never said unreachable, and the log names the one that
+    // failed.
+    let log = exporter.process.log();
+    assert_eq!(
+        down_scrapes.get(),
+        0,
+        "heartbeat_up 0 with two brokers serving\n{log}"
+    );
+    assert!(!log.contains("cannot reach the cluster"), "{log}");
+    assert!(
+        log.lines()
+            .any(|line| line.contains("connection check failed")
+                && line.contains(&format!("broker={victim}"))),
+        "{log}"
     );
     cluster.restart(victim);
     let restarted = Instant::now();
@@ -401,4 +413,34 @@ async fn an_added_broker_is_checked_and_gets_a_partition_it_leads() {
     assert_eq!(failed, 0.0, "{}", beats.text);
     clean_up(cluster, exporter, topic).await;
     cluster.remove_node(added);
+}
+
+/// Three minutes of chaos here (`scripts/chaos` runs it for as long as asked): no heartbeat
+/// lost but to the quota, never "cannot reach" or down while brokers serve, every alert fired
+/// explained by a fault and every one the faults must fire fired, the series flat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_loses_no_heartbeat_and_raises_no_false_alarm() {
+    let _serial = serial().await;
+    let total = chaos::duration(Duration::from_secs(180));
+    let report = chaos::run(KafkaCluster::shared(), total).await;
+    let table = report.table();
+    eprintln!("{table}");
+    if let Some(path) = chaos::report_path() {
+        chaos::write_report(&path, &report);
+    }
+    assert_eq!(report.lost_unexplained, 0.0, "{table}");
+    assert_eq!(report.cannot_reach, 0, "{table}");
+    assert_eq!(report.up_dips, 0, "{table}");
+    assert_eq!(report.scrape_failures, 0, "{table}");
+    assert!(report.false_alarms().is_empty(), "{table}");
+    assert!(report.missed().is_empty(), "{table}");
+    let within = |(start, end): (f64, f64)| (end - start).abs() <= 0.1 * start;
+    assert!(
+        within((report.series.0 as f64, report.series.1 as f64)),
+        "{table}"
+    );
+    // A short run still warms up; an hour's memory must be flat.
+    if total >= Duration::from_secs(20 * 60) {
+        assert!(within(report.rss_mib), "{table}");
+    }
 }

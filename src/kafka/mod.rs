@@ -2,6 +2,7 @@
 //!
 //! - [`client`]: the settings each client role gets, and the context that routes librdkafka's
 //!   logs and errors into `tracing` and the cluster's status;
+//! - `commits`: a consumer's offset commits, their results waited for with a limit;
 //! - `events`: the thread serving a producer's events, woken by librdkafka rather than a timer;
 //! - `credentials`: SASL credentials changed on running clients;
 //! - [`configs`]: DescribeConfigs of topics (their time retention) on any client handle;
@@ -12,6 +13,7 @@
 //! - `throttle`: how much each broker throttles each client, from the same statistics.
 
 pub mod client;
+pub(crate) mod commits;
 pub mod configs;
 pub(crate) mod credentials;
 pub(crate) mod events;

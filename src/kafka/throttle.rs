@@ -56,8 +56,10 @@ impl ThrottleMetrics {
         }
     }
 
-    /// Records one statistics report of `role`'s client.
-    pub(crate) fn record(&self, role: Role, statistics: &Statistics) {
+    /// Records one statistics report of `role`'s client; returns what throttling it shows,
+    /// for a person (`broker 2 throttles the producer by up to 39.6 s`), if any.
+    pub(crate) fn record(&self, role: Role, statistics: &Statistics) -> Option<String> {
+        let mut throttled = Vec::new();
         for broker in statistics
             .brokers
             .values()
@@ -69,6 +71,12 @@ impl ThrottleMetrics {
             // that throttled nothing reports an empty window (or zeros after throttling).
             match broker.throttle.as_ref().filter(|window| window.max > 0) {
                 Some(window) => {
+                    throttled.push(format!(
+                        "broker {} throttles the {} by up to {:.1} s",
+                        broker.nodeid,
+                        role.as_str(),
+                        window.max as f64 / 1e3
+                    ));
                     self.throttled_windows.get_or_create(&labels).inc();
                     self.throttle.set(
                         labels,
@@ -85,6 +93,7 @@ impl ThrottleMetrics {
                 None => self.throttle.remove(&labels),
             }
         }
+        (!throttled.is_empty()).then(|| throttled.join(", "))
     }
 }
 

@@ -520,42 +520,86 @@ impl KafkaCluster {
         self.wait_for_brokers(count, NODE_START_LIMIT);
     }
 
-    /// Stops a node for good and forgets it (the cluster's metadata lists it no more).
+    /// Stops a node for good, unregisters its broker and forgets it (the cluster's metadata
+    /// lists it no more). Stopped but still registered, a broker was given replicas of topics
+    /// created later, which then never had all their replicas in sync.
     pub fn remove_node(&self, id: i32) {
         self.stop(id);
+        let output = self
+            .java("org.apache.kafka.tools.ClusterTool")
+            .args(["unregister", "--bootstrap-server", &self.admin_bootstrap()])
+            .args(["--id", &id.to_string()])
+            .output()
+            .expect("java");
+        assert!(
+            output.status.success(),
+            "unregistering broker {id} failed:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
         self.nodes.lock().unwrap().remove(&id);
     }
 
-    /// Waits until every partition of `topic` has all its replicas in sync.
+    /// Waits until every partition of `topic` has all its replicas in sync; if they do not, the
+    /// panic says which partition lacks which replica, and the nodes' errors.
     pub fn wait_for_isr(&self, topic: &str, limit: Duration) {
         let admin = self.admin();
         let deadline = Instant::now() + limit;
         loop {
-            let in_sync = admin
+            let state = admin
                 .inner()
                 .fetch_metadata(Some(topic), Duration::from_secs(5))
-                .ok()
+                .map_err(|error| error.to_string())
                 .and_then(|metadata| {
-                    let topic = metadata.topics().first()?;
-                    let partitions = topic.partitions();
-                    Some(
-                        !partitions.is_empty()
-                            && partitions.iter().all(|partition| {
-                                partition.leader() >= 0
-                                    && partition.isr().len() == partition.replicas().len()
-                            }),
-                    )
-                })
-                .unwrap_or(false);
+                    let topic = metadata.topics().first().ok_or("no topic")?;
+                    Ok(topic
+                        .partitions()
+                        .iter()
+                        .map(|partition| {
+                            (
+                                partition.id(),
+                                partition.leader(),
+                                partition.replicas().to_vec(),
+                                partition.isr().to_vec(),
+                            )
+                        })
+                        .collect::<Vec<_>>())
+                });
+            let in_sync = state.as_ref().is_ok_and(|partitions| {
+                !partitions.is_empty()
+                    && partitions.iter().all(|(_, leader, replicas, isr)| {
+                        *leader >= 0 && isr.len() == replicas.len()
+                    })
+            });
             if in_sync {
                 return;
             }
-            assert!(
-                Instant::now() < deadline,
-                "{topic}: replicas not in sync within {limit:?}"
-            );
+            if Instant::now() >= deadline {
+                let errors: Vec<String> = self
+                    .node_ids()
+                    .into_iter()
+                    .map(|id| format!("node {id}:\n{}", errors(&self.log(id), 10)))
+                    .collect();
+                panic!(
+                    "{topic}: replicas not in sync within {limit:?}: (partition, leader, \
+                     replicas, in sync) {state:?}\n{}",
+                    errors.join("\n")
+                );
+            }
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+
+    /// Elects every partition's preferred leader, as an operator does after a rolling restart
+    /// (and as the controller does by itself within `leader.imbalance.check.interval.seconds`).
+    /// Partitions already led by it are no failure.
+    pub fn elect_preferred_leaders(&self) {
+        let _ = self
+            .java("org.apache.kafka.tools.LeaderElectionCommand")
+            .args(["--bootstrap-server", &self.admin_bootstrap()])
+            .args(["--election-type", "PREFERRED", "--all-topic-partitions"])
+            .output()
+            .expect("java");
     }
 
     /// The leader of each partition of `topic` (-1 without one), from fresh metadata.
@@ -861,6 +905,20 @@ impl Exporter {
         condition: impl Fn(&Metrics) -> bool,
     ) -> Metrics {
         wait_for_scrape(self.address, what, limit, condition).await
+    }
+
+    /// Waits until heartbeats made the round trip at least three times on each of partitions
+    /// `0..partitions`.
+    pub async fn wait_for_every_partition(&self, partitions: usize, limit: Duration) -> Metrics {
+        self.wait_for("heartbeats everywhere", limit, |m| {
+            (0..partitions).all(|p| {
+                m.sum(
+                    "heartbeat_messages_consumed_total",
+                    &[("partition", &p.to_string())],
+                ) >= 3.0
+            })
+        })
+        .await
     }
 
     pub async fn ready(&self) -> (u16, String) {

@@ -73,11 +73,15 @@ pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
     LOCK.lock().await
 }
 
-/// The exporter running in this process.
+/// The exporter running in this process, on a runtime of its own. A test that fails while
+/// the exporter runs must end as a failure, not hang: dropping a test's runtime waits for
+/// every blocking task it still runs, and a client call can wait without limit for brokers
+/// the test has taken away. The exporter's runtime is left to end in the background instead.
 pub struct Running {
-    pub app: Option<App>,
+    app: Option<App>,
     pub address: SocketAddr,
-    pub cancel: CancellationToken,
+    cancel: CancellationToken,
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl Running {
@@ -88,16 +92,27 @@ impl Running {
     /// The exporter monitoring several clusters.
     pub async fn start_clusters(configs: Vec<Config>) -> Running {
         let cancel = CancellationToken::new();
-        let process = configs[0].admin.clone();
-        let web = Default::default();
-        let app = App::start(&process, &web, configs, None, cancel.clone())
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("exporter")
+            .enable_all()
+            .build()
+            .expect("the exporter's runtime");
+        let token = cancel.clone();
+        let app = runtime
+            .spawn(async move {
+                let process = configs[0].admin.clone();
+                App::start(&process, &Default::default(), configs, None, token).await
+            })
             .await
+            .expect("the start runs")
             .expect("app starts");
         let address = app.address();
         Running {
             app: Some(app),
             address,
             cancel,
+            runtime: Some(runtime),
         }
     }
 
@@ -133,11 +148,24 @@ impl Running {
         .await
     }
 
+    /// Stops the exporter; whether every task ended within 5 s, as a SIGTERM'd exporter must.
     pub async fn stop(mut self) -> bool {
         self.cancel.cancel();
-        match self.app.take() {
-            Some(app) => app.stopped(Duration::from_secs(5)).await,
-            None => true,
+        let (Some(app), Some(runtime)) = (self.app.take(), self.runtime.as_ref()) else {
+            return true;
+        };
+        runtime
+            .spawn(app.stopped(Duration::from_secs(5)))
+            .await
+            .unwrap_or(false)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
         }
     }
 }
@@ -322,10 +350,7 @@ pub struct Tansu {
 impl Tansu {
     /// Starts a single in-memory tansu broker on a free loopback port.
     pub fn start() -> Tansu {
-        let port = {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            listener.local_addr().unwrap().port()
-        };
+        let port = tls::free_port();
         Self::start_advertising(port, port)
     }
 
@@ -562,6 +587,7 @@ impl Drop for Process {
     }
 }
 pub mod browser;
+pub mod chaos;
 pub mod contract;
 pub mod kafka;
 pub mod prometheus;

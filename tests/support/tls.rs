@@ -252,11 +252,31 @@ impl Drop for Stunnel {
     }
 }
 
-/// A free loopback port (bound, then released).
+/// A free loopback port, below the kernel's ephemeral range. Binding port 0 gives one from
+/// that range, which any outgoing connection may take as its own end while the server on it
+/// is down: a broker restarted on it then cannot bind and exits. Each call in a process gives
+/// another port (checked free by binding it), so tests running at once never share one.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOWEST: u32 = 15_000;
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    let span = ephemeral.saturating_sub(LOWEST).max(1_000);
+    // Each test binary starts somewhere else, so one still running elsewhere is unlikely hit.
+    let _ = NEXT.compare_exchange(
+        0,
+        std::process::id() % span + 1,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..span {
+        let port = LOWEST + NEXT.fetch_add(1, Ordering::SeqCst) % span;
+        if std::net::TcpListener::bind(("127.0.0.1", port as u16)).is_ok() {
+            return port as u16;
+        }
+    }
+    panic!("no free loopback port between {LOWEST} and {ephemeral}")
 }

@@ -7,25 +7,28 @@
 //! (FindCoordinator), as an application's first commit does. The coordinator is named from the
 //! consumer's statistics; until they have named it, `coordinator="unknown"`.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::{Registry, Unit};
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::time::MissedTickBehavior;
 
 use super::state::HeartbeatState;
 use crate::kafka::client::ClientLog;
+use crate::kafka::commits::CommitQueue;
 use crate::logging::LogThrottle;
 use crate::metrics::latency::{Buckets, HistogramFamily};
 use crate::metrics::Families;
 use crate::permissions::{Operation, Resource, Right};
+use crate::sync::lock;
 
 /// Why a commit failed; the `reason` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +120,10 @@ pub(super) struct CommitMetrics {
     latency: HistogramFamily<CoordinatorLabels>,
     commits: Counter,
     failures: Family<CoordinatorReasonLabels, Counter>,
+    /// Since when each former coordinator (by label) has not been the group's: its series go
+    /// once that is longer ago than the retention, so coordinators moving (a broker restarted)
+    /// add no series forever.
+    retired: Mutex<BTreeMap<String, Instant>>,
 }
 
 impl CommitMetrics {
@@ -126,9 +133,37 @@ impl CommitMetrics {
             latency: Family::new_with_constructor(Buckets::up_to(deadline)),
             commits: Counter::default(),
             failures: Family::default(),
+            retired: Mutex::default(),
         };
         metrics.init_coordinator(UNKNOWN_COORDINATOR);
         metrics
+    }
+
+    /// The group's coordinator moved from `old` to `new` (labels) at `now`, or stayed (equal):
+    /// `new`'s counters exist, and the series of a coordinator that has not been it for
+    /// `retention` go.
+    fn follow_coordinator(&self, old: &str, new: &str, now: Instant, retention: Duration) {
+        let mut retired = lock(&self.retired);
+        if old != new {
+            self.init_coordinator(new);
+            retired.insert(old.to_string(), now);
+        }
+        retired.remove(new);
+        retired.retain(|coordinator, since| {
+            let expired = now.saturating_duration_since(*since) >= retention;
+            if expired {
+                self.latency.remove(&CoordinatorLabels {
+                    coordinator: coordinator.clone(),
+                });
+                for reason in CommitFailure::ALL {
+                    self.failures.remove(&CoordinatorReasonLabels {
+                        coordinator: coordinator.clone(),
+                        reason: reason.as_str(),
+                    });
+                }
+            }
+            !expired
+        });
     }
 
     /// Creates `coordinator`'s failure counters at zero, every reason. Idempotent.
@@ -167,6 +202,8 @@ impl Families for CommitMetrics {
 pub(super) struct CommitProbe {
     heartbeat: Arc<HeartbeatState>,
     consumer: Arc<StreamConsumer<ClientLog>>,
+    /// Where the commits' results arrive.
+    queue: Arc<CommitQueue>,
     metrics: Arc<CommitMetrics>,
     /// The group coordinator's broker id, from the consumer's statistics (-1: not known).
     coordinator: Arc<AtomicI32>,
@@ -186,6 +223,7 @@ impl CommitProbe {
         }
         CommitProbe {
             heartbeat,
+            queue: Arc::new(CommitQueue::new(consumer.clone())),
             consumer,
             metrics,
             coordinator,
@@ -193,15 +231,21 @@ impl CommitProbe {
         }
     }
 
-    /// The statistics named the group's coordinator.
+    /// The statistics named the group's coordinator (each report does).
     pub(super) fn coordinator_known(&self, id: i32) {
-        if self.coordinator.swap(id, Ordering::Relaxed) != id {
-            self.metrics.init_coordinator(&id.to_string());
-        }
+        let old = self.coordinator.swap(id, Ordering::Relaxed);
+        self.metrics.follow_coordinator(
+            &coordinator_label(old),
+            &id.to_string(),
+            Instant::now(),
+            self.heartbeat.shared.config.admin.broker_missing_retention,
+        );
     }
 
     /// Commits every `probe.commit.period.seconds` (never with 0), each bounded by the period:
-    /// a commit still pending then is counted as timed out, and the next waits for it.
+    /// a commit still pending then is counted as timed out, and the next waits for it. Its
+    /// result is waited for a second at a time, so a stopped probe lets go of the consumer
+    /// within a second, whatever the period.
     pub(super) async fn run(&self) {
         let period = self.heartbeat.shared.config.admin.probe_commit_period;
         if period.is_zero() {
@@ -209,28 +253,47 @@ impl CommitProbe {
         }
         let mut interval = tokio::time::interval(period);
         interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // A commit counted as timed out, whose result has not come yet.
+        let mut pending = false;
         loop {
             interval.tick().await;
+            // One commit at a time: a commit that hangs is not joined by more.
+            if pending && self.queue.result(Duration::ZERO).is_none() {
+                continue;
+            }
+            pending = false;
             let Some(positions) = self.positions() else {
                 continue;
             };
-            let consumer = self.consumer.clone();
             let started = Instant::now();
-            let mut commit =
-                tokio::task::spawn_blocking(move || consumer.commit(&positions, CommitMode::Sync));
-            let result = match tokio::time::timeout(period, &mut commit).await {
-                Ok(joined) => joined.unwrap_or(Err(KafkaError::Canceled)),
-                Err(_) => {
+            if let Err(error) = self.queue.commit(&positions) {
+                self.record(Err(error), started.elapsed());
+                continue;
+            }
+            match self.result_within(period, started).await {
+                Some(result) => self.record(result, started.elapsed()),
+                None => {
                     self.record(
                         Err(KafkaError::OffsetFetch(RDKafkaErrorCode::OperationTimedOut)),
                         started.elapsed(),
                     );
-                    // One commit at a time: a commit that hangs is not joined by more.
-                    let _ = commit.await;
-                    continue;
+                    pending = true;
                 }
-            };
-            self.record(result, started.elapsed());
+            }
+        }
+    }
+
+    /// The result of the commit started at `started`, if it comes within `limit` of it.
+    async fn result_within(&self, limit: Duration, started: Instant) -> Option<KafkaResult<()>> {
+        loop {
+            let left = limit.checked_sub(started.elapsed())?;
+            let queue = self.queue.clone();
+            let slice = left.min(Duration::from_secs(1));
+            match tokio::task::spawn_blocking(move || queue.result(slice)).await {
+                Ok(Some(result)) => return Some(result),
+                Ok(None) => continue,
+                Err(_) => return Some(Err(KafkaError::Canceled)),
+            }
         }
     }
 
@@ -252,10 +315,7 @@ impl CommitProbe {
     }
 
     fn record(&self, result: Result<(), KafkaError>, elapsed: Duration) {
-        let coordinator = match self.coordinator.load(Ordering::Relaxed) {
-            id if id >= 0 => id.to_string(),
-            _ => UNKNOWN_COORDINATOR.to_string(),
-        };
+        let coordinator = coordinator_label(self.coordinator.load(Ordering::Relaxed));
         let shared = &self.heartbeat.shared;
         let group_read = Right::new(
             Operation::Read,
@@ -313,9 +373,49 @@ impl CommitProbe {
     }
 }
 
+/// The `coordinator` label of broker `id` (-1: not known yet).
+fn coordinator_label(id: i32) -> String {
+    if id >= 0 {
+        id.to_string()
+    } else {
+        UNKNOWN_COORDINATOR.to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_former_coordinators_series_go_after_the_retention() {
+        let metrics = CommitMetrics::new(Duration::from_secs(10));
+        let series = |metrics: &CommitMetrics| {
+            let mut registry = Registry::default();
+            metrics.register(&mut registry);
+            let mut text = String::new();
+            prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+            text
+        };
+        let (start, retention) = (Instant::now(), Duration::from_secs(60));
+        metrics.follow_coordinator("unknown", "1", start, retention);
+        metrics.follow_coordinator("1", "2", start + retention / 2, retention);
+        let text = series(&metrics);
+        assert!(
+            text.contains("coordinator=\"unknown\""),
+            "kept within the retention"
+        );
+        assert!(text.contains("coordinator=\"1\""));
+        metrics.follow_coordinator("2", "2", start + retention, retention);
+        let text = series(&metrics);
+        assert!(!text.contains("coordinator=\"unknown\""), "{text}");
+        assert!(text.contains("coordinator=\"1\""), "1 retired later");
+        // Back within the retention: kept, and not retired any more.
+        metrics.follow_coordinator("2", "1", start + retention, retention);
+        metrics.follow_coordinator("1", "1", start + retention * 3, retention);
+        let text = series(&metrics);
+        assert!(text.contains("coordinator=\"1\""));
+        assert!(!text.contains("coordinator=\"2\""), "{text}");
+    }
 
     #[test]
     fn commit_errors_are_told_apart() {

@@ -103,6 +103,7 @@ impl ProducerContext for DeliveryRecorder {
                     .shared
                     .observed
                     .acknowledged(in_flight.partition, latency);
+                self.heartbeat.shared.status.lock().last_acknowledged = Some(now);
                 for ended in self.spells.succeed(in_flight.partition) {
                     tracing::info!(
                         cluster = %self.heartbeat.shared.config.name,
@@ -204,7 +205,13 @@ impl DeliveryRecorder {
     fn record_stats(&self) {
         if let Some(statistics) = self.stats_inbox.take() {
             self.stats.record(&statistics, &self.client_brokers);
-            self.heartbeat.throttle.record(Role::Producer, &statistics);
+            let throttled = self.heartbeat.throttle.record(Role::Producer, &statistics);
+            // The last throttling seen is kept with its time: a quiet report after it does not
+            // undo that the connection was held back just now.
+            if let Some(what) = throttled {
+                self.heartbeat.shared.status.lock().producer_throttled =
+                    Some((what, Instant::now()));
+            }
         }
     }
 }

@@ -74,6 +74,12 @@ impl MetadataMetrics {
         self.refresh_failures.inc();
     }
 
+    /// A refresh failed on its connection while the brokers answered otherwise: counted, the
+    /// cluster up.
+    pub(super) fn record_delayed(&self) {
+        self.refresh_failures.inc();
+    }
+
     /// A refresh succeeded with `snapshot` after `previous`, seeing `changes`.
     pub(super) fn record(
         &self,
@@ -148,7 +154,7 @@ impl Families for MetadataMetrics {
     fn register(&self, registry: &mut Registry) {
         registry.register(
             "up",
-            "1 when the last metadata request to the cluster succeeded, else 0",
+            "1 while the cluster answers: its last metadata request succeeded, or failed on its connection only (timed out, or the connection broke) while brokers acknowledged or returned heartbeats or throttled a client; else 0",
             self.up.clone(),
         );
         registry.register(

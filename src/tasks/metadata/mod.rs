@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
@@ -25,6 +26,7 @@ use self::snapshot::{describe_broker, fetch_metadata, next_snapshot, Change, Met
 use crate::cluster::{ClusterShared, ClusterSnapshot};
 use crate::kafka::handle::AnyClient;
 use crate::logging::LogThrottle;
+use crate::sync::lock;
 
 /// Why a metadata refresh failed.
 #[derive(Debug, thiserror::Error)]
@@ -35,26 +37,74 @@ enum MetadataError {
     Task(String),
 }
 
+impl MetadataError {
+    /// Whether the connection the request went on broke (rather than the request running out
+    /// of time or being refused).
+    fn connection_broke(&self) -> bool {
+        matches!(
+            self,
+            MetadataError::Request(KafkaError::MetadataFetch(
+                RDKafkaErrorCode::BrokerTransportFailure
+            ))
+        )
+    }
+
+    /// Whether the request failed for the connection it went on only: it ran out of time
+    /// (a throttled connection, a broker that froze with it) or its connection broke (a
+    /// broker that died with it), rather than being refused by the cluster.
+    fn connection_only(&self) -> bool {
+        matches!(
+            self,
+            MetadataError::Request(KafkaError::MetadataFetch(
+                RDKafkaErrorCode::OperationTimedOut
+                    | RDKafkaErrorCode::RequestTimedOut
+                    | RDKafkaErrorCode::BrokerTransportFailure
+            ))
+        )
+    }
+}
+
+/// The pause before a request that failed on a broken connection is asked again: librdkafka
+/// has marked that broker down by then, and goes to another.
+const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// How recent a client's statistics showing throttling must be to explain a metadata
+/// request that timed out: two of the users' statistics intervals (15 s).
+const THROTTLE_FRESH: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The metadata task of one cluster.
 pub(crate) struct MetadataRefresher {
     shared: Arc<ClusterShared>,
+    /// The heartbeat producer's client, which the topic task shares.
     client: Arc<dyn AnyClient>,
+    /// A second client asked at the same time (the end-to-end consumer's): a request that
+    /// waits behind one client's throttled connection, or went to a broker that died with it,
+    /// does not hold the answer the other client gets.
+    second: Option<Arc<dyn AnyClient>>,
     metrics: Arc<MetadataMetrics>,
     throttle: LogThrottle,
     reachable: AtomicBool,
+    /// When the refresh before this one started.
+    previous_start: std::sync::Mutex<Option<Instant>>,
     racks: Racks,
 }
 
 impl MetadataRefresher {
-    pub(crate) fn new(shared: &Arc<ClusterShared>, client: Arc<dyn AnyClient>) -> Self {
+    pub(crate) fn new(
+        shared: &Arc<ClusterShared>,
+        client: Arc<dyn AnyClient>,
+        second: Option<Arc<dyn AnyClient>>,
+    ) -> Self {
         let metrics = Arc::new(MetadataMetrics::new(shared.cluster_id_changes));
         shared.metrics.add(metrics.clone());
         MetadataRefresher {
             shared: shared.clone(),
             client,
+            second,
             metrics,
             throttle: LogThrottle::default(),
             reachable: AtomicBool::new(false),
+            previous_start: std::sync::Mutex::default(),
             racks: Racks::new(),
         }
     }
@@ -76,28 +126,134 @@ impl MetadataRefresher {
                 _ = self.refresh() => {}
             }
         }
-        // The last holder of the client destroys it, which blocks: not on a worker.
-        let client = self.client;
-        let _ = tokio::task::spawn_blocking(move || drop(client)).await;
+        // The last holder of a client destroys it, which blocks: not on a worker.
+        let clients = (self.client, self.second);
+        let _ = tokio::task::spawn_blocking(move || drop(clients)).await;
     }
 
     /// One refresh: request, compare, publish, record.
     async fn refresh(&self) {
-        let client = self.client.clone();
-        let topic = self.shared.config.admin.heartbeat_topic.clone();
-        let timeout = self.shared.config.admin.check_metadata_timeout;
         let started = Instant::now();
-        let result =
-            tokio::task::spawn_blocking(move || fetch_metadata(client.requests(), &topic, timeout))
-                .await
-                .map_err(|error| MetadataError::Task(error.to_string()))
-                .and_then(|result| result.map_err(MetadataError::from));
+        let since = lock(&self.previous_start)
+            .replace(started)
+            .unwrap_or(started);
+        let limit = self.shared.config.admin.check_metadata_timeout;
+        let mut result = self.request(limit).await;
+        // A broken connection (a broker that died with the request, or stopped) fails the
+        // request at once: asked again, librdkafka goes to another broker. So while the time
+        // a request may take lasts.
+        while let Err(error) = &result {
+            let left = limit.saturating_sub(started.elapsed() + RETRY_PAUSE);
+            if !error.connection_broke() || left.is_zero() {
+                break;
+            }
+            tracing::debug!("metadata request failed on a broken connection, asked again: {error}");
+            tokio::time::sleep(RETRY_PAUSE).await;
+            result = self.request(left).await;
+        }
         match result {
             Ok(response) => {
                 self.shared.observed.metadata_answered(started.elapsed());
                 self.apply(response);
             }
+            Err(error) if error.connection_only() && self.answered_since(since) => {
+                self.record_delayed(&error);
+            }
             Err(error) => self.record_failure(error),
+        }
+    }
+
+    /// Asks every client at once, each for at most `timeout`: the first answer wins; the last
+    /// failure when none answers.
+    async fn request(
+        &self,
+        timeout: std::time::Duration,
+    ) -> Result<MetadataResponse, MetadataError> {
+        let topic = self.shared.config.admin.heartbeat_topic.clone();
+        let asks = [Some(&self.client), self.second.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(|client| {
+                let (client, topic) = (client.clone(), topic.clone());
+                Box::pin(async move {
+                    tokio::task::spawn_blocking(move || {
+                        fetch_metadata(client.requests(), &topic, timeout)
+                    })
+                    .await
+                    .map_err(|error| MetadataError::Task(error.to_string()))
+                    .and_then(|result| result.map_err(MetadataError::from))
+                })
+            });
+        // A request still waiting is left to end by its own timeout.
+        futures::future::select_ok(asks)
+            .await
+            .map(|(response, _waiting)| response)
+    }
+
+    /// Whether the brokers answered since `since` (the start of the refresh before): a
+    /// heartbeat was acknowledged or returned, or a client's latest statistics (at most
+    /// [`THROTTLE_FRESH`] old) show brokers throttling it, which they say in their answers.
+    /// A throttled connection holds every request behind the throttle time, which can be
+    /// longer than a metadata request may take, and its first statistics may come later. So
+    /// the cluster down is said one refresh later than a refused request would say it.
+    fn answered_since(&self, since: Instant) -> bool {
+        let facts = self.shared.status.lock();
+        let throttled = [&facts.producer_throttled, &facts.consumer_throttled]
+            .into_iter()
+            .flatten()
+            .any(|(_, at)| at.elapsed() <= THROTTLE_FRESH);
+        throttled
+            || [facts.last_acknowledged, facts.last_round_trip]
+                .into_iter()
+                .flatten()
+                .any(|at| at >= since)
+    }
+
+    /// A refresh that failed on its connection while the brokers answered heartbeats: one
+    /// slow or broken connection (a throttled client, a broker that died with the request),
+    /// not the cluster down. It
+    /// is counted as a failed refresh, and said with what is known of the cause; the cluster
+    /// stays up.
+    fn record_delayed(&self, error: &MetadataError) {
+        self.metrics.record_delayed();
+        let cause = {
+            let facts = self.shared.status.lock();
+            let throttled: Vec<String> = [&facts.producer_throttled, &facts.consumer_throttled]
+                .into_iter()
+                .flatten()
+                .filter(|(_, at)| at.elapsed() <= THROTTLE_FRESH)
+                .map(|(what, _)| what.clone())
+                .collect();
+            if throttled.is_empty() {
+                let failing: Vec<String> = self
+                    .shared
+                    .observed
+                    .connections()
+                    .into_iter()
+                    .filter_map(|connection| {
+                        let failure = connection.failure?;
+                        Some(format!(
+                            "broker {} at {} fails its connection check ({} {})",
+                            connection.target, connection.address, failure.phase, failure.reason
+                        ))
+                    })
+                    .collect();
+                match (failing.is_empty(), &facts.client_error) {
+                    (false, _) => failing.join(", "),
+                    // librdkafka names the broker whose connection broke.
+                    (true, Some(said)) => format!("the {said}"),
+                    (true, None) => "one connection was slow or broke".to_string(),
+                }
+            } else {
+                format!("throttled: {}", throttled.join(", "))
+            }
+        };
+        if let Some(held_back) = self.throttle.admit("delayed") {
+            tracing::warn!(
+                held_back,
+                "a metadata request failed on its connection while the brokers answered \
+                 heartbeats (the cluster is up; {cause}): {error}"
+            );
         }
     }
 
@@ -132,6 +288,13 @@ impl MetadataRefresher {
             facts.authentication_error = None;
         }
         let outage = self.throttle.reset("failing");
+        if let Some(spell) = self.throttle.reset("delayed") {
+            tracing::info!(
+                "metadata requests answered again, {} after the first failed ({} failed)",
+                spell.seconds(),
+                spell.counted
+            );
+        }
         let racks_changed = snapshot.brokers.iter().any(|(id, broker)| {
             previous
                 .brokers

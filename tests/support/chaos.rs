@@ -656,11 +656,12 @@ fn rotate(
     credentials: &Mutex<Credentials>,
     exporter: std::net::SocketAddr,
 ) -> String {
+    // This thread is no runtime's: one of its own, for the scrapes.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let applied = || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
         runtime.block_on(async {
             Metrics::parse(&get(exporter, "/metrics").await.1)
                 .sum("heartbeat_config_reloads_total", &[("outcome", "applied")])

@@ -275,21 +275,14 @@ impl KafkaCluster {
     /// Formats the node's log directory with the cluster id (once, before its first start).
     fn format(&self, id: i32) {
         let properties = self.write_properties(id);
-        let output = self
-            .java("kafka.tools.StorageTool")
-            // `=`: an id may begin with `-`, which argparse would take for an option.
+        let mut format = self.java("kafka.tools.StorageTool");
+        // `=`: an id may begin with `-`, which argparse would take for an option.
+        format
             .args(["format", "--ignore-formatted"])
             .arg(format!("--cluster-id={}", self.cluster_id))
             .arg("-c")
-            .arg(&properties)
-            .output()
-            .expect("java");
-        assert!(
-            output.status.success(),
-            "formatting node {id} failed:\n{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+            .arg(&properties);
+        succeed(format, &format!("formatting node {id}"));
     }
 
     /// A `java` command with the broker's classpath and small heaps, for `class`.
@@ -525,18 +518,11 @@ impl KafkaCluster {
     /// created later, which then never had all their replicas in sync.
     pub fn remove_node(&self, id: i32) {
         self.stop(id);
-        let output = self
-            .java("org.apache.kafka.tools.ClusterTool")
+        let mut unregister = self.java("org.apache.kafka.tools.ClusterTool");
+        unregister
             .args(["unregister", "--bootstrap-server", &self.admin_bootstrap()])
-            .args(["--id", &id.to_string()])
-            .output()
-            .expect("java");
-        assert!(
-            output.status.success(),
-            "unregistering broker {id} failed:\n{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+            .args(["--id", &id.to_string()]);
+        succeed(unregister, &format!("unregistering broker {id}"));
         self.nodes.lock().unwrap().remove(&id);
     }
 
@@ -672,22 +658,10 @@ impl KafkaCluster {
     /// Runs one of Kafka's own command-line tools (`org.apache.kafka.tools.…`) against the
     /// PLAINTEXT listener; returns what it printed.
     pub fn tool(&self, class: &str, arguments: &[&str]) -> String {
-        let output = self
-            .java(&format!("org.apache.kafka.tools.{class}"))
-            .args(["--bootstrap-server", &self.admin_bootstrap()])
-            .args(arguments)
-            .output()
-            .expect("java");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        assert!(
-            output.status.success(),
-            "{class} {arguments:?} failed:\n{text}"
-        );
-        text
+        let mut tool = self.java(&format!("org.apache.kafka.tools.{class}"));
+        tool.args(["--bootstrap-server", &self.admin_bootstrap()])
+            .args(arguments);
+        succeed(tool, &format!("{class} {arguments:?}"))
     }
 
     /// Allows `operations` to `principal` (e.g. `User:heartbeat`) on a resource given as
@@ -960,6 +934,19 @@ pub fn revoke(cluster: &KafkaCluster, user: &str, acls: &[(Vec<&'static str>, Ve
         let resource: Vec<&str> = resource.iter().map(String::as_str).collect();
         cluster.disallow(&principal, operations, &resource);
     }
+}
+
+/// Runs `command` (`what` it does, for the panic); its standard output and error, which say
+/// why when it fails.
+fn succeed(mut command: Command, what: &str) -> String {
+    let output = command.output().expect("java");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{what} failed:\n{text}");
+    text
 }
 
 fn is_alive(pid: u32) -> bool {

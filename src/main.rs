@@ -600,6 +600,7 @@ async fn run(
     demo: Option<u8>,
     source: Option<reload::Source>,
 ) -> anyhow::Result<Stopped> {
+    let stop = stop_signal();
     let secret_files: Vec<PathBuf> = configs
         .iter()
         .flat_map(|config| config.secret_files.iter().cloned())
@@ -622,11 +623,11 @@ async fn run(
     match source {
         Some(source) => {
             tokio::select! {
-                _ = wait_for_signal() => {}
+                _ = stop => {}
                 _ = reload::watch(&app, source, secret_files, cancel.clone()) => {}
             }
         }
-        None => wait_for_signal().await,
+        None => stop.await,
     }
     tracing::info!("stopping");
     let stopping = Instant::now();
@@ -652,24 +653,36 @@ struct Stopped {
     all_tasks: bool,
 }
 
-async fn wait_for_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// Listens for SIGINT and SIGTERM from this call on; the future ends at the first. Called
+/// before anything starts: a signal that comes while the exporter starts (Kubernetes stopping
+/// a pod that just began) then stops it cleanly, where without a handler yet it would kill it.
+fn stop_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
-        let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(signal) => signal,
-                Err(error) => {
-                    tracing::warn!("cannot listen for SIGTERM: {error}");
-                    let _ = interrupt.await;
-                    return;
+        use tokio::signal::unix::{signal, SignalKind};
+        let interrupt = signal(SignalKind::interrupt());
+        let terminate = signal(SignalKind::terminate());
+        async move {
+            match (interrupt, terminate) {
+                (Ok(mut interrupt), Ok(mut terminate)) => {
+                    tokio::select! {
+                        _ = interrupt.recv() => {}
+                        _ = terminate.recv() => {}
+                    }
                 }
-            };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
+                (Ok(mut only), Err(error)) | (Err(error), Ok(mut only)) => {
+                    tracing::warn!("cannot listen for both SIGINT and SIGTERM: {error}");
+                    only.recv().await;
+                }
+                (Err(error), Err(_)) => {
+                    tracing::warn!("cannot listen for signals: {error}");
+                    std::future::pending::<()>().await;
+                }
+            }
         }
     }
     #[cfg(not(unix))]
-    let _ = interrupt.await;
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

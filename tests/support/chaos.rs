@@ -501,7 +501,9 @@ pub async fn run(cluster: &'static KafkaCluster, total: Duration) -> Report {
     };
 
     let throttled = plan.throttled();
-    let mut previous: Option<(Duration, Metrics)> = None;
+    let mut lost = Growth::from(&start_metrics, "heartbeat_messages_lost_total");
+    let mut failed = Growth::from(&start_metrics, "heartbeat_produce_failures_total");
+    let mut previous: Option<Duration> = None;
     let mut alerts: BTreeMap<String, String> = BTreeMap::new();
     let mut last = start_metrics.clone();
     // Sampled every second until the faults are done and have settled.
@@ -517,17 +519,17 @@ pub async fn run(cluster: &'static KafkaCluster, total: Duration) -> Report {
                     report.up_dips += 1;
                     report.up_dips_at.push(at.as_secs_f64());
                 }
-                if let Some((previous_at, previous)) = &previous {
-                    let lost = metrics.sum("heartbeat_messages_lost_total", &[])
-                        - previous.sum("heartbeat_messages_lost_total", &[]);
+                let lost_now = lost.see(&metrics);
+                failed.see(&metrics);
+                if let Some(previous_at) = previous {
                     let explained = throttled
                         .iter()
-                        .any(|(from, to)| *previous_at >= *from && at <= *to);
-                    if lost > 0.0 && !explained {
-                        report.lost_unexplained += lost;
+                        .any(|(from, to)| previous_at >= *from && at <= *to);
+                    if lost_now > 0.0 && !explained {
+                        report.lost_unexplained += lost_now;
                     }
                 }
-                previous = Some((at, metrics.clone()));
+                previous = Some(at);
                 last = metrics;
             }
             _ => report.scrape_failures += 1,
@@ -557,10 +559,8 @@ pub async fn run(cluster: &'static KafkaCluster, total: Duration) -> Report {
 
     report.sent = last.sum("heartbeat_beat_delay_seconds_count", &[]) * partitions as f64
         - start_metrics.sum("heartbeat_beat_delay_seconds_count", &[]) * partitions as f64;
-    report.lost = last.sum("heartbeat_messages_lost_total", &[])
-        - start_metrics.sum("heartbeat_messages_lost_total", &[]);
-    report.failed = last.sum("heartbeat_produce_failures_total", &[])
-        - start_metrics.sum("heartbeat_produce_failures_total", &[]);
+    report.lost = lost.total();
+    report.failed = failed.total();
     report.cannot_reach_lines = exporter
         .process
         .log()
@@ -706,4 +706,51 @@ pub fn duration(default: Duration) -> Duration {
 
 pub fn write_report(path: &Path, report: &Report) {
     std::fs::write(path, report.table()).unwrap();
+}
+
+/// How much a counter family grew during a run, series by series. The exporter removes some
+/// series while it runs (those of a leader gone longer than `broker.missing.retention.seconds`),
+/// and may create one of the same labels again from 0: what each counted is kept here, where
+/// the difference of the family's sums at the start and the end would lose it.
+struct Growth {
+    family: &'static str,
+    /// Each series' growth so far and its value as last seen.
+    series: BTreeMap<BTreeMap<String, String>, (f64, f64)>,
+}
+
+impl Growth {
+    fn from(start: &Metrics, family: &'static str) -> Self {
+        let series = start
+            .select(family, &[])
+            .map(|sample| (sample.labels.clone(), (0.0, sample.value)))
+            .collect();
+        Growth { family, series }
+    }
+
+    /// Takes in a scrape; returns how much the family grew since the one before.
+    fn see(&mut self, metrics: &Metrics) -> f64 {
+        let mut grown_now = 0.0;
+        for sample in metrics.select(self.family, &[]) {
+            // A series first seen now counted all of it during the run.
+            let (grown, last) = self
+                .series
+                .entry(sample.labels.clone())
+                .or_insert((0.0, 0.0));
+            // Lower than last seen: removed and created again, counting from 0.
+            let step = if sample.value < *last {
+                sample.value
+            } else {
+                sample.value - *last
+            };
+            *grown += step;
+            *last = sample.value;
+            grown_now += step;
+        }
+        grown_now
+    }
+
+    /// The growth over the whole run.
+    fn total(&self) -> f64 {
+        self.series.values().map(|(grown, _)| grown).sum()
+    }
 }

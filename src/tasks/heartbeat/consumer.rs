@@ -124,13 +124,8 @@ impl EndToEndConsumer {
             else {
                 continue;
             };
-            let throttled = self.heartbeat.throttle.record(Role::Consumer, &statistics);
-            // The last throttling seen is kept with its time: a quiet report after it does not
-            // undo that the connection was held back just now.
-            if let Some(what) = throttled {
-                self.heartbeat.shared.status.lock().consumer_throttled =
-                    Some((what, Instant::now()));
-            }
+            self.heartbeat
+                .record_throttling(Role::Consumer, &statistics);
             if let Some(coordinator) = logical_coordinator(&statistics, "GroupCoordinator") {
                 self.commit.coordinator_known(coordinator);
             }

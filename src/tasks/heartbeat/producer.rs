@@ -205,13 +205,8 @@ impl DeliveryRecorder {
     fn record_stats(&self) {
         if let Some(statistics) = self.stats_inbox.take() {
             self.stats.record(&statistics, &self.client_brokers);
-            let throttled = self.heartbeat.throttle.record(Role::Producer, &statistics);
-            // The last throttling seen is kept with its time: a quiet report after it does not
-            // undo that the connection was held back just now.
-            if let Some(what) = throttled {
-                self.heartbeat.shared.status.lock().producer_throttled =
-                    Some((what, Instant::now()));
-            }
+            self.heartbeat
+                .record_throttling(Role::Producer, &statistics);
         }
     }
 }

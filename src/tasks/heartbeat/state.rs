@@ -2,12 +2,16 @@
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
+use rdkafka::Statistics;
 use tokio::sync::watch;
 
 use super::metrics::HeartbeatMetrics;
 use super::tracker::MessageTracker;
 use crate::cluster::ClusterShared;
+use crate::kafka::client::Role;
+
 use crate::kafka::throttle::ThrottleMetrics;
 use crate::sync::lock;
 
@@ -39,6 +43,21 @@ impl HeartbeatState {
 
     pub(super) fn tracker(&self) -> MutexGuard<'_, MessageTracker> {
         lock(&self.tracker)
+    }
+
+    /// Records one statistics report of `role`'s client (the producer's or the consumer's) and
+    /// keeps the last throttling it shows, with its time, in the cluster's status: a quiet
+    /// report after it does not undo that the connection was held back just now.
+    pub(super) fn record_throttling(&self, role: Role, statistics: &Statistics) {
+        let Some(what) = self.throttle.record(role, statistics) else {
+            return;
+        };
+        let mut status = self.shared.status.lock();
+        let slot = match role {
+            Role::Consumer => &mut status.consumer_throttled,
+            _ => &mut status.producer_throttled,
+        };
+        *slot = Some((what, Instant::now()));
     }
 
     /// Sets the in-flight gauge from the tracker's count.

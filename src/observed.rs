@@ -130,6 +130,12 @@ pub(crate) struct GroupBehind {
     pub(crate) group: String,
     pub(crate) lag_messages: i64,
     pub(crate) lag_seconds: Option<f64>,
+    /// As the broker names it (Stable, Empty, Reconciling, …), `Unknown` when not listed.
+    pub(crate) state: String,
+    /// `classic`, `consumer` (KIP-848) or `unknown`.
+    pub(crate) protocol: &'static str,
+    /// `None` when not known.
+    pub(crate) members: Option<usize>,
 }
 
 /// How the last metadata request went.
@@ -407,6 +413,9 @@ mod tests {
                 group: format!("g{lag}"),
                 lag_messages: lag,
                 lag_seconds: None,
+                state: "Stable".to_string(),
+                protocol: "consumer",
+                members: Some(1),
             })
             .collect();
         observed.groups_scanned(groups);

@@ -24,11 +24,21 @@ use support::*;
 
 /// Families this run cannot give a series, each checked in full by the test that gives it
 /// one ([`support::contract::assert_pinned`]): throttling happens only under a quota and tansu
-/// tells no topic's `retention.ms` (both on a real Kafka cluster, `tests/probes.rs`); the
+/// tells no topic's `retention.ms` (both on a real Kafka cluster, `tests/probes.rs`), nor any
+/// `min.insync.replicas`, and no partition here is short of replicas (a stopped node on the
+/// real cluster, `tests/kafka_faults.rs`); the
 /// Schema Registry configured here does not answer (the demo's does, `tests/cli.rs`). A
 /// summary family is described without series, so its name, type, unit and help are checked
 /// here too; the others are not exported at all before they have one.
-const PINNED_ELSEWHERE: [(&str, &str); 3] = [
+const PINNED_ELSEWHERE: [(&str, &str); 5] = [
+    (
+        "heartbeat_cluster_topic_partitions_under_min_isr",
+        "partitions_under_and_at_their_min_isr_are_counted_and_refusals_named",
+    ),
+    (
+        "heartbeat_cluster_topic_partitions_at_min_isr",
+        "partitions_under_and_at_their_min_isr_are_counted_and_refusals_named",
+    ),
     (
         "heartbeat_client_broker_throttle_seconds",
         "a_client_quota_shows_as_throttling_per_broker_and_client_and_never_as_unreachable",
@@ -274,7 +284,7 @@ fn the_documented_families_are_exactly_the_contracts() {
     }
     for (name, test) in PINNED_ELSEWHERE {
         assert!(contract.contains_key(name), "{name} is not in the contract");
-        let tests = ["tests/probes.rs", "tests/cli.rs"]
+        let tests = ["tests/probes.rs", "tests/cli.rs", "tests/kafka_faults.rs"]
             .map(|file| std::fs::read_to_string(root.join(file)).unwrap())
             .join("\n");
         assert!(

@@ -477,26 +477,33 @@ fn assert_age(seconds: f64, written: i64, read_at: i64, scan_age: Duration) {
     );
 }
 
+/// Grants (or with `allow` false, takes back) `principal` the documented rights for lag on
+/// the groups and topics whose names start with `prefix`: DESCRIBE on the groups, DESCRIBE and
+/// READ on their topics.
+fn lag_rights(cluster: &KafkaCluster, principal: &str, prefix: &str, allow: bool) {
+    let prefixed = ["--resource-pattern-type", "prefixed"];
+    for (operations, resource) in [
+        (&["Describe"][..], "--group"),
+        (&["Describe", "Read"][..], "--topic"),
+    ] {
+        let resource = [&prefixed[..], &[resource, prefix]].concat();
+        if allow {
+            cluster.allow(principal, operations, &resource);
+        } else {
+            cluster.disallow(principal, operations, &resource);
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lag_of_real_groups_in_messages_and_exact_seconds() {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
     let cluster = KafkaCluster::shared();
     let (user, password) = PLAIN_USERS[2];
     let principal = format!("User:{user}");
     let heartbeat_topic = "lag-heartbeat";
     let acls = grant(cluster, user, heartbeat_topic);
     // The groups and topics to report, by prefix.
-    let prefixed = ["--resource-pattern-type", "prefixed"];
-    cluster.allow(
-        &principal,
-        &["Describe"],
-        &[&prefixed[..], &["--group", "lag-"]].concat(),
-    );
-    cluster.allow(
-        &principal,
-        &["Describe", "Read"],
-        &[&prefixed[..], &["--topic", "lag-"]].concat(),
-    );
+    lag_rights(cluster, &principal, "lag-", true);
     let (create_time, append_time, transactional) = ("lag-orders", "lag-appended", "lag-tx");
     cluster.create_topic(create_time, 1, 3).await;
     cluster
@@ -524,22 +531,15 @@ async fn lag_of_real_groups_in_messages_and_exact_seconds() {
     commit(cluster, "lag-transactional", transactional, 3);
     commit(cluster, "lag-doomed", create_time, 2);
     // A member that consumes and commits: its group is Stable and catches up.
-    let member: BaseConsumer = cluster
-        .admin_config()
-        .set("group.id", "lag-active")
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "true")
-        .set("auto.commit.interval.ms", "200")
-        .create()
-        .unwrap();
-    member.subscribe(&[create_time]).unwrap();
-    let polling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let keep = polling.clone();
-    let poller = std::thread::spawn(move || {
-        while keep.load(std::sync::atomic::Ordering::Relaxed) {
-            let _ = member.poll(Duration::from_millis(100));
-        }
-    });
+    let member = Member::join(
+        cluster,
+        "lag-active",
+        create_time,
+        &[
+            ("enable.auto.commit", "true"),
+            ("auto.commit.interval.ms", "200"),
+        ],
+    );
 
     let exporter = Exporter::as_user(
         cluster,
@@ -676,8 +676,7 @@ async fn lag_of_real_groups_in_messages_and_exact_seconds() {
         )
         .await;
 
-    polling.store(false, std::sync::atomic::Ordering::Relaxed);
-    poller.join().unwrap();
+    member.leave();
     drop(exporter);
     let _ = cluster
         .admin()
@@ -686,16 +685,7 @@ async fn lag_of_real_groups_in_messages_and_exact_seconds() {
     for topic in [create_time, append_time, transactional, heartbeat_topic] {
         cluster.delete_topic(topic).await;
     }
-    cluster.disallow(
-        &principal,
-        &["Describe"],
-        &[&prefixed[..], &["--group", "lag-"]].concat(),
-    );
-    cluster.disallow(
-        &principal,
-        &["Describe", "Read"],
-        &[&prefixed[..], &["--topic", "lag-"]].concat(),
-    );
+    lag_rights(cluster, &principal, "lag-", false);
     revoke(cluster, user, &acls);
 }
 
@@ -931,4 +921,248 @@ async fn no_alert_fires_for_an_account_with_exactly_the_documented_acls() {
     cluster.delete_topic(topic).await;
     cluster.delete_topic(orders).await;
     cluster.delete_scram_user(user);
+}
+
+/// A member of a consumer group, consuming on a thread of its own until it leaves.
+struct Member {
+    polling: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Member {
+    /// Joins `group` subscribed to `topic`, reading from the earliest offset, with `settings`
+    /// (its protocol, its commits).
+    fn join(cluster: &KafkaCluster, group: &str, topic: &str, settings: &[(&str, &str)]) -> Self {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let mut config = cluster.admin_config();
+        config
+            .set("group.id", group)
+            .set("auto.offset.reset", "earliest");
+        for (key, value) in settings {
+            config.set(*key, *value);
+        }
+        let consumer: BaseConsumer = config.create().unwrap();
+        consumer.subscribe(&[topic]).unwrap();
+        let polling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let keep = polling.clone();
+        // Joining happens while polling.
+        let thread = std::thread::spawn(move || {
+            while keep.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = consumer.poll(Duration::from_millis(100));
+            }
+        });
+        Member { polling, thread }
+    }
+
+    /// Stops polling and closes the consumer, which leaves the group.
+    fn leave(self) {
+        self.polling
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_groups_on_either_protocol_are_reported_as_the_cluster_sees_them() {
+    let cluster = KafkaCluster::shared();
+    let (user, password) = PLAIN_USERS[2];
+    let principal = format!("User:{user}");
+    let heartbeat_topic = "protocol-heartbeat";
+    let acls = grant(cluster, user, heartbeat_topic);
+    // Exactly the documented rights for lag, by prefix.
+    lag_rights(cluster, &principal, "protocol-", true);
+    let topic = "protocol-orders";
+    cluster.create_topic(topic, 1, 3).await;
+    produce(cluster, topic, 5);
+    // The same committed offset for both groups: 3 behind the end.
+    let (classic, consumer) = ("protocol-classic", "protocol-consumer");
+    for group in [classic, consumer] {
+        commit(cluster, group, topic, 2);
+    }
+    // A share group (KIP-932, on by default in Kafka 4.4) on the same topic: librdkafka can
+    // neither list nor describe it, so it must not be reported at all (rather than as a Dead
+    // consumer group).
+    let share = "protocol-share";
+    cluster.tool(
+        "ConfigCommand",
+        &[
+            "--alter",
+            "--add-config",
+            "share.auto.offset.reset=earliest",
+            "--entity-type",
+            "groups",
+            "--entity-name",
+            share,
+        ],
+    );
+    cluster.tool(
+        "consumer.ConsoleShareConsumer",
+        &[
+            "--topic",
+            topic,
+            "--group",
+            share,
+            "--max-messages",
+            "1",
+            "--timeout-ms",
+            "60000",
+        ],
+    );
+    let listed = cluster.tool("consumer.group.ShareGroupCommand", &["--list"]);
+    assert!(listed.contains(share), "{listed}");
+    let without_commits = ("enable.auto.commit", "false");
+    let classic_member = Member::join(
+        cluster,
+        classic,
+        topic,
+        &[("group.protocol", "classic"), without_commits],
+    );
+    let consumer_member = Member::join(
+        cluster,
+        consumer,
+        topic,
+        &[("group.protocol", "consumer"), without_commits],
+    );
+
+    let exporter = Exporter::as_user(
+        cluster,
+        "PLAIN",
+        (user, password),
+        heartbeat_topic,
+        "consumer.group.allow = ^protocol-\ncheck.consumer.group.period.seconds = 1\n\
+         check.consumer.group.timeout.seconds = 5",
+    );
+    let state = |group: &'static str, state: &'static str, protocol: &'static str| {
+        [("group", group), ("state", state), ("protocol", protocol)]
+    };
+    let lag = |group: &'static str| [("group", group), ("topic", topic), ("partition", "0")];
+    let metrics = exporter
+        .wait_for(
+            "both groups Stable with one member",
+            Duration::from_secs(60),
+            |m| {
+                m.sum(
+                    "heartbeat_consumer_group_state",
+                    &state(classic, "Stable", "classic"),
+                ) == 1.0
+                    && m.sum(
+                        "heartbeat_consumer_group_state",
+                        &state(consumer, "Stable", "consumer"),
+                    ) == 1.0
+                    && m.has("heartbeat_consumer_group_lag", &lag(consumer))
+            },
+        )
+        .await;
+    for group in [classic, consumer] {
+        let only_group = [("group", group)];
+        assert_eq!(
+            metrics.sum("heartbeat_consumer_group_members", &only_group),
+            1.0,
+            "{group}: {}",
+            metrics.text
+        );
+        // One state series per group, whatever its protocol.
+        assert_eq!(
+            metrics.sum("heartbeat_consumer_group_state", &only_group),
+            1.0,
+            "{group}: {}",
+            metrics.text
+        );
+        assert_eq!(
+            metrics.sum("heartbeat_consumer_group_lag", &lag(group)),
+            3.0
+        );
+        assert_eq!(
+            metrics.sum("heartbeat_consumer_group_committed_offset", &lag(group)),
+            2.0
+        );
+        assert_eq!(
+            metrics.sum("heartbeat_consumer_group_total_lag", &only_group),
+            3.0
+        );
+        assert!(metrics.has("heartbeat_consumer_group_lag_seconds", &lag(group)));
+        assert!(metrics.has(
+            "heartbeat_consumer_group_last_commit_age_seconds",
+            &only_group
+        ));
+    }
+    assert!(
+        !metrics.text.contains(&format!("group=\"{share}\"")),
+        "{}",
+        metrics.text
+    );
+    // No series of the protocol anywhere but the state's: a group moving to the consumer
+    // protocol keeps its lag history.
+    assert!(
+        !metrics.text.lines().any(|line| line.contains("protocol=")
+            && !line.starts_with("heartbeat_consumer_group_state")),
+        "{}",
+        metrics.text
+    );
+    assert_eq!(
+        metrics.sum(
+            "heartbeat_cluster_scan_failures_total",
+            &[("kind", "groups")]
+        ),
+        0.0,
+        "{}",
+        metrics.text
+    );
+
+    // The new-protocol member leaves: the group is Empty, still on its protocol, with its lag.
+    consumer_member.leave();
+    let metrics = exporter
+        .wait_for("the group Empty", Duration::from_secs(60), |m| {
+            m.sum(
+                "heartbeat_consumer_group_state",
+                &state(consumer, "Empty", "consumer"),
+            ) == 1.0
+        })
+        .await;
+    assert_eq!(
+        metrics.sum("heartbeat_consumer_group_members", &[("group", consumer)]),
+        0.0
+    );
+    assert_eq!(
+        metrics.sum("heartbeat_consumer_group_lag", &lag(consumer)),
+        3.0
+    );
+    assert!(!metrics.has(
+        "heartbeat_consumer_group_state",
+        &[("group", consumer), ("state", "Dead")]
+    ));
+
+    // Deleted: every series of it goes.
+    let options = AdminOptions::new();
+    let deleted = cluster
+        .admin()
+        .delete_groups(&[consumer], &options)
+        .await
+        .unwrap();
+    assert!(deleted.iter().all(Result::is_ok), "{deleted:?}");
+    exporter
+        .wait_for(
+            "the deleted group's series gone",
+            Duration::from_secs(30),
+            |m| {
+                m.text
+                    .lines()
+                    .filter(|line| !line.starts_with('#'))
+                    .all(|line| !line.contains(&format!("group=\"{consumer}\"")))
+            },
+        )
+        .await;
+
+    classic_member.leave();
+    drop(exporter);
+    let _ = cluster.admin().delete_groups(&[classic], &options).await;
+    cluster.tool(
+        "consumer.group.ShareGroupCommand",
+        &["--delete", "--group", share],
+    );
+    for topic in [topic, heartbeat_topic] {
+        cluster.delete_topic(topic).await;
+    }
+    lag_rights(cluster, &principal, "protocol-", false);
+    revoke(cluster, user, &acls);
 }

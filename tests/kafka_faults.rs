@@ -419,6 +419,140 @@ async fn an_added_broker_is_checked_and_gets_a_partition_it_leads() {
 /// lost but to the quota, never "cannot reach" or down while brokers serve, every alert fired
 /// explained by a fault and every one the faults must fire fired, the series flat.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_under_and_at_their_min_isr_are_counted_and_refusals_named() {
+    let _serial = serial().await;
+    let cluster = KafkaCluster::shared();
+    cluster.restore(3);
+    let (user, password) = PLAIN_USERS[0];
+    let principal = format!("User:{user}");
+    let heartbeat_topic = "minisr-heartbeat";
+    let (strict, two) = ("minisr-strict", "minisr-two");
+    // min.insync.replicas = replication factor: one node down and every write is refused.
+    cluster
+        .create_topic_with(heartbeat_topic, 3, 3, &[("min.insync.replicas", "3")])
+        .await;
+    cluster
+        .create_topic_with(strict, 1, 3, &[("min.insync.replicas", "3")])
+        .await;
+    cluster
+        .create_topic_with(two, 1, 3, &[("min.insync.replicas", "2")])
+        .await;
+    let acls = grant(cluster, user, heartbeat_topic);
+    let prefixed = ["--resource-pattern-type", "prefixed", "--topic", "minisr-"];
+    cluster.allow(&principal, &["DescribeConfigs"], &prefixed);
+    let exporter = Exporter::as_user(
+        cluster,
+        "PLAIN",
+        (user, password),
+        heartbeat_topic,
+        "check.consumer.group.period.seconds = 1",
+    );
+    exporter
+        .wait_for_every_partition(3, Duration::from_secs(60))
+        .await;
+    let topic_series = |m: &Metrics, family: &str, topic: &str| {
+        m.select(family, &[("topic", topic)])
+            .next()
+            .map(|s| s.value)
+    };
+    // Healthy: nothing under or at its minimum, and no topic series (min.insync.replicas =
+    // replication factor is at its minimum by design while all replicas are in sync).
+    let healthy = exporter
+        .wait_for("min ISR counted", Duration::from_secs(30), |m| {
+            m.has("heartbeat_cluster_partitions_under_min_isr", &[])
+                && m.sum("heartbeat_cluster_partitions_under_min_isr", &[]) == 0.0
+        })
+        .await;
+    assert_eq!(
+        healthy.sum("heartbeat_cluster_partitions_at_min_isr", &[]),
+        0.0,
+        "{}",
+        healthy.text
+    );
+    assert!(!healthy.has("heartbeat_cluster_topic_partitions_under_min_isr", &[]));
+
+    let stopped = *cluster.node_ids().last().unwrap();
+    cluster.stop(stopped);
+    let down = exporter
+        .wait_for(
+            "partitions counted under and at their min ISR, refusals named",
+            Duration::from_secs(90),
+            |m| {
+                topic_series(
+                    m,
+                    "heartbeat_cluster_topic_partitions_under_min_isr",
+                    strict,
+                ) == Some(1.0)
+                    && topic_series(m, "heartbeat_cluster_topic_partitions_at_min_isr", two)
+                        == Some(1.0)
+                    && topic_series(
+                        m,
+                        "heartbeat_cluster_topic_partitions_under_min_isr",
+                        heartbeat_topic,
+                    ) == Some(3.0)
+                    && m.sum(
+                        "heartbeat_produce_failures_total",
+                        &[("reason", "not_enough_replicas")],
+                    ) > 0.0
+            },
+        )
+        .await;
+    assert!(
+        down.sum("heartbeat_cluster_partitions_under_min_isr", &[]) >= 4.0,
+        "{}",
+        down.text
+    );
+    assert!(down.sum("heartbeat_cluster_partitions_at_min_isr", &[]) >= 1.0);
+    support::contract::assert_pinned(
+        &down.text,
+        &[
+            "heartbeat_cluster_topic_partitions_under_min_isr",
+            "heartbeat_cluster_topic_partitions_at_min_isr",
+        ],
+    );
+    assert_eq!(
+        topic_series(
+            &down,
+            "heartbeat_cluster_topic_partitions_under_min_isr",
+            two
+        ),
+        Some(0.0)
+    );
+    // /ready names the refused partitions and why; so does `check`, from the same facts.
+    let (_, body) = exporter.ready().await;
+    assert!(
+        body.contains("failing_partitions")
+            && body.contains("not_enough_replicas")
+            && body.contains("min.insync.replicas"),
+        "{body}"
+    );
+
+    cluster.restart(stopped);
+    cluster.wait_for_isr(heartbeat_topic, Duration::from_secs(90));
+    let back = exporter
+        .wait_for("healthy again", Duration::from_secs(90), |m| {
+            m.sum("heartbeat_cluster_partitions_under_min_isr", &[]) == 0.0
+                && m.sum("heartbeat_cluster_partitions_at_min_isr", &[]) == 0.0
+        })
+        .await;
+    assert!(
+        !back.has(
+            "heartbeat_cluster_topic_partitions_under_min_isr",
+            &[("topic", strict)]
+        ),
+        "{}",
+        back.text
+    );
+
+    drop(exporter);
+    for topic in [heartbeat_topic, strict, two] {
+        cluster.delete_topic(topic).await;
+    }
+    cluster.disallow(&principal, &["DescribeConfigs"], &prefixed);
+    revoke(cluster, user, &acls);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_loses_no_heartbeat_and_raises_no_false_alarm() {
     let _serial = serial().await;
     let total = chaos::duration(Duration::from_secs(180));

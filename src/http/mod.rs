@@ -320,6 +320,18 @@ struct ClusterReadiness {
     ready: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<String>,
+    /// Heartbeat partitions that failed within the last minute, and why (the latest failure):
+    /// a cluster stays ready while others make the round trip, but says which do not.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    failing_partitions: Vec<FailingPartition>,
+}
+
+/// A heartbeat partition failing now, as `/ready` names it.
+#[derive(Debug, serde::Serialize)]
+struct FailingPartition {
+    partition: i32,
+    failures_last_minute: usize,
+    why: String,
 }
 
 /// 200 when every cluster is ready, else 503; the body says which are not, and why.
@@ -331,11 +343,25 @@ async fn ready(State(state): State<HttpState>) -> Response {
         .map(|cluster| {
             let cluster = cluster.current();
             let reason = cluster.readiness(now).err();
+            let failing_partitions = cluster
+                .observed
+                .partitions(now)
+                .into_iter()
+                .filter(|view| view.failures_last_minute > 0)
+                .filter_map(|view| {
+                    Some(FailingPartition {
+                        partition: view.partition,
+                        failures_last_minute: view.failures_last_minute,
+                        why: view.last_failure?.what,
+                    })
+                })
+                .collect();
             ClusterReadiness {
                 cluster: cluster.config.name.clone(),
                 cluster_id: cluster.snapshot().cluster_id_label().to_string(),
                 ready: reason.is_none(),
                 reason,
+                failing_partitions,
             }
         })
         .collect();

@@ -82,6 +82,12 @@ fn default_properties(config: &Config, role: Role) -> BTreeMap<String, String> {
             // Batching delay would be measured as latency.
             set("linger.ms", "0".to_string());
             set("enable.idempotence", "false".to_string());
+            // A broker's refusal is retried a few times (backing off 0.1, 0.2, 0.4 s), then
+            // reported as what it is (not_enough_replicas, say) within a second, rather than
+            // retried until message.timeout.ms and reported as timed_out. Waiting for a leader
+            // or a connection costs no retry: a crashed broker's partitions still wait for
+            // their new leader.
+            set("retries", "3".to_string());
             // Bounded memory whatever happens: at most this much waits to be sent (beyond it a
             // heartbeat fails as queue_full rather than memory growing).
             set("queue.buffering.max.messages", "100000".to_string());

@@ -1,5 +1,7 @@
 //! DescribeConfigs of topics, on any client handle: what the cluster says of each topic's
-//! time retention (`retention.ms`, and whether `cleanup.policy` deletes at all).
+//! time retention (`retention.ms`, and whether `cleanup.policy` deletes at all) and of its
+//! `min.insync.replicas`. Only those keys are asked for; the broker answers each with the
+//! topic's own value or, where the topic sets none, the cluster's default.
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
@@ -15,17 +17,28 @@ use super::native_admin::{admin_request, copy_string, native_slice, NativeAdminE
 /// `None` when time never deletes them (`retention.ms = -1`, or compaction only).
 pub type Retention = Option<Duration>;
 
+/// What the cluster says of one topic's configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopicConfig {
+    pub retention: Retention,
+    /// In-sync replicas an `acks=all` write needs; `None` when not given.
+    pub min_insync_replicas: Option<usize>,
+}
+
+/// The keys asked for.
+const KEYS: [&str; 3] = ["retention.ms", "cleanup.policy", "min.insync.replicas"];
+
 /// Topics described in one request at most (the request is small either way; this bounds
 /// the answer).
 const TOPICS_PER_REQUEST: usize = 100;
 
-/// Each topic's time retention, or why the cluster would not tell it. Blocking; one request
+/// Each topic's configuration, or why the cluster would not tell it. Blocking; one request
 /// per hundred topics, each bounded by `timeout`.
-pub fn describe_retention(
+pub fn describe_topic_configs(
     client: &(impl Requests + ?Sized),
     topics: &[String],
     timeout: Duration,
-) -> Result<BTreeMap<String, Result<Retention, NativeAdminError>>, NativeAdminError> {
+) -> Result<BTreeMap<String, Result<TopicConfig, NativeAdminError>>, NativeAdminError> {
     let mut found = BTreeMap::new();
     for chunk in topics.chunks(TOPICS_PER_REQUEST) {
         found.extend(describe_chunk(client, chunk, timeout)?);
@@ -47,7 +60,7 @@ fn describe_chunk(
     client: &(impl Requests + ?Sized),
     topics: &[String],
     timeout: Duration,
-) -> Result<BTreeMap<String, Result<Retention, NativeAdminError>>, NativeAdminError> {
+) -> Result<BTreeMap<String, Result<TopicConfig, NativeAdminError>>, NativeAdminError> {
     const OPERATION: &str = "DescribeConfigs";
     let mut resources = Resources(Vec::with_capacity(topics.len()));
     for topic in topics {
@@ -69,6 +82,14 @@ fn describe_chunk(
             });
         }
         resources.0.push(resource);
+        for key in KEYS {
+            let key = CString::new(key).expect("no NUL in a config key");
+            // SAFETY: the resource is valid and the strings are copied; the value is ignored
+            // by DescribeConfigs but must not be null.
+            unsafe {
+                native::rd_kafka_ConfigResource_set_config(resource, key.as_ptr(), c"".as_ptr())
+            };
+        }
     }
     let event = admin_request(
         client,
@@ -135,7 +156,15 @@ fn describe_chunk(
                     values.insert(name, value);
                 }
             }
-            found.insert(topic, Ok(retention_of(&values)));
+            found.insert(
+                topic,
+                Ok(TopicConfig {
+                    retention: retention_of(&values),
+                    min_insync_replicas: values
+                        .get("min.insync.replicas")
+                        .and_then(|value| value.trim().parse().ok()),
+                }),
+            );
         }
         Ok(found)
     }

@@ -6,6 +6,8 @@
 //! - `events`: the thread serving a producer's events, woken by librdkafka rather than a timer;
 //! - `credentials`: SASL credentials changed on running clients;
 //! - [`configs`]: DescribeConfigs of topics (their time retention) on any client handle;
+//! - [`groups`]: consumer groups listed and described on either protocol (ListConsumerGroups,
+//!   DescribeConsumerGroups);
 //! - [`handle`]: any client, for the metadata and admin requests every handle serves;
 //! - [`native_admin`]: admin calls librdkafka has and rust-rdkafka does not wrap;
 //! - [`topic_admin`]: CreateTopics and CreatePartitions on any client handle;
@@ -17,6 +19,7 @@ pub(crate) mod commits;
 pub mod configs;
 pub(crate) mod credentials;
 pub(crate) mod events;
+pub mod groups;
 pub mod handle;
 pub mod native_admin;
 pub(crate) mod stats;

@@ -209,7 +209,7 @@ impl HeartbeatMetrics {
     }
 
     /// Counts a failed heartbeat of `partition` (led by `leader`): per partition, or at broker
-    /// granularity per leader only (seven reasons of a thousand partitions, nearly always zero,
+    /// granularity per leader only (eight reasons of a thousand partitions, nearly always zero,
     /// would be a third of `/metrics`; which partitions fail still shows in their
     /// acknowledgements, which stay per partition).
     pub(super) fn count_failure(&self, partition: i32, leader: i32, reason: ProduceFailure) {

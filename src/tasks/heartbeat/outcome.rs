@@ -17,6 +17,9 @@ pub(super) enum ProduceFailure {
     UnknownPartition,
     /// The broker written to does not lead the partition (an election is under way).
     NotLeader,
+    /// Fewer replicas are in sync than the topic's `min.insync.replicas`: the leader refuses
+    /// `acks=all` writes (before appending them, or after, which the producer retries too).
+    NotEnoughReplicas,
     /// The broker refused it for another reason.
     Rejected,
     /// The client failed for another reason.
@@ -26,12 +29,13 @@ pub(super) enum ProduceFailure {
 impl ProduceFailure {
     /// Every reason; each partition's series start at zero with all of them, so `rate()` and
     /// `increase()` see the first failure of any kind.
-    pub(super) const ALL: [ProduceFailure; 7] = [
+    pub(super) const ALL: [ProduceFailure; 8] = [
         ProduceFailure::TimedOut,
         ProduceFailure::QueueFull,
         ProduceFailure::AuthorizationFailed,
         ProduceFailure::UnknownPartition,
         ProduceFailure::NotLeader,
+        ProduceFailure::NotEnoughReplicas,
         ProduceFailure::Rejected,
         ProduceFailure::Other,
     ];
@@ -54,9 +58,22 @@ impl ProduceFailure {
             RDKafkaErrorCode::NotLeaderForPartition | RDKafkaErrorCode::LeaderNotAvailable => {
                 ProduceFailure::NotLeader
             }
+            RDKafkaErrorCode::NotEnoughReplicas
+            | RDKafkaErrorCode::NotEnoughReplicasAfterAppend => ProduceFailure::NotEnoughReplicas,
             // Positive codes come from the broker; negative ones are the client's own.
             code if (code as i32) > 0 => ProduceFailure::Rejected,
             _ => ProduceFailure::Other,
+        }
+    }
+
+    /// What the status page, `/ready` and `check` say of it: the label, explained where the
+    /// label alone would leave an on-call engineer guessing.
+    pub(super) fn why(self) -> &'static str {
+        match self {
+            ProduceFailure::NotEnoughReplicas => {
+                "not_enough_replicas (fewer replicas in sync than the topic's min.insync.replicas: the leader refuses acks=all writes)"
+            }
+            other => other.as_str(),
         }
     }
 
@@ -68,6 +85,7 @@ impl ProduceFailure {
             ProduceFailure::AuthorizationFailed => "authorization_failed",
             ProduceFailure::UnknownPartition => "unknown_partition",
             ProduceFailure::NotLeader => "not_leader",
+            ProduceFailure::NotEnoughReplicas => "not_enough_replicas",
             ProduceFailure::Rejected => "rejected",
             ProduceFailure::Other => "other",
         }
@@ -140,5 +158,13 @@ mod tests {
         );
         assert_eq!(reason(RDKafkaErrorCode::InvalidRecord), "rejected");
         assert_eq!(reason(RDKafkaErrorCode::QueueFull), "queue_full");
+        assert_eq!(
+            reason(RDKafkaErrorCode::NotEnoughReplicas),
+            "not_enough_replicas"
+        );
+        assert_eq!(
+            reason(RDKafkaErrorCode::NotEnoughReplicasAfterAppend),
+            "not_enough_replicas"
+        );
     }
 }

@@ -175,7 +175,7 @@ fn record_failure(
     heartbeat
         .shared
         .observed
-        .failed(in_flight.partition, reason.as_str());
+        .failed(in_flight.partition, reason.why());
     if reason == ProduceFailure::AuthorizationFailed {
         let shared = &heartbeat.shared;
         let [write, idempotent] = write_rights(&shared.config);

@@ -1,18 +1,27 @@
-//! The consumer groups as the cluster lists them (ListGroups and DescribeGroups).
+//! The consumer groups as the cluster lists and describes them, on either protocol: the
+//! classic one (JoinGroup, SyncGroup) and the consumer protocol of KIP-848
+//! (`group.protocol=consumer`, Kafka 4's default for new consumers), each with its state as the
+//! broker names it and its members.
 
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
-use rdkafka::error::KafkaError;
-
+use crate::kafka::groups::{
+    describe_groups, list_groups, DescribedGroup, GroupProtocol, ListedGroup,
+};
 use crate::kafka::handle::AnyClient;
+use crate::kafka::native_admin::NativeAdminError;
+use rdkafka::types::RDKafkaErrorCode;
 
-/// A consumer group as listed.
+/// A consumer group as reported.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct GroupSummary {
     pub(super) name: String,
-    /// As the coordinator reports it: Stable, Empty, PreparingRebalance, Dead, …
+    /// As the coordinator names it: Stable, Empty, PreparingRebalance, CompletingRebalance,
+    /// Assigning, Reconciling, Dead; Unknown when it could not be asked.
     pub(super) state: String,
-    /// `None` when not known (the listing failed).
+    pub(super) protocol: GroupProtocol,
+    /// `None` when not known (the listing or the description failed).
     pub(super) members: Option<usize>,
 }
 
@@ -20,19 +29,194 @@ pub(super) struct GroupSummary {
 /// served): named groups, and those listed before, are still reported, as this.
 pub(super) const UNKNOWN_STATE: &str = "Unknown";
 
-/// Lists the consumer groups and their state. Blocking.
+/// What one listing found.
+#[derive(Debug, Default)]
+pub(super) struct GroupListing {
+    pub(super) groups: Vec<GroupSummary>,
+    /// Groups listed but not described (each reported with its listed state and no member
+    /// count), and the first reason.
+    pub(super) undescribed: usize,
+    pub(super) first_failure: Option<String>,
+}
+
+/// The state to report for a group, from librdkafka's names for what the listing and the
+/// description said (`None` where librdkafka does not know the broker's name).
+///
+/// librdkafka 2.12 knows the classic protocol's states and Empty, Stable and Dead; the
+/// consumer protocol's Assigning and Reconciling (and any state a later broker adds) come as
+/// "unknown". A group on the consumer protocol that is neither Empty nor Stable is rebalancing:
+/// reconciling while some member's partitions are not yet its target assignment (KIP-848's own
+/// definition), otherwise assigning (the coordinator has yet to compute the new target); a
+/// state a later broker adds to that protocol would read as one of these two. Any other state
+/// librdkafka cannot name is the listing's, if it named one, else Unknown: never guessed.
+pub(super) fn reported_state(listed: Option<&str>, described: Option<&DescribedGroup>) -> String {
+    if let Some(state) = described.and_then(|group| group.state.as_deref()) {
+        return state.to_string();
+    }
+    match described {
+        Some(group) if group.protocol == GroupProtocol::Consumer && group.members > 0 => {
+            if group.reconciling_members > 0 {
+                "Reconciling".to_string()
+            } else {
+                "Assigning".to_string()
+            }
+        }
+        _ => listed.unwrap_or(UNKNOWN_STATE).to_string(),
+    }
+}
+
+/// Lists the consumer groups `wanted` accepts and describes them. Blocking; the descriptions
+/// of groups on the consumer protocol start before `deadline`. A group deleted between the
+/// listing and its description is left out; one whose description failed is reported as
+/// listed, with no member count.
+///
+/// Classic groups are described as before, all of a broker's in one DescribeGroups (rust-rdkafka's
+/// group list), and only groups the listing names as on the consumer protocol with
+/// ConsumerGroupDescribe, one request each: librdkafka's DescribeConsumerGroups would try
+/// ConsumerGroupDescribe first for every group, doubling the requests for the classic ones (and
+/// a broker that answers it wrongly for a classic group would be believed).
+///
+/// librdkafka lists only groups whose protocol type is "consumer" or none: share groups
+/// (KIP-932) and streams groups (KIP-1071) are not listed, and it has no call to describe them.
 pub(super) fn fetch_groups(
     client: &dyn AnyClient,
     timeout: Duration,
-) -> Result<Vec<GroupSummary>, KafkaError> {
-    let groups = client.requests().fetch_group_list(None, timeout)?;
-    Ok(groups
-        .groups()
-        .iter()
-        .map(|group| GroupSummary {
-            name: group.name().to_string(),
-            state: group.state().to_string(),
-            members: Some(group.members().len()),
-        })
-        .collect())
+    deadline: Instant,
+    wanted: &dyn Fn(&str) -> bool,
+) -> Result<GroupListing, NativeAdminError> {
+    let listed: Vec<_> = list_groups(client.requests(), timeout)?
+        .into_iter()
+        .filter(|group| wanted(&group.name))
+        .collect();
+    let (consumer, classic): (Vec<_>, Vec<_>) = listed
+        .into_iter()
+        .partition(|group| group.protocol == GroupProtocol::Consumer);
+    let mut listing = GroupListing::default();
+    let failed = |listing: &mut GroupListing, group: ListedGroup, error: String| {
+        listing.undescribed += 1;
+        listing
+            .first_failure
+            .get_or_insert_with(|| format!("{}: {error}", group.name));
+        listing.groups.push(GroupSummary {
+            state: reported_state(group.state.as_deref(), None),
+            protocol: group.protocol,
+            members: None,
+            name: group.name,
+        });
+    };
+
+    if !classic.is_empty() {
+        match client.requests().fetch_group_list(None, timeout) {
+            Ok(described) => {
+                let described: BTreeMap<&str, (&str, usize)> = described
+                    .groups()
+                    .iter()
+                    .map(|group| (group.name(), (group.state(), group.members().len())))
+                    .collect();
+                for group in classic {
+                    match described.get(group.name.as_str()).copied() {
+                        // Gone since the listing: its series go, as a deleted group's.
+                        None | Some(("Dead", _)) => {}
+                        Some((state, members)) => listing.groups.push(GroupSummary {
+                            state: state.to_string(),
+                            // A broker before Kafka 3.7 names no type: every group is classic.
+                            protocol: GroupProtocol::Classic,
+                            members: Some(members),
+                            name: group.name,
+                        }),
+                    }
+                }
+            }
+            Err(error) => {
+                for group in classic {
+                    failed(&mut listing, group, error.to_string());
+                }
+            }
+        }
+    }
+
+    let names: Vec<String> = consumer.iter().map(|group| group.name.clone()).collect();
+    let described = describe_groups(client.requests(), &names, timeout, deadline);
+    for (group, description) in consumer.into_iter().zip(described) {
+        match description {
+            // librdkafka describes a group that is gone (deleted since the listing) with the
+            // classic DescribeGroups, which calls it Dead: its series go, as a deleted group's.
+            Ok(description) if description.state.as_deref() == Some("Dead") => {}
+            Ok(description) => listing.groups.push(GroupSummary {
+                state: reported_state(group.state.as_deref(), Some(&description)),
+                // Migrated back to the classic protocol since the listing, say.
+                protocol: match description.protocol {
+                    GroupProtocol::Unknown => group.protocol,
+                    known => known,
+                },
+                members: Some(description.members),
+                name: group.name,
+            }),
+            Err(error) if error.code() == Some(RDKafkaErrorCode::GroupIdNotFound) => {}
+            Err(error) => failed(&mut listing, group, error.to_string()),
+        }
+    }
+    listing.groups.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(listing)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn described(
+        protocol: GroupProtocol,
+        state: Option<&str>,
+        members: usize,
+        reconciling_members: usize,
+    ) -> DescribedGroup {
+        DescribedGroup {
+            protocol,
+            state: state.map(str::to_string),
+            members,
+            reconciling_members,
+        }
+    }
+
+    #[test]
+    fn states_librdkafka_names_are_kept_as_named() {
+        for state in [
+            "Stable",
+            "Empty",
+            "Dead",
+            "PreparingRebalance",
+            "CompletingRebalance",
+        ] {
+            for protocol in [GroupProtocol::Classic, GroupProtocol::Consumer] {
+                let group = described(protocol, Some(state), 1, 0);
+                assert_eq!(reported_state(Some("Stable"), Some(&group)), state);
+            }
+        }
+        // Without a description, the listing's.
+        assert_eq!(reported_state(Some("Empty"), None), "Empty");
+    }
+
+    #[test]
+    fn a_rebalancing_consumer_protocol_group_is_assigning_or_reconciling() {
+        let reconciling = described(GroupProtocol::Consumer, None, 3, 1);
+        assert_eq!(reported_state(None, Some(&reconciling)), "Reconciling");
+        let assigning = described(GroupProtocol::Consumer, None, 3, 0);
+        assert_eq!(reported_state(None, Some(&assigning)), "Assigning");
+    }
+
+    #[test]
+    fn a_state_nobody_can_name_stays_unknown() {
+        // A classic group in a state a later broker adds.
+        let classic = described(GroupProtocol::Classic, None, 2, 0);
+        assert_eq!(reported_state(None, Some(&classic)), UNKNOWN_STATE);
+        // A consumer-protocol group with no members would be Empty, which librdkafka names:
+        // an unnamed state here is a new one.
+        let memberless = described(GroupProtocol::Consumer, None, 0, 0);
+        assert_eq!(reported_state(None, Some(&memberless)), UNKNOWN_STATE);
+        assert_eq!(reported_state(None, None), UNKNOWN_STATE);
+        let unknown_type = described(GroupProtocol::Unknown, None, 1, 0);
+        assert_eq!(reported_state(None, Some(&unknown_type)), UNKNOWN_STATE);
+        // The listing named it where the description could not.
+        assert_eq!(reported_state(Some("Empty"), Some(&classic)), "Empty");
+    }
 }

@@ -1,8 +1,10 @@
 //! The cluster scan: a slow, separate look at the whole cluster, every
 //! `check.consumer.group.period.seconds` (60 s by default): how many topics and partitions it
-//! has, and how many partitions are under-replicated or offline.
+//! has, how many partitions are under-replicated or offline, and, with every topic's
+//! `min.insync.replicas`, how many refuse writes or would after one more broker loss.
 //!
-//! It also lists the consumer groups (ListGroups and DescribeGroups, within
+//! It also lists the consumer groups on either protocol (ListConsumerGroups and
+//! DescribeConsumerGroups, within
 //! `consumer.group.allow`/`consumer.group.deny`, plus `consumer.group.names`): how many, in
 //! which state, with how many members, and their lag. Idle and empty groups keep their series,
 //! so a stuck consumer stays visible; a deleted group's series go. A value one part of a scan
@@ -13,8 +15,8 @@
 //! large cluster's slow answer never delays a heartbeat. That one client both makes the
 //! scan's requests and, as the lag probe, reads records: a client costs a thread per broker.
 //!
-//! - [`overview`]: topics and partitions, and the unhealthy ones;
-//! - [`groups`]: the consumer groups as listed;
+//! - [`overview`]: topics and partitions, the unhealthy ones, those under and at min ISR;
+//! - [`groups`]: the consumer groups as listed and described, on either protocol;
 //! - [`lag`]: lag in messages and in seconds;
 //! - [`probe`]: reads the records lag in seconds is measured from;
 //! - [`progress`]: how long ago each group's commits moved, and its margin to retention;
@@ -40,14 +42,15 @@ use tokio_util::sync::CancellationToken;
 
 use self::groups::{fetch_groups, GroupSummary, UNKNOWN_STATE};
 use self::lag::{scan_lag, GroupLag, LagScan};
-use self::metrics::{ScanMetrics, ScanPart};
-use self::overview::fetch_overview;
+use self::metrics::{ScanMetrics, ScanPart, MIN_ISR_TOPICS_MAX};
+use self::overview::{fetch_overview, min_isr, TopicsHealth};
 use self::probe::LagProbe;
 use self::progress::GroupProgress;
 use crate::cluster::ClusterShared;
 use crate::config::{AdminSettings, LagGranularity, Pattern};
 use crate::kafka::client::{client_config, is_authorization_failure, ClientLog, Role};
-use crate::kafka::configs::{describe_retention, Retention};
+use crate::kafka::configs::{describe_topic_configs, Retention, TopicConfig};
+use crate::kafka::groups::GroupProtocol;
 use crate::kafka::handle::AnyClient;
 use crate::kafka::native_admin::NativeAdminError;
 use crate::kafka::TopicPartition;
@@ -105,10 +108,14 @@ pub(crate) struct ClusterScan {
     retention: Mutex<BTreeMap<String, Retention>>,
     /// Whether the cluster's not describing configs was said.
     told_no_configs: AtomicBool,
+    /// Each topic's `min.insync.replicas`, as last read.
+    min_isr: Mutex<BTreeMap<String, usize>>,
+    /// Whether topics whose min ISR cannot be read were said.
+    told_min_isr_refused: AtomicBool,
 }
 
 /// What DescribeConfigs answered for the groups' topics.
-type Described = Result<BTreeMap<String, Result<Retention, NativeAdminError>>, NativeAdminError>;
+type Described = Result<BTreeMap<String, Result<TopicConfig, NativeAdminError>>, NativeAdminError>;
 
 impl ClusterScan {
     /// The scan's client, for credentials changed at run time.
@@ -142,6 +149,8 @@ impl ClusterScan {
             progress,
             retention: Mutex::default(),
             told_no_configs: AtomicBool::new(false),
+            min_isr: Mutex::default(),
+            told_min_isr_refused: AtomicBool::new(false),
         })
     }
 
@@ -176,20 +185,105 @@ impl ClusterScan {
         let client = self.client.clone();
         let admin = self.shared.config.admin.clone();
         let timeout = admin.check_consumer_group_timeout;
+        let describable = self.configs_describable();
         let result = tokio::task::spawn_blocking(move || {
-            fetch_overview(client.as_ref(), timeout, &|topic| {
-                topic_wanted(&admin, topic)
-            })
+            let (overview, partitions, health) =
+                fetch_overview(client.as_ref(), timeout, &|topic| {
+                    topic_wanted(&admin, topic)
+                })?;
+            // Every topic's min.insync.replicas, re-read at every scan (an admin may change it).
+            let names: Vec<String> = health.keys().cloned().collect();
+            let configs =
+                describable.then(|| describe_topic_configs(client.requests(), &names, timeout));
+            Ok::<_, KafkaError>((overview, partitions, health, configs))
         })
         .await;
         match result {
-            Ok(Ok((overview, partitions))) => {
+            Ok(Ok((overview, partitions, health, configs))) => {
                 self.metrics.record_overview(&overview);
                 *lock(&self.topic_partitions) = Some(partitions);
                 self.succeeded(ScanPart::Topics);
+                self.report_min_isr(&health, configs);
             }
             Ok(Err(error)) => self.failed(ScanPart::Topics, &error.to_string()),
             Err(error) => self.failed(ScanPart::Topics, &error.to_string()),
+        }
+    }
+
+    /// Whether topic configs can be asked for: librdkafka sends DescribeConfigs to the
+    /// controller, and a cluster that names none of its brokers as controller (librdkafka's
+    /// mock) would only make it wait out its timeout.
+    fn configs_describable(&self) -> bool {
+        let snapshot = self.shared.snapshot();
+        snapshot
+            .named_controller
+            .is_some_and(|id| snapshot.brokers.contains_key(&id))
+    }
+
+    /// Counts partitions under and at their topic's min ISR, with `min.insync.replicas` as
+    /// just read (or, where this read failed, as last read). A topic whose configs the account
+    /// may not read is not counted, and counted as unknown: the right is not among those the
+    /// exporter needs, so its absence fires no alert.
+    fn report_min_isr(&self, health: &TopicsHealth, configs: Option<Described>) {
+        let mut known = lock(&self.min_isr);
+        match configs {
+            // Said once by the retention margins' part.
+            None => {}
+            Some(Ok(topics)) => {
+                let (mut refused, mut failed) = (0usize, None);
+                for (topic, answer) in topics {
+                    match answer {
+                        Ok(config) => match config.min_insync_replicas {
+                            Some(minimum) => {
+                                known.insert(topic, minimum);
+                            }
+                            None => {
+                                known.remove(&topic);
+                            }
+                        },
+                        Err(error) if is_authorization_failure(error.code()) => {
+                            known.remove(&topic);
+                            refused += 1;
+                        }
+                        Err(error) => {
+                            failed.get_or_insert(format!("{topic}: {error}"));
+                        }
+                    }
+                }
+                match failed {
+                    Some(first) => self.failed(ScanPart::Configs, &first),
+                    None => self.succeeded(ScanPart::Configs),
+                }
+                if refused > 0 && !self.told_min_isr_refused.swap(true, Ordering::Relaxed) {
+                    tracing::info!(
+                        refused,
+                        "min.insync.replicas of {refused} topics cannot be read (the account lacks DESCRIBE_CONFIGS on them): their partitions are not counted under or at min ISR (heartbeat_cluster_min_isr_unknown_topics)"
+                    );
+                }
+            }
+            Some(Err(error)) if error.code() == Some(RDKafkaErrorCode::UnsupportedFeature) => {}
+            Some(Err(error)) => self.failed(ScanPart::Configs, &error.to_string()),
+        }
+        // A deleted topic's minimum goes with it.
+        known.retain(|topic, _| health.contains_key(topic));
+        let count = min_isr(
+            health
+                .iter()
+                .map(|(topic, partitions)| (topic.as_str(), partitions.as_slice())),
+            &known,
+        );
+        let dropped = self.metrics.record_min_isr(&count);
+        if dropped == 0 {
+            self.throttle.reset("min_isr_series");
+        } else if let Some(held_back) = self.throttle.admit("min_isr_series") {
+            tracing::warn!(
+                held_back,
+                dropped,
+                "{} topics have partitions under or at their min ISR: series of the first {MIN_ISR_TOPICS_MAX} only ({} under, {} at min ISR in the cluster)",
+                count.topics.len(),
+                count.under,
+                count.at
+            );
         }
     }
 
@@ -197,26 +291,37 @@ impl ClusterScan {
     /// listed (or, when listing failed, last listed) and those named in the configuration.
     async fn scan_groups(&self) -> Vec<String> {
         let client = self.client.clone();
-        let timeout = self.shared.config.admin.check_consumer_group_timeout;
-        let result =
-            tokio::task::spawn_blocking(move || fetch_groups(client.as_ref(), timeout)).await;
+        let shared = self.shared.clone();
         let admin = &self.shared.config.admin;
-        let own = self.shared.config.consumer_group_id();
+        let timeout = admin.check_consumer_group_timeout;
+        // Descriptions take one request per group: half the period for them, the rest for lag.
+        let deadline = Instant::now() + admin.check_consumer_group_period / 2;
+        let result = tokio::task::spawn_blocking(move || {
+            let own = shared.config.consumer_group_id();
+            fetch_groups(client.as_ref(), timeout, deadline, &|name| {
+                group_wanted(&shared.config.admin, &own, name)
+            })
+        })
+        .await;
         match result {
-            Ok(Ok(groups)) => {
-                let groups: Vec<GroupSummary> = groups
-                    .into_iter()
-                    .filter(|group| group_wanted(admin, &own, &group.name))
-                    .collect();
-                self.metrics.record_groups(&groups);
-                self.succeeded(ScanPart::Groups);
+            Ok(Ok(listing)) => {
+                self.metrics.record_groups(&listing.groups);
+                match &listing.first_failure {
+                    None => self.succeeded(ScanPart::Groups),
+                    Some(first) => self.failed(
+                        ScanPart::Groups,
+                        &format!(
+                            "{} of {} consumer groups could not be described (reported as listed, with no member count); first: {first}",
+                            listing.undescribed,
+                            listing.groups.len()
+                        ),
+                    ),
+                }
             }
             Ok(Err(error)) => {
                 // Some brokers do not list groups (librdkafka's mock cluster among them): a
                 // property of the broker, not a failing scan; named groups are still scanned.
-                let unsupported =
-                    error.rdkafka_error_code() == Some(RDKafkaErrorCode::UnsupportedFeature);
-                if unsupported {
+                if error.code() == Some(RDKafkaErrorCode::UnsupportedFeature) {
                     // A property of the cluster: said once, not every scan.
                     if !self.told_unlisted.swap(true, Ordering::Relaxed) {
                         tracing::info!("the cluster does not list consumer groups ({error}): only consumer.group.names are scanned, in state {UNKNOWN_STATE}");
@@ -231,32 +336,30 @@ impl ClusterScan {
                 self.record_unknown_groups();
             }
         }
-        self.listed_and_named().into_iter().collect()
+        self.listed_and_named().into_keys().collect()
     }
 
-    /// The groups reported at the last listing and those named in the configuration.
-    fn listed_and_named(&self) -> BTreeSet<String> {
-        let mut names: BTreeSet<String> = self.metrics.listed_groups().into_iter().collect();
-        names.extend(
-            self.shared
-                .config
-                .admin
-                .consumer_group_names
-                .iter()
-                .cloned(),
-        );
+    /// The groups reported at the last listing, with their protocol, and those named in the
+    /// configuration (of a protocol not known unless listed).
+    fn listed_and_named(&self) -> BTreeMap<String, GroupProtocol> {
+        let mut names = self.metrics.listed_groups();
+        for name in &self.shared.config.admin.consumer_group_names {
+            names.entry(name.clone()).or_insert(GroupProtocol::Unknown);
+        }
         names
     }
 
     /// Without a listing, the groups listed before and the named ones are in an unknown state,
-    /// with an unknown number of members; their lag is still read.
+    /// with an unknown number of members, each of the protocol it was last listed with; their
+    /// lag is still read.
     fn record_unknown_groups(&self) {
         let groups: Vec<GroupSummary> = self
             .listed_and_named()
             .into_iter()
-            .map(|name| GroupSummary {
+            .map(|(name, protocol)| GroupSummary {
                 name,
                 state: UNKNOWN_STATE.to_string(),
+                protocol,
                 members: None,
             })
             .collect();
@@ -279,12 +382,7 @@ impl ClusterScan {
         } else {
             None
         };
-        // librdkafka sends DescribeConfigs to the controller: a cluster that names none of its
-        // brokers as controller (librdkafka's mock) would only make it wait out its timeout.
-        let snapshot = self.shared.snapshot();
-        let describable = snapshot
-            .named_controller
-            .is_some_and(|id| snapshot.brokers.contains_key(&id));
+        let describable = self.configs_describable();
         let result = tokio::task::spawn_blocking(move || {
             let mut probe = probe.as_ref().map(|probe| lock(probe));
             let scan = scan_lag(
@@ -306,7 +404,7 @@ impl ClusterScan {
                 .collect();
             let topics: Vec<String> = topics.into_iter().collect();
             let described = describable.then(|| {
-                describe_retention(
+                describe_topic_configs(
                     client.requests(),
                     &topics,
                     admin.check_consumer_group_timeout,
@@ -340,7 +438,7 @@ impl ClusterScan {
                 for (topic, answer) in topics {
                     match answer {
                         Ok(found) => {
-                            retention.insert(topic, found);
+                            retention.insert(topic, found.retention);
                         }
                         Err(error) if is_authorization_failure(error.code()) => {
                             retention.remove(&topic);
@@ -394,15 +492,24 @@ impl ClusterScan {
             self.probe.is_some(),
             admin.consumer_group_max_series,
         );
+        let listed = self.metrics.reported_groups();
         self.shared.observed.groups_scanned(
             scan.groups
                 .iter()
                 .filter_map(|(group, answer)| {
                     let lag = answer.as_ref().ok()?;
+                    let listed = listed.get(group);
                     Some(GroupBehind {
                         group: group.clone(),
                         lag_messages: lag.total(),
                         lag_seconds: lag.max_seconds(),
+                        state: listed
+                            .map_or(UNKNOWN_STATE, |group| &group.state)
+                            .to_string(),
+                        protocol: listed
+                            .map_or(GroupProtocol::Unknown, |group| group.protocol)
+                            .as_str(),
+                        members: listed.and_then(|group| group.members),
                     })
                 })
                 .collect(),

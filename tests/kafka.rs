@@ -969,8 +969,15 @@ async fn consumer_groups_on_either_protocol_are_reported_as_the_cluster_sees_the
     let principal = format!("User:{user}");
     let heartbeat_topic = "protocol-heartbeat";
     let acls = grant(cluster, user, heartbeat_topic);
-    // Exactly the documented rights for lag, by prefix.
+    // Exactly the documented rights for lag, by prefix, and for the retention margins.
     lag_rights(cluster, &principal, "protocol-", true);
+    let topics = [
+        "--resource-pattern-type",
+        "prefixed",
+        "--topic",
+        "protocol-",
+    ];
+    cluster.allow(&principal, &["DescribeConfigs"], &topics);
     let topic = "protocol-orders";
     cluster.create_topic(topic, 1, 3).await;
     produce(cluster, topic, 5);
@@ -1049,7 +1056,12 @@ async fn consumer_groups_on_either_protocol_are_reported_as_the_cluster_sees_the
                         "heartbeat_consumer_group_state",
                         &state(consumer, "Stable", "consumer"),
                     ) == 1.0
-                    && m.has("heartbeat_consumer_group_lag", &lag(consumer))
+                    && [classic, consumer].iter().all(|group| {
+                        m.has(
+                            "heartbeat_consumer_group_retention_margin_seconds",
+                            &[("group", group), ("topic", topic)],
+                        )
+                    })
             },
         )
         .await;
@@ -1164,5 +1176,6 @@ async fn consumer_groups_on_either_protocol_are_reported_as_the_cluster_sees_the
         cluster.delete_topic(topic).await;
     }
     lag_rights(cluster, &principal, "protocol-", false);
+    cluster.disallow(&principal, &["DescribeConfigs"], &topics);
     revoke(cluster, user, &acls);
 }

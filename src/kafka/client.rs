@@ -85,7 +85,8 @@ fn default_properties(config: &Config, role: Role) -> BTreeMap<String, String> {
             // A broker's refusal is retried a few times (backing off 0.1, 0.2, 0.4 s), then
             // reported as what it is (not_enough_replicas, say) within a second, rather than
             // retried until message.timeout.ms and reported as timed_out. Waiting for a leader
-            // or a connection costs no retry: a crashed broker's partitions still wait for
+            // or a connection, and a leader change, cost no retry; a request in flight when
+            // its connection drops costs one: a crashed broker's partitions still wait for
             // their new leader.
             set("retries", "3".to_string());
             // Bounded memory whatever happens: at most this much waits to be sent (beyond it a

@@ -3,7 +3,7 @@
 //! (`group.protocol=consumer`, Kafka 4's default for new consumers), each with its state as the
 //! broker names it and its members.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use crate::kafka::groups::{
@@ -46,8 +46,11 @@ pub(super) struct GroupListing {
 /// consumer protocol's Assigning and Reconciling (and any state a later broker adds) come as
 /// "unknown". A group on the consumer protocol that is neither Empty nor Stable is rebalancing:
 /// reconciling while some member's partitions are not yet its target assignment (KIP-848's own
-/// definition), otherwise assigning (the coordinator has yet to compute the new target); a
-/// state a later broker adds to that protocol would read as one of these two. Any other state
+/// definition), otherwise assigning (the coordinator has yet to compute the new target). This is
+/// a best effort: members still reconciling toward an older target while the coordinator
+/// computes a new one read as Reconciling, and a state a later broker adds to that protocol
+/// would read as one of these two (either way a rebalance, which is what alerts and dashboards
+/// need). Any other state
 /// librdkafka cannot name is the listing's, if it named one, else Unknown: never guessed.
 pub(super) fn reported_state(listed: Option<&str>, described: Option<&DescribedGroup>) -> String {
     if let Some(state) = described.and_then(|group| group.state.as_deref()) {
@@ -66,9 +69,9 @@ pub(super) fn reported_state(listed: Option<&str>, described: Option<&DescribedG
 }
 
 /// Lists the consumer groups `wanted` accepts and describes them. Blocking; the descriptions
-/// of groups on the consumer protocol start before `deadline`. A group deleted between the
-/// listing and its description is left out; one whose description failed is reported as
-/// listed, with no member count.
+/// of groups on the consumer protocol start within `describe_budget` of the listing. A group
+/// deleted between the listing and its description is left out; one whose description failed
+/// is reported as listed, with no member count.
 ///
 /// Classic groups are described as before, all of a broker's in one DescribeGroups (rust-rdkafka's
 /// group list), and only groups the listing names as on the consumer protocol with
@@ -76,18 +79,25 @@ pub(super) fn reported_state(listed: Option<&str>, described: Option<&DescribedG
 /// ConsumerGroupDescribe first for every group, doubling the requests for the classic ones (and
 /// a broker that answers it wrongly for a classic group would be believed).
 ///
-/// librdkafka lists only groups whose protocol type is "consumer" or none: share groups
-/// (KIP-932) and streams groups (KIP-1071) are not listed, and it has no call to describe them.
+/// librdkafka's ListConsumerGroups lists only groups whose protocol type is "consumer" or none;
+/// the classic listing also has the classic groups of other protocol types (Kafka Connect's
+/// workers, "connect"), reported as before. Share groups (KIP-932) and streams groups
+/// (KIP-1071) are in neither (the classic description calls them Dead), and librdkafka has no
+/// call to describe them.
 pub(super) fn fetch_groups(
     client: &dyn AnyClient,
     timeout: Duration,
-    deadline: Instant,
+    describe_budget: Duration,
     wanted: &dyn Fn(&str) -> bool,
 ) -> Result<GroupListing, NativeAdminError> {
-    let listed: Vec<_> = list_groups(client.requests(), timeout)?
+    let mut listed: Vec<_> = list_groups(client.requests(), timeout)?
         .into_iter()
         .filter(|group| wanted(&group.name))
         .collect();
+    // Two brokers may both list a group whose coordinator is moving: once is enough.
+    listed.sort_by(|a, b| a.name.cmp(&b.name));
+    listed.dedup_by(|a, b| a.name == b.name);
+    let listed_names: BTreeSet<String> = listed.iter().map(|group| group.name.clone()).collect();
     let (consumer, classic): (Vec<_>, Vec<_>) = listed
         .into_iter()
         .partition(|group| group.protocol == GroupProtocol::Consumer);
@@ -105,36 +115,57 @@ pub(super) fn fetch_groups(
         });
     };
 
-    if !classic.is_empty() {
-        match client.requests().fetch_group_list(None, timeout) {
-            Ok(described) => {
-                let described: BTreeMap<&str, (&str, usize)> = described
-                    .groups()
-                    .iter()
-                    .map(|group| (group.name(), (group.state(), group.members().len())))
-                    .collect();
-                for group in classic {
-                    match described.get(group.name.as_str()).copied() {
-                        // Gone since the listing: its series go, as a deleted group's.
-                        None | Some(("Dead", _)) => {}
-                        Some((state, members)) => listing.groups.push(GroupSummary {
-                            state: state.to_string(),
-                            // A broker before Kafka 3.7 names no type: every group is classic.
-                            protocol: GroupProtocol::Classic,
-                            members: Some(members),
-                            name: group.name,
-                        }),
-                    }
+    match client.requests().fetch_group_list(None, timeout) {
+        Ok(described) => {
+            let by_name: BTreeMap<&str, (&str, usize)> = described
+                .groups()
+                .iter()
+                .map(|group| (group.name(), (group.state(), group.members().len())))
+                .collect();
+            for group in classic {
+                match by_name.get(group.name.as_str()).copied() {
+                    // Gone since the listing: its series go, as a deleted group's.
+                    Some(("Dead", _)) => {}
+                    Some((state, members)) => listing.groups.push(GroupSummary {
+                        state: state.to_string(),
+                        // A broker before Kafka 3.7 names no type: every group is classic.
+                        protocol: GroupProtocol::Classic,
+                        members: Some(members),
+                        name: group.name,
+                    }),
+                    // Listed by a broker the classic listing did not hear from this time (its
+                    // coordinator moving, say): not taken for deleted.
+                    None => failed(
+                        &mut listing,
+                        group,
+                        "not in the classic listing".to_string(),
+                    ),
                 }
             }
-            Err(error) => {
-                for group in classic {
-                    failed(&mut listing, group, error.to_string());
+            for group in described.groups() {
+                let other_type = !matches!(group.protocol_type(), "consumer" | "");
+                if other_type
+                    && group.state() != "Dead"
+                    && !listed_names.contains(group.name())
+                    && wanted(group.name())
+                {
+                    listing.groups.push(GroupSummary {
+                        name: group.name().to_string(),
+                        state: group.state().to_string(),
+                        protocol: GroupProtocol::Classic,
+                        members: Some(group.members().len()),
+                    });
                 }
+            }
+        }
+        Err(error) => {
+            for group in classic {
+                failed(&mut listing, group, error.to_string());
             }
         }
     }
 
+    let deadline = Instant::now() + describe_budget;
     let names: Vec<String> = consumer.iter().map(|group| group.name.clone()).collect();
     let described = describe_groups(client.requests(), &names, timeout, deadline);
     for (group, description) in consumer.into_iter().zip(described) {

@@ -39,16 +39,19 @@ pub(super) enum ScanPart {
     LagSeconds,
     /// The time retention of the groups' topics (DescribeConfigs).
     Configs,
+    /// Every topic's `min.insync.replicas` (DescribeConfigs).
+    MinIsr,
 }
 
 impl ScanPart {
-    const ALL: [ScanPart; 6] = [
+    const ALL: [ScanPart; 7] = [
         ScanPart::Topics,
         ScanPart::Groups,
         ScanPart::Offsets,
         ScanPart::EndOffsets,
         ScanPart::LagSeconds,
         ScanPart::Configs,
+        ScanPart::MinIsr,
     ];
 
     pub(super) fn as_str(self) -> &'static str {
@@ -59,6 +62,7 @@ impl ScanPart {
             ScanPart::EndOffsets => "end_offsets",
             ScanPart::LagSeconds => "lag_seconds",
             ScanPart::Configs => "configs",
+            ScanPart::MinIsr => "min_isr",
         }
     }
 }

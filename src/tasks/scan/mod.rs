@@ -185,29 +185,47 @@ impl ClusterScan {
         let client = self.client.clone();
         let admin = self.shared.config.admin.clone();
         let timeout = admin.check_consumer_group_timeout;
-        let describable = self.configs_describable();
         let result = tokio::task::spawn_blocking(move || {
-            let (overview, partitions, health) =
-                fetch_overview(client.as_ref(), timeout, &|topic| {
-                    topic_wanted(&admin, topic)
-                })?;
-            // Every topic's min.insync.replicas, re-read at every scan (an admin may change it).
-            let names: Vec<String> = health.keys().cloned().collect();
-            let configs =
-                describable.then(|| describe_topic_configs(client.requests(), &names, timeout));
-            Ok::<_, KafkaError>((overview, partitions, health, configs))
+            fetch_overview(client.as_ref(), timeout, &|topic| {
+                topic_wanted(&admin, topic)
+            })
         })
         .await;
         match result {
-            Ok(Ok((overview, partitions, health, configs))) => {
+            Ok(Ok((overview, partitions, health))) => {
                 self.metrics.record_overview(&overview);
                 *lock(&self.topic_partitions) = Some(partitions);
                 self.succeeded(ScanPart::Topics);
-                self.report_min_isr(&health, configs);
+                self.scan_min_isr(health).await;
             }
             Ok(Err(error)) => self.failed(ScanPart::Topics, &error.to_string()),
             Err(error) => self.failed(ScanPart::Topics, &error.to_string()),
         }
+    }
+
+    /// Reads every topic's `min.insync.replicas` (again at every scan: an admin may change it)
+    /// and counts the partitions under and at it. Apart from the overview, which a slow
+    /// DescribeConfigs (its broker just crashed) must not hold back.
+    async fn scan_min_isr(&self, health: TopicsHealth) {
+        let configs = if self.configs_describable() {
+            let client = self.client.clone();
+            let timeout = self.shared.config.admin.check_consumer_group_timeout;
+            let names: Vec<String> = health.keys().cloned().collect();
+            match tokio::task::spawn_blocking(move || {
+                describe_topic_configs(client.requests(), &names, timeout)
+            })
+            .await
+            {
+                Ok(configs) => Some(configs),
+                Err(error) => {
+                    self.failed(ScanPart::MinIsr, &error.to_string());
+                    return;
+                }
+            }
+        } else {
+            None
+        };
+        self.report_min_isr(&health, configs);
     }
 
     /// Whether topic configs can be asked for: librdkafka sends DescribeConfigs to the
@@ -251,8 +269,8 @@ impl ClusterScan {
                     }
                 }
                 match failed {
-                    Some(first) => self.failed(ScanPart::Configs, &first),
-                    None => self.succeeded(ScanPart::Configs),
+                    Some(first) => self.failed(ScanPart::MinIsr, &first),
+                    None => self.succeeded(ScanPart::MinIsr),
                 }
                 if refused > 0 && !self.told_min_isr_refused.swap(true, Ordering::Relaxed) {
                     tracing::info!(
@@ -262,7 +280,7 @@ impl ClusterScan {
                 }
             }
             Some(Err(error)) if error.code() == Some(RDKafkaErrorCode::UnsupportedFeature) => {}
-            Some(Err(error)) => self.failed(ScanPart::Configs, &error.to_string()),
+            Some(Err(error)) => self.failed(ScanPart::MinIsr, &error.to_string()),
         }
         // A deleted topic's minimum goes with it.
         known.retain(|topic, _| health.contains_key(topic));
@@ -295,10 +313,10 @@ impl ClusterScan {
         let admin = &self.shared.config.admin;
         let timeout = admin.check_consumer_group_timeout;
         // Descriptions take one request per group: half the period for them, the rest for lag.
-        let deadline = Instant::now() + admin.check_consumer_group_period / 2;
+        let describe_budget = admin.check_consumer_group_period / 2;
         let result = tokio::task::spawn_blocking(move || {
             let own = shared.config.consumer_group_id();
-            fetch_groups(client.as_ref(), timeout, deadline, &|name| {
+            fetch_groups(client.as_ref(), timeout, describe_budget, &|name| {
                 group_wanted(&shared.config.admin, &own, name)
             })
         })

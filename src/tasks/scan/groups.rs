@@ -250,4 +250,84 @@ mod tests {
         // The listing named it where the description could not.
         assert_eq!(reported_state(Some("Empty"), Some(&classic)), "Empty");
     }
+
+    #[test]
+    fn a_group_changing_protocol_keeps_one_state_series_and_its_lag() {
+        use super::super::lag::{GroupLag, LagScan, PartitionLag};
+        use super::super::metrics::ScanMetrics;
+        use crate::metrics::encode_alone;
+        let series = |text: &str, family: &str| {
+            text.lines()
+                .filter(|line| line.starts_with(&format!("{family}{{")))
+                .count()
+        };
+        let summary = |state: &str, protocol, members| GroupSummary {
+            name: "orders".to_string(),
+            state: state.to_string(),
+            protocol,
+            members,
+        };
+        let scan = LagScan {
+            groups: [(
+                "orders".to_string(),
+                Ok(GroupLag {
+                    partitions: [(
+                        ("orders".to_string(), 0),
+                        PartitionLag {
+                            committed: 1,
+                            end: Some(3),
+                            messages: Some(2),
+                            seconds: Some(1.5),
+                        },
+                    )]
+                    .into_iter()
+                    .collect(),
+                }),
+            )]
+            .into_iter()
+            .collect(),
+            ..LagScan::default()
+        };
+        let metrics = ScanMetrics::new(true);
+        metrics.record_groups(&[summary("Stable", GroupProtocol::Classic, Some(2))]);
+        metrics.record_lag(&scan, true, true, 100);
+        let before = encode_alone(&metrics);
+        assert!(
+            before.contains(
+                r#"heartbeat_consumer_group_state{group="orders",state="Stable",protocol="classic"} 1"#
+            ),
+            "{before}"
+        );
+        // Its consumers restarted with group.protocol=consumer.
+        metrics.record_groups(&[summary("Reconciling", GroupProtocol::Consumer, Some(2))]);
+        let after = encode_alone(&metrics);
+        assert_eq!(
+            series(&after, "heartbeat_consumer_group_state"),
+            1,
+            "{after}"
+        );
+        assert!(
+            after.contains(
+                r#"heartbeat_consumer_group_state{group="orders",state="Reconciling",protocol="consumer"} 1"#
+            ),
+            "{after}"
+        );
+        assert!(
+            after.contains(r#"heartbeat_consumer_groups_by_state{kind="Stable"} 0"#),
+            "{after}"
+        );
+        // The lag series carry no protocol: the same series before and after.
+        let lag = |text: &str| {
+            text.lines()
+                .filter(|line| line.starts_with("heartbeat_consumer_group_lag{"))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(lag(&before), lag(&after));
+        assert_eq!(lag(&after).len(), 1);
+        assert_eq!(
+            metrics.listed_groups().get("orders"),
+            Some(&GroupProtocol::Consumer)
+        );
+    }
 }

@@ -16,7 +16,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 use super::groups::GroupSummary;
 use super::lag::{GroupLag, LagScan};
-use super::overview::{ClusterOverview, MinIsrCount};
+use super::overview::ClusterOverview;
 use super::probe::ProbeOutcome;
 use crate::kafka::groups::GroupProtocol;
 use crate::kafka::TopicPartition;
@@ -101,15 +101,6 @@ impl GroupStateLabels {
     }
 }
 
-/// Labels of a per-topic series.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
-struct TopicLabels {
-    topic: String,
-}
-
-/// Topics with series of their partitions under and at min ISR, at most: those under first.
-pub(super) const MIN_ISR_TOPICS_MAX: usize = 100;
-
 /// Labels of a per-group, per-partition series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
 struct GroupPartitionLabels {
@@ -171,8 +162,6 @@ struct Reported {
     lag_partitions: BTreeSet<GroupPartitionLabels>,
     /// Partitions with a log end offset series.
     end_offsets: BTreeSet<TopicPartitionLabels>,
-    /// Topics with min ISR series.
-    min_isr_topics: BTreeSet<TopicLabels>,
 }
 
 #[derive(Debug, Default)]
@@ -181,11 +170,6 @@ pub(super) struct ScanMetrics {
     partitions: Gauge,
     under_replicated: Gauge,
     offline: Gauge,
-    under_min_isr: Gauge,
-    at_min_isr: Gauge,
-    min_isr_unknown_topics: Gauge,
-    topic_under_min_isr: Family<TopicLabels, Gauge>,
-    topic_at_min_isr: Family<TopicLabels, Gauge>,
     duration: Gauge<f64, AtomicU64>,
     failures: Family<KindLabels, Counter>,
     groups: Gauge,
@@ -244,35 +228,9 @@ impl ScanMetrics {
         self.offline.set(overview.offline as i64);
     }
 
-    /// Reports partitions under and at their min ISR: the cluster's counts, and each topic's
-    /// for at most [`MIN_ISR_TOPICS_MAX`] topics (the rest counted as dropped series); a topic
-    /// back to health loses its series.
-    pub(super) fn record_min_isr(&self, count: &MinIsrCount) -> u64 {
-        self.under_min_isr.set(count.under as i64);
-        self.at_min_isr.set(count.at as i64);
-        self.min_isr_unknown_topics.set(count.unknown_topics as i64);
-        let mut reported = lock(&self.reported);
-        let mut current = BTreeSet::new();
-        for topic in count.topics.iter().take(MIN_ISR_TOPICS_MAX) {
-            let labels = TopicLabels {
-                topic: topic.topic.clone(),
-            };
-            self.topic_under_min_isr
-                .get_or_create(&labels)
-                .set(topic.under as i64);
-            self.topic_at_min_isr
-                .get_or_create(&labels)
-                .set(topic.at as i64);
-            current.insert(labels);
-        }
-        for gone in reported.min_isr_topics.difference(&current) {
-            self.topic_under_min_isr.remove(gone);
-            self.topic_at_min_isr.remove(gone);
-        }
-        reported.min_isr_topics = current;
-        let dropped = 2 * count.topics.len().saturating_sub(MIN_ISR_TOPICS_MAX) as u64;
-        self.series_dropped.inc_by(dropped);
-        dropped
+    /// Counts series left out for lack of room (those of the min ISR's topics beyond its cap).
+    pub(super) fn count_dropped(&self, series: u64) {
+        self.series_dropped.inc_by(series);
     }
 
     /// The groups listed at the last listing that worked, with their protocol.
@@ -508,31 +466,6 @@ impl ScanMetrics {
             "Partitions without a leader, at the last scan",
             self.offline.clone(),
         );
-        registry.register(
-            "cluster_partitions_under_min_isr",
-            "Partitions with fewer in-sync replicas than their topic's min.insync.replicas (acks=all writes refused), at the last scan",
-            self.under_min_isr.clone(),
-        );
-        registry.register(
-            "cluster_partitions_at_min_isr",
-            "Partitions with a replica out of sync and exactly their topic's min.insync.replicas in sync (one more broker loss refuses writes), at the last scan",
-            self.at_min_isr.clone(),
-        );
-        registry.register(
-            "cluster_min_isr_unknown_topics",
-            "Topics whose min.insync.replicas could not be read (DESCRIBE_CONFIGS): their partitions are not counted against it",
-            self.min_isr_unknown_topics.clone(),
-        );
-        registry.register(
-            "cluster_topic_partitions_under_min_isr",
-            "Partitions of each topic under its min.insync.replicas, for topics with a partition under or at it (at most 100 topics, those under first)",
-            self.topic_under_min_isr.clone(),
-        );
-        registry.register(
-            "cluster_topic_partitions_at_min_isr",
-            "Partitions of each topic at its min.insync.replicas with a replica out of sync, for topics with a partition under or at it (at most 100 topics, those under first)",
-            self.topic_at_min_isr.clone(),
-        );
         registry.register_with_unit(
             "cluster_scan_duration",
             "How long the last cluster scan took",
@@ -696,78 +629,5 @@ mod tests {
         let text = encode_alone(&metrics);
         assert_eq!(series(&text, "heartbeat_consumer_group_total_lag"), 1);
         assert_eq!(series(&text, "heartbeat_consumer_group_lag"), 0);
-    }
-
-    #[test]
-    fn a_group_changing_protocol_keeps_one_state_series_and_its_lag() {
-        use super::super::lag::PartitionLag;
-        let summary = |state: &str, protocol, members| GroupSummary {
-            name: "orders".to_string(),
-            state: state.to_string(),
-            protocol,
-            members,
-        };
-        let scan = LagScan {
-            groups: [(
-                "orders".to_string(),
-                Ok(GroupLag {
-                    partitions: [(
-                        ("orders".to_string(), 0),
-                        PartitionLag {
-                            committed: 1,
-                            end: Some(3),
-                            messages: Some(2),
-                            seconds: Some(1.5),
-                        },
-                    )]
-                    .into_iter()
-                    .collect(),
-                }),
-            )]
-            .into_iter()
-            .collect(),
-            ..LagScan::default()
-        };
-        let metrics = ScanMetrics::new(true);
-        metrics.record_groups(&[summary("Stable", GroupProtocol::Classic, Some(2))]);
-        metrics.record_lag(&scan, true, true, 100);
-        let before = encode_alone(&metrics);
-        assert!(
-            before.contains(
-                r#"heartbeat_consumer_group_state{group="orders",state="Stable",protocol="classic"} 1"#
-            ),
-            "{before}"
-        );
-        // Its consumers restarted with group.protocol=consumer.
-        metrics.record_groups(&[summary("Reconciling", GroupProtocol::Consumer, Some(2))]);
-        let after = encode_alone(&metrics);
-        assert_eq!(
-            series(&after, "heartbeat_consumer_group_state"),
-            1,
-            "{after}"
-        );
-        assert!(
-            after.contains(
-                r#"heartbeat_consumer_group_state{group="orders",state="Reconciling",protocol="consumer"} 1"#
-            ),
-            "{after}"
-        );
-        assert!(
-            after.contains(r#"heartbeat_consumer_groups_by_state{kind="Stable"} 0"#),
-            "{after}"
-        );
-        // The lag series carry no protocol: the same series before and after.
-        let lag = |text: &str| {
-            text.lines()
-                .filter(|line| line.starts_with("heartbeat_consumer_group_lag{"))
-                .map(str::to_string)
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(lag(&before), lag(&after));
-        assert_eq!(lag(&after).len(), 1);
-        assert_eq!(
-            metrics.listed_groups().get("orders"),
-            Some(&GroupProtocol::Consumer)
-        );
     }
 }

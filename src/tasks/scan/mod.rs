@@ -15,7 +15,8 @@
 //! large cluster's slow answer never delays a heartbeat. That one client both makes the
 //! scan's requests and, as the lag probe, reads records: a client costs a thread per broker.
 //!
-//! - [`overview`]: topics and partitions, the unhealthy ones, those under and at min ISR;
+//! - [`overview`]: topics and partitions, and the unhealthy ones;
+//! - [`min_isr`]: partitions under and at their topic's min ISR;
 //! - [`groups`]: the consumer groups as listed and described, on either protocol;
 //! - [`lag`]: lag in messages and in seconds;
 //! - [`probe`]: reads the records lag in seconds is measured from;
@@ -25,6 +26,7 @@
 mod groups;
 mod lag;
 mod metrics;
+mod min_isr;
 mod overview;
 mod probe;
 mod progress;
@@ -42,8 +44,9 @@ use tokio_util::sync::CancellationToken;
 
 use self::groups::{fetch_groups, GroupSummary, UNKNOWN_STATE};
 use self::lag::{scan_lag, GroupLag, LagScan};
-use self::metrics::{ScanMetrics, ScanPart, MIN_ISR_TOPICS_MAX};
-use self::overview::{fetch_overview, min_isr, TopicsHealth};
+use self::metrics::{ScanMetrics, ScanPart};
+use self::min_isr::{min_isr, MinIsrMetrics, MIN_ISR_TOPICS_MAX};
+use self::overview::{fetch_overview, TopicsHealth};
 use self::probe::LagProbe;
 use self::progress::GroupProgress;
 use crate::cluster::ClusterShared;
@@ -110,6 +113,7 @@ pub(crate) struct ClusterScan {
     told_no_configs: AtomicBool,
     /// Each topic's `min.insync.replicas`, as last read.
     min_isr: Mutex<BTreeMap<String, usize>>,
+    min_isr_metrics: Arc<MinIsrMetrics>,
     /// Whether topics whose min ISR cannot be read were said.
     told_min_isr_refused: AtomicBool,
 }
@@ -138,6 +142,8 @@ impl ClusterScan {
         shared.metrics.add(metrics.clone());
         let progress = Arc::new(GroupProgress::default());
         shared.metrics.add(progress.clone());
+        let min_isr_metrics = Arc::new(MinIsrMetrics::default());
+        shared.metrics.add(min_isr_metrics.clone());
         Ok(ClusterScan {
             shared: shared.clone(),
             client,
@@ -150,6 +156,7 @@ impl ClusterScan {
             retention: Mutex::default(),
             told_no_configs: AtomicBool::new(false),
             min_isr: Mutex::default(),
+            min_isr_metrics,
             told_min_isr_refused: AtomicBool::new(false),
         })
     }
@@ -290,7 +297,8 @@ impl ClusterScan {
                 .map(|(topic, partitions)| (topic.as_str(), partitions.as_slice())),
             &known,
         );
-        let dropped = self.metrics.record_min_isr(&count);
+        let dropped = self.min_isr_metrics.record(&count);
+        self.metrics.count_dropped(dropped);
         if dropped == 0 {
             self.throttle.reset("min_isr_series");
         } else if let Some(held_back) = self.throttle.admit("min_isr_series") {

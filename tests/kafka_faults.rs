@@ -436,7 +436,7 @@ async fn partitions_under_and_at_their_min_isr_are_counted_and_refusals_named() 
         .await;
     let acls = grant(cluster, user, heartbeat_topic);
     let prefixed = ["--resource-pattern-type", "prefixed", "--topic", "minisr-"];
-    cluster.allow(&principal, &["DescribeConfigs"], &prefixed);
+    cluster.allow(&principal, &["Describe", "DescribeConfigs"], &prefixed);
     let exporter = Exporter::as_user(
         cluster,
         "PLAIN",
@@ -553,7 +553,7 @@ async fn partitions_under_and_at_their_min_isr_are_counted_and_refusals_named() 
     for topic in [heartbeat_topic, strict, two] {
         cluster.delete_topic(topic).await;
     }
-    cluster.disallow(&principal, &["DescribeConfigs"], &prefixed);
+    cluster.disallow(&principal, &["Describe", "DescribeConfigs"], &prefixed);
     revoke(cluster, user, &acls);
 }
 

@@ -152,6 +152,29 @@ pub struct StatusFacts {
     pub connection_problem: Option<String>,
     /// Why the Schema Registry refuses the exporter (its credentials), while it does.
     pub schema_registry_refused: Option<String>,
+    /// Authentication failures the clients reported since start (each sign-in refused).
+    pub authentication_failures: u64,
+    /// Signing in through an identity provider, when the clients use OAuth.
+    pub signin: Option<SignInFacts>,
+}
+
+/// What the sign-in task knows of signing in with OAuth.
+#[derive(Debug, Clone, Default)]
+pub struct SignInFacts {
+    /// The token endpoint's host (never its path).
+    pub endpoint: String,
+    pub client_id: String,
+    /// Unix time the clients' token expires.
+    pub expires_at: Option<f64>,
+    /// Unix time the last token was obtained.
+    pub refreshed_at: Option<f64>,
+    /// How long the last token request took.
+    pub last_request_seconds: Option<f64>,
+    /// Why token requests fail, while they do.
+    pub failing: Option<String>,
+    /// Why the clients cannot sign in, while they cannot: no valid token, or the brokers
+    /// refuse it.
+    pub problem: Option<String>,
 }
 
 /// Shared, lock-protected [`StatusFacts`]; every lock is held for a few field writes only.
@@ -259,6 +282,10 @@ impl ClusterShared {
         // Why the cluster does not answer: every cause known, most specific first.
         let causes = || {
             let causes: Vec<&str> = [
+                facts
+                    .signin
+                    .as_ref()
+                    .and_then(|signin| signin.problem.as_deref()),
                 facts.connection_problem.as_deref(),
                 facts.client_error.as_deref(),
                 facts.metadata_error.as_deref(),

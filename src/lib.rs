@@ -30,6 +30,8 @@
 //! - [`logging`]: log set-up and the throttle for repeated messages;
 //! - [`config`]: the INI file and environment, validated, each key declared once;
 //! - [`output`]: what the command line prints, ending quietly on a closed pipe;
+//! - `outbound`: the HTTP client of the services outside Kafka (Schema Registry, identity
+//!   provider): its TLS trust, its transport failures told apart;
 //! - [`clock`] and `sync`: Unix time, and locks that survive a panicking holder.
 
 pub mod reload;
@@ -59,6 +61,8 @@ pub mod logging;
 pub mod config;
 
 pub mod output;
+
+mod outbound;
 
 pub mod clock;
 mod sync;

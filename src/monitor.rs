@@ -19,11 +19,13 @@ use crate::config::Config;
 use crate::kafka::client::Role;
 use crate::kafka::credentials::{sasl_credentials, set_sasl_credentials};
 use crate::kafka::handle::AnyClient;
+use crate::kafka::oauth::Tokens;
 use crate::metrics::Families;
 use crate::sync::lock;
 use crate::tasks::connectivity::{ConnectivityChecker, TlsSetupError};
 use crate::tasks::heartbeat::{self, HeartbeatError};
 use crate::tasks::metadata::MetadataRefresher;
+use crate::tasks::oauth::{EndpointError, SignIn};
 use crate::tasks::scan::{ClusterScan, ScanError};
 use crate::tasks::schema_registry::{SchemaRegistryError, SchemaRegistryProbe};
 use crate::tasks::topic::TopicManager;
@@ -39,6 +41,8 @@ pub enum MonitorError {
     Scan(#[from] ScanError),
     #[error(transparent)]
     SchemaRegistry(#[from] SchemaRegistryError),
+    #[error(transparent)]
+    OAuth(#[from] EndpointError),
 }
 
 /// One generation of a cluster's tasks: their shared state, and the tasks themselves.
@@ -49,6 +53,8 @@ struct Generation {
     /// Its clients, by role, for credentials changed at run time (weak: the tasks own them,
     /// and the last owner destroys each on a blocking thread).
     clients: Vec<(Role, Weak<dyn AnyClient>)>,
+    /// The clients' OAuth token, when they sign in with one.
+    tokens: Option<Arc<Tokens>>,
 }
 
 impl Generation {
@@ -64,6 +70,16 @@ impl Generation {
     ) -> Result<Generation, MonitorError> {
         let shared = ClusterShared::new(config, id_changes);
         shared.metrics.add(reloads.clone());
+        // The clients wait for their first token before they connect.
+        let tokens = shared
+            .config
+            .oauth
+            .clone()
+            .map(|settings| Arc::new(Tokens::new(settings)));
+        let signin = match &tokens {
+            Some(tokens) => Some(SignIn::new(&shared, tokens.clone())?),
+            None => None,
+        };
         // Three clients (four with the transaction probe): the heartbeat producer's (which the metadata and topic tasks share),
         // the end-to-end consumer's, and the scan's. Created in this order, the tasks' series
         // are exported in it.
@@ -71,7 +87,7 @@ impl Generation {
             producer,
             consumer,
             transactions,
-        } = heartbeat::tasks(&shared)?;
+        } = heartbeat::tasks(&shared, tokens.clone())?;
         let metadata = MetadataRefresher::new(&shared, producer.client(), Some(consumer.client()));
         let topic = TopicManager::new(&shared, producer.client());
         let connectivity = ConnectivityChecker::new(&shared)?;
@@ -89,10 +105,19 @@ impl Generation {
         if let Some(scan) = &scan {
             clients.push((Role::Scan, Arc::downgrade(&scan.client())));
         }
+        if let Some(tokens) = &tokens {
+            for (_, client) in &clients {
+                // No token yet: nothing is given, nothing can fail.
+                let _ = tokens.attach(client.clone());
+            }
+        }
         let cancel = cancel.child_token();
         let mut tasks = JoinSet::new();
         // Every log line of this cluster's tasks names the cluster.
         let span = tracing::info_span!("cluster", name = %shared.config.name);
+        if let Some(signin) = signin {
+            tasks.spawn(signin.run(cancel.clone()).instrument(span.clone()));
+        }
         tasks.spawn(metadata.run(cancel.clone()).instrument(span.clone()));
         tasks.spawn(topic.run(cancel.clone()).instrument(span.clone()));
         tasks.spawn(connectivity.run(cancel.clone()).instrument(span.clone()));
@@ -112,6 +137,7 @@ impl Generation {
             tasks,
             cancel,
             clients,
+            tokens,
         })
     }
 
@@ -153,6 +179,7 @@ pub(crate) struct ClusterMonitor {
 struct Current {
     config: Config,
     clients: Vec<(Role, Weak<dyn AnyClient>)>,
+    tokens: Option<Arc<Tokens>>,
 }
 
 /// What a reload of the configuration did to one cluster.
@@ -221,6 +248,7 @@ impl ClusterMonitor {
         let current = Arc::new(Mutex::new(Current {
             config,
             clients: first.clients.clone(),
+            tokens: first.tokens.clone(),
         }));
         let supervisor = tokio::spawn(supervise(
             current.clone(),
@@ -267,6 +295,16 @@ impl ClusterMonitor {
                     Err(error) => failures.push(format!("{} client: {error}", role.as_str())),
                 }
             }
+        }
+        match (&current.tokens, &config.oauth) {
+            (Some(tokens), Some(settings)) => {
+                // A rotated client secret: the sign-in task asks for a token with it now.
+                if tokens.reconfigure(settings.clone()) {
+                    applied += 1;
+                }
+            }
+            (None, None) => {}
+            _ => failures.push("signing in with OAuth or not takes a restart".to_string()),
         }
         let outcome = if let Some(first) = failures.first() {
             Reloaded::Failed(first.clone())
@@ -353,7 +391,11 @@ async fn supervise(
             }
         };
         handle.replace(generation.shared.clone());
-        lock(&current).clients = generation.clients.clone();
+        {
+            let mut current = lock(&current);
+            current.clients = generation.clients.clone();
+            current.tokens = generation.tokens.clone();
+        }
         tracing::info!(cluster = %config.name, "monitoring afresh: every series of this cluster starts again");
     }
 }

@@ -23,14 +23,35 @@ use support::tls::{free_port, Authority, Kind, Stunnel};
 use support::*;
 
 /// Families this run cannot give a series, each checked in full by the test that gives it
-/// one ([`support::contract::assert_pinned`]): throttling happens only under a quota and tansu
+/// one ([`support::contract::assert_pinned`]): OAuth sign-in needs an identity provider the
+/// brokers trust (the real Kafka cluster's, `tests/kafka.rs`); throttling happens only under a quota and tansu
 /// tells no topic's `retention.ms` (both on a real Kafka cluster, `tests/probes.rs`), nor any
 /// `min.insync.replicas`, and no partition here is short of replicas (a stopped node on the
 /// real cluster, `tests/kafka_faults.rs`); the
 /// Schema Registry configured here does not answer (the demo's does, `tests/cli.rs`). A
 /// summary family is described without series, so its name, type, unit and help are checked
 /// here too; the others are not exported at all before they have one.
-const PINNED_ELSEWHERE: [(&str, &str); 5] = [
+const PINNED_ELSEWHERE: [(&str, &str); 10] = [
+    (
+        "heartbeat_oauth_token_requests",
+        "oauth_tokens_are_refreshed_observed_refused_and_recovered_without_a_restart",
+    ),
+    (
+        "heartbeat_oauth_token_request_latency_seconds",
+        "oauth_tokens_are_refreshed_observed_refused_and_recovered_without_a_restart",
+    ),
+    (
+        "heartbeat_oauth_token_rejections",
+        "oauth_tokens_are_refreshed_observed_refused_and_recovered_without_a_restart",
+    ),
+    (
+        "heartbeat_oauth_token_expiry_timestamp_seconds",
+        "oauth_tokens_are_refreshed_observed_refused_and_recovered_without_a_restart",
+    ),
+    (
+        "heartbeat_oauth_token_last_refresh_timestamp_seconds",
+        "oauth_tokens_are_refreshed_observed_refused_and_recovered_without_a_restart",
+    ),
     (
         "heartbeat_cluster_topic_partitions_under_min_isr",
         "partitions_under_and_at_their_min_isr_are_counted_and_refusals_named",
@@ -284,9 +305,14 @@ fn the_documented_families_are_exactly_the_contracts() {
     }
     for (name, test) in PINNED_ELSEWHERE {
         assert!(contract.contains_key(name), "{name} is not in the contract");
-        let tests = ["tests/probes.rs", "tests/cli.rs", "tests/kafka_faults.rs"]
-            .map(|file| std::fs::read_to_string(root.join(file)).unwrap())
-            .join("\n");
+        let tests = [
+            "tests/probes.rs",
+            "tests/cli.rs",
+            "tests/kafka_faults.rs",
+            "tests/kafka.rs",
+        ]
+        .map(|file| std::fs::read_to_string(root.join(file)).unwrap())
+        .join("\n");
         assert!(
             tests.contains(&format!("fn {test}()")) && tests.contains(&format!("\"{name}\"")),
             "{name} is to be pinned by {test}, which does not exist or does not name it"

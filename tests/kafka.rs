@@ -1182,3 +1182,361 @@ async fn consumer_groups_on_either_protocol_are_reported_as_the_cluster_sees_the
     cluster.disallow(&principal, &["DescribeConfigs"], &topics);
     revoke(cluster, user, &acls);
 }
+
+/// `text`'s lines that contain `needle`.
+fn lines_with(text: &str, needle: &str) -> usize {
+    text.lines().filter(|line| line.contains(needle)).count()
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// OAuth sign-in as Confluent Cloud's identity pools do it, on the real brokers validating the
+/// tokens against the test's identity provider (30-second tokens, no clock skew allowed): a
+/// wrong client secret refused and named, the rotated secret file picked up, tokens refreshed
+/// for three lifetimes with nothing lost, a token the brokers refuse counted, the provider
+/// stopped past a token's life reported and recovered from without a restart, and the secret
+/// and the tokens in nothing the exporter writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth_tokens_are_refreshed_observed_refused_and_recovered_without_a_restart() {
+    let cluster = KafkaCluster::shared();
+    let provider = &cluster.identity_provider;
+    let topic = "oauth-heartbeat";
+    // The token's subject, so the brokers' principal: User:oauth-heartbeat.
+    let client = "oauth-heartbeat";
+    let (secret, wrong) = ("oauth-secret-7f3a9c", "not-the-secret-2b8e41");
+    provider.add_client(client, secret);
+    provider.set_lifetime(Duration::from_secs(30));
+    let acls = grant(cluster, client, topic);
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("oauth-client-secret");
+    std::fs::write(&secret_file, format!("{wrong}\n")).unwrap();
+    let host = provider
+        .token_url
+        .trim_start_matches("https://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let ini = support::kafka::exporter_ini(
+        &format!(
+            "bootstrap.servers = {bootstrap}\n\
+             security.protocol = SASL_SSL\n\
+             ssl.ca.location = {ca}\n\
+             sasl.mechanisms = OAUTHBEARER\n\
+             sasl.oauthbearer.method = oidc\n\
+             sasl.oauthbearer.token.endpoint.url = {url}\n\
+             sasl.oauthbearer.client.id = {client}\n\
+             sasl.oauthbearer.client.secret.file = {file}\n\
+             sasl.oauthbearer.scope = kafka\n\
+             sasl.oauthbearer.extensions = logicalCluster=lkc-test01,identityPoolId=pool-Test01\n\
+             https.ca.location = {ca}\n",
+            bootstrap = cluster.bootstrap(),
+            ca = cluster.ca_file.display(),
+            url = provider.token_url,
+            file = secret_file.display(),
+        ),
+        topic,
+        "heartbeat.topic.manage = true\n",
+    );
+    let config = support::write_config(dir.path(), &ini);
+    let mut exporter = Exporter::start(&ini);
+
+    // A wrong secret: refused, with its reason, the host named, said once however often
+    // retried.
+    exporter
+        .wait_for("the wrong secret refused", Duration::from_secs(30), |m| {
+            m.sum(
+                "heartbeat_oauth_token_requests_total",
+                &[("outcome", "refused")],
+            ) >= 3.0
+        })
+        .await;
+    let body = exporter
+        .wait_for_ready(
+            "not ready, the refusal named",
+            Duration::from_secs(10),
+            |status, body| status == 503 && body.contains("no valid OAuth token"),
+        )
+        .await;
+    assert!(
+        body.contains(&format!(
+            "the token endpoint at {host} refused client `{client}`"
+        )) && body.contains("invalid_client"),
+        "{body}"
+    );
+    let log = exporter.process.log();
+    assert_eq!(lines_with(&log, "cannot get an OAuth token"), 1, "{log}");
+
+    // The secret file rotated: picked up without a restart, heartbeats on every partition,
+    // the Confluent Cloud extensions sent with every sign-in.
+    std::fs::write(&secret_file, format!("{secret}\n")).unwrap();
+    let partitions = cluster.node_ids().len();
+    let metrics = exporter
+        .wait_for_every_partition(partitions, Duration::from_secs(60))
+        .await;
+    assert!(exporter.process.logged("OAuth settings reloaded"));
+    assert!(exporter
+        .process
+        .logged(&format!("the token endpoint at {host} answers again")));
+    let signed_in = |id: i32| {
+        cluster
+            .log(id)
+            .lines()
+            .filter(|line| {
+                line.contains(&format!("SASL extensions from principal={client}:"))
+                    && line.contains("logicalCluster=lkc-test01")
+                    && line.contains("identityPoolId=pool-Test01")
+            })
+            .count()
+    };
+    let sign_ins: usize = cluster.node_ids().into_iter().map(signed_in).sum();
+    assert!(
+        sign_ins >= partitions,
+        "every broker signed the exporter in with its extensions"
+    );
+    assert_eq!(metrics.sum("heartbeat_up", &[]), 1.0);
+
+    // Three lifetimes of 30-second tokens: each refreshed before it expires and used (the
+    // brokers end a session when its token expires), nothing lost, no failure counted.
+    let before = metrics;
+    let ok_before = before.sum("heartbeat_oauth_token_requests_total", &[("outcome", "ok")]);
+    let failures = |m: &support::Metrics| {
+        m.sum("heartbeat_oauth_token_requests_total", &[])
+            - m.sum("heartbeat_oauth_token_requests_total", &[("outcome", "ok")])
+    };
+    let started = std::time::Instant::now();
+    let after = exporter
+        .wait_for("three token lifetimes", Duration::from_secs(150), |m| {
+            m.sum("heartbeat_oauth_token_requests_total", &[("outcome", "ok")]) >= ok_before + 4.0
+                && started.elapsed() >= Duration::from_secs(90)
+        })
+        .await;
+    for family in [
+        "heartbeat_messages_lost_total",
+        "heartbeat_produce_failures_total",
+        "heartbeat_oauth_token_rejections_total",
+    ] {
+        assert_eq!(
+            after.sum(family, &[]),
+            before.sum(family, &[]),
+            "{family}\n{}",
+            after.text
+        );
+    }
+    assert_eq!(failures(&after), failures(&before), "{}", after.text);
+    for p in 0..partitions {
+        let p = p.to_string();
+        let consumed =
+            |m: &support::Metrics| m.sum("heartbeat_messages_consumed_total", &[("partition", &p)]);
+        assert!(
+            consumed(&after) >= consumed(&before) + 150.0,
+            "partition {p}"
+        );
+    }
+    let expiry = after.sum("heartbeat_oauth_token_expiry_timestamp_seconds", &[]);
+    let refreshed = after.sum("heartbeat_oauth_token_last_refresh_timestamp_seconds", &[]);
+    assert!(
+        (expiry - refreshed - 30.0).abs() < 2.0,
+        "{expiry} {refreshed}"
+    );
+    assert!(after.sum("heartbeat_oauth_token_request_latency_seconds_count", &[]) >= 5.0);
+    let resigned: usize = cluster.node_ids().into_iter().map(signed_in).sum();
+    assert!(
+        resigned >= sign_ins + partitions,
+        "sessions signed in again with newer tokens"
+    );
+    let (status, _) = exporter.ready().await;
+    assert_eq!(status, 200);
+
+    // Tokens for another audience: the brokers refuse them, counted as invalid.
+    provider.set_audience("another-audience");
+    exporter
+        .wait_for(
+            "a token refused by the brokers",
+            Duration::from_secs(90),
+            |m| {
+                m.sum(
+                    "heartbeat_oauth_token_rejections_total",
+                    &[("reason", "invalid")],
+                ) >= 1.0
+            },
+        )
+        .await;
+    assert!(exporter
+        .process
+        .logged("the brokers refuse the OAuth token"));
+    provider.set_audience(support::oauth::AUDIENCE);
+    let ok =
+        |m: &support::Metrics| m.sum("heartbeat_oauth_token_requests_total", &[("outcome", "ok")]);
+    let now = ok(&support::Metrics::parse(
+        &support::get(exporter.address, "/metrics").await.1,
+    ));
+    exporter
+        .wait_for(
+            "a token for the brokers' audience",
+            Duration::from_secs(40),
+            |m| ok(m) >= now + 1.0,
+        )
+        .await;
+    exporter
+        .wait_for_ready(
+            "ready with a good token",
+            Duration::from_secs(60),
+            |status, _| status == 200,
+        )
+        .await;
+
+    // The token endpoint stopped past a token's life: reported (the request failing, the
+    // token expired, the brokers refusing it), /ready naming the endpoint.
+    provider.stop_token_endpoint();
+    let stopped = exporter
+        .wait_for(
+            "the token expired, unrefreshed",
+            Duration::from_secs(60),
+            |m| {
+                m.sum(
+                    "heartbeat_oauth_token_requests_total",
+                    &[("outcome", "unreachable")],
+                ) >= 1.0
+                    && m.sum("heartbeat_oauth_token_expiry_timestamp_seconds", &[]) < unix_now()
+            },
+        )
+        .await;
+    assert!(stopped.sum("heartbeat_oauth_token_expiry_timestamp_seconds", &[]) > 0.0);
+    let body = exporter
+        .wait_for_ready(
+            "not ready, no valid token",
+            Duration::from_secs(30),
+            |status, body| status == 503 && body.contains("no valid OAuth token"),
+        )
+        .await;
+    assert!(
+        body.contains(&format!("the token endpoint at {host} did not answer")),
+        "{body}"
+    );
+    let log = exporter.process.log();
+    assert_eq!(
+        lines_with(&log, "cannot refresh the OAuth token"),
+        1,
+        "{log}"
+    );
+    assert!(log.contains("expires in"), "{log}");
+    exporter
+        .wait_for("the expired token refused", Duration::from_secs(30), |m| {
+            m.sum(
+                "heartbeat_oauth_token_rejections_total",
+                &[("reason", "expired")],
+            ) >= 1.0
+        })
+        .await;
+
+    // The endpoint back: a token and heartbeats within 30 s, no restart.
+    provider.start_token_endpoint();
+    let back = std::time::Instant::now();
+    let consumed = |m: &support::Metrics| m.sum("heartbeat_messages_consumed_total", &[]);
+    let now = consumed(&support::Metrics::parse(
+        &support::get(exporter.address, "/metrics").await.1,
+    ));
+    exporter
+        .wait_for("heartbeats again", Duration::from_secs(30), |m| {
+            consumed(m) >= now + 2.0 * partitions as f64
+        })
+        .await;
+    eprintln!(
+        "recovered {:.1} s after the token endpoint came back",
+        back.elapsed().as_secs_f64()
+    );
+    exporter
+        .wait_for_ready("ready again", Duration::from_secs(30), |status, _| {
+            status == 200
+        })
+        .await;
+
+    // `check` signs in too, and says so; the bundle's own client as well (its metadata
+    // snapshot counts the topics).
+    let output = support::binary()
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "check",
+            "--timeout",
+            "60",
+        ])
+        .output()
+        .unwrap();
+    let checked = String::from_utf8_lossy(&output.stdout).to_string()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{checked}");
+    assert!(
+        checked.contains(&format!("ok    sign-in: token from {host} for `{client}`")),
+        "{checked}"
+    );
+    let output = support::binary()
+        .args(["--config", config.to_str().unwrap(), "bundle", "--output"])
+        .arg(dir.path())
+        .args(["--from", &format!("http://{}", exporter.address)])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let bundle = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    let mut unpacked = String::new();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(
+        std::fs::File::open(&bundle).unwrap(),
+    ));
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        std::io::Read::read_to_string(&mut entry, &mut unpacked).unwrap();
+    }
+    assert!(
+        unpacked.contains("\"topics\": "),
+        "the bundle counted the topics"
+    );
+    assert!(!unpacked.contains("\"topics\": null"), "{unpacked}");
+
+    // Neither secret nor any token in anything the exporter wrote.
+    let mut written = vec![checked, unpacked];
+    for path in ["/metrics", "/ready", "/api/status", "/debug/events"] {
+        written.push(support::get(exporter.address, path).await.1);
+    }
+    let output = support::binary()
+        .args(["--config", config.to_str().unwrap(), "--check-config"])
+        .output()
+        .unwrap();
+    written.push(String::from_utf8_lossy(&output.stdout).to_string());
+    written.push(exporter.process.log());
+    let tokens = provider.tokens();
+    assert!(tokens.len() >= 6);
+    for text in &written {
+        for secret in [secret, wrong] {
+            assert!(!text.contains(secret), "the client secret in:\n{text}");
+        }
+        for token in &tokens {
+            // The signature alone would be enough to replay nothing, but neither part is said.
+            let signature = token.rsplit('.').next().unwrap();
+            assert!(!text.contains(signature), "a token in:\n{text}");
+        }
+    }
+    support::contract::assert_pinned(
+        &support::get(exporter.address, "/metrics").await.1,
+        &[
+            "heartbeat_oauth_token_requests",
+            "heartbeat_oauth_token_request_latency_seconds",
+            "heartbeat_oauth_token_rejections",
+            "heartbeat_oauth_token_expiry_timestamp_seconds",
+            "heartbeat_oauth_token_last_refresh_timestamp_seconds",
+        ],
+    );
+
+    drop(exporter);
+    cluster.delete_topic(topic).await;
+    revoke(cluster, client, &acls);
+}

@@ -1,6 +1,7 @@
 //! What goes into the bundle besides the check: version and build, the effective
 //! configuration, a metadata snapshot, and what a running exporter serves.
 
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use rdkafka::consumer::BaseConsumer;
@@ -9,6 +10,8 @@ use serde::Serialize;
 use crate::check::ClusterReport;
 use crate::config::Config;
 use crate::kafka::client::{client_config, render_client_settings, Role};
+use crate::kafka::handle::AnyClient;
+use crate::tasks::oauth::sign_in_once;
 
 /// The version and build of this binary, and of the librdkafka in it.
 #[derive(Debug, Serialize)]
@@ -109,12 +112,23 @@ pub(super) async fn metadata(
 
 /// Every topic's name and the partitions of all, from one metadata request.
 async fn count_topics(config: Config, timeout: Duration) -> Result<(Vec<String>, usize), String> {
-    let counted = tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = client_config(&config, Role::Scan)
+    let consumer: Arc<BaseConsumer> = Arc::new(
+        client_config(&config, Role::Scan)
             .create()
-            .map_err(|error| error.to_string())?;
-        let metadata = rdkafka::consumer::Consumer::fetch_metadata(&consumer, None, timeout)
-            .map_err(|error| error.to_string())?;
+            .map_err(|error| error.to_string())?,
+    );
+    if let Some(settings) = &config.oauth {
+        let client: Weak<dyn AnyClient> = Arc::downgrade(&consumer) as _;
+        if let Err(error) = sign_in_once(settings, client).await {
+            // Destroying a client waits for its threads: not on this one.
+            let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
+            return Err(error);
+        }
+    }
+    let counted = tokio::task::spawn_blocking(move || {
+        let metadata =
+            rdkafka::consumer::Consumer::fetch_metadata(consumer.as_ref(), None, timeout)
+                .map_err(|error| error.to_string())?;
         let names: Vec<String> = metadata
             .topics()
             .iter()

@@ -5,10 +5,10 @@ use std::time::{Duration, Instant};
 
 use super::fixes;
 use super::report::{
-    Authentication, BrokerReport, ClusterReport, Failure, MetadataReport, RoundTripReport,
-    TopicReport,
+    Authentication, BrokerReport, ClusterReport, Failure, MetadataReport, OAuthReport,
+    RoundTripReport, TopicReport,
 };
-use crate::cluster::ClusterShared;
+use crate::cluster::{ClusterShared, SignInFacts};
 use crate::config::{sasl_mechanism, Config};
 use crate::observed::{Connection, PartitionView};
 
@@ -135,7 +135,8 @@ pub(super) fn build(
             }
         })
         .collect();
-    let authentication = authentication(config, answered, facts.authentication_error.clone());
+    let mut authentication = authentication(config, answered, facts.authentication_error.clone());
+    authentication.oauth = facts.signin.as_ref().map(oauth_report);
     let client_error = facts.client_error.clone();
     drop(facts);
     let mut report = ClusterReport {
@@ -171,6 +172,21 @@ fn bootstrap_servers(config: &Config) -> String {
         .unwrap_or_default()
 }
 
+/// The sign-in through the identity provider, as the sign-in task saw it.
+fn oauth_report(signin: &SignInFacts) -> OAuthReport {
+    OAuthReport {
+        token_endpoint: signin.endpoint.clone(),
+        client_id: signin.client_id.clone(),
+        ok: match (&signin.failing, signin.refreshed_at) {
+            (None, None) => None,
+            (failing, _) => Some(failing.is_none()),
+        },
+        request_seconds: signin.last_request_seconds,
+        token_expires_at: signin.expires_at,
+        error: signin.failing.clone(),
+    }
+}
+
 /// Who the clients authenticate as, from the configuration; never the password.
 fn authentication(config: &Config, answered: bool, error: Option<String>) -> Authentication {
     let properties = config.admin_properties();
@@ -193,5 +209,6 @@ fn authentication(config: &Config, answered: bool, error: Option<String>) -> Aut
             (None, false) => None,
         },
         error,
+        oauth: None,
     }
 }

@@ -1,7 +1,7 @@
 //! What to change for each failure the check finds: the key to set, the ACL to add, the host
 //! that does not resolve. One line each, for the person on call.
 
-use super::report::{ClusterReport, Failure};
+use super::report::{ClusterReport, Failure, OAuthReport};
 use crate::clock::unix_seconds;
 use crate::observed::Connection;
 
@@ -23,6 +23,16 @@ pub(super) fn failures(
         .filter(|connection| !connection.ok)
         .map(connection_failure)
         .collect();
+    let oauth = report.authentication.oauth.as_ref();
+    if let Some((oauth, error)) = oauth.and_then(|oauth| Some((oauth, oauth.error.as_ref()?))) {
+        // Without a token no client signs in: what follows says nothing more.
+        failures.push(Failure {
+            step: "sign-in",
+            problem: error.clone(),
+            fix: signin_fix(oauth, error),
+        });
+        return failures;
+    }
     if let Some(error) = &report.authentication.error {
         failures.push(Failure {
             step: "authentication",
@@ -249,8 +259,40 @@ fn subject(connection: &Connection) -> String {
         .unwrap_or_default()
 }
 
+/// What to do when no token comes from the identity provider.
+fn signin_fix(oauth: &OAuthReport, error: &str) -> String {
+    let host = &oauth.token_endpoint;
+    if error.contains("refused client") {
+        format!(
+            "the identity provider at {host} refused client `{}`: check \
+             sasl.oauthbearer.client.id and sasl.oauthbearer.client.secret (or its file) \
+             ([default]), and sasl.oauthbearer.scope",
+            oauth.client_id
+        )
+    } else if error.contains("certificate") || error.contains("TLS") || error.contains("SSL") {
+        format!(
+            "the token endpoint's certificate is not trusted: set https.ca.location ([default]) \
+             to the CA that signed {host}'s certificate"
+        )
+    } else {
+        format!(
+            "reach the token endpoint from here: check sasl.oauthbearer.token.endpoint.url \
+             ([default]), that {host} resolves and is reachable (proxy, firewall), and the \
+             identity provider's status"
+        )
+    }
+}
+
 fn authentication_fix(report: &ClusterReport) -> String {
     let authentication = &report.authentication;
+    if let Some(oauth) = &authentication.oauth {
+        return format!(
+            "the brokers refused the token from {}: check that they expect its issuer, \
+             audience and scope (their log says which), and on Confluent Cloud \
+             sasl.oauthbearer.extensions (logicalCluster and identityPoolId)",
+            oauth.token_endpoint
+        );
+    }
     let who = match (&authentication.mechanism, &authentication.user) {
         (Some(mechanism), Some(user)) => format!("{mechanism} user `{user}`"),
         (Some(mechanism), None) => format!("{mechanism} (no sasl.username)"),

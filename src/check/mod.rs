@@ -130,13 +130,18 @@ fn complete(shared: &ClusterShared, connections: &BTreeMap<String, Connection>) 
 }
 
 /// Whether a failure already decides the outcome: nothing answers (a whole round of
-/// connection checks failed), the credentials or a right are refused, or the topic does not
-/// exist.
+/// connection checks failed), no token comes from the identity provider, the credentials or a
+/// right are refused, or the topic does not exist.
 fn decisive(shared: &ClusterShared) -> bool {
     let snapshot = shared.snapshot();
     let facts = shared.status.lock();
     let unreachable = snapshot.refreshed_at.is_none() && facts.connection_problem.is_some();
+    let no_token = facts
+        .signin
+        .as_ref()
+        .is_some_and(|signin| signin.problem.is_some());
     unreachable
+        || no_token
         || facts.authentication_error.is_some()
         || snapshot.topic_missing()
         || facts.topic_problem.is_some()

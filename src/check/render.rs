@@ -5,7 +5,7 @@ use std::fmt::Write;
 use std::time::{Duration, UNIX_EPOCH};
 
 use super::fixes::target_name;
-use super::report::{ClusterReport, Report};
+use super::report::{ClusterReport, OAuthReport, Report};
 use crate::clock::unix_seconds;
 use crate::observed::Connection;
 
@@ -105,6 +105,9 @@ fn cluster_text(out: &mut String, cluster: &ClusterReport) {
             metadata.error.as_deref().unwrap_or("none yet")
         );
     }
+    if let Some(oauth) = &authentication.oauth {
+        signin_text(out, oauth);
+    }
     let sasl = authentication.mechanism.is_some();
     let _ = match (&authentication.error, authentication.ok) {
         (Some(error), _) => writeln!(out, "  FAIL  authentication: {error}"),
@@ -166,6 +169,32 @@ fn cluster_text(out: &mut String, cluster: &ClusterReport) {
             );
         }
     }
+}
+
+/// The sign-in through the identity provider (OAuth).
+fn signin_text(out: &mut String, oauth: &OAuthReport) {
+    let took = oauth
+        .request_seconds
+        .map(|seconds| format!(" in {}", milliseconds(seconds)))
+        .unwrap_or_default();
+    let _ = match (&oauth.error, oauth.ok) {
+        (Some(error), _) => writeln!(out, "  FAIL  sign-in: {error}"),
+        (None, Some(true)) => writeln!(
+            out,
+            "  ok    sign-in: token from {} for `{}`{took}{}",
+            oauth.token_endpoint,
+            oauth.client_id,
+            oauth
+                .token_expires_at
+                .map(|at| format!(", valid until {}", utc(at)))
+                .unwrap_or_default()
+        ),
+        (None, _) => writeln!(
+            out,
+            "  ?     sign-in: no answer from {}",
+            oauth.token_endpoint
+        ),
+    };
 }
 
 fn connection_text(out: &mut String, connection: &Connection) {

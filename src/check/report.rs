@@ -72,6 +72,25 @@ pub struct Authentication {
     /// when the check did not get that far.
     pub(crate) ok: Option<bool>,
     pub(crate) error: Option<String>,
+    /// Signing in through the identity provider, with OAuth (`sasl.oauthbearer.method=oidc`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) oauth: Option<OAuthReport>,
+}
+
+/// Getting a token from the identity provider's token endpoint (never the token or the
+/// secret).
+#[derive(Debug, Clone, Serialize)]
+pub struct OAuthReport {
+    /// The token endpoint's host.
+    pub(crate) token_endpoint: String,
+    pub(crate) client_id: String,
+    /// Whether a token was obtained; `null` when no answer came in time.
+    pub(crate) ok: Option<bool>,
+    /// How long the last token request took.
+    pub(crate) request_seconds: Option<f64>,
+    /// When the token obtained expires (Unix time).
+    pub(crate) token_expires_at: Option<f64>,
+    pub(crate) error: Option<String>,
 }
 
 /// A broker in the metadata answer.

@@ -15,6 +15,8 @@
 //! - `admin`: the `[admin]` keys, each declared once;
 //! - `kinds`: how each kind of `[admin]` value is parsed and shown;
 //! - `properties`: librdkafka properties: merging, secrets, SASL credentials;
+//! - `oauth`: signing in with OAuth (OIDC client credentials): librdkafka's keys, read by the
+//!   exporter, which fetches the tokens;
 //! - `schema_registry`: the optional `[schema_registry]` section;
 //! - `secret_files`: `sasl.username.file` and `sasl.password.file`, read into the keys they
 //!   stand for;
@@ -23,6 +25,7 @@
 mod admin;
 mod ini;
 mod kinds;
+mod oauth;
 mod properties;
 mod raw;
 mod schema_registry;
@@ -42,12 +45,14 @@ pub use self::admin::{
     MAX_IN_FLIGHT_PER_PARTITION,
 };
 pub use self::kinds::Pattern;
+pub use self::oauth::OAuthSettings;
 pub use self::properties::{is_secret, sasl_mechanism, MASK};
 pub use self::raw::{ConfigError, Origin, ENV_PREFIX};
 pub use self::schema_registry::SchemaRegistrySettings;
 pub use self::shard::{shard_of, Shard, ShardError};
 
 use self::admin::is_process_wide;
+use self::oauth::is_oauth_key;
 use self::properties::{check_sasl_credentials, merge};
 use self::raw::{apply_environment, cluster_section, parse_section_name, Entry, RawConfig};
 
@@ -78,6 +83,8 @@ pub struct Config {
     pub admin: AdminSettings,
     /// The `[schema_registry]` to probe, if one is configured.
     pub schema_registry: Option<SchemaRegistrySettings>,
+    /// How the clients sign in through an identity provider, when they use OAuth.
+    pub oauth: Option<OAuthSettings>,
     /// Things worth a warning at start that are not errors (never quoting a value).
     pub warnings: Vec<String>,
     /// The files credentials were read from (`sasl.password.file`, …), watched for rotation.
@@ -289,6 +296,14 @@ impl Config {
             }
         }
         let (producer, default) = (raw.section("producer"), raw.section("default"));
+        let oauth = OAuthSettings::parse(
+            &default,
+            [
+                ("producer", &producer),
+                ("consumer", &raw.section("consumer")),
+            ],
+            &mut warnings,
+        )?;
         if let Some(linger) = producer
             .get("linger.ms")
             .or_else(|| default.get("linger.ms"))
@@ -304,6 +319,7 @@ impl Config {
             name: name.to_string(),
             admin,
             schema_registry,
+            oauth,
             warnings,
             secret_files: secret_files.to_vec(),
             default: raw.section("default"),
@@ -389,12 +405,12 @@ impl Config {
 
     /// The user's librdkafka properties for the producer: `[default]` merged with `[producer]`.
     pub fn producer_properties(&self) -> BTreeMap<String, String> {
-        merge(&self.default, &self.producer)
+        client_properties(&self.default, &self.producer)
     }
 
     /// The user's librdkafka properties for the consumer: `[default]` merged with `[consumer]`.
     pub fn consumer_properties(&self) -> BTreeMap<String, String> {
-        merge(&self.default, &self.consumer)
+        client_properties(&self.default, &self.consumer)
     }
 
     /// The end-to-end consumer's group: `[consumer] group.id`, else `cc-heartbeat`.
@@ -426,7 +442,7 @@ impl Config {
 
     /// The user's librdkafka properties for admin and metadata requests: `[default]` only.
     pub fn admin_properties(&self) -> BTreeMap<String, String> {
-        merge(&self.default, &BTreeMap::new())
+        client_properties(&self.default, &BTreeMap::new())
     }
 
     /// The same configuration under another cluster name.
@@ -438,6 +454,7 @@ impl Config {
     /// The configuration for demo mode: the `[admin]` settings kept, every client pointed at
     /// the embedded cluster with none of the file's connection or security properties.
     pub fn for_demo(mut self, bootstrap_servers: &str) -> Config {
+        self.oauth = None;
         self.default.clear();
         self.producer.clear();
         self.consumer.clear();
@@ -537,7 +554,7 @@ impl Config {
     /// Checks every librdkafka property with librdkafka itself, and SASL credentials.
     fn validate_client_properties(&self) -> Result<(), ConfigError> {
         for (own, own_name) in [(&self.producer, "producer"), (&self.consumer, "consumer")] {
-            let merged = merge(&self.default, own);
+            let merged = client_properties(&self.default, own);
             let section_of = |key: &str| -> (String, Origin) {
                 match own.get(key).or_else(|| self.default.get(key)) {
                     Some(entry) => (entry.section.clone(), entry.origin.clone()),
@@ -608,6 +625,17 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The librdkafka properties of a client: `over` merged over `base`, without OAuth's keys
+/// (the exporter's own: librdkafka, built without libcurl, would refuse them).
+fn client_properties(
+    base: &BTreeMap<String, Entry>,
+    over: &BTreeMap<String, Entry>,
+) -> BTreeMap<String, String> {
+    let mut merged = merge(base, over);
+    merged.retain(|key, _| !is_oauth_key(key));
+    merged
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
-//! Secrets read from files: `sasl.username.file` and `sasl.password.file`, in any librdkafka
-//! section, stand for `sasl.username` and `sasl.password` read from the file they name (a
-//! mounted Kubernetes secret, rotated in place). The exporter watches those files and applies
+//! Secrets read from files: `sasl.username.file`, `sasl.password.file` and
+//! `sasl.oauthbearer.client.secret.file`, in any librdkafka section, stand for the key without
+//! `.file`, read from the file they name (a mounted Kubernetes secret, rotated in place). The exporter watches those files and applies
 //! new credentials without a restart.
 
 use std::path::PathBuf;
@@ -8,9 +8,13 @@ use std::path::PathBuf;
 use super::raw::{parse_section_name, ConfigError, Entry, Origin, RawConfig, LIBRDKAFKA_SECTIONS};
 
 /// Each key read from a file, and the key it stands for.
-const FILE_KEYS: [(&str, &str); 2] = [
+const FILE_KEYS: [(&str, &str); 3] = [
     ("sasl.username.file", "sasl.username"),
     ("sasl.password.file", "sasl.password"),
+    (
+        "sasl.oauthbearer.client.secret.file",
+        "sasl.oauthbearer.client.secret",
+    ),
 ];
 
 /// A credential is short: a larger file is the wrong file.

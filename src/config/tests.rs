@@ -413,3 +413,66 @@ fn credentials_are_read_from_their_files_and_the_files_watched() {
         "{error}"
     );
 }
+
+#[test]
+fn oauth_keys_are_the_exporters_and_its_client_secret_file_is_watched() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("client-secret");
+    std::fs::write(&secret, "oauth-s3cret\n").unwrap();
+    let text = format!(
+        "[default]\nbootstrap.servers = b:9092\nsecurity.protocol = SASL_SSL\n\
+         sasl.mechanisms = OAUTHBEARER\nsasl.oauthbearer.method = oidc\n\
+         sasl.oauthbearer.token.endpoint.url = https://idp.example.com/oauth2/token\n\
+         sasl.oauthbearer.client.id = exporter\nsasl.oauthbearer.client.secret.file = {}\n\
+         sasl.oauthbearer.extensions = logicalCluster=lkc-1,identityPoolId=pool-1\n",
+        secret.display()
+    );
+    let config = load(&text, &[]).unwrap();
+    let settings = config.oauth.as_ref().expect("OAuth settings");
+    assert_eq!(settings.client_secret, "oauth-s3cret");
+    assert_eq!(config.secret_files, vec![secret.clone()]);
+    // librdkafka (built without libcurl) never sees them: it would refuse them.
+    for properties in [
+        config.producer_properties(),
+        config.consumer_properties(),
+        config.admin_properties(),
+    ] {
+        assert!(
+            properties
+                .keys()
+                .all(|key| !key.starts_with("sasl.oauthbearer.")),
+            "{properties:?}"
+        );
+        assert_eq!(properties["sasl.mechanisms"], "OAUTHBEARER");
+    }
+    let shown = config.render_masked();
+    assert!(
+        shown.contains("sasl.oauthbearer.client.id = exporter"),
+        "{shown}"
+    );
+    assert!(!shown.contains("oauth-s3cret"), "{shown}");
+    assert!(config.secret_values().contains(&"oauth-s3cret".to_string()));
+    // The environment sets it too, as every key.
+    let inline = text.replace(
+        &format!(
+            "sasl.oauthbearer.client.secret.file = {}\n",
+            secret.display()
+        ),
+        "",
+    );
+    let config = load(
+        &inline,
+        &[(
+            "CC_HEARTBEAT__DEFAULT__SASL_OAUTHBEARER_CLIENT_SECRET",
+            "from-env",
+        )],
+    )
+    .unwrap();
+    assert_eq!(config.oauth.unwrap().client_secret, "from-env");
+    // Demo mode signs in with nothing.
+    assert!(load(&text, &[])
+        .unwrap()
+        .for_demo("127.0.0.1:1")
+        .oauth
+        .is_none());
+}

@@ -230,6 +230,8 @@ pub struct ClientLog {
     identity: Option<String>,
     /// Where statistics go, for a client that requests them.
     stats: Option<Arc<StatsInbox>>,
+    /// Whether the client signs in with the exporter's OAuth tokens.
+    oauth: bool,
 }
 
 impl ClientLog {
@@ -241,6 +243,7 @@ impl ClientLog {
             throttle: LogThrottle::default(),
             identity: None,
             stats: None,
+            oauth: false,
         }
     }
 
@@ -257,6 +260,7 @@ impl ClientLog {
     pub fn for_cluster(config: &Config, role: Role, status: Arc<Status>) -> Self {
         ClientLog {
             identity: sasl_identity(&user_properties(config, role)),
+            oauth: config.oauth.is_some(),
             ..ClientLog::new(&config.name, role, status)
         }
     }
@@ -345,13 +349,17 @@ impl ClientContext for ClientLog {
             }
             if code == Some(RDKafkaErrorCode::Authentication) {
                 facts.authentication_error = Some(reason.clone());
+                facts.authentication_failures += 1;
             }
         }
         let Some(held_back) = self.throttle.admit(&throttle_key(&text)) else {
             return;
         };
         let client = self.role.as_str();
-        if is_transport_failure(code) {
+        // A refused OAuth token is said once by the sign-in task, which knows whether it had
+        // expired and which identity provider issued it.
+        let said_by_signin = self.oauth && code == Some(RDKafkaErrorCode::Authentication);
+        if is_transport_failure(code) || said_by_signin {
             tracing::debug!(target: "librdkafka", cluster = %self.cluster, client, held_back, "{text}");
         } else {
             tracing::error!(target: "librdkafka", cluster = %self.cluster, client, held_back, "{text}");

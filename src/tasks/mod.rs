@@ -9,11 +9,13 @@
 //! - [`heartbeat`]: one message per period to every partition, read back: loss and latency;
 //! - [`topic`]: keeps the heartbeat topic in shape;
 //! - [`scan`]: the whole cluster's topics and partitions, consumer groups and their lag;
-//! - [`schema_registry`]: with a `[schema_registry]` section, a write and read probe of it.
+//! - [`schema_registry`]: with a `[schema_registry]` section, a write and read probe of it;
+//! - [`oauth`]: with OAuth sign-in, the clients' token from the identity provider, refreshed.
 
 pub(crate) mod connectivity;
 pub(crate) mod heartbeat;
 pub(crate) mod metadata;
+pub(crate) mod oauth;
 pub(crate) mod scan;
 pub(crate) mod schema_registry;
 pub(crate) mod topic;

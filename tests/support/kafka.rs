@@ -1,7 +1,9 @@
 //! A real Apache Kafka cluster for tests: KRaft nodes in combined mode (broker and controller)
 //! on loopback, as close to Confluent Cloud as one machine gets: racks `az-a`, `az-b`, `az-c`;
-//! a SASL_SSL listener with PLAIN and SCRAM-SHA-512 (the certificate from a CA made here) for
-//! the exporter, a PLAINTEXT one for the test's own admin work (its anonymous principal is the
+//! a SASL_SSL listener with PLAIN, SCRAM-SHA-512 and OAUTHBEARER (the certificate from a CA made
+//! here; OAuth tokens validated by Kafka's own validator against the JWKS of an identity
+//! provider the tests serve, [`IdentityProvider`], which also logs the SASL extensions each
+//! client sends) for the exporter, a PLAINTEXT one for the test's own admin work (its anonymous principal is the
 //! one super user); `StandardAuthorizer` with `allow.everyone.if.no.acl.found=false`; no topic
 //! auto-creation; replication factor 3 and `min.insync.replicas=2` by default. The controller
 //! fences a broker that stops heartbeating after 3 s (Kafka's default is 9 s): until then,
@@ -26,6 +28,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicRe
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 
+use super::oauth::{IdentityProvider, AUDIENCE, ISSUER};
 use super::tls::{free_port, Authority, Kind};
 use super::{get, wait_for_scrape, write_config, Metrics, Process};
 
@@ -82,6 +85,30 @@ pub struct KafkaCluster {
     pub ca_file: PathBuf,
     keystore: PathBuf,
     nodes: Mutex<BTreeMap<i32, Node>>,
+    /// The identity provider whose tokens the OAUTHBEARER mechanism takes; up as long as the
+    /// cluster, since a broker reads its JWKS when it starts.
+    pub identity_provider: IdentityProvider,
+    /// Where the brokers' extension-logging token validator was compiled to.
+    classes: PathBuf,
+}
+
+/// Compiles the brokers' extension-logging token validator into `dir/classes`.
+fn compile_validator(libs: &Path, dir: &Path) -> PathBuf {
+    let classes = dir.join("classes");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/support/kafka/ExtensionsLoggingValidator.java");
+    let mut javac = Command::new("javac");
+    javac
+        .arg("-d")
+        .arg(&classes)
+        .arg("-cp")
+        .arg(format!("{}/*", libs.display()))
+        .arg(&source);
+    succeed(
+        javac,
+        "compiling the brokers' token validator (javac: a JDK)",
+    );
+    classes
 }
 
 /// Where the broker's jars are.
@@ -133,8 +160,13 @@ impl KafkaCluster {
             .unwrap();
         std::fs::write(&keystore, archive.to_der().unwrap()).unwrap();
         std::fs::write(dir.path().join("log4j2.properties"), LOG4J).unwrap();
+        let libs = libs();
+        let identity_provider = IdentityProvider::start(dir.path(), &authority);
+        let classes = compile_validator(&libs, dir.path());
         let cluster = KafkaCluster {
-            libs: libs(),
+            identity_provider,
+            classes,
+            libs,
             cluster_id: random_cluster_id(),
             ca_file: authority.ca_file.clone(),
             keystore,
@@ -235,9 +267,10 @@ impl KafkaCluster {
              inter.broker.listener.name=PLAINTEXT\n\
              broker.rack={rack}\n\
              log.dirs={data}\n\
-             sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-512\n\
+             sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-512,OAUTHBEARER\n\
              listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required{plain_users};\n\
              listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;\n\
+             {oauth}\
              ssl.keystore.type=PKCS12\n\
              ssl.keystore.location={keystore}\n\
              ssl.keystore.password={KEYSTORE_PASSWORD}\n\
@@ -265,11 +298,34 @@ impl KafkaCluster {
             rack = node.rack,
             data = data.display(),
             keystore = self.keystore.display(),
+            oauth = self.oauth_properties(),
         );
         std::fs::create_dir_all(self.node_dir(id)).unwrap();
         let path = self.node_dir(id).join("server.properties");
         std::fs::write(&path, properties).unwrap();
         path
+    }
+
+    /// The OAUTHBEARER mechanism of the SASL_SSL listener: tokens validated against the
+    /// identity provider's JWKS (fetched over TLS, trusting the test CA), their audience and
+    /// issuer checked, no clock skew allowed (so an expired token is refused at once, not 30 s
+    /// later). The session ends when the token expires: a client signs in again with a newer
+    /// one (KIP-368), or its connection is closed.
+    fn oauth_properties(&self) -> String {
+        let prefix = "listener.name.sasl_ssl.oauthbearer.";
+        // The JAAS options configure the JWKS client's TLS; with any option the login module
+        // also wants a subject for a token this broker never uses.
+        format!(
+            "{prefix}sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required \
+             unsecuredLoginStringClaim_sub=\"unused\" ssl.truststore.type=\"PEM\" ssl.truststore.location=\"{ca}\";\n\
+             {prefix}sasl.server.callback.handler.class=ExtensionsLoggingValidator\n\
+             {prefix}sasl.oauthbearer.jwks.endpoint.url={jwks}\n\
+             {prefix}sasl.oauthbearer.expected.audience={AUDIENCE}\n\
+             {prefix}sasl.oauthbearer.expected.issuer={ISSUER}\n\
+             {prefix}sasl.oauthbearer.clock.skew.seconds=0\n",
+            ca = self.ca_file.display(),
+            jwks = self.identity_provider.jwks_url,
+        )
     }
 
     /// Formats the node's log directory with the cluster id (once, before its first start).
@@ -294,8 +350,17 @@ impl KafkaCluster {
                 "-Dlog4j2.configurationFile={}",
                 self.dir.path().join("log4j2.properties").display()
             ))
+            // Kafka 4 reads only the token URLs this property allows.
+            .arg(format!(
+                "-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls={}",
+                self.identity_provider.jwks_url
+            ))
             .arg("-cp")
-            .arg(format!("{}/*", self.libs.display()))
+            .arg(format!(
+                "{}/*:{}",
+                self.libs.display(),
+                self.classes.display()
+            ))
             .arg(class);
         command
     }

@@ -39,6 +39,7 @@ pub(crate) use self::transaction::TransactionProbe;
 use self::metrics::HeartbeatMetrics;
 use self::state::HeartbeatState;
 use crate::cluster::ClusterShared;
+use crate::kafka::oauth::Tokens;
 
 /// Why the heartbeat's clients could not be created.
 #[derive(Debug, thiserror::Error)]
@@ -58,7 +59,10 @@ pub(crate) struct HeartbeatTasks {
 }
 
 /// The heartbeat's tasks for the cluster of `shared`, with their clients.
-pub(crate) fn tasks(shared: &Arc<ClusterShared>) -> Result<HeartbeatTasks, HeartbeatError> {
+pub(crate) fn tasks(
+    shared: &Arc<ClusterShared>,
+    tokens: Option<Arc<Tokens>>,
+) -> Result<HeartbeatTasks, HeartbeatError> {
     let metrics = Arc::new(HeartbeatMetrics::new(&shared.config.admin));
     let heartbeat = Arc::new(HeartbeatState::new(shared, metrics.clone()));
     shared.metrics.add(metrics);
@@ -68,7 +72,7 @@ pub(crate) fn tasks(shared: &Arc<ClusterShared>) -> Result<HeartbeatTasks, Heart
         .config
         .admin
         .probe_transactions
-        .then(|| TransactionProbe::new(heartbeat));
+        .then(|| TransactionProbe::new(heartbeat, tokens));
     Ok(HeartbeatTasks {
         producer,
         consumer,

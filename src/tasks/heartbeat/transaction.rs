@@ -9,7 +9,7 @@
 //! is counted, and the next round starts a new producer (which fences the other in turn), never
 //! fatal. Every call is bounded by the period and runs on a blocking thread.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -26,6 +26,8 @@ use super::state::HeartbeatState;
 use crate::clock::unix_micros;
 use crate::kafka::client::{client_config, ClientLog, Role};
 use crate::kafka::credentials::set_sasl_credentials;
+use crate::kafka::handle::AnyClient;
+use crate::kafka::oauth::Tokens;
 use crate::kafka::stats::StatsInbox;
 use crate::kafka::throttle::logical_coordinator;
 use crate::logging::LogThrottle;
@@ -175,10 +177,12 @@ pub(crate) struct TransactionProbe {
     /// Which of the partitions being read gets the next one.
     rotation: usize,
     coordinator: String,
+    /// The cluster's OAuth token, for each producer made, when the clients sign in with one.
+    tokens: Option<Arc<Tokens>>,
 }
 
 impl TransactionProbe {
-    pub(super) fn new(heartbeat: Arc<HeartbeatState>) -> Self {
+    pub(super) fn new(heartbeat: Arc<HeartbeatState>, tokens: Option<Arc<Tokens>>) -> Self {
         let period = heartbeat.shared.config.admin.probe_transactions_period;
         let metrics = Arc::new(TransactionMetrics::new(period));
         heartbeat.shared.metrics.add(metrics.clone());
@@ -190,6 +194,7 @@ impl TransactionProbe {
             sequence: 0,
             rotation: 0,
             coordinator: UNKNOWN_COORDINATOR.to_string(),
+            tokens,
         }
     }
 
@@ -220,8 +225,17 @@ impl TransactionProbe {
         }
         let context = ClientLog::for_cluster(&shared.config, Role::Producer, shared.status.clone())
             .with_stats(self.stats.clone());
+        let producer: Arc<BaseProducer<ClientLog>> = Arc::new(config.create_with_context(context)?);
+        if let Some(tokens) = &self.tokens {
+            let client: Weak<dyn AnyClient> = Arc::downgrade(&producer) as _;
+            if let Err(error) = tokens.attach(client) {
+                tracing::warn!(
+                    "the transaction probe's producer cannot take the OAuth token: {error}"
+                );
+            }
+        }
         Ok(Transactional {
-            producer: Arc::new(config.create_with_context(context)?),
+            producer,
             ready: false,
             credentials,
         })

@@ -1,16 +1,16 @@
 //! The Schema Registry's REST API (Confluent's, which compatible registries serve): the three
 //! requests of the probe, and why one failed.
 
-use std::error::Error as _;
 use std::time::Duration;
 
 use openssl::asn1::Asn1Time;
 use openssl::x509::X509;
 use reqwest::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
-use reqwest::{Certificate, Client, Identity, StatusCode};
+use reqwest::{Client, Identity, StatusCode};
 use serde_json::Value;
 
 use crate::config::SchemaRegistrySettings;
+use crate::outbound::{chain, trust_only, Transport};
 
 /// The probe's requests; the `operation` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,17 +93,10 @@ impl Failure {
 
     /// The failure a transport error is.
     fn of_error(error: &reqwest::Error) -> Self {
-        let mut source = error.source();
-        while let Some(cause) = source {
-            if cause.is::<native_tls::Error>() || cause.is::<openssl::ssl::Error>() {
-                return Failure::Tls;
-            }
-            source = cause.source();
-        }
-        if error.is_timeout() {
-            Failure::Timeout
-        } else {
-            Failure::Connect
+        match Transport::of(error) {
+            Transport::Connect => Failure::Connect,
+            Transport::Tls => Failure::Tls,
+            Transport::Timeout => Failure::Timeout,
         }
     }
 }
@@ -169,12 +162,7 @@ impl RegistryClient {
         // Like librdkafka: a CA file replaces the system's CAs.
         if let Some(path) = &settings.ca_location {
             let pem = read("ssl.ca.location", path)?;
-            builder = builder.tls_built_in_root_certs(false);
-            for certificate in Certificate::from_pem_bundle(&pem)
-                .map_err(|error| tls("ssl.ca.location")(&error))?
-            {
-                builder = builder.add_root_certificate(certificate);
-            }
+            builder = trust_only(builder, &pem).map_err(|error| tls("ssl.ca.location")(&error))?;
         }
         if let (Some(certificate), Some(key)) =
             (&settings.certificate_location, &settings.key_location)
@@ -258,18 +246,6 @@ impl RegistryClient {
             certificate_expiry,
         })
     }
-}
-
-/// An error with its causes, on one line.
-fn chain(error: &reqwest::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// The Unix time a DER certificate expires.

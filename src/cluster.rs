@@ -156,6 +156,20 @@ pub struct StatusFacts {
     pub authentication_failures: u64,
     /// Signing in through an identity provider, when the clients use OAuth.
     pub signin: Option<SignInFacts>,
+    /// The replication pipeline this cluster is the replica of, as its mirror reader sees it
+    /// (never a readiness cause: the replica itself may be fine).
+    pub mirror: Option<MirrorFacts>,
+}
+
+/// What a replica's mirror reader knows of its pipeline.
+#[derive(Debug, Clone, Default)]
+pub struct MirrorFacts {
+    pub source: String,
+    pub topic: String,
+    /// Age of the newest source heartbeat read here, since its send.
+    pub last_replicated_age_seconds: f64,
+    /// Why the mirror topic cannot be read, while it cannot.
+    pub problem: Option<String>,
 }
 
 /// What the sign-in task knows of signing in with OAuth.
@@ -188,6 +202,53 @@ impl Status {
     }
 }
 
+/// What became of one heartbeat of a pipeline's source, for the replicas that read it where
+/// the pipeline delivers it.
+#[derive(Debug, Clone)]
+pub(crate) enum Beat {
+    /// Handed to the producer for `partition` of the source's heartbeat topic (or, in a chain,
+    /// read on the replica that is the next one's source), first sent at `sent`.
+    Sent {
+        instance: Arc<str>,
+        partition: i32,
+        sequence: u64,
+        sent: Instant,
+    },
+    /// The producer gave up on it: it never reached the source.
+    Failed {
+        instance: Arc<str>,
+        partition: i32,
+        sequence: u64,
+    },
+}
+
+/// A cluster's heartbeats, for its replicas (one receiver each).
+pub(crate) type BeatFeed = tokio::sync::broadcast::Sender<Beat>;
+
+/// How many beats a feed holds for a receiver that has not read them yet: minutes of a
+/// hundred partitions; a receiver further behind loses the oldest, counted.
+pub(crate) const BEAT_FEED_CAPACITY: usize = 16_384;
+
+/// A cluster's place in replication pipelines: the feed it fills for its replicas, and, for a
+/// replica, its source's name and feed.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Links {
+    /// Filled with this cluster's heartbeats (its producer's; a replica's, those it read of
+    /// its own source) when some replica reads them.
+    pub(crate) feed: Option<BeatFeed>,
+    /// For a replica (`mirror.of`): its source.
+    pub(crate) source: Option<Source>,
+}
+
+/// A replica's source: its name, its feed, and its heartbeat topic as the pipeline names it on
+/// the replica.
+#[derive(Debug, Clone)]
+pub(crate) struct Source {
+    pub(crate) name: String,
+    pub(crate) feed: BeatFeed,
+    pub(crate) topic: String,
+}
+
 /// Everything the tasks of one cluster share.
 pub(crate) struct ClusterShared {
     /// The validated configuration of this cluster.
@@ -217,6 +278,8 @@ pub(crate) struct ClusterShared {
     pub(crate) cluster_changed: tokio::sync::Notify,
     /// How many times that happened before these tasks started.
     pub(crate) cluster_id_changes: u64,
+    /// Replication pipelines this cluster is part of.
+    pub(crate) links: Links,
 }
 
 /// The current shared state of a cluster, replaced when its tasks start afresh.
@@ -239,7 +302,7 @@ impl ClusterHandle {
 
 impl ClusterShared {
     /// Shared state for a cluster configured by `config`.
-    pub(crate) fn new(config: Config, cluster_id_changes: u64) -> Arc<Self> {
+    pub(crate) fn new(config: Config, cluster_id_changes: u64, links: Links) -> Arc<Self> {
         let instance_id = uuid::Uuid::new_v4().simple().to_string();
         let metrics = ClusterMetrics::new(&instance_id);
         let permissions = Arc::new(Permissions::new(&config));
@@ -257,6 +320,7 @@ impl ClusterShared {
             refresh_now: tokio::sync::Notify::new(),
             cluster_changed: tokio::sync::Notify::new(),
             cluster_id_changes,
+            links,
             config,
         })
     }

@@ -17,10 +17,15 @@
 //! - [`http`]: `/metrics`, `/healthz`, `/ready`, the status page and `/api/status`, and the
 //!   health-check client;
 //! - `tasks`: one folder per task of a cluster: `metadata`, `connectivity` (the per-broker
-//!   DNS, TCP and TLS check), `heartbeat` (producer, consumer, tracker, message), `topic`,
-//!   `scan` (cluster overview, consumer groups, lag);
+//!   DNS, TCP and TLS check), `heartbeat` (producer, consumer), `topic`,
+//!   `scan` (cluster overview, consumer groups, lag), `oauth` (sign-in), `mirror` (a
+//!   replica's reader of its source's heartbeats);
 //! - [`kafka`]: librdkafka plumbing: client settings and log routing, admin calls
 //!   rust-rdkafka lacks, the client's statistics;
+//! - `tracker`: which heartbeats are in flight and what became of each (read back, failed,
+//!   lost, duplicated, late), for the end-to-end consumer and a replica's mirror reader;
+//! - `message`: the heartbeat payload: what the producer writes, and what a reader makes of
+//!   what it reads;
 //! - [`cluster`]: what one cluster's tasks share: configuration, latest metadata, readiness;
 //! - `observed`: what the tasks saw last (connection checks, round trips, groups behind),
 //!   for the status page, the one-shot check and the support bundle;
@@ -48,6 +53,10 @@ mod tasks;
 
 pub mod kafka;
 
+mod tracker;
+
+mod message;
+
 pub mod cluster;
 
 mod observed;
@@ -68,11 +77,11 @@ pub mod clock;
 mod sync;
 
 /// The heartbeat payload, for tools and tests that write or read the heartbeat topic.
-pub use tasks::heartbeat::message::HeartbeatMessage;
+pub use message::HeartbeatMessage;
 
+#[doc(hidden)]
+pub use message::{decode, Decoded};
 /// The readers of outside input, for the fuzz targets (`fuzz/`): the heartbeat topic's payload
 /// decoder, and the merge of the clusters' expositions.
 #[doc(hidden)]
 pub use metrics::merge_families;
-#[doc(hidden)]
-pub use tasks::heartbeat::message::{decode, Decoded};

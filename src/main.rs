@@ -394,6 +394,9 @@ fn print_checked_config(
         output::print(&client::render_client_settings(config));
         output::print_line("");
     }
+    for pipeline in Config::pipelines(configs) {
+        output::print_line(&pipeline);
+    }
     let warnings = Config::start_warnings(configs);
     for warning in &warnings {
         output::print_line(&format!("warning: {warning}"));

@@ -14,7 +14,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
-use crate::cluster::{ClusterHandle, ClusterShared};
+use crate::cluster::{ClusterHandle, ClusterShared, Links};
 use crate::config::Config;
 use crate::kafka::client::Role;
 use crate::kafka::credentials::{sasl_credentials, set_sasl_credentials};
@@ -25,6 +25,7 @@ use crate::sync::lock;
 use crate::tasks::connectivity::{ConnectivityChecker, TlsSetupError};
 use crate::tasks::heartbeat::{self, HeartbeatError};
 use crate::tasks::metadata::MetadataRefresher;
+use crate::tasks::mirror::MirrorReader;
 use crate::tasks::oauth::{EndpointError, SignIn};
 use crate::tasks::scan::{ClusterScan, ScanError};
 use crate::tasks::schema_registry::{SchemaRegistryError, SchemaRegistryProbe};
@@ -43,6 +44,8 @@ pub enum MonitorError {
     SchemaRegistry(#[from] SchemaRegistryError),
     #[error(transparent)]
     OAuth(#[from] EndpointError),
+    #[error("[default] the mirror reader's client: {0}")]
+    Mirror(#[from] rdkafka::error::KafkaError),
 }
 
 /// One generation of a cluster's tasks: their shared state, and the tasks themselves.
@@ -65,10 +68,10 @@ impl Generation {
         config: Config,
         cancel: &CancellationToken,
         id_changes: u64,
-        purpose: Purpose,
+        (purpose, links): (Purpose, &Links),
         reloads: &Arc<ReloadMetrics>,
     ) -> Result<Generation, MonitorError> {
-        let shared = ClusterShared::new(config, id_changes);
+        let shared = ClusterShared::new(config, id_changes, links.clone());
         shared.metrics.add(reloads.clone());
         // The clients wait for their first token before they connect.
         let tokens = shared
@@ -97,6 +100,7 @@ impl Generation {
             Purpose::Check => None,
         };
         let schema_registry = SchemaRegistryProbe::new(&shared)?;
+        let mirror = MirrorReader::new(&shared)?;
 
         let mut clients = vec![
             (Role::Producer, Arc::downgrade(&producer.client())),
@@ -104,6 +108,9 @@ impl Generation {
         ];
         if let Some(scan) = &scan {
             clients.push((Role::Scan, Arc::downgrade(&scan.client())));
+        }
+        if let Some(mirror) = &mirror {
+            clients.push((Role::Consumer, Arc::downgrade(&mirror.client())));
         }
         if let Some(tokens) = &tokens {
             for (_, client) in &clients {
@@ -127,6 +134,9 @@ impl Generation {
         }
         if let Some(schema_registry) = schema_registry {
             tasks.spawn(schema_registry.run(cancel.clone()).instrument(span.clone()));
+        }
+        if let Some(mirror) = mirror {
+            tasks.spawn(mirror.run(cancel.clone()).instrument(span.clone()));
         }
         if let Some(transactions) = transactions {
             tasks.spawn(transactions.run(cancel.clone()).instrument(span.clone()));
@@ -241,9 +251,10 @@ impl ClusterMonitor {
         config: Config,
         cancel: &CancellationToken,
         purpose: Purpose,
+        links: Links,
     ) -> Result<Self, MonitorError> {
         let reloads = Arc::new(ReloadMetrics::new());
-        let first = Generation::start(config.clone(), cancel, 0, purpose, &reloads)?;
+        let first = Generation::start(config.clone(), cancel, 0, (purpose, &links), &reloads)?;
         let handle = Arc::new(ClusterHandle::new(first.shared.clone()));
         let current = Arc::new(Mutex::new(Current {
             config,
@@ -255,7 +266,7 @@ impl ClusterMonitor {
             first,
             handle.clone(),
             cancel.clone(),
-            (purpose, reloads.clone()),
+            (purpose, links, reloads.clone()),
         ));
         Ok(ClusterMonitor {
             handle,
@@ -362,7 +373,7 @@ async fn supervise(
     mut generation: Generation,
     handle: Arc<ClusterHandle>,
     cancel: CancellationToken,
-    (purpose, reloads): (Purpose, Arc<ReloadMetrics>),
+    (purpose, links, reloads): (Purpose, Links, Arc<ReloadMetrics>),
 ) {
     let mut id_changes = 0;
     loop {
@@ -379,7 +390,13 @@ async fn supervise(
         // The configuration in force, credentials reloaded since included.
         let config = lock(&current).config.clone();
         generation = loop {
-            match Generation::start(config.clone(), &cancel, id_changes, purpose, &reloads) {
+            match Generation::start(
+                config.clone(),
+                &cancel,
+                id_changes,
+                (purpose, &links),
+                &reloads,
+            ) {
                 Ok(next) => break next,
                 Err(error) => {
                     tracing::error!(cluster = %config.name, "cannot start afresh: {error}");

@@ -23,7 +23,8 @@ use support::tls::{free_port, Authority, Kind, Stunnel};
 use support::*;
 
 /// Families this run cannot give a series, each checked in full by the test that gives it
-/// one ([`support::contract::assert_pinned`]): OAuth sign-in needs an identity provider the
+/// one ([`support::contract::assert_pinned`]): a replica's mirror reader needs a second
+/// cluster and a pipeline (`tests/mirror.rs`); OAuth sign-in needs an identity provider the
 /// brokers trust (the real Kafka cluster's, `tests/kafka.rs`); throttling happens only under a quota and tansu
 /// tells no topic's `retention.ms` (both on a real Kafka cluster, `tests/probes.rs`), nor any
 /// `min.insync.replicas`, and no partition here is short of replicas (a stopped node on the
@@ -31,7 +32,31 @@ use support::*;
 /// Schema Registry configured here does not answer (the demo's does, `tests/cli.rs`). A
 /// summary family is described without series, so its name, type, unit and help are checked
 /// here too; the others are not exported at all before they have one.
-const PINNED_ELSEWHERE: [(&str, &str); 10] = [
+const PINNED_ELSEWHERE: [(&str, &str); 16] = [
+    (
+        "heartbeat_mirror_latency_seconds",
+        "a_pipeline_is_measured_end_to_end_stalls_and_duplicates_told_apart",
+    ),
+    (
+        "heartbeat_mirror_messages",
+        "a_pipeline_is_measured_end_to_end_stalls_and_duplicates_told_apart",
+    ),
+    (
+        "heartbeat_mirror_last_replicated_age_seconds",
+        "a_pipeline_is_measured_end_to_end_stalls_and_duplicates_told_apart",
+    ),
+    (
+        "heartbeat_mirror_messages_skipped",
+        "a_pipeline_is_measured_end_to_end_stalls_and_duplicates_told_apart",
+    ),
+    (
+        "heartbeat_mirror_dropped",
+        "a_pipeline_is_measured_end_to_end_stalls_and_duplicates_told_apart",
+    ),
+    (
+        "heartbeat_mirror_partition_difference",
+        "a_pipeline_is_measured_end_to_end_stalls_and_duplicates_told_apart",
+    ),
     (
         "heartbeat_oauth_token_requests",
         "oauth_tokens_are_refreshed_observed_refused_and_recovered_without_a_restart",
@@ -310,6 +335,7 @@ fn the_documented_families_are_exactly_the_contracts() {
             "tests/cli.rs",
             "tests/kafka_faults.rs",
             "tests/kafka.rs",
+            "tests/mirror.rs",
         ]
         .map(|file| std::fs::read_to_string(root.join(file)).unwrap())
         .join("\n");

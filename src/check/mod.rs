@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use self::report::{ClusterReport, Report, EXIT_CONFIGURATION, EXIT_FAILED, EXIT_HEALTHY};
 
-use crate::cluster::ClusterShared;
+use crate::cluster::{ClusterShared, Links};
 use crate::config::Config;
 use crate::monitor::{ClusterMonitor, Purpose};
 use crate::observed::Connection;
@@ -50,10 +50,11 @@ async fn check_cluster(config: Config, timeout: Duration) -> ClusterReport {
     let manages_topic = config.admin.heartbeat_topic_manage;
     let config = for_check(config);
     let cancel = CancellationToken::new();
-    let monitor = match ClusterMonitor::start(config.clone(), &cancel, Purpose::Check) {
-        Ok(monitor) => monitor,
-        Err(error) => return collect::not_started(&config, &error.to_string()),
-    };
+    let monitor =
+        match ClusterMonitor::start(config.clone(), &cancel, Purpose::Check, Links::default()) {
+            Ok(monitor) => monitor,
+            Err(error) => return collect::not_started(&config, &error.to_string()),
+        };
     let handle = monitor.handle();
     // Connection checks are replaced as they are redone (the bootstrap servers' by the
     // brokers'): every one seen is kept for the report.

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::kinds::{
-    Choice, Expression, Flag, Host, Kind, LogLevel, Names, Pattern, Port, Seconds, Text, TopicName,
-    Whole,
+    Choice, ClusterName, Expression, Flag, Host, Kind, LogLevel, Names, Optional, Pattern, Port,
+    Seconds, Text, TopicName, Whole,
 };
 use super::raw::{ConfigError, Entry, Origin};
 
@@ -151,6 +151,17 @@ admin_settings! {
     schema_registry_probe_write: bool = "schema.registry.probe.write", "true", Flag;
     /// `produce.period.seconds`: how often one heartbeat goes to every partition.
     produce_period: Duration = "produce.period.seconds", "1", Seconds(0.01, 3600.0);
+    /// `mirror.of`: the configured cluster this one is a replica of (MirrorMaker 2, Cluster
+    /// Linking): the source's heartbeats are read where the pipeline delivers them (empty:
+    /// none).
+    mirror_of: Option<String> = "mirror.of", "", Optional(ClusterName);
+    /// `mirror.topic`: the source's heartbeat topic as the pipeline names it here (empty: the
+    /// source's name, as Cluster Linking and IdentityReplicationPolicy keep it; MirrorMaker 2's
+    /// default policy writes `<source alias>.<topic>`).
+    mirror_topic: Option<String> = "mirror.topic", "", Optional(TopicName);
+    /// `mirror.lost.after.seconds`: a source heartbeat not read here within this time is lost
+    /// in replication.
+    mirror_lost_after: Duration = "mirror.lost.after.seconds", "120", Seconds(1.0, 86_400.0);
     /// `broker.missing.retention.seconds`: how long a vanished broker is still reported.
     broker_missing_retention: Duration =
         "broker.missing.retention.seconds", "3600", Seconds(0.0, 30.0 * 86_400.0);

@@ -168,6 +168,49 @@ impl Kind<String> for TopicName {
     }
 }
 
+/// A value that may be left empty (none), else of kind `K`.
+pub(super) struct Optional<K>(pub(super) K);
+
+impl<T, K: Kind<T>> Kind<Option<T>> for Optional<K> {
+    fn parse(&self, value: &str) -> Result<Option<T>, String> {
+        if value.is_empty() {
+            Ok(None)
+        } else {
+            self.0.parse(value).map(Some)
+        }
+    }
+
+    fn render(&self, value: &Option<T>) -> String {
+        value
+            .as_ref()
+            .map(|value| self.0.render(value))
+            .unwrap_or_default()
+    }
+}
+
+/// The name of a configured cluster, as its `[cluster:NAME]` sections write it (`default` for
+/// a file without them).
+pub(super) struct ClusterName;
+
+impl Kind<String> for ClusterName {
+    fn parse(&self, value: &str) -> Result<String, String> {
+        let valid = value
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if valid {
+            Ok(value.to_string())
+        } else {
+            Err(format!(
+                "`{value}` is not a cluster name (a-z, 0-9, _, as in [cluster:NAME])"
+            ))
+        }
+    }
+
+    fn render(&self, value: &String) -> String {
+        value.clone()
+    }
+}
+
 /// A host name or address to listen on.
 pub(super) struct Host;
 

@@ -15,6 +15,7 @@
 //! - `admin`: the `[admin]` keys, each declared once;
 //! - `kinds`: how each kind of `[admin]` value is parsed and shown;
 //! - `properties`: librdkafka properties: merging, secrets, SASL credentials;
+//! - `mirrors`: replication pipelines between the configured clusters (`mirror.of`), checked;
 //! - `oauth`: signing in with OAuth (OIDC client credentials): librdkafka's keys, read by the
 //!   exporter, which fetches the tokens;
 //! - `schema_registry`: the optional `[schema_registry]` section;
@@ -25,6 +26,7 @@
 mod admin;
 mod ini;
 mod kinds;
+mod mirrors;
 mod oauth;
 mod properties;
 mod raw;
@@ -240,9 +242,11 @@ impl Config {
             }
         }
         if names.is_empty() {
-            return Ok(vec![Self::validate(&raw, DEFAULT_CLUSTER, &secret_files)?]);
+            let configs = vec![Self::validate(&raw, DEFAULT_CLUSTER, &secret_files)?];
+            mirrors::check(&raw, &Self::pipeline_nodes(&configs), DEFAULT_CLUSTER)?;
+            return Ok(configs);
         }
-        names
+        let configs = names
             .iter()
             .map(|name| {
                 let mut merged = RawConfig::default();
@@ -272,7 +276,9 @@ impl Config {
                 }
                 Self::validate(&merged, name, &secret_files)
             })
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        mirrors::check(&raw, &Self::pipeline_nodes(&configs), DEFAULT_CLUSTER)?;
+        Ok(configs)
     }
 
     fn validate(
@@ -382,7 +388,41 @@ impl Config {
                 warnings.push(warning.clone());
             }
         }
+        warnings.extend(mirrors::unmonitored_sources(&Self::pipeline_nodes(configs)));
         warnings
+    }
+
+    /// The replication pipelines among `configs`, one line each, for `--check-config`.
+    pub fn pipelines(configs: &[Config]) -> Vec<String> {
+        mirrors::describe(&Self::pipeline_nodes(configs))
+    }
+
+    /// What each of `configs` says of pipelines.
+    fn pipeline_nodes(configs: &[Config]) -> Vec<mirrors::Node> {
+        configs
+            .iter()
+            .map(|config| mirrors::Node {
+                name: config.name.clone(),
+                of: config.admin.mirror_of.clone(),
+                topic: config
+                    .admin
+                    .mirror_of
+                    .as_ref()
+                    .and_then(|source| configs.iter().find(|other| &other.name == source))
+                    .map(|source| config.mirror_topic(source))
+                    .or_else(|| config.admin.mirror_topic.clone()),
+                lost_after: config.admin.mirror_lost_after,
+            })
+            .collect()
+    }
+
+    /// The heartbeat topic a replica reads its source's heartbeats from: `mirror.topic`, else
+    /// the source's own topic name (`source`: the source's configuration).
+    pub fn mirror_topic(&self, source: &Config) -> String {
+        self.admin
+            .mirror_topic
+            .clone()
+            .unwrap_or_else(|| source.admin.heartbeat_topic.clone())
     }
 
     /// How the section of `kind` (default, producer, consumer, admin) is written for this

@@ -476,3 +476,69 @@ fn oauth_keys_are_the_exporters_and_its_client_secret_file_is_watched() {
         .oauth
         .is_none());
 }
+
+#[test]
+fn a_replica_names_another_configured_cluster_and_no_circle() {
+    let text = "[default]\nbootstrap.servers = b:9092\n\
+                [cluster:primary]\n[cluster:dr]\n[cluster:dr2]\n\
+                [cluster:dr:admin]\nmirror.of = primary\nmirror.topic = primary.cc-heartbeat\n\
+                [cluster:dr2:admin]\nmirror.of = dr\n";
+    let configs = Config::clusters_from_ini(text, Path::new("test.ini"), Vec::new()).unwrap();
+    let dr = configs.iter().find(|config| config.name == "dr").unwrap();
+    let primary = configs
+        .iter()
+        .find(|config| config.name == "primary")
+        .unwrap();
+    assert_eq!(dr.admin.mirror_of.as_deref(), Some("primary"));
+    assert_eq!(dr.mirror_topic(primary), "primary.cc-heartbeat");
+    assert_eq!(
+        dr.admin.mirror_lost_after,
+        std::time::Duration::from_secs(120)
+    );
+    let dr2 = configs.iter().find(|config| config.name == "dr2").unwrap();
+    // Cluster Linking keeps the name: by default the source's topic.
+    assert_eq!(dr2.mirror_topic(dr), "cc-heartbeat");
+    let pipelines = Config::pipelines(&configs);
+    assert_eq!(pipelines.len(), 2, "{pipelines:?}");
+    assert!(
+        pipelines[0].starts_with("pipeline primary -> dr:")
+            || pipelines[1].starts_with("pipeline primary -> dr:")
+    );
+    // Only dr2 monitored here: its source is not, and that is said.
+    let alone: Vec<Config> = configs
+        .into_iter()
+        .filter(|config| config.name == "dr2")
+        .collect();
+    let warnings = Config::start_warnings(&alone);
+    assert!(
+        warnings
+            .iter()
+            .any(|warning| warning.contains("mirrors dr, which this instance does not monitor")),
+        "{warnings:?}"
+    );
+
+    for (text, expected) in [
+        (
+            "[default]\nbootstrap.servers = b:9092\n[cluster:dr]\n[cluster:dr:admin]\nmirror.of = dr\n",
+            "[cluster:dr:admin] mirror.of: names `dr`, this cluster itself",
+        ),
+        (
+            "[default]\nbootstrap.servers = b:9092\n[cluster:dr]\n[cluster:dr:admin]\nmirror.of = primary\n",
+            "[cluster:dr:admin] mirror.of: names `primary`, which is not a configured cluster (configured: dr)",
+        ),
+        (
+            "[default]\nbootstrap.servers = b:9092\n[cluster:a]\n[cluster:b]\n\
+             [cluster:a:admin]\nmirror.of = b\n[cluster:b:admin]\nmirror.of = a\n",
+            "closes a circle of mirrors (a -> b -> a)",
+        ),
+        (
+            "[default]\nbootstrap.servers = b:9092\n[admin]\nmirror.of = Primary\n",
+            "[admin] mirror.of: `Primary` is not a cluster name",
+        ),
+    ] {
+        let error = Config::clusters_from_ini(text, Path::new("test.ini"), Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(expected), "{error}");
+    }
+}

@@ -11,6 +11,7 @@
 //! - [`handle`]: any client, for the metadata and admin requests every handle serves;
 //! - [`native_admin`]: admin calls librdkafka has and rust-rdkafka does not wrap;
 //! - `oauth`: OAuth tokens handed to a cluster's running clients, with SASL extensions;
+//! - `positions`: the log end offsets a reader starting at the end starts from;
 //! - [`topic_admin`]: CreateTopics and CreatePartitions on any client handle;
 //! - `stats`: a client's own view of each broker, from librdkafka's statistics, with its series;
 //! - `throttle`: how much each broker throttles each client, from the same statistics.
@@ -24,6 +25,7 @@ pub mod groups;
 pub mod handle;
 pub mod native_admin;
 pub(crate) mod oauth;
+pub(crate) mod positions;
 pub(crate) mod stats;
 pub(crate) mod throttle;
 pub mod topic_admin;

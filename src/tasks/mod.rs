@@ -10,11 +10,14 @@
 //! - [`topic`]: keeps the heartbeat topic in shape;
 //! - [`scan`]: the whole cluster's topics and partitions, consumer groups and their lag;
 //! - [`schema_registry`]: with a `[schema_registry]` section, a write and read probe of it;
+//! - [`mirror`]: on a replica (`mirror.of`), its source's heartbeats read where the
+//!   replication pipeline writes them;
 //! - [`oauth`]: with OAuth sign-in, the clients' token from the identity provider, refreshed.
 
 pub(crate) mod connectivity;
 pub(crate) mod heartbeat;
 pub(crate) mod metadata;
+pub(crate) mod mirror;
 pub(crate) mod oauth;
 pub(crate) mod scan;
 pub(crate) mod schema_registry;

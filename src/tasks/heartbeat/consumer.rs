@@ -22,20 +22,21 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use super::commit::CommitProbe;
-use super::message::{decode, Decoded};
 use super::outcome::SkipKind;
 use super::spells::LeaderSpells;
 use super::state::HeartbeatState;
-use super::tracker::Observation;
 use crate::config::Config;
 use crate::kafka::client::{client_config, is_transport_failure, ClientLog, Role};
 use crate::kafka::handle::AnyClient;
+use crate::kafka::positions::{end_offsets, EndOffset};
 use crate::kafka::stats::StatsInbox;
 use crate::kafka::throttle::logical_coordinator;
 use crate::logging::LogThrottle;
+use crate::message::{decode, Decoded};
 use crate::metrics::labels::PartitionLabels;
 use crate::permissions::{Operation, Resource, Right};
 use crate::sync::lock;
+use crate::tracker::Observation;
 
 /// What became of one record read from the heartbeat topic.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -468,39 +469,4 @@ fn read_topic(config: &Config) -> Right {
         Operation::Read,
         Resource::Topic(config.admin.heartbeat_topic.clone()),
     )
-}
-
-/// A partition and its log end offset, or why it could not be read.
-type EndOffset = (i32, Result<i64, KafkaError>);
-
-/// The log end offset of each partition, asked in one request (a timestamp of "end" means
-/// latest). Blocking.
-fn end_offsets(
-    consumer: &StreamConsumer<ClientLog>,
-    topic: &str,
-    partitions: &[i32],
-    timeout: Duration,
-) -> Result<Vec<EndOffset>, KafkaError> {
-    let mut request = TopicPartitionList::new();
-    for partition in partitions {
-        request.add_partition_offset(topic, *partition, Offset::End)?;
-    }
-    let answer = consumer.offsets_for_times(request, timeout)?;
-    Ok(answer
-        .elements()
-        .iter()
-        .map(|element| {
-            let end = element.error().and_then(|()| match element.offset() {
-                Offset::Offset(offset) => Ok(offset),
-                other => Err(KafkaError::OffsetFetch(RDKafkaErrorCode::InvalidArgument))
-                    .inspect_err(|_| {
-                        tracing::debug!(
-                            partition = element.partition(),
-                            "unexpected end offset {other:?}"
-                        )
-                    }),
-            });
-            (element.partition(), end)
-        })
-        .collect())
 }

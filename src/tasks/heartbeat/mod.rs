@@ -11,21 +11,17 @@
 //! - [`commit`]: commits the consumer's positions to its group, timing the group coordinator;
 //! - [`transaction`]: with `probe.transactions`, one transaction per period, timed;
 //! - [`state`]: what the two share: the tracker and the positioned partitions;
-//! - [`tracker`]: what is in flight, and what became of each heartbeat;
-//! - [`message`]: the payload;
 //! - [`outcome`]: produce failure reasons and skip kinds (the label values);
 //! - [`spells`]: failures per leader for the log, told when they begin and when they end;
 //! - [`metrics`]: the heartbeat's series.
 
 mod commit;
 mod consumer;
-pub(crate) mod message;
 mod metrics;
 mod outcome;
 mod producer;
 mod spells;
 mod state;
-mod tracker;
 mod transaction;
 
 use std::sync::Arc;

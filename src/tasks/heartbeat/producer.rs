@@ -23,18 +23,18 @@ use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, Prod
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use super::message::HeartbeatMessage;
 use super::outcome::ProduceFailure;
 use super::spells::LeaderSpells;
 use super::state::HeartbeatState;
 use crate::clock::unix_micros;
-use crate::cluster::ClusterSnapshot;
+use crate::cluster::{Beat, ClusterSnapshot};
 use crate::config::Config;
 use crate::kafka::answering_broker;
 use crate::kafka::client::{client_config, ClientLog, Role};
 use crate::kafka::events::EventThread;
 use crate::kafka::handle::AnyClient;
 use crate::kafka::stats::{ClientBrokerMetrics, ClientStatsRecorder, StatsInbox};
+use crate::message::HeartbeatMessage;
 use crate::metrics::labels::PartitionLabels;
 use crate::permissions::{Operation, Resource, Right};
 
@@ -167,6 +167,11 @@ fn record_failure(
         }
         tracker.pending()
     };
+    heartbeat.tell_replicas(|instance| Beat::Failed {
+        instance,
+        partition: in_flight.partition,
+        sequence: in_flight.sequence,
+    });
     heartbeat.set_in_flight(pending);
     let reason = ProduceFailure::of(error);
     heartbeat
@@ -370,7 +375,15 @@ impl HeartbeatProducer {
                 .partition(partition)
                 .payload(&payload);
         match self.producer.send(record) {
-            Ok(()) => true,
+            Ok(()) => {
+                heartbeat.tell_replicas(|instance| Beat::Sent {
+                    instance,
+                    partition,
+                    sequence,
+                    sent,
+                });
+                true
+            }
             Err((error, _))
                 if error.rdkafka_error_code() == Some(RDKafkaErrorCode::UnknownPartition) =>
             {

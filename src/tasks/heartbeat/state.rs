@@ -8,9 +8,9 @@ use rdkafka::Statistics;
 use tokio::sync::watch;
 
 use super::metrics::HeartbeatMetrics;
-use super::tracker::MessageTracker;
-use crate::cluster::ClusterShared;
+use crate::cluster::{Beat, ClusterShared};
 use crate::kafka::client::Role;
+use crate::tracker::MessageTracker;
 
 use crate::kafka::throttle::ThrottleMetrics;
 use crate::sync::lock;
@@ -58,6 +58,19 @@ impl HeartbeatState {
             _ => &mut status.producer_throttled,
         };
         *slot = Some((what, Instant::now()));
+    }
+
+    /// Tells the replicas reading this cluster's heartbeats (a pipeline's first cluster only:
+    /// a replica's own feed carries what it read of its source) that `beat` happened.
+    pub(super) fn tell_replicas(&self, beat: impl FnOnce(Arc<str>) -> Beat) {
+        let shared = &self.shared;
+        if shared.config.admin.mirror_of.is_some() {
+            return;
+        }
+        if let Some(feed) = &shared.links.feed {
+            // No replica listening right now is not an error.
+            let _ = feed.send(beat(Arc::from(shared.instance_id.as_str())));
+        }
     }
 
     /// Sets the in-flight gauge from the tracker's count.

@@ -21,7 +21,6 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use super::message::HeartbeatMessage;
 use super::state::HeartbeatState;
 use crate::clock::unix_micros;
 use crate::kafka::client::{client_config, ClientLog, Role};
@@ -31,6 +30,7 @@ use crate::kafka::oauth::Tokens;
 use crate::kafka::stats::StatsInbox;
 use crate::kafka::throttle::logical_coordinator;
 use crate::logging::LogThrottle;
+use crate::message::HeartbeatMessage;
 use crate::metrics::latency::{Buckets, HistogramFamily};
 use crate::metrics::Families;
 use crate::permissions::{Operation, Resource, Right};

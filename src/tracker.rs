@@ -10,10 +10,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 /// Cap on in-flight heartbeats per partition; a full partition resolves its oldest as lost.
-pub const MAX_PENDING_PER_PARTITION: usize = crate::config::MAX_IN_FLIGHT_PER_PARTITION;
+pub(crate) const MAX_PENDING_PER_PARTITION: usize = crate::config::MAX_IN_FLIGHT_PER_PARTITION;
 
 /// Cap on remembered outcomes per partition (for duplicate and late detection).
-pub const MAX_RESOLVED_PER_PARTITION: usize = 4096;
+pub(crate) const MAX_RESOLVED_PER_PARTITION: usize = 4096;
 
 #[derive(Debug, Clone, Copy)]
 struct Pending {
@@ -79,23 +79,37 @@ impl MessageTracker {
         leader: i32,
         now: Instant,
     ) -> (u64, Option<LostMessage>) {
+        let sequence = self.partitions.entry(partition).or_default().next_sequence;
+        let evicted = self.insert(partition, sequence, Pending { sent: now, leader });
+        (sequence, evicted)
+    }
+
+    /// Expects heartbeat `sequence` of `partition`, sent at `sent` by another task (the
+    /// source cluster's producer, for a replica's mirror reader): as [`MessageTracker::start`]
+    /// with the sequence given and no leader; returns any message pushed out because the
+    /// partition was full.
+    pub fn expect(&mut self, partition: i32, sequence: u64, sent: Instant) -> Option<LostMessage> {
+        let leader = crate::cluster::NO_LEADER;
+        self.insert(partition, sequence, Pending { sent, leader })
+    }
+
+    /// `pending` as `sequence` of `partition`, the oldest in flight counted lost if the
+    /// partition is full.
+    fn insert(&mut self, partition: i32, sequence: u64, pending: Pending) -> Option<LostMessage> {
         let state = self.partitions.entry(partition).or_default();
-        let sequence = state.next_sequence;
-        state.next_sequence += 1;
+        state.next_sequence = state.next_sequence.max(sequence + 1);
         let mut evicted = None;
         if state.pending.len() >= MAX_PENDING_PER_PARTITION {
-            if let Some((oldest, pending)) = state.pending.pop_first() {
-                state.resolved.insert(oldest, (Outcome::Lost, now));
+            if let Some((oldest, oldest_pending)) = state.pending.pop_first() {
+                state.resolved.insert(oldest, (Outcome::Lost, pending.sent));
                 evicted = Some(LostMessage {
                     partition,
-                    leader: pending.leader,
+                    leader: oldest_pending.leader,
                 });
             }
         }
-        state
-            .pending
-            .insert(sequence, Pending { sent: now, leader });
-        (sequence, evicted)
+        state.pending.insert(sequence, pending);
+        evicted
     }
 
     /// A heartbeat that was never sent after all: forgotten, as if never started.

@@ -1,0 +1,121 @@
+//! Replication pipelines between the configured clusters: a cluster whose `[admin]` sets
+//! `mirror.of` is a replica of the one it names, whose heartbeats it reads where the pipeline
+//! (MirrorMaker 2, Cluster Linking) writes them. Each must name another configured cluster,
+//! and no circle: a chain is measured from its first cluster, which mirrors none.
+
+use std::time::Duration;
+
+use super::raw::{cluster_section, ConfigError, Entry, Origin, RawConfig};
+
+/// What one cluster's configuration says of pipelines.
+pub(super) struct Node {
+    pub(super) name: String,
+    /// `mirror.of`.
+    pub(super) of: Option<String>,
+    /// The topic its source's heartbeats are read from here, once its source is known.
+    pub(super) topic: Option<String>,
+    pub(super) lost_after: Duration,
+}
+
+/// Refuses a `mirror.of` naming the cluster itself, a cluster not configured, or closing a
+/// circle, naming where it was set.
+/// `default`: the name of the one cluster of a file without `[cluster:…]` sections.
+pub(super) fn check(raw: &RawConfig, nodes: &[Node], default: &str) -> Result<(), ConfigError> {
+    let names: Vec<&str> = nodes.iter().map(|node| node.name.as_str()).collect();
+    for config in nodes {
+        let Some(source) = &config.of else {
+            continue;
+        };
+        let problem = if *source == config.name {
+            Some(format!("names `{source}`, this cluster itself"))
+        } else if !names.contains(&source.as_str()) {
+            Some(format!(
+                "names `{source}`, which is not a configured cluster (configured: {})",
+                names.join(", ")
+            ))
+        } else {
+            circle(nodes, config).map(|circle| {
+                format!(
+                    "closes a circle of mirrors ({}): a chain needs a first cluster that \
+                     mirrors none",
+                    circle.join(" -> ")
+                )
+            })
+        };
+        if let Some(message) = problem {
+            let entry = entry(raw, &config.name, default);
+            return Err(ConfigError::Key {
+                origin: entry.map_or(Origin::Default, |entry| entry.origin.clone()),
+                section: entry.map_or_else(|| "admin".to_string(), |entry| entry.section.clone()),
+                key: "mirror.of".to_string(),
+                message,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The circle `config`'s chain of sources runs into, if it runs into one.
+fn circle(nodes: &[Node], node: &Node) -> Option<Vec<String>> {
+    let mut chain = vec![node.name.clone()];
+    let mut current = node;
+    while let Some(source) = &current.of {
+        if chain.contains(source) {
+            chain.push(source.clone());
+            return Some(chain);
+        }
+        chain.push(source.clone());
+        current = nodes.iter().find(|other| &other.name == source)?;
+    }
+    None
+}
+
+/// Where cluster `name`'s `mirror.of` was set: its own `[admin]` section, else the one all
+/// clusters share.
+fn entry<'a>(raw: &'a RawConfig, name: &str, default: &str) -> Option<&'a Entry> {
+    let own = (name != default)
+        .then(|| raw.sections.get(&cluster_section(name, "admin")))
+        .flatten()
+        .and_then(|keys| keys.get("mirror.of"));
+    own.or_else(|| raw.sections.get("admin")?.get("mirror.of"))
+}
+
+/// Each pipeline among `nodes`: `pipeline primary -> dr: …`.
+pub(super) fn describe(nodes: &[Node]) -> Vec<String> {
+    nodes
+        .iter()
+        .filter_map(|node| {
+            let source = node.of.as_ref()?;
+            let topic = node
+                .topic
+                .clone()
+                .unwrap_or_else(|| "(the source's heartbeat topic)".to_string());
+            Some(format!(
+                "pipeline {source} -> {}: the heartbeats of {source} read from topic `{topic}` \
+                 on {}, lost after {} s",
+                node.name,
+                node.name,
+                node.lost_after.as_secs_f64()
+            ))
+        })
+        .collect()
+}
+
+/// Warnings for replicas whose source this instance does not monitor (another shard, or
+/// `--cluster` chose the replica alone): nothing of theirs can be measured.
+pub(super) fn unmonitored_sources(nodes: &[Node]) -> Vec<String> {
+    nodes
+        .iter()
+        .filter_map(|node| {
+            let source = node.of.as_ref()?;
+            (!nodes.iter().any(|other| &other.name == source)).then(|| {
+                format!(
+                    "cluster {} mirrors {source}, which this instance does not monitor (another \
+                     shard, or --cluster): the pipeline is not measured; monitor both in one \
+                     instance",
+                    node.name
+                )
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,276 @@
+//! A replica's mirror reader against librdkafka's mock clusters: the source's heartbeats
+//! copied to the replica by a replicator of the test's own (a consumer and a producer, as a
+//! pipeline's worker is), paused and made to re-send, as MirrorMaker 2 does after a restart.
+//! What this proves is the reader's matching and its series, not any replication tool.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use support::*;
+
+const PARTITIONS: i32 = 3;
+
+/// Copies every record of `topic` on `from` to the same partition of `to_topic` on `to`,
+/// from the end, while not paused; `resend` re-sends the last five copied of each partition.
+struct Replicator {
+    paused: Arc<AtomicBool>,
+    resend: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    copied: Arc<AtomicUsize>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Replicator {
+    fn start(from: &str, topic: &str, to: &str, to_topic: &str) -> Replicator {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", from)
+            .set("group.id", "test-replicator")
+            .set("enable.auto.commit", "false")
+            .set("fetch.wait.max.ms", "5")
+            .create()
+            .unwrap();
+        let mut assignment = TopicPartitionList::new();
+        for partition in 0..PARTITIONS {
+            assignment
+                .add_partition_offset(topic, partition, Offset::End)
+                .unwrap();
+        }
+        consumer.assign(&assignment).unwrap();
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", to)
+            .set("linger.ms", "0")
+            .create()
+            .unwrap();
+        let (paused, resend, stop, copied) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicUsize::new(0)),
+        );
+        let to_topic = to_topic.to_string();
+        let thread = std::thread::spawn({
+            let (paused, resend, stop, copied) =
+                (paused.clone(), resend.clone(), stop.clone(), copied.clone());
+            move || {
+                let recent: Mutex<BTreeMap<i32, Vec<Vec<u8>>>> = Mutex::default();
+                while !stop.load(Ordering::SeqCst) {
+                    producer.poll(Duration::ZERO);
+                    if resend.swap(false, Ordering::SeqCst) {
+                        for (partition, payloads) in recent.lock().unwrap().iter() {
+                            for payload in payloads {
+                                let record: BaseRecord<'_, (), [u8]> = BaseRecord::to(&to_topic)
+                                    .partition(*partition)
+                                    .payload(payload);
+                                let _ = producer.send(record);
+                            }
+                        }
+                    }
+                    if paused.load(Ordering::SeqCst) {
+                        // The pipeline is down: the source's records wait, unread.
+                        std::thread::sleep(Duration::from_millis(20));
+                        continue;
+                    }
+                    let Some(Ok(message)) = consumer.poll(Duration::from_millis(50)) else {
+                        continue;
+                    };
+                    let payload = message.payload().unwrap_or_default().to_vec();
+                    let partition = message.partition();
+                    let record: BaseRecord<'_, (), [u8]> = BaseRecord::to(&to_topic)
+                        .partition(partition)
+                        .payload(&payload);
+                    if producer.send(record).is_ok() {
+                        copied.fetch_add(1, Ordering::SeqCst);
+                        let mut recent = recent.lock().unwrap();
+                        let kept = recent.entry(partition).or_default();
+                        kept.push(payload);
+                        if kept.len() > 5 {
+                            kept.remove(0);
+                        }
+                    }
+                }
+                let _ = producer.flush(Duration::from_secs(1));
+            }
+        });
+        Replicator {
+            paused,
+            resend,
+            stop,
+            copied,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Replicator {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The configuration of a primary and its replica `dr` reading `mirror_topic`.
+fn pipeline_ini(primary: &str, dr: &str, mirror_topic: &str) -> String {
+    test_ini("unused:9092", "cc-heartbeat", "").replace("bootstrap.servers = unused:9092\n", "")
+        + &format!(
+            "[cluster:primary]\nbootstrap.servers = {primary}\n\
+             [cluster:dr]\nbootstrap.servers = {dr}\n\
+             [cluster:dr:admin]\nheartbeat.topic = dr-heartbeat\nmirror.of = primary\n\
+             mirror.topic = {mirror_topic}\nmirror.lost.after.seconds = 4\n"
+        )
+}
+
+/// The exporter binary monitoring `primary` and its replica `dr`, which reads `mirror_topic`.
+fn start(primary: &Mock, dr: &Mock, mirror_topic: &str) -> (tempfile::TempDir, Process) {
+    let dir = tempfile::tempdir().unwrap();
+    let ini = pipeline_ini(
+        &primary.bootstrap_servers(),
+        &dr.bootstrap_servers(),
+        mirror_topic,
+    );
+    let path = write_config(dir.path(), &ini);
+    let exporter = Process::start(&["--config", path.to_str().unwrap()], &[]);
+    (dir, exporter)
+}
+
+fn mirrored(m: &Metrics, outcome: &str, partition: Option<i32>) -> f64 {
+    let partition = partition.map(|partition| partition.to_string());
+    let mut filter = vec![
+        ("cluster", "dr"),
+        ("source", "primary"),
+        ("outcome", outcome),
+    ];
+    if let Some(partition) = &partition {
+        filter.push(("partition", partition.as_str()));
+    }
+    m.sum("heartbeat_mirror_messages_total", &filter)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_is_measured_end_to_end_stalls_and_duplicates_told_apart() {
+    let primary = mock_cluster(3, "cc-heartbeat", PARTITIONS);
+    let dr = mock_cluster(3, "dr-heartbeat", PARTITIONS);
+    dr.create_topic("primary.cc-heartbeat", PARTITIONS, 3)
+        .unwrap();
+    let replicator = Replicator::start(
+        &primary.bootstrap_servers(),
+        "cc-heartbeat",
+        &dr.bootstrap_servers(),
+        "primary.cc-heartbeat",
+    );
+    let (_dir, mut exporter) = start(&primary, &dr, "primary.cc-heartbeat");
+    let address = exporter.address();
+
+    // Steady state: every partition replicated, nothing lost, the latency measured.
+    let steady = wait_for_scrape(
+        address,
+        "replicated on every partition",
+        Duration::from_secs(30),
+        |m| (0..PARTITIONS).all(|p| mirrored(m, "replicated", Some(p)) >= 5.0),
+    )
+    .await;
+    assert_eq!(mirrored(&steady, "lost", None), 0.0, "{}", steady.text);
+    assert!(
+        steady.sum(
+            "heartbeat_mirror_latency_seconds_count",
+            &[("source", "primary")]
+        ) >= 15.0
+    );
+    assert!(
+        steady.sum(
+            "heartbeat_mirror_last_replicated_age_seconds",
+            &[("cluster", "dr")]
+        ) < 3.0
+    );
+    assert_eq!(
+        steady.sum(
+            "heartbeat_mirror_partition_difference",
+            &[("cluster", "dr")]
+        ),
+        0.0
+    );
+    assert!(exporter
+        .logged("reading the heartbeats of primary replicated to topic `primary.cc-heartbeat`"));
+
+    // The pipeline stalls: the age grows, heartbeats are lost after 4 s; the primary and the
+    // replica themselves stay ready.
+    replicator.paused.store(true, Ordering::SeqCst);
+    let stalled = wait_for_scrape(address, "the stall seen", Duration::from_secs(30), |m| {
+        m.sum(
+            "heartbeat_mirror_last_replicated_age_seconds",
+            &[("cluster", "dr")],
+        ) > 6.0
+            && mirrored(m, "lost", None) >= 3.0
+    })
+    .await;
+    for cluster in ["primary", "dr"] {
+        assert_eq!(stalled.sum("heartbeat_up", &[("cluster", cluster)]), 1.0);
+    }
+    let (status, body, _) = get(address, "/ready").await;
+    assert_eq!(
+        status, 200,
+        "a stalled pipeline leaves both clusters ready: {body}"
+    );
+    assert!(exporter.logged("heartbeats of primary not replicated to dr within 4 s"));
+
+    // It resumes, and re-sends what it had sent (as MirrorMaker 2 does after a restart):
+    // duplicated, not lost; what arrives after its deadline is late.
+    let lost = mirrored(&stalled, "lost", None);
+    replicator.paused.store(false, Ordering::SeqCst);
+    let resumed = wait_for_scrape(address, "replication again", Duration::from_secs(30), |m| {
+        m.sum(
+            "heartbeat_mirror_last_replicated_age_seconds",
+            &[("cluster", "dr")],
+        ) < 3.0
+            && mirrored(m, "late", None) >= 1.0
+    })
+    .await;
+    replicator.resend.store(true, Ordering::SeqCst);
+    let resent = wait_for_scrape(
+        address,
+        "re-sent heartbeats",
+        Duration::from_secs(30),
+        |m| mirrored(m, "duplicated", None) >= 1.0,
+    )
+    .await;
+    assert!(mirrored(&resent, "lost", None) <= lost + mirrored(&resumed, "late", None));
+    assert!(replicator.copied.load(Ordering::SeqCst) > 0);
+    support::contract::assert_pinned(
+        &get(address, "/metrics").await.1,
+        &[
+            "heartbeat_mirror_latency_seconds",
+            "heartbeat_mirror_messages",
+            "heartbeat_mirror_last_replicated_age_seconds",
+            "heartbeat_mirror_messages_skipped",
+            "heartbeat_mirror_dropped",
+            "heartbeat_mirror_partition_difference",
+        ],
+    );
+    drop(replicator);
+    let (_, code) = exporter.terminate();
+    assert_eq!(code, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_mirror_topic_is_named_within_a_metadata_period() {
+    let primary = mock_cluster(1, "cc-heartbeat", 1);
+    let dr = mock_cluster(1, "dr-heartbeat", 1);
+    let (_dir, mut exporter) = start(&primary, &dr, "no-such-topic");
+    let line = exporter.wait_for_line(
+        "the mirror topic `no-such-topic` does not exist on dr",
+        Duration::from_secs(10),
+    );
+    assert!(line.contains("mirror.topic ([cluster:dr:admin])"), "{line}");
+    let (_, code) = exporter.terminate();
+    assert_eq!(code, Some(0));
+}

@@ -35,8 +35,11 @@ fn dashboard_queries() -> Vec<(String, String)> {
 /// Panels the demo cannot feed: its cluster (librdkafka's mock) answers no DescribeConfigs, so
 /// no retention margin (`tests/probes.rs` shows it on a real Kafka cluster), and it has no
 /// Schema Registry (`tests/schema_registry.rs` probes a real one), and signs in with no OAuth
-/// (`tests/kafka.rs` does, on a real cluster, each family of the panel pinned there).
-const NOT_IN_DEMO: [&str; 3] = [
+/// (`tests/kafka.rs` does, on a real cluster, each family of the panel pinned there), nor
+/// replicates to a second cluster (`tests/mirror.rs` measures a pipeline).
+const NOT_IN_DEMO: [&str; 5] = [
+    "Replication: recovery point (age of the newest replicated heartbeat)",
+    "Replication: latency p99 and outcomes",
     "Retention margin (until unread records may be deleted)",
     "Schema Registry: up, request latency p99, failures",
     "OAuth sign-in: token life left, refreshes, failures",

@@ -8,11 +8,10 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster::{Links, Source, BEAT_FEED_CAPACITY};
 use crate::config::{AdminSettings, Config};
 use crate::http::web_config::{Tls, WebConfig};
 use crate::http::{self, Extension, HttpState};
-use crate::monitor::{ClusterMonitor, MonitorError, Purpose, Reloaded};
+use crate::monitor::{links_of, ClusterMonitor, MonitorError, Purpose, Reloaded};
 
 /// Why the application could not start.
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +62,7 @@ impl App {
             .as_ref()
             .and(configs.first())
             .map(|config| config.name.clone());
-        let mut links = pipelines(&configs);
+        let mut links = links_of(&configs);
         let mut monitors = Vec::with_capacity(configs.len());
         for config in configs {
             let cluster = config.name.clone();
@@ -152,36 +151,4 @@ impl App {
         };
         tokio::time::timeout(limit, all).await.is_ok()
     }
-}
-
-/// Each cluster's place in the replication pipelines among `configs`: a feed for every
-/// cluster some replica mirrors, and that feed for each such replica. A replica whose source
-/// is not monitored here gets none (`--check-config` and the start warn of it).
-fn pipelines(configs: &[Config]) -> std::collections::BTreeMap<String, Links> {
-    let mut links: std::collections::BTreeMap<String, Links> = std::collections::BTreeMap::new();
-    for config in configs {
-        let Some(source) = &config.admin.mirror_of else {
-            continue;
-        };
-        if !configs.iter().any(|other| &other.name == source) {
-            continue;
-        }
-        let feed = links
-            .entry(source.clone())
-            .or_default()
-            .feed
-            .get_or_insert_with(|| tokio::sync::broadcast::channel(BEAT_FEED_CAPACITY).0)
-            .clone();
-        let topic = configs
-            .iter()
-            .find(|other| &other.name == source)
-            .map(|source| config.mirror_topic(source))
-            .unwrap_or_default();
-        links.entry(config.name.clone()).or_default().source = Some(Source {
-            name: source.clone(),
-            feed,
-            topic,
-        });
-    }
-    links
 }

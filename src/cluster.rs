@@ -168,6 +168,8 @@ pub struct MirrorFacts {
     pub topic: String,
     /// Age of the newest source heartbeat read here, since its send.
     pub last_replicated_age_seconds: f64,
+    /// Source heartbeats read here since the reader started.
+    pub replicated: u64,
     /// Why the mirror topic cannot be read, while it cannot.
     pub problem: Option<String>,
 }

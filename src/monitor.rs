@@ -14,7 +14,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
-use crate::cluster::{ClusterHandle, ClusterShared, Links};
+use crate::cluster::{ClusterHandle, ClusterShared, Links, Source, BEAT_FEED_CAPACITY};
 use crate::config::Config;
 use crate::kafka::client::Role;
 use crate::kafka::credentials::{sasl_credentials, set_sasl_credentials};
@@ -415,4 +415,36 @@ async fn supervise(
         }
         tracing::info!(cluster = %config.name, "monitoring afresh: every series of this cluster starts again");
     }
+}
+
+/// Each cluster's place in the replication pipelines among `configs`: a feed for every
+/// cluster some replica mirrors, and that feed for each such replica. A replica whose source
+/// is not monitored here gets none (`--check-config` and the start warn of it).
+pub(crate) fn links_of(configs: &[Config]) -> std::collections::BTreeMap<String, Links> {
+    let mut links: std::collections::BTreeMap<String, Links> = std::collections::BTreeMap::new();
+    for config in configs {
+        let Some(source) = &config.admin.mirror_of else {
+            continue;
+        };
+        if !configs.iter().any(|other| &other.name == source) {
+            continue;
+        }
+        let feed = links
+            .entry(source.clone())
+            .or_default()
+            .feed
+            .get_or_insert_with(|| tokio::sync::broadcast::channel(BEAT_FEED_CAPACITY).0)
+            .clone();
+        let topic = configs
+            .iter()
+            .find(|other| &other.name == source)
+            .map(|source| config.mirror_topic(source))
+            .unwrap_or_default();
+        links.entry(config.name.clone()).or_default().source = Some(Source {
+            name: source.clone(),
+            feed,
+            topic,
+        });
+    }
+    links
 }

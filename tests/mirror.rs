@@ -221,6 +221,17 @@ async fn a_pipeline_is_measured_end_to_end_stalls_and_duplicates_told_apart() {
         status, 200,
         "a stalled pipeline leaves both clusters ready: {body}"
     );
+    // The status page's data shows the pipeline as stalled on the replica.
+    let (_, status_json, _) = get(address, "/api/status").await;
+    let document: serde_json::Value = serde_json::from_str(&status_json).unwrap();
+    let replica = document["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|cluster| cluster["cluster"] == "dr")
+        .unwrap();
+    assert_eq!(replica["pipeline"]["state"], "stalled", "{replica}");
+    assert_eq!(replica["pipeline"]["source"], "primary");
     assert!(exporter.logged("heartbeats of primary not replicated to dr within 4 s"));
 
     // It resumes, and re-sends what it had sent (as MirrorMaker 2 does after a restart):
@@ -266,11 +277,80 @@ async fn a_wrong_mirror_topic_is_named_within_a_metadata_period() {
     let primary = mock_cluster(1, "cc-heartbeat", 1);
     let dr = mock_cluster(1, "dr-heartbeat", 1);
     let (_dir, mut exporter) = start(&primary, &dr, "no-such-topic");
+    let address = exporter.address();
     let line = exporter.wait_for_line(
         "the mirror topic `no-such-topic` does not exist on dr",
         Duration::from_secs(10),
     );
     assert!(line.contains("mirror.topic ([cluster:dr:admin])"), "{line}");
+    // The status page's data shows it broken from the next second on.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, status_json, _) = get(address, "/api/status").await;
+        if status_json.contains("\"state\":\"broken\"") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status_json}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let (_, code) = exporter.terminate();
     assert_eq!(code, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_measures_one_round_through_the_pipeline() {
+    let primary = mock_cluster(3, "cc-heartbeat", PARTITIONS);
+    let dr = mock_cluster(3, "dr-heartbeat", PARTITIONS);
+    dr.create_topic("primary.cc-heartbeat", PARTITIONS, 3)
+        .unwrap();
+    let replicator = Replicator::start(
+        &primary.bootstrap_servers(),
+        "cc-heartbeat",
+        &dr.bootstrap_servers(),
+        "primary.cc-heartbeat",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let ini = pipeline_ini(
+        &primary.bootstrap_servers(),
+        &dr.bootstrap_servers(),
+        "primary.cc-heartbeat",
+    );
+    let path = write_config(dir.path(), &ini);
+    let output = binary()
+        .args([
+            "--config",
+            path.to_str().unwrap(),
+            "check",
+            "--timeout",
+            "30",
+        ])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(output.status.success(), "{said}");
+    assert!(said.contains("pipeline from primary"), "{said}");
+    assert!(
+        said.contains("heartbeats of primary read from topic `primary.cc-heartbeat`, the newest"),
+        "{said}"
+    );
+    // Without the pipeline the replica's check fails at that step, naming what to look at.
+    drop(replicator);
+    let output = binary()
+        .args([
+            "--config",
+            path.to_str().unwrap(),
+            "check",
+            "--timeout",
+            "8",
+        ])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stdout).to_string();
+    assert_eq!(output.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(
+            "no heartbeat of primary arrived through topic `primary.cc-heartbeat` during the check"
+        ),
+        "{said}"
+    );
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use super::fixes;
 use super::report::{
     Authentication, BrokerReport, ClusterReport, Failure, MetadataReport, OAuthReport,
-    RoundTripReport, TopicReport,
+    PipelineReport, RoundTripReport, TopicReport,
 };
 use crate::cluster::{ClusterShared, SignInFacts};
 use crate::config::{sasl_mechanism, Config};
@@ -42,6 +42,7 @@ pub(super) fn not_started(config: &Config, error: &str) -> ClusterReport {
         },
         round_trips: Vec::new(),
         permissions: Vec::new(),
+        pipeline: None,
         failures: vec![Failure {
             step: "check",
             problem: format!("the clients could not be created: {error}"),
@@ -158,6 +159,7 @@ pub(super) fn build(
         },
         failures: Vec::new(),
         warnings: Vec::new(),
+        pipeline: pipeline_report(shared),
     };
     report.failures = fixes::failures(&report, manages_topic, client_error.as_deref());
     report.warnings = fixes::warnings(&report);
@@ -170,6 +172,29 @@ fn bootstrap_servers(config: &Config) -> String {
         .admin_properties()
         .remove("bootstrap.servers")
         .unwrap_or_default()
+}
+
+/// One round through the replica's pipeline, as its mirror reader saw it.
+fn pipeline_report(shared: &ClusterShared) -> Option<PipelineReport> {
+    let mirror = shared.status.lock().mirror.clone()?;
+    let ok = mirror.replicated > 0 && mirror.problem.is_none();
+    let error = mirror.problem.clone().or_else(|| {
+        (mirror.replicated == 0).then(|| {
+            format!(
+                "no heartbeat of {} arrived through topic `{}` during the check",
+                mirror.source, mirror.topic
+            )
+        })
+    });
+    Some(PipelineReport {
+        ok,
+        replicated: mirror.replicated,
+        last_replicated_age_seconds: (mirror.replicated > 0)
+            .then_some(mirror.last_replicated_age_seconds),
+        error,
+        source: mirror.source,
+        topic: mirror.topic,
+    })
 }
 
 /// The sign-in through the identity provider, as the sign-in task saw it.

@@ -98,6 +98,7 @@ pub(super) fn failures(
             fix: acl_fix(report, &pascal_case(right.operation), &right.resource),
         });
     }
+    failures.extend(pipeline_failure(report));
     for trip in report.round_trips.iter().filter(|trip| !trip.ok) {
         // A refused right already explains every missing round trip.
         if refused {
@@ -125,6 +126,20 @@ pub(super) fn failures(
         });
     }
     failures
+}
+
+/// A replica's pipeline that delivered none of its source's heartbeats during the check.
+fn pipeline_failure(report: &ClusterReport) -> Option<Failure> {
+    let pipeline = report.pipeline.as_ref().filter(|pipeline| !pipeline.ok)?;
+    Some(Failure {
+        step: "pipeline",
+        problem: pipeline.error.clone().unwrap_or_default(),
+        fix: format!(
+            "check the replication from {} to {} (MirrorMaker 2's workers and log, or the \
+             cluster link), and mirror.topic ([cluster:{}:admin])",
+            pipeline.source, report.cluster, report.cluster
+        ),
+    })
 }
 
 /// What is worth knowing without being a failure: brokers no heartbeat proves, certificates

@@ -23,7 +23,7 @@ pub use self::report::{ClusterReport, Report, EXIT_CONFIGURATION, EXIT_FAILED, E
 
 use crate::cluster::{ClusterShared, Links};
 use crate::config::Config;
-use crate::monitor::{ClusterMonitor, Purpose};
+use crate::monitor::{links_of, ClusterMonitor, Purpose};
 use crate::observed::Connection;
 
 /// How long a decisive failure (nothing reachable, authentication refused, a right missing,
@@ -36,25 +36,43 @@ const POLL: Duration = Duration::from_millis(100);
 /// Checks every cluster of `configs` at once, each bounded by `timeout`.
 pub async fn run(configs: Vec<Config>, timeout: Duration) -> Report {
     let started = Instant::now();
-    let checks = configs
-        .into_iter()
-        .map(|config| check_cluster(config, timeout));
-    let clusters = futures::future::join_all(checks).await;
+    let mut links = links_of(&configs);
+    let checks = configs.into_iter().map(|config| {
+        let links = links.remove(&config.name).unwrap_or_default();
+        check_cluster(config, timeout, links)
+    });
+    let finished = futures::future::join_all(checks).await;
+    // A pipeline's source beats until its replicas have been checked too: every cluster's
+    // tasks stop together, once every report is made. The clients are closed in the
+    // background; the report does not wait for a dead cluster.
+    let mut clusters = Vec::with_capacity(finished.len());
+    let mut stopping = Vec::new();
+    for (report, running) in finished {
+        clusters.push(report);
+        if let Some((cancel, monitor)) = running {
+            cancel.cancel();
+            stopping.push(tokio::time::timeout(Duration::from_secs(2), monitor.join()));
+        }
+    }
+    futures::future::join_all(stopping).await;
     Report::new(clusters, started.elapsed())
 }
 
 /// Checks one cluster: its tasks run until they have all answered, or one failure decides the
 /// outcome, or `timeout`.
-async fn check_cluster(config: Config, timeout: Duration) -> ClusterReport {
+async fn check_cluster(
+    config: Config,
+    timeout: Duration,
+    links: Links,
+) -> (ClusterReport, Option<(CancellationToken, ClusterMonitor)>) {
     let started = Instant::now();
     let manages_topic = config.admin.heartbeat_topic_manage;
     let config = for_check(config);
     let cancel = CancellationToken::new();
-    let monitor =
-        match ClusterMonitor::start(config.clone(), &cancel, Purpose::Check, Links::default()) {
-            Ok(monitor) => monitor,
-            Err(error) => return collect::not_started(&config, &error.to_string()),
-        };
+    let monitor = match ClusterMonitor::start(config.clone(), &cancel, Purpose::Check, links) {
+        Ok(monitor) => monitor,
+        Err(error) => return (collect::not_started(&config, &error.to_string()), None),
+    };
     let handle = monitor.handle();
     // Connection checks are replaced as they are redone (the bootstrap servers' by the
     // brokers'): every one seen is kept for the report.
@@ -90,10 +108,7 @@ async fn check_cluster(config: Config, timeout: Duration) -> ClusterReport {
         timed_out.then_some(timeout),
         started.elapsed(),
     );
-    cancel.cancel();
-    // The clients are closed in the background; the report does not wait for a dead cluster.
-    let _ = tokio::time::timeout(Duration::from_secs(2), monitor.join()).await;
-    report
+    (report, Some((cancel, monitor)))
 }
 
 /// The configuration as the check runs it: the topic is checked, not created or grown, and
@@ -127,7 +142,14 @@ fn complete(shared: &ClusterShared, connections: &BTreeMap<String, Connection>) 
         .partitions
         .keys()
         .all(|partition| round_trips.get(partition).is_some_and(|count| *count > 0));
-    brokers_checked && every_partition && shared.permissions.causes().is_empty()
+    let replicated = shared.links.source.is_none()
+        || shared
+            .status
+            .lock()
+            .mirror
+            .as_ref()
+            .is_some_and(|mirror| mirror.replicated > 0);
+    brokers_checked && every_partition && replicated && shared.permissions.causes().is_empty()
 }
 
 /// Whether a failure already decides the outcome: nothing answers (a whole round of
@@ -137,12 +159,17 @@ fn decisive(shared: &ClusterShared) -> bool {
     let snapshot = shared.snapshot();
     let facts = shared.status.lock();
     let unreachable = snapshot.refreshed_at.is_none() && facts.connection_problem.is_some();
+    let broken_pipeline = facts
+        .mirror
+        .as_ref()
+        .is_some_and(|mirror| mirror.problem.is_some());
     let no_token = facts
         .signin
         .as_ref()
         .is_some_and(|signin| signin.problem.is_some());
     unreachable
         || no_token
+        || broken_pipeline
         || facts.authentication_error.is_some()
         || snapshot.topic_missing()
         || facts.topic_problem.is_some()

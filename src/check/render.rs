@@ -5,7 +5,7 @@ use std::fmt::Write;
 use std::time::{Duration, UNIX_EPOCH};
 
 use super::fixes::target_name;
-use super::report::{ClusterReport, OAuthReport, Report};
+use super::report::{ClusterReport, OAuthReport, PipelineReport, Report};
 use crate::clock::unix_seconds;
 use crate::observed::Connection;
 
@@ -105,9 +105,7 @@ fn cluster_text(out: &mut String, cluster: &ClusterReport) {
             metadata.error.as_deref().unwrap_or("none yet")
         );
     }
-    if let Some(oauth) = &authentication.oauth {
-        signin_text(out, oauth);
-    }
+    signin_text(out, authentication.oauth.as_ref());
     let sasl = authentication.mechanism.is_some();
     let _ = match (&authentication.error, authentication.ok) {
         (Some(error), _) => writeln!(out, "  FAIL  authentication: {error}"),
@@ -121,6 +119,7 @@ fn cluster_text(out: &mut String, cluster: &ClusterReport) {
     };
     topic_text(out, cluster);
     round_trip_text(out, cluster);
+    pipeline_text(out, cluster.pipeline.as_ref());
     if cluster.permissions.is_empty() {
         let _ = writeln!(
             out,
@@ -171,8 +170,31 @@ fn cluster_text(out: &mut String, cluster: &ClusterReport) {
     }
 }
 
+/// One round through the replica's pipeline.
+fn pipeline_text(out: &mut String, pipeline: Option<&PipelineReport>) {
+    let Some(pipeline) = pipeline else {
+        return;
+    };
+    let _ = writeln!(out, "\npipeline from {}", pipeline.source);
+    let _ = match (&pipeline.error, pipeline.last_replicated_age_seconds) {
+        (Some(error), _) => writeln!(out, "  FAIL  {error}"),
+        (None, age) => writeln!(
+            out,
+            "  ok    {} heartbeats of {} read from topic `{}`{}",
+            pipeline.replicated,
+            pipeline.source,
+            pipeline.topic,
+            age.map(|age| format!(", the newest {} after its send", milliseconds(age)))
+                .unwrap_or_default()
+        ),
+    };
+}
+
 /// The sign-in through the identity provider (OAuth).
-fn signin_text(out: &mut String, oauth: &OAuthReport) {
+fn signin_text(out: &mut String, oauth: Option<&OAuthReport>) {
+    let Some(oauth) = oauth else {
+        return;
+    };
     let took = oauth
         .request_seconds
         .map(|seconds| format!(" in {}", milliseconds(seconds)))

@@ -172,4 +172,21 @@ pub struct ClusterReport {
     pub(crate) failures: Vec<Failure>,
     /// Not failures, worth knowing.
     pub(crate) warnings: Vec<String>,
+    /// On a replica (`mirror.of`): one round through the replication pipeline.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) pipeline: Option<PipelineReport>,
+}
+
+/// One round through a replication pipeline: the source's heartbeats read on the replica.
+#[derive(Debug, Clone, Serialize)]
+pub struct PipelineReport {
+    pub(crate) source: String,
+    pub(crate) topic: String,
+    /// Whether a heartbeat the source sent during the check arrived here.
+    pub(crate) ok: bool,
+    /// Source heartbeats read here during the check.
+    pub(crate) replicated: u64,
+    /// Age of the newest of them, since its send.
+    pub(crate) last_replicated_age_seconds: Option<f64>,
+    pub(crate) error: Option<String>,
 }

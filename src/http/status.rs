@@ -58,6 +58,20 @@ struct ClusterStatus {
     lost: u64,
     failed: u64,
     groups_behind: Vec<GroupBehind>,
+    /// On a replica (`mirror.of`): its replication pipeline from its source.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pipeline: Option<PipelineStatus>,
+}
+
+/// A replica's pipeline from its source: `replicating`, `stalled` (nothing read within
+/// `mirror.lost.after.seconds`) or `broken` (the mirror topic cannot be read).
+#[derive(Debug, Serialize)]
+struct PipelineStatus {
+    source: String,
+    topic: String,
+    state: &'static str,
+    last_replicated_age_seconds: f64,
+    problem: Option<String>,
 }
 
 /// The cluster as a whole: `healthy` (ready, every broker up, no heartbeat failing),
@@ -235,7 +249,28 @@ fn cluster_status(shared: &ClusterShared, now: Instant) -> ClusterStatus {
             .sum(),
         partitions,
         groups_behind: shared.observed.groups_behind(),
+        pipeline: pipeline_status(shared),
     }
+}
+
+/// The replica's pipeline, as its mirror reader last saw it.
+fn pipeline_status(shared: &ClusterShared) -> Option<PipelineStatus> {
+    let mirror = shared.status.lock().mirror.clone()?;
+    let stalled_after = shared.config.admin.mirror_lost_after.as_secs_f64();
+    let state = if mirror.problem.is_some() {
+        "broken"
+    } else if mirror.last_replicated_age_seconds > stalled_after {
+        "stalled"
+    } else {
+        "replicating"
+    };
+    Some(PipelineStatus {
+        source: mirror.source,
+        topic: mirror.topic,
+        state,
+        last_replicated_age_seconds: mirror.last_replicated_age_seconds,
+        problem: mirror.problem,
+    })
 }
 
 /// What the cluster's state is decided from.

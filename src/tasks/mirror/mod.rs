@@ -46,8 +46,9 @@ struct MirrorState {
     /// When each mirror partition's end offset was read: only heartbeats sent after it are
     /// expected there.
     positioned: BTreeMap<i32, Instant>,
-    /// The send time of the newest source heartbeat read here.
+    /// The send time of the newest source heartbeat read here, and how many were.
     newest_sent: Option<Instant>,
+    replicated: u64,
     /// The source partitions heartbeats were sent to, and when last.
     source_partitions: BTreeMap<i32, Instant>,
     /// Why the mirror topic cannot be read, while it cannot.
@@ -122,6 +123,7 @@ impl MirrorReader {
                 previous: None,
                 positioned: BTreeMap::new(),
                 newest_sent: None,
+                replicated: 0,
                 source_partitions: BTreeMap::new(),
                 problem: None,
             }),
@@ -251,6 +253,7 @@ impl MirrorReader {
                     let sent = now.checked_sub(latency).unwrap_or(now);
                     {
                         let mut state = lock(&self.state);
+                        state.replicated += 1;
                         state.newest_sent =
                             Some(state.newest_sent.map_or(sent, |newest| newest.max(sent)));
                     }
@@ -439,7 +442,7 @@ impl MirrorReader {
         loop {
             interval.tick().await;
             let now = Instant::now();
-            let (lost, age, problem) = {
+            let (lost, age, problem, replicated) = {
                 let mut guard = lock(&self.state);
                 let state = &mut *guard;
                 let mut lost = Vec::new();
@@ -450,7 +453,7 @@ impl MirrorReader {
                     lost.extend(tracker.expire(now));
                 }
                 let age = now.saturating_duration_since(state.newest_sent.unwrap_or(self.started));
-                (lost, age, state.problem.clone())
+                (lost, age, state.problem.clone(), state.replicated)
             };
             for message in &lost {
                 self.metrics.count(message.partition, Outcome::Lost);
@@ -473,6 +476,7 @@ impl MirrorReader {
                 source: self.source.clone(),
                 topic: self.topic.clone(),
                 last_replicated_age_seconds: age.as_secs_f64(),
+                replicated,
                 problem,
             });
         }

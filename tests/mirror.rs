@@ -130,6 +130,22 @@ fn pipeline_ini(primary: &str, dr: &str, mirror_topic: &str) -> String {
         )
 }
 
+/// A primary and its replica `dr`, the primary's heartbeat topic replicated to
+/// `primary.cc-heartbeat` there, as MirrorMaker 2's default policy names it.
+fn replicated_clusters() -> (Mock, Mock, Replicator) {
+    let primary = mock_cluster(3, "cc-heartbeat", PARTITIONS);
+    let dr = mock_cluster(3, "dr-heartbeat", PARTITIONS);
+    dr.create_topic("primary.cc-heartbeat", PARTITIONS, 3)
+        .unwrap();
+    let replicator = Replicator::start(
+        &primary.bootstrap_servers(),
+        "cc-heartbeat",
+        &dr.bootstrap_servers(),
+        "primary.cc-heartbeat",
+    );
+    (primary, dr, replicator)
+}
+
 /// The exporter binary monitoring `primary` and its replica `dr`, which reads `mirror_topic`.
 fn start(primary: &Mock, dr: &Mock, mirror_topic: &str) -> (tempfile::TempDir, Process) {
     let dir = tempfile::tempdir().unwrap();
@@ -158,16 +174,7 @@ fn mirrored(m: &Metrics, outcome: &str, partition: Option<i32>) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pipeline_is_measured_end_to_end_stalls_and_duplicates_told_apart() {
-    let primary = mock_cluster(3, "cc-heartbeat", PARTITIONS);
-    let dr = mock_cluster(3, "dr-heartbeat", PARTITIONS);
-    dr.create_topic("primary.cc-heartbeat", PARTITIONS, 3)
-        .unwrap();
-    let replicator = Replicator::start(
-        &primary.bootstrap_servers(),
-        "cc-heartbeat",
-        &dr.bootstrap_servers(),
-        "primary.cc-heartbeat",
-    );
+    let (primary, dr, replicator) = replicated_clusters();
     let (_dir, mut exporter) = start(&primary, &dr, "primary.cc-heartbeat");
     let address = exporter.address();
 
@@ -299,16 +306,7 @@ async fn a_wrong_mirror_topic_is_named_within_a_metadata_period() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_measures_one_round_through_the_pipeline() {
-    let primary = mock_cluster(3, "cc-heartbeat", PARTITIONS);
-    let dr = mock_cluster(3, "dr-heartbeat", PARTITIONS);
-    dr.create_topic("primary.cc-heartbeat", PARTITIONS, 3)
-        .unwrap();
-    let replicator = Replicator::start(
-        &primary.bootstrap_servers(),
-        "cc-heartbeat",
-        &dr.bootstrap_servers(),
-        "primary.cc-heartbeat",
-    );
+    let (primary, dr, replicator) = replicated_clusters();
     let dir = tempfile::tempdir().unwrap();
     let ini = pipeline_ini(
         &primary.bootstrap_servers(),

@@ -187,6 +187,15 @@ async fn a_pipeline_is_measured_end_to_end_stalls_and_duplicates_told_apart() {
     )
     .await;
     assert_eq!(mirrored(&steady, "lost", None), 0.0, "{}", steady.text);
+    let p99 = steady.sum(
+        "heartbeat_mirror_latency_recent_seconds",
+        &[
+            ("source", "primary"),
+            ("partition", "0"),
+            ("quantile", "0.99"),
+        ],
+    );
+    assert!(p99 > 0.0 && p99 < 4.0, "recent p99 {p99}");
     assert!(
         steady.sum(
             "heartbeat_mirror_latency_seconds_count",
@@ -267,6 +276,7 @@ async fn a_pipeline_is_measured_end_to_end_stalls_and_duplicates_told_apart() {
         &get(address, "/metrics").await.1,
         &[
             "heartbeat_mirror_latency_seconds",
+            "heartbeat_mirror_latency_recent_seconds",
             "heartbeat_mirror_messages",
             "heartbeat_mirror_last_replicated_age_seconds",
             "heartbeat_mirror_messages_skipped",
@@ -285,10 +295,16 @@ async fn a_wrong_mirror_topic_is_named_within_a_metadata_period() {
     let dr = mock_cluster(1, "dr-heartbeat", 1);
     let (_dir, mut exporter) = start(&primary, &dr, "no-such-topic");
     let address = exporter.address();
-    let line = exporter.wait_for_line(
-        "the mirror topic `no-such-topic` does not exist on dr",
-        Duration::from_secs(10),
-    );
+    // Said at the first metadata period, which may come before the start-up line the address
+    // is read from: looked for in everything logged.
+    let needle = "the mirror topic `no-such-topic` does not exist on dr";
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !exporter.logged(needle) {
+        assert!(std::time::Instant::now() < deadline, "{}", exporter.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = exporter.log();
+    let line = log.lines().find(|line| line.contains(needle)).unwrap();
     assert!(line.contains("mirror.topic ([cluster:dr:admin])"), "{line}");
     // The status page's data shows it broken from the next second on.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);

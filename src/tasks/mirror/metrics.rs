@@ -1,7 +1,7 @@
 //! The mirror reader's series: what became of the source's heartbeats on this replica.
 
 use std::sync::atomic::AtomicU64;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -10,12 +10,23 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::metrics::latency::{Buckets, HistogramFamily};
+use crate::metrics::recent::RecentLatencies;
+use crate::metrics::summary::{SummaryFamily, SummaryLabels};
 use crate::metrics::Families;
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
 struct PartitionLabels {
     source: String,
     partition: String,
+}
+
+impl SummaryLabels for PartitionLabels {
+    fn pairs(&self) -> Vec<(&'static str, &str)> {
+        vec![
+            ("source", self.source.as_str()),
+            ("partition", self.partition.as_str()),
+        ]
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -105,11 +116,15 @@ pub(super) struct MirrorMetrics {
     dropped: Family<SourceLabels, Counter>,
     age: Family<SourceLabels, Gauge<f64, AtomicU64>>,
     partition_difference: Family<SourceLabels, Gauge>,
+    /// The latency's quantiles over the last `latency.window.seconds`, as the other latencies.
+    recent: RecentLatencies<PartitionLabels>,
+    recent_published: SummaryFamily<PartitionLabels>,
 }
 
 impl MirrorMetrics {
-    /// The series of the pipeline from `source`; latency buckets up to `lost_after`.
-    pub(super) fn new(source: &str, lost_after: Duration) -> Self {
+    /// The series of the pipeline from `source`; latency buckets up to `lost_after`, recent
+    /// quantiles over `window`.
+    pub(super) fn new(source: &str, lost_after: Duration, window: Duration) -> Self {
         let metrics = MirrorMetrics {
             source: source.to_string(),
             latency: Family::new_with_constructor(Buckets::up_to(lost_after)),
@@ -118,6 +133,8 @@ impl MirrorMetrics {
             dropped: Family::default(),
             age: Family::default(),
             partition_difference: Family::default(),
+            recent: RecentLatencies::new(window, lost_after),
+            recent_published: SummaryFamily::default(),
         };
         for kind in Skipped::ALL {
             drop(metrics.skipped.get_or_create(&KindLabels {
@@ -164,12 +181,15 @@ impl MirrorMetrics {
 
     pub(super) fn replicated(&self, partition: i32, latency: Duration) {
         self.count(partition, Outcome::Replicated);
+        let labels = PartitionLabels {
+            source: self.source.clone(),
+            partition: partition.to_string(),
+        };
         self.latency
-            .get_or_create(&PartitionLabels {
-                source: self.source.clone(),
-                partition: partition.to_string(),
-            })
+            .get_or_create(&labels)
             .observe(latency.as_secs_f64());
+        self.recent
+            .record(&labels, latency.as_secs_f64(), Instant::now());
     }
 
     pub(super) fn skipped(&self, kind: Skipped) {
@@ -233,6 +253,19 @@ impl Families for MirrorMetrics {
             "mirror_partition_difference",
             "The source topic's partitions minus the mirror topic's (0 when the pipeline keeps them all, as MirrorMaker 2 and Cluster Linking do)",
             self.partition_difference.clone(),
+        );
+    }
+
+    fn refresh(&self, now: Instant) {
+        self.recent.publish(&self.recent_published, now);
+    }
+
+    fn encode_summaries(&self, out: &mut String, cluster: &str) {
+        self.recent_published.encode(
+            out,
+            "mirror_latency_recent",
+            "Quantiles of the replication latency over the last latency.window.seconds (exact, or within 0.1 % at high rates), with the sum and count of that window's samples",
+            cluster,
         );
     }
 }

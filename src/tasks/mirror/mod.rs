@@ -107,9 +107,11 @@ impl MirrorReader {
         let consumer: Arc<StreamConsumer<ClientLog>> = Arc::new(config.create_with_context(
             ClientLog::for_cluster(&shared.config, Role::Consumer, shared.status.clone()),
         )?);
+        let admin = &shared.config.admin;
         let metrics = Arc::new(MirrorMetrics::new(
             &source.name,
-            shared.config.admin.mirror_lost_after,
+            admin.mirror_lost_after,
+            admin.latency_window,
         ));
         shared.metrics.add(metrics.clone());
         Ok(Some(MirrorReader {

@@ -5,7 +5,8 @@
 //! provider the tests serve, [`IdentityProvider`], which also logs the SASL extensions each
 //! client sends) for the exporter, a PLAINTEXT one for the test's own admin work (its anonymous principal is the
 //! one super user); `StandardAuthorizer` with `allow.everyone.if.no.acl.found=false`; no topic
-//! auto-creation; replication factor 3 and `min.insync.replicas=2` by default. The controller
+//! auto-creation; replication factor 3 and `min.insync.replicas=2` by default (1 and 1 on a
+//! cluster of one node). The controller
 //! fences a broker that stops heartbeating after 3 s (Kafka's default is 9 s): until then,
 //! every partition that broker follows waits for it before acknowledging a write.
 //!
@@ -59,12 +60,60 @@ pub struct Ports {
     pub controller: u16,
 }
 
-/// A running node's JVM, under the shell that kills it when `guard` closes.
-struct Running {
+/// A JVM (a node, MirrorMaker), under the shell that kills it when `guard` closes: at a
+/// restart, or when the test binary ends in any way.
+pub struct Running {
     wrapper: Child,
-    /// Held open while the node should run; closing it kills the JVM.
+    /// Held open while the JVM should run; closing it kills it.
     guard: Option<ChildStdin>,
-    pid: u32,
+    pub pid: u32,
+}
+
+impl Running {
+    /// Starts `java` with `arguments`, its output to `log`; does not wait for it to serve.
+    pub fn java(arguments: &[String], log: &Path) -> Running {
+        // The shell starts the JVM, says its pid, and kills it once its standard input (held
+        // by this process) closes.
+        let mut wrapper = Command::new("sh")
+            .arg("-c")
+            .arg(r#"log=$1; shift; java "$@" </dev/null >"$log" 2>&1 & echo $!; cat >/dev/null; kill -9 $! 2>/dev/null"#)
+            .arg("kafka-jvm")
+            .arg(log)
+            .args(arguments)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("sh");
+        let mut line = String::new();
+        BufReader::new(wrapper.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let pid = line.trim().parse().expect("the JVM's pid");
+        Running {
+            guard: wrapper.stdin.take(),
+            wrapper,
+            pid,
+        }
+    }
+
+    /// Sends `signal` (`-KILL`, `-TERM`) and waits until the JVM has exited.
+    pub fn signal(mut self, signal: &str, what: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {signal} {}", self.pid);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while is_alive(self.pid) {
+            assert!(
+                Instant::now() < deadline,
+                "{what} did not exit after {signal}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        drop(self.guard.take());
+        let _ = self.wrapper.wait();
+    }
 }
 
 struct Node {
@@ -256,6 +305,9 @@ impl KafkaCluster {
             .map(|(user, password)| format!(" user_{user}=\"{password}\""))
             .collect();
         let data = self.node_dir(id).join("data");
+        // Three replicas and two in sync; a one-node cluster (a replica cluster's) has one.
+        let replicas = nodes.len().min(3);
+        let min_isr = if replicas >= 3 { 2 } else { 1 };
         let properties = format!(
             "process.roles={roles}\n\
              node.id={id}\n\
@@ -278,13 +330,13 @@ impl KafkaCluster {
              super.users=User:ANONYMOUS\n\
              allow.everyone.if.no.acl.found=false\n\
              auto.create.topics.enable=false\n\
-             default.replication.factor=3\n\
-             min.insync.replicas=2\n\
+             default.replication.factor={replicas}\n\
+             min.insync.replicas={min_isr}\n\
              num.partitions=1\n\
-             offsets.topic.replication.factor=3\n\
+             offsets.topic.replication.factor={replicas}\n\
              offsets.topic.num.partitions=3\n\
-             transaction.state.log.replication.factor=3\n\
-             transaction.state.log.min.isr=2\n\
+             transaction.state.log.replication.factor={replicas}\n\
+             transaction.state.log.min.isr={min_isr}\n\
              transaction.state.log.num.partitions=3\n\
              group.initial.rebalance.delay.ms=0\n\
              num.network.threads=2\n\
@@ -379,28 +431,7 @@ impl KafkaCluster {
             .map(|argument| argument.to_string_lossy().into_owned())
             .collect();
         arguments.push(properties.display().to_string());
-        // The shell starts the JVM, says its pid, and kills it once its standard input (held
-        // by this process) closes: at a restart, or when the test binary ends in any way.
-        let mut wrapper = Command::new("sh")
-            .arg("-c")
-            .arg(r#"log=$1; shift; java "$@" </dev/null >"$log" 2>&1 & echo $!; cat >/dev/null; kill -9 $! 2>/dev/null"#)
-            .arg("kafka-node")
-            .arg(&log)
-            .args(&arguments)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("sh");
-        let mut line = String::new();
-        BufReader::new(wrapper.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let pid = line.trim().parse().expect("the JVM's pid");
-        node.running = Some(Running {
-            guard: wrapper.stdin.take(),
-            wrapper,
-            pid,
-        });
+        node.running = Some(Running::java(&arguments, &log));
     }
 
     /// Waits until the node's log says it serves.
@@ -518,24 +549,10 @@ impl KafkaCluster {
             .unwrap()
             .running
             .take();
-        let Some(mut running) = running else {
+        let Some(running) = running else {
             panic!("node {id} is not running");
         };
-        let status = Command::new("kill")
-            .args([signal, &running.pid.to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill {signal} {}", running.pid);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while is_alive(running.pid) {
-            assert!(
-                Instant::now() < deadline,
-                "node {id} did not exit after {signal}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        drop(running.guard.take());
-        let _ = running.wrapper.wait();
+        running.signal(signal, &format!("node {id}"));
     }
 
     /// Starts a stopped or killed node again and waits until it serves.

@@ -590,6 +590,7 @@ pub mod browser;
 pub mod chaos;
 pub mod contract;
 pub mod kafka;
+pub mod mirrormaker;
 pub mod oauth;
 pub mod prometheus;
 pub mod registry;

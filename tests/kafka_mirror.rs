@@ -9,7 +9,26 @@ use std::time::Duration;
 
 use support::kafka::{grant, Exporter, KafkaCluster, PLAIN_USERS};
 use support::mirrormaker::{MirrorMaker, Naming};
+use support::prometheus::{api, eventually, Prometheus};
 use support::Metrics;
+
+/// The shipped `KafkaReplicationStalled` expression, its threshold replaced by `seconds`.
+fn stall_expression(seconds: u32) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("prometheus/rules/alerts.yml");
+    let rules: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let expression = rules["groups"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .flat_map(|group| group["rules"].as_sequence().unwrap())
+        .find(|rule| rule["alert"].as_str() == Some("KafkaReplicationStalled"))
+        .and_then(|rule| rule["expr"].as_str())
+        .unwrap()
+        .to_string();
+    assert!(expression.contains("> 180"), "{expression}");
+    expression.replace("> 180", &format!("> {seconds}"))
+}
 
 /// The exporter's configuration for `primary` and its replica `dr`, which reads
 /// `mirror_topic`; every check fast.
@@ -106,8 +125,13 @@ async fn mirrormaker_pipelines_are_measured_end_to_end_with_either_naming() {
         eprintln!("{naming:?}: replication latency p99 {:.3} s", p99);
 
         if naming == Naming::Prefixed {
-            // MirrorMaker killed: the age grows past the stall threshold; the primary's own
-            // heartbeat is untouched and both clusters stay ready.
+            // MirrorMaker killed: the age grows past the stall threshold (the shipped alert's
+            // expression, its threshold shortened, evaluated by a real Prometheus); the
+            // primary's own heartbeat is untouched and both clusters stay ready.
+            let prometheus_dir = dir.path().join("prometheus");
+            std::fs::create_dir_all(&prometheus_dir).unwrap();
+            let prometheus =
+                Prometheus::with_shipped_rules(&prometheus_dir, &exporter.address.to_string());
             mirror.kill();
             let consumed = |m: &Metrics| {
                 m.sum(
@@ -122,6 +146,23 @@ async fn mirrormaker_pipelines_are_measured_end_to_end_with_either_naming() {
             assert!(consumed(&stalled) > before + 20.0, "the primary beats on");
             let (status, body) = exporter.ready().await;
             assert_eq!(status, 200, "{body}");
+            let expression = stall_expression(10);
+            eventually(
+                "the stall alert's expression true",
+                Duration::from_secs(30),
+                async || {
+                    let data = api(&prometheus, "/api/v1/query", &[("query", &expression)])
+                        .await
+                        .ok_or("query failed")?;
+                    let result = data["result"].as_array().cloned().unwrap_or_default();
+                    match result.first() {
+                        Some(series) if series["metric"]["source"] == "primary" => Ok(()),
+                        _ => Err(format!("{data}")),
+                    }
+                },
+            )
+            .await;
+            drop(prometheus);
 
             // Restarted: replication resumes; re-sent heartbeats are duplicated, not lost.
             mirror.restart();
@@ -136,8 +177,60 @@ async fn mirrormaker_pipelines_are_measured_end_to_end_with_either_naming() {
                 mirrored(&resumed, "late"),
                 mirrored(&resumed, "lost")
             );
+
+            // The replica cluster stopped: its own failure; the primary untouched.
+            dr.stop(1);
+            let primary_up = |m: &Metrics| m.sum("heartbeat_up", &[("cluster", "primary")]);
+            let before = consumed(&resumed);
+            let down = exporter
+                .wait_for("the replica down", Duration::from_secs(60), |m| {
+                    m.sum("heartbeat_up", &[("cluster", "dr")]) == 0.0
+                        && consumed(m) > before + 10.0
+                })
+                .await;
+            assert_eq!(primary_up(&down), 1.0);
+            // `/ready` says so once the replica's metadata is stale; the primary stays ready.
+            let readiness = |body: &str| -> Option<(bool, bool)> {
+                let ready: serde_json::Value = serde_json::from_str(body).ok()?;
+                let of = |name: &str| {
+                    ready["clusters"]
+                        .as_array()?
+                        .iter()
+                        .find(|cluster| cluster["cluster"] == name)?["ready"]
+                        .as_bool()
+                };
+                Some((of("primary")?, of("dr")?))
+            };
+            exporter
+                .wait_for_ready(
+                    "the replica unready, the primary ready",
+                    Duration::from_secs(30),
+                    |_, body| readiness(body) == Some((true, false)),
+                )
+                .await;
+            dr.restart(1);
+            exporter
+                .wait_for(
+                    "replicating after the replica's return",
+                    Duration::from_secs(120),
+                    |m| age(m) < 5.0,
+                )
+                .await;
         }
         drop(mirror);
         drop(exporter);
+    }
+
+    // A wrong mirror.topic: a clear reason within one metadata period (1 s here).
+    let mut exporter = Exporter::start(&pipeline_ini(&primary, &dr, "no-such-topic"));
+    let needle = "the mirror topic `no-such-topic` does not exist on dr";
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !exporter.process.logged(needle) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            exporter.process.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -159,6 +159,20 @@ fn start(primary: &Mock, dr: &Mock, mirror_topic: &str) -> (tempfile::TempDir, P
     (dir, exporter)
 }
 
+/// `cc-heartbeat check` with the configuration at `path`: its exit code and what it printed.
+fn check(path: &std::path::Path, timeout: &str) -> (Option<i32>, String) {
+    let output = binary()
+        .arg("--config")
+        .arg(path)
+        .args(["check", "--timeout", timeout])
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).to_string(),
+    )
+}
+
 fn mirrored(m: &Metrics, outcome: &str, partition: Option<i32>) -> f64 {
     let partition = partition.map(|partition| partition.to_string());
     let mut filter = vec![
@@ -330,18 +344,8 @@ async fn check_measures_one_round_through_the_pipeline() {
         "primary.cc-heartbeat",
     );
     let path = write_config(dir.path(), &ini);
-    let output = binary()
-        .args([
-            "--config",
-            path.to_str().unwrap(),
-            "check",
-            "--timeout",
-            "30",
-        ])
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&output.stdout).to_string();
-    assert!(output.status.success(), "{said}");
+    let (code, said) = check(&path, "30");
+    assert_eq!(code, Some(0), "{said}");
     assert!(said.contains("pipeline from primary"), "{said}");
     assert!(
         said.contains("heartbeats of primary read from topic `primary.cc-heartbeat`, the newest"),
@@ -349,18 +353,8 @@ async fn check_measures_one_round_through_the_pipeline() {
     );
     // Without the pipeline the replica's check fails at that step, naming what to look at.
     drop(replicator);
-    let output = binary()
-        .args([
-            "--config",
-            path.to_str().unwrap(),
-            "check",
-            "--timeout",
-            "8",
-        ])
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&output.stdout).to_string();
-    assert_eq!(output.status.code(), Some(1), "{said}");
+    let (code, said) = check(&path, "8");
+    assert_eq!(code, Some(1), "{said}");
     assert!(
         said.contains(
             "no heartbeat of primary arrived through topic `primary.cc-heartbeat` during the check"

@@ -1077,7 +1077,8 @@ fn random_cluster_id() -> String {
 }
 
 /// Broker logs: what a failing test needs to read, without the noise.
-const LOG4J: &str = "\
+/// The brokers' log4j2 configuration (MirrorMaker takes it too): INFO to the console.
+pub const LOG4J: &str = "\
 status = warn
 appender.out.type = Console
 appender.out.name = OUT

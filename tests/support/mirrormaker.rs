@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::kafka::{KafkaCluster, Running};
+use super::kafka::{KafkaCluster, Running, LOG4J};
 
 /// How MirrorMaker 2 names the topics it replicates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,13 +157,3 @@ impl MirrorMaker {
         }
     }
 }
-
-const LOG4J: &str = "\
-status = warn
-appender.out.type = Console
-appender.out.name = OUT
-appender.out.layout.type = PatternLayout
-appender.out.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = INFO
-rootLogger.appenderRef.out.ref = OUT
-";

@@ -208,8 +208,8 @@ impl Status {
 /// the pipeline delivers it.
 #[derive(Debug, Clone)]
 pub(crate) enum Beat {
-    /// Handed to the producer for `partition` of the source's heartbeat topic (or, in a chain,
-    /// read on the replica that is the next one's source), first sent at `sent`.
+    /// Handed to the producer for `partition` of the source's heartbeat topic, first sent at
+    /// `sent`.
     Sent {
         instance: Arc<str>,
         partition: i32,
@@ -232,18 +232,21 @@ pub(crate) type BeatFeed = tokio::sync::broadcast::Sender<Beat>;
 pub(crate) const BEAT_FEED_CAPACITY: usize = 16_384;
 
 /// A cluster's place in replication pipelines: the feed it fills for its replicas, and, for a
-/// replica, its source's name and feed.
+/// replica, its source's name and the feed of its chain's first cluster.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Links {
-    /// Filled with this cluster's heartbeats (its producer's; a replica's, those it read of
-    /// its own source) when some replica reads them.
+    /// Filled with this cluster's producer's heartbeats when some replica reads them: only a
+    /// chain's first cluster has one, since every replica down the chain reads its heartbeats
+    /// (a replica's reader never re-tells what it read, so no replica depends on another
+    /// reader having read first).
     pub(crate) feed: Option<BeatFeed>,
     /// For a replica (`mirror.of`): its source.
     pub(crate) source: Option<Source>,
 }
 
-/// A replica's source: its name, its feed, and its heartbeat topic as the pipeline names it on
-/// the replica.
+/// A replica's source: its name (`mirror.of`), the feed of its chain's first cluster (the
+/// source itself, unless it is a replica too), and the topic those heartbeats are read from
+/// on the replica.
 #[derive(Debug, Clone)]
 pub(crate) struct Source {
     pub(crate) name: String,

@@ -417,29 +417,28 @@ async fn supervise(
     }
 }
 
-/// Each cluster's place in the replication pipelines among `configs`: a feed for every
-/// cluster some replica mirrors, and that feed for each such replica. A replica whose source
-/// is not monitored here gets none (`--check-config` and the start warn of it).
+/// Each cluster's place in the replication pipelines among `configs`: a feed for every first
+/// cluster of a chain (one that mirrors none) that some replica reads, and that feed for each
+/// such replica, however far down the chain. A replica whose chain is not monitored here gets
+/// none (`--check-config` and the start warn of it).
 pub(crate) fn links_of(configs: &[Config]) -> std::collections::BTreeMap<String, Links> {
     let mut links: std::collections::BTreeMap<String, Links> = std::collections::BTreeMap::new();
     for config in configs {
         let Some(source) = &config.admin.mirror_of else {
             continue;
         };
-        if !configs.iter().any(|other| &other.name == source) {
+        // In a chain, every replica reads the first cluster's heartbeats: its feed.
+        let (Some(first), Some(topic)) =
+            (config.first_source(configs), config.mirror_topic(configs))
+        else {
             continue;
-        }
+        };
         let feed = links
-            .entry(source.clone())
+            .entry(first.name.clone())
             .or_default()
             .feed
             .get_or_insert_with(|| tokio::sync::broadcast::channel(BEAT_FEED_CAPACITY).0)
             .clone();
-        let topic = configs
-            .iter()
-            .find(|other| &other.name == source)
-            .map(|source| config.mirror_topic(source))
-            .unwrap_or_default();
         links.entry(config.name.clone()).or_default().source = Some(Source {
             name: source.clone(),
             feed,

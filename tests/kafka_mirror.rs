@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use support::kafka::{grant, Exporter, KafkaCluster, PLAIN_USERS};
 use support::mirrormaker::{MirrorMaker, Naming};
-use support::prometheus::{api, eventually, Prometheus};
+use support::prometheus::{api, dashboard_queries, eventually, panel_has_data, Prometheus};
 use support::Metrics;
 
 /// The shipped `KafkaReplicationStalled` expression, its threshold replaced by `seconds`.
@@ -101,6 +101,13 @@ async fn mirrormaker_pipelines_are_measured_end_to_end_with_either_naming() {
                 ) >= 3.0
             })
             .await;
+        // A real Prometheus scrapes the exporter through the prefixed run: the dashboard's
+        // replication panels and the stall alert's expression are read from it.
+        let prometheus = (naming == Naming::Prefixed).then(|| {
+            let prometheus_dir = dir.path().join("prometheus");
+            std::fs::create_dir_all(&prometheus_dir).unwrap();
+            Prometheus::with_shipped_rules(&prometheus_dir, &exporter.address.to_string())
+        });
         let mirror_dir = dir.path().join(format!("{naming:?}"));
         std::fs::create_dir_all(&mirror_dir).unwrap();
         let mut mirror = MirrorMaker::start(&mirror_dir, &primary, &dr, "cc-heartbeat", naming);
@@ -124,14 +131,20 @@ async fn mirrormaker_pipelines_are_measured_end_to_end_with_either_naming() {
         );
         eprintln!("{naming:?}: replication latency p99 {:.3} s", p99);
 
-        if naming == Naming::Prefixed {
+        if let Some(prometheus) = prometheus {
+            // Every replication panel of the dashboard has data.
+            let queries: Vec<_> = dashboard_queries()
+                .into_iter()
+                .filter(|(title, _)| title.starts_with("Replication:"))
+                .collect();
+            assert_eq!(queries.len(), 3, "{queries:?}");
+            for (title, expr) in queries {
+                panel_has_data(&prometheus, &title, &expr).await;
+            }
+
             // MirrorMaker killed: the age grows past the stall threshold (the shipped alert's
-            // expression, its threshold shortened, evaluated by a real Prometheus); the
-            // primary's own heartbeat is untouched and both clusters stay ready.
-            let prometheus_dir = dir.path().join("prometheus");
-            std::fs::create_dir_all(&prometheus_dir).unwrap();
-            let prometheus =
-                Prometheus::with_shipped_rules(&prometheus_dir, &exporter.address.to_string());
+            // expression, its threshold shortened, evaluated by Prometheus); the primary's own
+            // heartbeat is untouched and both clusters stay ready.
             mirror.kill();
             let consumed = |m: &Metrics| {
                 m.sum(

@@ -362,3 +362,113 @@ async fn check_measures_one_round_through_the_pipeline() {
         "{said}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_is_measured_from_the_first_send() {
+    // primary -> dr, as MirrorMaker 2 names it; dr -> dr2, keeping the name, as Cluster
+    // Linking does: dr2 reads the primary's heartbeats under the name they have on dr.
+    let (primary, dr, first_hop) = replicated_clusters();
+    let dr2 = mock_cluster(3, "dr2-heartbeat", PARTITIONS);
+    dr2.create_topic("primary.cc-heartbeat", PARTITIONS, 3)
+        .unwrap();
+    let second_hop = Replicator::start(
+        &dr.bootstrap_servers(),
+        "primary.cc-heartbeat",
+        &dr2.bootstrap_servers(),
+        "primary.cc-heartbeat",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let ini = pipeline_ini(
+        &primary.bootstrap_servers(),
+        &dr.bootstrap_servers(),
+        "primary.cc-heartbeat",
+    ) + &format!(
+        "[cluster:dr2]\nbootstrap.servers = {}\n\
+         [cluster:dr2:admin]\nheartbeat.topic = dr2-heartbeat\nmirror.of = dr\n\
+         mirror.lost.after.seconds = 4\n",
+        dr2.bootstrap_servers()
+    );
+    let path = write_config(dir.path(), &ini);
+    let mut exporter = Process::start(&["--config", path.to_str().unwrap()], &[]);
+    let address = exporter.address();
+    let at = |m: &Metrics, cluster: &str, source: &str, outcome: &str| {
+        m.sum(
+            "heartbeat_mirror_messages_total",
+            &[
+                ("cluster", cluster),
+                ("source", source),
+                ("outcome", outcome),
+            ],
+        )
+    };
+    let age = |m: &Metrics, cluster: &str| {
+        m.sum(
+            "heartbeat_mirror_last_replicated_age_seconds",
+            &[("cluster", cluster)],
+        )
+    };
+
+    // Both replicas read the primary's heartbeats, matched against its sends: dr2's through
+    // dr, labelled with the source it mirrors.
+    let steady = wait_for_scrape(
+        address,
+        "replicated through the chain",
+        Duration::from_secs(30),
+        |m| {
+            at(m, "dr", "primary", "replicated") >= 10.0 && at(m, "dr2", "dr", "replicated") >= 10.0
+        },
+    )
+    .await;
+    for (cluster, source) in [("dr", "primary"), ("dr2", "dr")] {
+        assert_eq!(at(&steady, cluster, source, "lost"), 0.0, "{}", steady.text);
+        assert!(age(&steady, cluster) < 3.0, "{cluster}: {}", steady.text);
+    }
+    // dr2's latency is the whole chain's: from the primary's send to dr2.
+    assert!(
+        steady.sum(
+            "heartbeat_mirror_latency_seconds_count",
+            &[("cluster", "dr2"), ("source", "dr")]
+        ) >= 10.0,
+        "{}",
+        steady.text
+    );
+    assert!(
+        exporter.logged("reading the heartbeats of dr replicated to topic `primary.cc-heartbeat`")
+    );
+
+    // The second hop stops: dr2's recovery point grows and its heartbeats are lost; dr's
+    // pipeline is untouched.
+    second_hop.paused.store(true, Ordering::SeqCst);
+    let stalled = wait_for_scrape(
+        address,
+        "the second hop stalled",
+        Duration::from_secs(30),
+        |m| age(m, "dr2") > 6.0 && at(m, "dr2", "dr", "lost") >= 3.0,
+    )
+    .await;
+    assert!(age(&stalled, "dr") < 3.0, "{}", stalled.text);
+    assert_eq!(at(&stalled, "dr", "primary", "lost"), 0.0);
+
+    // The first hop stops too once the second resumes: what the primary sends reaches
+    // neither, so both recovery points grow, dr2's measured from the primary's send.
+    second_hop.paused.store(false, Ordering::SeqCst);
+    wait_for_scrape(
+        address,
+        "the second hop resumed",
+        Duration::from_secs(30),
+        |m| age(m, "dr2") < 3.0,
+    )
+    .await;
+    first_hop.paused.store(true, Ordering::SeqCst);
+    let both = wait_for_scrape(
+        address,
+        "the first hop stalled",
+        Duration::from_secs(30),
+        |m| age(m, "dr") > 6.0 && age(m, "dr2") > 6.0,
+    )
+    .await;
+    assert!(at(&both, "dr2", "dr", "lost") > at(&stalled, "dr2", "dr", "lost"));
+    drop((first_hop, second_hop));
+    let (_, code) = exporter.terminate();
+    assert_eq!(code, Some(0));
+}

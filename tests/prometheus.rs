@@ -4,39 +4,19 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use support::prometheus::{api, eventually, Prometheus};
+use support::prometheus::{api, dashboard_queries, eventually, panel_has_data, Prometheus};
 use support::*;
-
-/// Every query of every panel of the dashboard, with the variables substituted.
-fn dashboard_queries() -> Vec<(String, String)> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("grafana/dashboards/cc-heartbeat.json");
-    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let mut queries = Vec::new();
-    for panel in dashboard["panels"].as_array().unwrap() {
-        for target in panel["targets"].as_array().into_iter().flatten() {
-            let expr = target["expr"]
-                .as_str()
-                .unwrap()
-                .replace("$cluster", ".*")
-                .replace("$broker", ".*")
-                .replace("$group", ".*")
-                .replace("$__rate_interval", "1m");
-            queries.push((panel["title"].as_str().unwrap().to_string(), expr));
-        }
-    }
-    queries
-}
 
 /// Panels the demo cannot feed: its cluster (librdkafka's mock) answers no DescribeConfigs, so
 /// no retention margin (`tests/probes.rs` shows it on a real Kafka cluster), and it has no
 /// Schema Registry (`tests/schema_registry.rs` probes a real one), and signs in with no OAuth
 /// (`tests/kafka.rs` does, on a real cluster, each family of the panel pinned there), nor
-/// replicates to a second cluster (`tests/mirror.rs` measures a pipeline).
+/// replicates to a second cluster (`tests/kafka_mirror.rs` feeds those panels from a real
+/// MirrorMaker 2 pipeline).
 const NOT_IN_DEMO: [&str; 5] = [
     "Replication: recovery point (age of the newest replicated heartbeat)",
     "Replication: latency p99 and outcomes",
@@ -92,24 +72,7 @@ async fn prometheus_scrapes_evaluates_every_rule_and_feeds_every_panel() {
         .into_iter()
         .filter(|(title, _)| !NOT_IN_DEMO.contains(&title.as_str()))
     {
-        eventually(
-            &format!("data for panel {title:?}: {expr}"),
-            Duration::from_secs(60),
-            async || {
-                let data = api(&prometheus, "/api/v1/query", &[("query", &expr)])
-                    .await
-                    .ok_or("query failed")?;
-                if data["result"]
-                    .as_array()
-                    .is_some_and(|result| !result.is_empty())
-                {
-                    Ok(())
-                } else {
-                    Err(format!("{data}"))
-                }
-            },
-        )
-        .await;
+        panel_has_data(&prometheus, &title, &expr).await;
     }
     for (label, selector) in [
         ("cluster", "heartbeat_up"),

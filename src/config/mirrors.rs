@@ -14,6 +14,9 @@ pub(super) struct Node {
     pub(super) of: Option<String>,
     /// The topic its source's heartbeats are read from here, once its source is known.
     pub(super) topic: Option<String>,
+    /// The first cluster of its chain, whose heartbeats it reads, once that is known: its
+    /// source, or, when the source is a replica too, the source's first cluster.
+    pub(super) first: Option<String>,
     pub(super) lost_after: Duration,
 }
 
@@ -90,9 +93,15 @@ pub(super) fn describe(nodes: &[Node]) -> Vec<String> {
                 .topic
                 .clone()
                 .unwrap_or_else(|| "(the source's heartbeat topic)".to_string());
+            let first = node.first.as_deref().unwrap_or(source);
+            let through = if first == source {
+                String::new()
+            } else {
+                format!(" (through {source}, measured from {first}'s send)")
+            };
             Some(format!(
-                "pipeline {source} -> {}: the heartbeats of {source} read from topic `{topic}` \
-                 on {}, lost after {} s",
+                "pipeline {source} -> {}: the heartbeats of {first} read from topic `{topic}` \
+                 on {}{through}, lost after {} s",
                 node.name,
                 node.name,
                 node.lost_after.as_secs_f64()
@@ -101,21 +110,31 @@ pub(super) fn describe(nodes: &[Node]) -> Vec<String> {
         .collect()
 }
 
-/// Warnings for replicas whose source this instance does not monitor (another shard, or
-/// `--cluster` chose the replica alone): nothing of theirs can be measured.
+/// Warnings for replicas whose source, or the first cluster of whose chain, this instance
+/// does not monitor (another shard, or `--cluster` chose the replica alone): nothing of
+/// theirs can be measured.
 pub(super) fn unmonitored_sources(nodes: &[Node]) -> Vec<String> {
     nodes
         .iter()
         .filter_map(|node| {
             let source = node.of.as_ref()?;
-            (!nodes.iter().any(|other| &other.name == source)).then(|| {
-                format!(
+            if !nodes.iter().any(|other| &other.name == source) {
+                Some(format!(
                     "cluster {} mirrors {source}, which this instance does not monitor (another \
                      shard, or --cluster): the pipeline is not measured; monitor both in one \
                      instance",
                     node.name
-                )
-            })
+                ))
+            } else if node.first.is_none() {
+                Some(format!(
+                    "cluster {} mirrors {source}, a replica whose chain starts at a cluster this \
+                     instance does not monitor: the pipeline is not measured; monitor the whole \
+                     chain in one instance",
+                    node.name
+                ))
+            } else {
+                None
+            }
         })
         .collect()
 }

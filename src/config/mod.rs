@@ -404,25 +404,52 @@ impl Config {
             .map(|config| mirrors::Node {
                 name: config.name.clone(),
                 of: config.admin.mirror_of.clone(),
-                topic: config
-                    .admin
-                    .mirror_of
-                    .as_ref()
-                    .and_then(|source| configs.iter().find(|other| &other.name == source))
-                    .map(|source| config.mirror_topic(source))
-                    .or_else(|| config.admin.mirror_topic.clone()),
+                topic: config.mirror_topic(configs),
+                first: config.first_source(configs).map(|first| first.name.clone()),
                 lost_after: config.admin.mirror_lost_after,
             })
             .collect()
     }
 
-    /// The heartbeat topic a replica reads its source's heartbeats from: `mirror.topic`, else
-    /// the source's own topic name (`source`: the source's configuration).
-    pub fn mirror_topic(&self, source: &Config) -> String {
-        self.admin
-            .mirror_topic
-            .clone()
-            .unwrap_or_else(|| source.admin.heartbeat_topic.clone())
+    /// The topic a replica reads the heartbeats it is measured by from: `mirror.topic`, else
+    /// the name they have on its source, kept as Cluster Linking keeps it: the source's
+    /// heartbeat topic, or, when the source is itself a replica (a chain), the topic the
+    /// source reads them from. `None` for a cluster that mirrors none, or whose chain leaves
+    /// `configs` or runs in a circle.
+    pub fn mirror_topic(&self, configs: &[Config]) -> Option<String> {
+        let mut replica = self;
+        for _ in 0..configs.len() {
+            if let Some(topic) = &replica.admin.mirror_topic {
+                return Some(topic.clone());
+            }
+            let source = replica.source(configs)?;
+            if source.admin.mirror_of.is_none() {
+                return Some(source.admin.heartbeat_topic.clone());
+            }
+            replica = source;
+        }
+        None
+    }
+
+    /// The first cluster of this replica's chain, the one that mirrors none: the heartbeats a
+    /// replica reads are that cluster's, measured from their sending there. `None` for a
+    /// cluster that mirrors none, or whose chain leaves `configs` or runs in a circle.
+    pub fn first_source<'a>(&'a self, configs: &'a [Config]) -> Option<&'a Config> {
+        let mut cluster = self.source(configs)?;
+        for _ in 0..configs.len() {
+            match cluster.source(configs) {
+                Some(source) => cluster = source,
+                None if cluster.admin.mirror_of.is_none() => return Some(cluster),
+                None => return None,
+            }
+        }
+        None
+    }
+
+    /// The cluster `mirror.of` names, among `configs`.
+    fn source<'a>(&self, configs: &'a [Config]) -> Option<&'a Config> {
+        let name = self.admin.mirror_of.as_ref()?;
+        configs.iter().find(|other| &other.name == name)
     }
 
     /// How the section of `kind` (default, producer, consumer, admin) is written for this

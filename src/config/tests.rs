@@ -490,19 +490,51 @@ fn a_replica_names_another_configured_cluster_and_no_circle() {
         .find(|config| config.name == "primary")
         .unwrap();
     assert_eq!(dr.admin.mirror_of.as_deref(), Some("primary"));
-    assert_eq!(dr.mirror_topic(primary), "primary.cc-heartbeat");
+    assert_eq!(
+        dr.mirror_topic(&configs).as_deref(),
+        Some("primary.cc-heartbeat")
+    );
+    assert_eq!(dr.first_source(&configs).unwrap().name, "primary");
     assert_eq!(
         dr.admin.mirror_lost_after,
         std::time::Duration::from_secs(120)
     );
     let dr2 = configs.iter().find(|config| config.name == "dr2").unwrap();
-    // Cluster Linking keeps the name: by default the source's topic.
-    assert_eq!(dr2.mirror_topic(dr), "cc-heartbeat");
+    // A chain: dr2 reads the primary's heartbeats, by default under the name they have on
+    // dr (Cluster Linking keeps names), measured from the primary's send.
+    assert_eq!(
+        dr2.mirror_topic(&configs).as_deref(),
+        Some("primary.cc-heartbeat")
+    );
+    assert_eq!(dr2.first_source(&configs).unwrap().name, "primary");
+    assert_eq!(primary.mirror_topic(&configs), None);
+    assert!(primary.first_source(&configs).is_none());
     let pipelines = Config::pipelines(&configs);
     assert_eq!(pipelines.len(), 2, "{pipelines:?}");
     assert!(
         pipelines[0].starts_with("pipeline primary -> dr:")
             || pipelines[1].starts_with("pipeline primary -> dr:")
+    );
+    assert!(
+        pipelines.iter().any(|line| line
+            == "pipeline dr -> dr2: the heartbeats of primary read from topic \
+                `primary.cc-heartbeat` on dr2 (through dr, measured from primary's send), lost \
+                after 120 s"),
+        "{pipelines:?}"
+    );
+    // dr and dr2 monitored without the primary: dr2's chain starts where nothing is sent.
+    let headless: Vec<Config> = configs
+        .iter()
+        .filter(|config| config.name != "primary")
+        .cloned()
+        .collect();
+    let warnings = Config::start_warnings(&headless);
+    assert!(
+        warnings.iter().any(|warning| warning.contains(
+            "cluster dr2 mirrors dr, a replica whose chain starts at a cluster this instance \
+             does not monitor"
+        )),
+        "{warnings:?}"
     );
     // Only dr2 monitored here: its source is not, and that is said.
     let alone: Vec<Config> = configs

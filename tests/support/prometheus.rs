@@ -89,3 +89,46 @@ pub async fn eventually(
         }
     }
 }
+
+/// Every query of every panel of the dashboard, with the variables substituted.
+pub fn dashboard_queries() -> Vec<(String, String)> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("grafana/dashboards/cc-heartbeat.json");
+    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut queries = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"]
+                .as_str()
+                .unwrap()
+                .replace("$cluster", ".*")
+                .replace("$broker", ".*")
+                .replace("$group", ".*")
+                .replace("$__rate_interval", "1m");
+            queries.push((panel["title"].as_str().unwrap().to_string(), expr));
+        }
+    }
+    queries
+}
+
+/// Waits until the panel `title`'s query `expr` answers with at least one series.
+pub async fn panel_has_data(prometheus: &Prometheus, title: &str, expr: &str) {
+    eventually(
+        &format!("data for panel {title:?}: {expr}"),
+        Duration::from_secs(60),
+        async || {
+            let data = api(prometheus, "/api/v1/query", &[("query", expr)])
+                .await
+                .ok_or("query failed")?;
+            if data["result"]
+                .as_array()
+                .is_some_and(|result| !result.is_empty())
+            {
+                Ok(())
+            } else {
+                Err(format!("{data}"))
+            }
+        },
+    )
+    .await;
+}

@@ -253,21 +253,10 @@ impl MirrorReader {
                 Some(Observation::Consumed { latency, .. }) => {
                     self.metrics.replicated(partition, latency);
                     let sent = now.checked_sub(latency).unwrap_or(now);
-                    {
-                        let mut state = lock(&self.state);
-                        state.replicated += 1;
-                        state.newest_sent =
-                            Some(state.newest_sent.map_or(sent, |newest| newest.max(sent)));
-                    }
-                    // In a chain, the next replica measures from the first send.
-                    if let Some(feed) = &self.shared.links.feed {
-                        let _ = feed.send(Beat::Sent {
-                            instance: Arc::from(heartbeat.instance.as_str()),
-                            partition,
-                            sequence: heartbeat.sequence,
-                            sent,
-                        });
-                    }
+                    let mut state = lock(&self.state);
+                    state.replicated += 1;
+                    state.newest_sent =
+                        Some(state.newest_sent.map_or(sent, |newest| newest.max(sent)));
                 }
             }
         }

@@ -12,8 +12,13 @@
 //! start to the first heartbeat read back. The first case is also scraped by 50 concurrent
 //! clients, to show what that costs the heartbeat.
 //!
-//! From the environment: BENCH_CASES (`3x3,30x300,100x1000,kafka`; `BxP` is a mock cluster of B
-//! brokers and P partitions, `kafka` the real cluster), BENCH_SECONDS measured per case (60),
+//! A replication pipeline's cost is the difference between two cases: `pair`, two mock
+//! clusters of 3 brokers and 3 partitions monitored by one exporter, and `pipeline`, the same
+//! with the second a replica of the first (`mirror.of`), the first's heartbeats copied to it by
+//! the tests' replicator (in the benchmark's process): one more consumer, the mirror reader.
+//!
+//! From the environment: BENCH_CASES (`3x3,30x300,100x1000,kafka,pair,pipeline`; `BxP` is a
+//! mock cluster of B brokers and P partitions, `kafka` the real cluster), BENCH_SECONDS measured per case (60),
 //! BENCH_WARMUP seconds before it (15), BENCH_ADMIN `[admin]` settings, `;`-separated.
 
 #[path = "../tests/support/mod.rs"]
@@ -105,6 +110,17 @@ struct Figures {
     first_round_trip_s: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     scrapers: Option<Scrapers>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mirror: Option<Replication>,
+}
+
+/// What a replica's mirror reader measured over the window.
+#[derive(Debug, Default, Serialize)]
+struct Replication {
+    replicated: f64,
+    lost: f64,
+    latency_p50_ms: f64,
+    latency_p99_ms: f64,
 }
 
 /// What 50 concurrent scrapers got, and what it cost the heartbeat meanwhile.
@@ -294,7 +310,29 @@ async fn measure(
         text_scrape_ms: text_scrapes[2] * 1000.0,
         first_round_trip_s: first_round_trip,
         scrapers: None,
+        mirror: None,
     };
+    if text.contains("heartbeat_mirror_latency_seconds") {
+        let outcome = |metrics: &Metrics, outcome: &str| {
+            metrics.sum("heartbeat_mirror_messages_total", &[("outcome", outcome)])
+        };
+        figures.mirror = Some(Replication {
+            replicated: outcome(&after, "replicated") - outcome(&before, "replicated"),
+            lost: outcome(&after, "lost") - outcome(&before, "lost"),
+            latency_p50_ms: quantile_between(
+                &before,
+                &after,
+                "heartbeat_mirror_latency_seconds",
+                0.5,
+            ) * 1000.0,
+            latency_p99_ms: quantile_between(
+                &before,
+                &after,
+                "heartbeat_mirror_latency_seconds",
+                0.99,
+            ) * 1000.0,
+        });
+    }
     if with_scrapers {
         let before = after;
         let (rate, p99, failed) = scrapers(&url, 10).await;
@@ -337,6 +375,9 @@ fn cluster(name: &str) -> Option<(Target, usize, usize, String)> {
         let ini = config(&cluster.client_properties("PLAIN", user, password), topic);
         return Some((Box::new(cluster), 3, 3, ini));
     }
+    if name == "pair" || name == "pipeline" {
+        return Some(pair(name == "pipeline"));
+    }
     let (brokers, partitions) = name.split_once('x')?;
     let (brokers, partitions): (usize, usize) = (brokers.parse().ok()?, partitions.parse().ok()?);
     // Setting each partition's leader is one request to the mock's thread per partition, and
@@ -355,6 +396,35 @@ fn cluster(name: &str) -> Option<(Target, usize, usize, String)> {
         topic,
     );
     Some((Box::new(mock), brokers, partitions, ini))
+}
+
+/// Two mock clusters of 3 brokers and 3 partitions, `primary` and `dr`; with `pipeline`, `dr`
+/// is a replica of `primary`, the primary's heartbeats copied there by the tests' replicator.
+fn pair(pipeline: bool) -> (Target, usize, usize, String) {
+    let primary = support::mock_cluster(3, "cc-heartbeat", 3);
+    let dr = support::mock_cluster(3, "dr-heartbeat", 3);
+    let mut ini = config("", "cc-heartbeat")
+        + &format!(
+            "[cluster:primary]\nbootstrap.servers = {}\n\
+             [cluster:dr]\nbootstrap.servers = {}\n\
+             [cluster:dr:admin]\nheartbeat.topic = dr-heartbeat\n",
+            primary.bootstrap_servers(),
+            dr.bootstrap_servers()
+        );
+    let replicator = pipeline.then(|| {
+        dr.create_topic("primary.cc-heartbeat", 3, 3)
+            .expect("mirror topic");
+        ini.push_str("mirror.of = primary\nmirror.topic = primary.cc-heartbeat\n");
+        support::replicator::Replicator::start(
+            &primary.bootstrap_servers(),
+            "cc-heartbeat",
+            3,
+            &dr.bootstrap_servers(),
+            "primary.cc-heartbeat",
+        )
+    });
+    // Dropped in this order: the replicator before the clusters it reads and writes.
+    (Box::new((replicator, primary, dr)), 6, 6, ini)
 }
 
 fn table(rows: &[Figures]) -> String {
@@ -388,6 +458,13 @@ fn table(rows: &[Figures]) -> String {
         );
     }
     for f in rows {
+        if let Some(m) = &f.mirror {
+            let _ = writeln!(
+                out,
+                "\n{}: replication p50 {:.1} ms, p99 {:.1} ms, {} replicated, {} lost",
+                f.case, m.latency_p50_ms, m.latency_p99_ms, m.replicated, m.lost
+            );
+        }
         if let Some(s) = &f.scrapers {
             let _ = writeln!(
                 out,
@@ -407,7 +484,8 @@ fn table(rows: &[Figures]) -> String {
 }
 
 fn main() {
-    let cases = std::env::var("BENCH_CASES").unwrap_or_else(|_| "3x3,30x300,100x1000,kafka".into());
+    let cases = std::env::var("BENCH_CASES")
+        .unwrap_or_else(|_| "3x3,30x300,100x1000,kafka,pair,pipeline".into());
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let mut rows = Vec::new();
     for (index, name) in cases.split(',').map(str::trim).enumerate() {

@@ -594,4 +594,5 @@ pub mod mirrormaker;
 pub mod oauth;
 pub mod prometheus;
 pub mod registry;
+pub mod replicator;
 pub mod tls;

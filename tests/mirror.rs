@@ -344,7 +344,12 @@ async fn a_chain_is_measured_from_the_first_send() {
     )
     .await;
     assert!(age(&stalled, "dr") < 3.0, "{}", stalled.text);
-    assert_eq!(at(&stalled, "dr", "primary", "lost"), 0.0);
+    assert_eq!(
+        at(&stalled, "dr", "primary", "lost"),
+        0.0,
+        "{}",
+        stalled.text
+    );
 
     // The first hop stops too once the second resumes: what the primary sends reaches
     // neither, so both recovery points grow, dr2's measured from the primary's send.

@@ -39,8 +39,14 @@ impl Replicator {
             .unwrap();
         let mut assignment = TopicPartitionList::new();
         for partition in 0..partitions {
+            // The end as it is now, not `Offset::End`: librdkafka resolves that when it
+            // first fetches, which under load came after the exporter's first heartbeats,
+            // never copied, so counted lost. What is written once `start` returns is copied.
+            let (_, end) = consumer
+                .fetch_watermarks(topic, partition, Duration::from_secs(10))
+                .unwrap();
             assignment
-                .add_partition_offset(topic, partition, Offset::End)
+                .add_partition_offset(topic, partition, Offset::Offset(end))
                 .unwrap();
         }
         consumer.assign(&assignment).unwrap();

@@ -20,6 +20,72 @@ pub(super) struct Node {
     pub(super) lost_after: Duration,
 }
 
+/// What one cluster's configuration says of pipelines, as written.
+pub(super) struct Link<'a> {
+    pub(super) name: &'a str,
+    /// `mirror.of`, `mirror.topic`, `heartbeat.topic`, `mirror.lost.after.seconds`.
+    pub(super) of: Option<&'a str>,
+    pub(super) topic: Option<&'a str>,
+    pub(super) heartbeat_topic: &'a str,
+    pub(super) lost_after: Duration,
+}
+
+/// The link `name` names as its source, among `links`.
+fn source_of<'a, 'b>(links: &'b [Link<'a>], link: &Link<'_>) -> Option<&'b Link<'a>> {
+    let source = link.of?;
+    links.iter().find(|other| other.name == source)
+}
+
+/// The topic replica `name` reads the heartbeats it is measured by from: `mirror.topic`, else
+/// the name they have on its source, kept as Cluster Linking keeps it: the source's heartbeat
+/// topic, or, when the source is itself a replica (a chain), the topic the source reads them
+/// from. `None` for a cluster that mirrors none, or whose chain leaves `links` or runs in a
+/// circle.
+pub(super) fn topic(links: &[Link<'_>], name: &str) -> Option<String> {
+    let mut replica = links.iter().find(|link| link.name == name)?;
+    replica.of?;
+    for _ in 0..links.len() {
+        if let Some(topic) = replica.topic {
+            return Some(topic.to_string());
+        }
+        let source = source_of(links, replica)?;
+        if source.of.is_none() {
+            return Some(source.heartbeat_topic.to_string());
+        }
+        replica = source;
+    }
+    None
+}
+
+/// The first cluster of replica `name`'s chain, the one that mirrors none: the heartbeats a
+/// replica reads are that cluster's, measured from their sending there. `None` for a cluster
+/// that mirrors none, or whose chain leaves `links` or runs in a circle.
+pub(super) fn first<'a>(links: &[Link<'a>], name: &str) -> Option<&'a str> {
+    let link = links.iter().find(|link| link.name == name)?;
+    let mut cluster = source_of(links, link)?;
+    for _ in 0..links.len() {
+        match cluster.of {
+            None => return Some(cluster.name),
+            Some(_) => cluster = source_of(links, cluster)?,
+        }
+    }
+    None
+}
+
+/// What each of `links` says of pipelines, its chain resolved.
+pub(super) fn nodes(links: &[Link<'_>]) -> Vec<Node> {
+    links
+        .iter()
+        .map(|link| Node {
+            name: link.name.to_string(),
+            of: link.of.map(str::to_string),
+            topic: topic(links, link.name).or_else(|| link.topic.map(str::to_string)),
+            first: first(links, link.name).map(str::to_string),
+            lost_after: link.lost_after,
+        })
+        .collect()
+}
+
 /// Refuses a `mirror.of` naming the cluster itself, a cluster not configured, or closing a
 /// circle, naming where it was set.
 /// `default`: the name of the one cluster of a file without `[cluster:…]` sections.

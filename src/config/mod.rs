@@ -243,7 +243,11 @@ impl Config {
         }
         if names.is_empty() {
             let configs = vec![Self::validate(&raw, DEFAULT_CLUSTER, &secret_files)?];
-            mirrors::check(&raw, &Self::pipeline_nodes(&configs), DEFAULT_CLUSTER)?;
+            mirrors::check(
+                &raw,
+                &mirrors::nodes(&Self::links(&configs)),
+                DEFAULT_CLUSTER,
+            )?;
             return Ok(configs);
         }
         let configs = names
@@ -277,7 +281,11 @@ impl Config {
                 Self::validate(&merged, name, &secret_files)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        mirrors::check(&raw, &Self::pipeline_nodes(&configs), DEFAULT_CLUSTER)?;
+        mirrors::check(
+            &raw,
+            &mirrors::nodes(&Self::links(&configs)),
+            DEFAULT_CLUSTER,
+        )?;
         Ok(configs)
     }
 
@@ -388,68 +396,42 @@ impl Config {
                 warnings.push(warning.clone());
             }
         }
-        warnings.extend(mirrors::unmonitored_sources(&Self::pipeline_nodes(configs)));
+        warnings.extend(mirrors::unmonitored_sources(&mirrors::nodes(&Self::links(
+            configs,
+        ))));
         warnings
     }
 
     /// The replication pipelines among `configs`, one line each, for `--check-config`.
     pub fn pipelines(configs: &[Config]) -> Vec<String> {
-        mirrors::describe(&Self::pipeline_nodes(configs))
+        mirrors::describe(&mirrors::nodes(&Self::links(configs)))
     }
 
     /// What each of `configs` says of pipelines.
-    fn pipeline_nodes(configs: &[Config]) -> Vec<mirrors::Node> {
+    fn links(configs: &[Config]) -> Vec<mirrors::Link<'_>> {
         configs
             .iter()
-            .map(|config| mirrors::Node {
-                name: config.name.clone(),
-                of: config.admin.mirror_of.clone(),
-                topic: config.mirror_topic(configs),
-                first: config.first_source(configs).map(|first| first.name.clone()),
+            .map(|config| mirrors::Link {
+                name: &config.name,
+                of: config.admin.mirror_of.as_deref(),
+                topic: config.admin.mirror_topic.as_deref(),
+                heartbeat_topic: &config.admin.heartbeat_topic,
                 lost_after: config.admin.mirror_lost_after,
             })
             .collect()
     }
 
-    /// The topic a replica reads the heartbeats it is measured by from: `mirror.topic`, else
-    /// the name they have on its source, kept as Cluster Linking keeps it: the source's
-    /// heartbeat topic, or, when the source is itself a replica (a chain), the topic the
-    /// source reads them from. `None` for a cluster that mirrors none, or whose chain leaves
-    /// `configs` or runs in a circle.
+    /// The topic this replica reads the heartbeats it is measured by from (see
+    /// [`mirrors::topic`]); `None` for a cluster that mirrors none.
     pub fn mirror_topic(&self, configs: &[Config]) -> Option<String> {
-        let mut replica = self;
-        for _ in 0..configs.len() {
-            if let Some(topic) = &replica.admin.mirror_topic {
-                return Some(topic.clone());
-            }
-            let source = replica.source(configs)?;
-            if source.admin.mirror_of.is_none() {
-                return Some(source.admin.heartbeat_topic.clone());
-            }
-            replica = source;
-        }
-        None
+        mirrors::topic(&Self::links(configs), &self.name)
     }
 
-    /// The first cluster of this replica's chain, the one that mirrors none: the heartbeats a
-    /// replica reads are that cluster's, measured from their sending there. `None` for a
-    /// cluster that mirrors none, or whose chain leaves `configs` or runs in a circle.
-    pub fn first_source<'a>(&'a self, configs: &'a [Config]) -> Option<&'a Config> {
-        let mut cluster = self.source(configs)?;
-        for _ in 0..configs.len() {
-            match cluster.source(configs) {
-                Some(source) => cluster = source,
-                None if cluster.admin.mirror_of.is_none() => return Some(cluster),
-                None => return None,
-            }
-        }
-        None
-    }
-
-    /// The cluster `mirror.of` names, among `configs`.
-    fn source<'a>(&self, configs: &'a [Config]) -> Option<&'a Config> {
-        let name = self.admin.mirror_of.as_ref()?;
-        configs.iter().find(|other| &other.name == name)
+    /// The first cluster of this replica's chain, whose heartbeats it reads (see
+    /// [`mirrors::first`]); `None` for a cluster that mirrors none.
+    pub fn first_source<'a>(&self, configs: &'a [Config]) -> Option<&'a Config> {
+        let first = mirrors::first(&Self::links(configs), &self.name)?;
+        configs.iter().find(|config| config.name == first)
     }
 
     /// How the section of `kind` (default, producer, consumer, admin) is written for this
@@ -703,20 +685,6 @@ fn client_properties(
     let mut merged = merge(base, over);
     merged.retain(|key, _| !is_oauth_key(key));
     merged
-}
-
-#[cfg(test)]
-impl Config {
-    /// Parses `text` as if read from `test.ini`, with `environment` set: for unit tests.
-    pub(crate) fn for_test(
-        text: &str,
-        environment: &[(&str, &str)],
-    ) -> Result<Config, ConfigError> {
-        let environment = environment
-            .iter()
-            .map(|(key, value)| (key.to_string(), value.to_string()));
-        Config::from_ini(text, Path::new("test.ini"), environment)
-    }
 }
 
 #[cfg(test)]

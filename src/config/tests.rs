@@ -2,6 +2,20 @@
 
 use super::*;
 
+// For unit tests elsewhere in the crate too.
+impl Config {
+    /// Parses `text` as if read from `test.ini`, with `environment` set: for unit tests.
+    pub(crate) fn for_test(
+        text: &str,
+        environment: &[(&str, &str)],
+    ) -> Result<Config, ConfigError> {
+        let environment = environment
+            .iter()
+            .map(|(key, value)| (key.to_string(), value.to_string()));
+        Config::from_ini(text, Path::new("test.ini"), environment)
+    }
+}
+
 fn load(text: &str, environment: &[(&str, &str)]) -> Result<Config, ConfigError> {
     Config::for_test(text, environment)
 }

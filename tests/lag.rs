@@ -13,53 +13,14 @@ use cc_heartbeat::kafka::native_admin::{list_end_offsets, list_group_offsets, Na
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use rdkafka::{Offset, TopicPartitionList};
-use support::{mock_cluster, test_config, Running};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use support::{commit_offsets, mock_cluster, produce_at_partition, test_config, Running};
 
 fn now_millis() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64
-}
-
-/// Produces one record per timestamp to `partition`, one request each.
-fn produce_at(bootstrap: &str, topic: &str, partition: i32, timestamps: &[i64]) {
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("linger.ms", "0")
-        .create()
-        .unwrap();
-    for timestamp in timestamps {
-        producer
-            .send(
-                BaseRecord::<(), str>::to(topic)
-                    .partition(partition)
-                    .payload("x")
-                    .timestamp(*timestamp),
-            )
-            .map_err(|(error, _)| error)
-            .unwrap();
-        producer.flush(Duration::from_secs(10)).unwrap();
-    }
-}
-
-/// Commits `offsets` for `group` without joining it, as an offset-reset tool does.
-fn commit(bootstrap: &str, group: &str, topic: &str, offsets: &[(i32, i64)]) {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut list = TopicPartitionList::new();
-    for (partition, offset) in offsets {
-        list.add_partition_offset(topic, *partition, Offset::Offset(*offset))
-            .unwrap();
-    }
-    consumer.commit(&list, CommitMode::Sync).unwrap();
 }
 
 /// `seconds` is the age of the record written at `written` as seen between `from` and `to`
@@ -90,15 +51,15 @@ async fn lag_in_messages_and_seconds_matches_what_was_produced_and_committed() {
     // written at start + 4 s). orders-1: 3 records, billing consumed all. orders-2: billing
     // never committed. audit (not allowed): committed, never reported.
     let timestamps: Vec<i64> = (0..10).map(|i| start + i * 1000).collect();
-    produce_at(&bootstrap, "orders", 0, &timestamps);
-    produce_at(&bootstrap, "orders", 1, &[start, start, start]);
-    produce_at(&bootstrap, "audit", 0, &[start]);
-    commit(&bootstrap, "billing", "orders", &[(0, 4), (1, 3)]);
-    commit(&bootstrap, "billing", "audit", &[(0, 0)]);
+    produce_at_partition(&bootstrap, "orders", 0, &timestamps);
+    produce_at_partition(&bootstrap, "orders", 1, &[start, start, start]);
+    produce_at_partition(&bootstrap, "audit", 0, &[start]);
+    commit_offsets(&bootstrap, "billing", "orders", &[(0, 4), (1, 3)]);
+    commit_offsets(&bootstrap, "billing", "audit", &[(0, 0)]);
     // A committed offset past the end: lag clamped to zero and counted as a race.
-    commit(&bootstrap, "ahead", "orders", &[(1, 7)]);
+    commit_offsets(&bootstrap, "ahead", "orders", &[(1, 7)]);
     // Another group on the same partition, further on: read in the same pass as billing.
-    commit(&bootstrap, "fast", "orders", &[(0, 7)]);
+    commit_offsets(&bootstrap, "fast", "orders", &[(0, 7)]);
 
     let before = now_millis();
     let running = Running::start(test_config(
@@ -278,7 +239,7 @@ async fn lag_in_messages_and_seconds_matches_what_was_produced_and_committed() {
     );
 
     // The consumer moves on: the lag follows, and the new oldest record is read.
-    commit(&bootstrap, "billing", "orders", &[(0, 9)]);
+    commit_offsets(&bootstrap, "billing", "orders", &[(0, 9)]);
     let moved = now_millis();
     let m = running
         .wait_for("billing's new lag", Duration::from_secs(20), |m| {
@@ -295,7 +256,7 @@ async fn lag_in_messages_and_seconds_matches_what_was_produced_and_committed() {
     // The scan that read the new offset may have started up to 1.5 s before `moved`.
     assert_age(seconds, start + 9 * 1000, moved - 1500, now_millis());
     // Caught up: zero in both.
-    commit(&bootstrap, "billing", "orders", &[(0, 10)]);
+    commit_offsets(&bootstrap, "billing", "orders", &[(0, 10)]);
     let m = running
         .wait_for("billing caught up", Duration::from_secs(20), |m| {
             m.sum(
@@ -319,8 +280,8 @@ async fn lag_without_seconds_reads_no_records() {
     let _serial = support::serial().await;
     let mock = mock_cluster(1, "orders", 1);
     let bootstrap = mock.bootstrap_servers();
-    produce_at(&bootstrap, "orders", 0, &[now_millis(), now_millis()]);
-    commit(&bootstrap, "billing", "orders", &[(0, 1)]);
+    produce_at_partition(&bootstrap, "orders", 0, &[now_millis(), now_millis()]);
+    commit_offsets(&bootstrap, "billing", "orders", &[(0, 1)]);
     let running = Running::start(test_config(
         &bootstrap,
         "cc-heartbeat",
@@ -357,9 +318,9 @@ async fn group_granularity_reports_only_each_groups_own_series() {
     let mock = mock_cluster(1, "orders", 2);
     let bootstrap = mock.bootstrap_servers();
     let written = now_millis() - 30_000;
-    produce_at(&bootstrap, "orders", 0, &[written, written, written]);
-    produce_at(&bootstrap, "orders", 1, &[written]);
-    commit(&bootstrap, "billing", "orders", &[(0, 1), (1, 0)]);
+    produce_at_partition(&bootstrap, "orders", 0, &[written, written, written]);
+    produce_at_partition(&bootstrap, "orders", 1, &[written]);
+    commit_offsets(&bootstrap, "billing", "orders", &[(0, 1), (1, 0)]);
     let running = Running::start(test_config(
         &bootstrap,
         "cc-heartbeat",
@@ -450,7 +411,7 @@ fn end_offsets_are_read_in_one_batch() {
     let mock = mock_cluster(3, "orders", 6);
     let bootstrap = mock.bootstrap_servers();
     for partition in 0..6 {
-        produce_at(
+        produce_at_partition(
             &bootstrap,
             "orders",
             partition,
@@ -498,13 +459,13 @@ async fn listed_groups_keep_their_lag_when_idle_and_lose_their_series_when_delet
         .unwrap();
     let start = now_millis() - 60_000;
     // One record per request: tansu's high watermark is wrong after a batch of several.
-    produce_at(
+    produce_at_partition(
         &tansu.bootstrap,
         "orders",
         0,
         &(0..5).map(|i| start + i * 1000).collect::<Vec<_>>(),
     );
-    commit(&tansu.bootstrap, "orders-service", "orders", &[(0, 2)]);
+    commit_offsets(&tansu.bootstrap, "orders-service", "orders", &[(0, 2)]);
     // A member that reads and never commits: the group is Stable and 3 behind.
     let member: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &tansu.bootstrap)

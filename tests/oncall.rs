@@ -548,31 +548,6 @@ async fn a_password_rotated_in_its_file_is_taken_without_a_restart_and_never_log
     revoke(cluster, user, &acls);
 }
 
-/// Every file of the bundle at `path`, by name inside its directory.
-fn unpack(path: &std::path::Path) -> std::collections::BTreeMap<String, String> {
-    let file = std::fs::File::open(path).unwrap();
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
-    let stem = path
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .trim_end_matches(".tar.gz")
-        .to_string();
-    let mut files = std::collections::BTreeMap::new();
-    for entry in archive.entries().unwrap() {
-        let mut entry = entry.unwrap();
-        let name = entry.path().unwrap().to_string_lossy().to_string();
-        let inside = name
-            .strip_prefix(&format!("{stem}/"))
-            .unwrap_or_else(|| panic!("{name} is not under {stem}/"))
-            .to_string();
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut entry, &mut text).unwrap();
-        files.insert(inside, text);
-    }
-    files
-}
-
 /// `cc-heartbeat bundle` with `ini` and `arguments`; the bundle's files.
 fn bundle(ini: &str, arguments: &[&str]) -> std::collections::BTreeMap<String, String> {
     let dir = tempfile::tempdir().unwrap();
@@ -596,7 +571,7 @@ fn bundle(ini: &str, arguments: &[&str]) -> std::collections::BTreeMap<String, S
         name.starts_with("cc-heartbeat-bundle-default-") && name.ends_with("Z.tar.gz"),
         "{name}"
     );
-    unpack(std::path::Path::new(&written))
+    unpack_bundle(std::path::Path::new(&written))
 }
 
 #[test]

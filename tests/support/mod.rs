@@ -12,8 +12,11 @@ use std::time::{Duration, Instant};
 
 use cc_heartbeat::app::App;
 use cc_heartbeat::config::Config;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::DefaultProducerContext;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 pub type Mock = MockCluster<'static, DefaultProducerContext>;
@@ -418,6 +421,69 @@ fn find_tansu() -> Option<std::path::PathBuf> {
     path.is_file().then_some(path)
 }
 
+/// Produces one record per timestamp to `partition` of `topic` at `bootstrap`, one request
+/// each.
+pub fn produce_at_partition(bootstrap: &str, topic: &str, partition: i32, timestamps: &[i64]) {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "0")
+        .create()
+        .unwrap();
+    for timestamp in timestamps {
+        producer
+            .send(
+                BaseRecord::<(), str>::to(topic)
+                    .partition(partition)
+                    .payload("x")
+                    .timestamp(*timestamp),
+            )
+            .map_err(|(error, _)| error)
+            .unwrap();
+        producer.flush(Duration::from_secs(10)).unwrap();
+    }
+}
+
+/// Commits `offsets` of `topic` for `group` at `bootstrap` without joining it, as an offset-reset tool does.
+pub fn commit_offsets(bootstrap: &str, group: &str, topic: &str, offsets: &[(i32, i64)]) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut list = TopicPartitionList::new();
+    for (partition, offset) in offsets {
+        list.add_partition_offset(topic, *partition, Offset::Offset(*offset))
+            .unwrap();
+    }
+    consumer.commit(&list, CommitMode::Sync).unwrap();
+}
+
+/// Every file of the bundle at `path`, by name inside its directory.
+pub fn unpack_bundle(path: &std::path::Path) -> std::collections::BTreeMap<String, String> {
+    let file = std::fs::File::open(path).unwrap();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let stem = path
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .trim_end_matches(".tar.gz")
+        .to_string();
+    let mut files = std::collections::BTreeMap::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().to_string_lossy().to_string();
+        let inside = name
+            .strip_prefix(&format!("{stem}/"))
+            .unwrap_or_else(|| panic!("{name} is not under {stem}/"))
+            .to_string();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut entry, &mut text).unwrap();
+        files.insert(inside, text);
+    }
+    files
+}
+
 /// Writes `config.ini` into `dir`.
 pub fn write_config(dir: &std::path::Path, text: &str) -> std::path::PathBuf {
     let path = dir.join("config.ini");
@@ -592,6 +658,7 @@ pub mod contract;
 pub mod kafka;
 pub mod mirrormaker;
 pub mod oauth;
+pub mod outputs;
 pub mod prometheus;
 pub mod registry;
 pub mod replicator;

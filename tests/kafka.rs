@@ -421,24 +421,7 @@ fn now_millis() -> i64 {
 
 /// Writes one record per timestamp to partition 0 of `topic`, one request each.
 fn produce_at(cluster: &KafkaCluster, topic: &str, timestamps: &[i64]) {
-    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-    let producer: ThreadedProducer<DefaultProducerContext> = cluster
-        .admin_config()
-        .set("linger.ms", "0")
-        .create()
-        .unwrap();
-    for timestamp in timestamps {
-        producer
-            .send(
-                BaseRecord::<(), str>::to(topic)
-                    .partition(0)
-                    .payload("order")
-                    .timestamp(*timestamp),
-            )
-            .map_err(|(error, _)| error)
-            .unwrap();
-        producer.flush(Duration::from_secs(10)).unwrap();
-    }
+    support::produce_timestamped(cluster.admin_config(), topic, 0, "order", timestamps);
 }
 
 /// Writes `count` records to partition 0 of `topic` in one committed transaction: the log

@@ -424,17 +424,28 @@ fn find_tansu() -> Option<std::path::PathBuf> {
 /// Produces one record per timestamp to `partition` of `topic` at `bootstrap`, one request
 /// each.
 pub fn produce_at_partition(bootstrap: &str, topic: &str, partition: i32, timestamps: &[i64]) {
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("linger.ms", "0")
-        .create()
-        .unwrap();
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", bootstrap);
+    produce_timestamped(config, topic, partition, "x", timestamps);
+}
+
+/// Produces one record of `payload` per timestamp to `partition` of `topic`, with a producer
+/// of `config`, one request each.
+pub fn produce_timestamped(
+    mut config: ClientConfig,
+    topic: &str,
+    partition: i32,
+    payload: &str,
+    timestamps: &[i64],
+) {
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        config.set("linger.ms", "0").create().unwrap();
     for timestamp in timestamps {
         producer
             .send(
                 BaseRecord::<(), str>::to(topic)
                     .partition(partition)
-                    .payload("x")
+                    .payload(payload)
                     .timestamp(*timestamp),
             )
             .map_err(|(error, _)| error)

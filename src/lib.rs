@@ -20,16 +20,18 @@
 //!   DNS, TCP and TLS check), `heartbeat` (producer, consumer), `topic`,
 //!   `scan` (cluster overview, consumer groups, lag), `oauth` (sign-in), `mirror` (a
 //!   replica's reader of its source's heartbeats);
+//! - `shared`: what one generation of a cluster's tasks is started with, and what the
+//!   server reads of it;
+//! - `recorder`: one record per cluster of what its tasks observed: the only writer of its
+//!   metrics, of what a person reads (status page, check, bundle), of readiness, of the
+//!   rights refused, and of the log's spells;
 //! - [`kafka`]: librdkafka plumbing: client settings and log routing, admin calls
 //!   rust-rdkafka lacks, the client's statistics;
 //! - `tracker`: which heartbeats are in flight and what became of each (read back, failed,
 //!   lost, duplicated, late), for the end-to-end consumer and a replica's mirror reader;
 //! - `message`: the heartbeat payload: what the producer writes, and what a reader makes of
 //!   what it reads;
-//! - [`cluster`]: what one cluster's tasks share: configuration, latest metadata, readiness;
-//! - `observed`: what the tasks saw last (connection checks, round trips, groups behind),
-//!   for the status page, the one-shot check and the support bundle;
-//! - `permissions`: the rights the cluster's account needs, as the cluster answered;
+//! - [`cluster`]: what metadata said of a cluster, and its place in replication pipelines;
 //! - `metrics`: the per-cluster set of metric families, shared label and latency types,
 //!   encoding; it knows no task;
 //! - [`logging`]: log set-up and the throttle for repeated messages;
@@ -51,6 +53,10 @@ pub mod http;
 
 mod tasks;
 
+mod shared;
+
+mod recorder;
+
 pub mod kafka;
 
 mod tracker;
@@ -58,10 +64,6 @@ mod tracker;
 mod message;
 
 pub mod cluster;
-
-mod observed;
-
-mod permissions;
 
 mod metrics;
 

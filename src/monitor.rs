@@ -14,13 +14,14 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
-use crate::cluster::{ClusterHandle, ClusterShared, Links, Source, BEAT_FEED_CAPACITY};
+use crate::cluster::{Links, Source, BEAT_FEED_CAPACITY};
 use crate::config::Config;
 use crate::kafka::client::Role;
 use crate::kafka::credentials::{sasl_credentials, set_sasl_credentials};
 use crate::kafka::handle::AnyClient;
 use crate::kafka::oauth::Tokens;
 use crate::metrics::Families;
+use crate::shared::{ClusterHandle, ClusterShared};
 use crate::sync::lock;
 use crate::tasks::connectivity::{ConnectivityChecker, TlsSetupError};
 use crate::tasks::heartbeat::{self, HeartbeatError};
@@ -72,7 +73,7 @@ impl Generation {
         reloads: &Arc<ReloadMetrics>,
     ) -> Result<Generation, MonitorError> {
         let shared = ClusterShared::new(config, id_changes, links.clone());
-        shared.metrics.add(reloads.clone());
+        shared.recorder.metrics().add(reloads.clone());
         // The clients wait for their first token before they connect.
         let tokens = shared
             .config

@@ -7,8 +7,7 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use cc_heartbeat::cluster::Status;
-use cc_heartbeat::kafka::client::{client_config, ClientLog, Role};
+use cc_heartbeat::kafka::client::{client_config, ClientLog, Role, Unreported};
 use cc_heartbeat::kafka::native_admin::{list_end_offsets, list_group_offsets, NativeAdminError};
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
@@ -356,7 +355,7 @@ fn an_unreachable_cluster_fails_each_request_within_its_timeout() {
     let config = test_config(&format!("127.0.0.1:{port}"), "cc-heartbeat", "");
     // The scan's client, which makes these requests.
     let admin: BaseConsumer<ClientLog> = client_config(&config, Role::Scan)
-        .create_with_context(ClientLog::new("t", Role::Scan, Arc::new(Status::default())))
+        .create_with_context(ClientLog::new("t", Role::Scan, Arc::new(Unreported)))
         .unwrap();
     let groups: Vec<String> = (0..40).map(|i| format!("group-{i}")).collect();
     let start = Instant::now();

@@ -8,9 +8,10 @@ use super::report::{
     Authentication, BrokerReport, ClusterReport, Failure, MetadataReport, OAuthReport,
     PipelineReport, RoundTripReport, TopicReport,
 };
-use crate::cluster::{ClusterShared, SignInFacts};
 use crate::config::{sasl_mechanism, Config};
-use crate::observed::{Connection, PartitionView};
+use crate::recorder::observed::{Connection, PartitionView};
+use crate::recorder::status::SignInFacts;
+use crate::shared::ClusterShared;
 
 /// A cluster whose clients could not even be created.
 pub(super) fn not_started(config: &Config, error: &str) -> ClusterReport {
@@ -63,11 +64,15 @@ pub(super) fn build(
 ) -> ClusterReport {
     let config = &shared.config;
     let snapshot = shared.snapshot();
-    let facts = shared.status.lock();
+    let facts = shared.recorder.status().lock();
     let answered = snapshot.refreshed_at.is_some();
     let metadata = MetadataReport {
         ok: answered,
-        seconds: shared.observed.metadata().map(|answer| answer.seconds),
+        seconds: shared
+            .recorder
+            .observed()
+            .metadata()
+            .map(|answer| answer.seconds),
         cluster_id: snapshot.cluster_id.clone(),
         controller_id: snapshot.controller_id,
         brokers: snapshot
@@ -110,7 +115,8 @@ pub(super) fn build(
         warning: facts.topic_warning.clone(),
     };
     let observed: BTreeMap<i32, PartitionView> = shared
-        .observed
+        .recorder
+        .observed()
         .partitions(Instant::now())
         .into_iter()
         .map(|view| (view.partition, view))
@@ -153,7 +159,7 @@ pub(super) fn build(
         round_trips,
         // Before the cluster answered, no right was tried.
         permissions: if answered {
-            shared.permissions.states()
+            shared.recorder.permissions().states()
         } else {
             Vec::new()
         },
@@ -176,7 +182,7 @@ fn bootstrap_servers(config: &Config) -> String {
 
 /// One round through the replica's pipeline, as its mirror reader saw it.
 fn pipeline_report(shared: &ClusterShared) -> Option<PipelineReport> {
-    let mirror = shared.status.lock().mirror.clone()?;
+    let mirror = shared.recorder.status().lock().mirror.clone()?;
     let ok = mirror.replicated > 0 && mirror.problem.is_none();
     let error = mirror.problem.clone().or_else(|| {
         (mirror.replicated == 0).then(|| {

@@ -3,7 +3,7 @@
 
 use super::report::{ClusterReport, Failure, OAuthReport};
 use crate::clock::unix_seconds;
-use crate::observed::Connection;
+use crate::recorder::observed::Connection;
 
 /// Certificates expiring sooner than this are a warning.
 const EXPIRY_WARNING_DAYS: f64 = 14.0;

@@ -21,10 +21,11 @@ use tokio_util::sync::CancellationToken;
 
 pub use self::report::{ClusterReport, Report, EXIT_CONFIGURATION, EXIT_FAILED, EXIT_HEALTHY};
 
-use crate::cluster::{ClusterShared, Links};
+use crate::cluster::Links;
 use crate::config::Config;
 use crate::monitor::{links_of, ClusterMonitor, Purpose};
-use crate::observed::Connection;
+use crate::recorder::observed::Connection;
+use crate::shared::ClusterShared;
 
 /// How long a decisive failure (nothing reachable, authentication refused, a right missing,
 /// the topic missing) is watched before the report, so that what follows from it is seen too.
@@ -80,7 +81,7 @@ async fn check_cluster(
     let mut decided_at: Option<Instant> = None;
     let timed_out = loop {
         let shared = handle.current();
-        for connection in shared.observed.connections() {
+        for connection in shared.recorder.observed().connections() {
             connections.insert(connection.target.clone(), connection);
         }
         let now = Instant::now();
@@ -133,7 +134,8 @@ fn complete(shared: &ClusterShared, connections: &BTreeMap<String, Connection>) 
             .is_some_and(|connection| connection.ok)
     });
     let round_trips: BTreeMap<i32, u64> = shared
-        .observed
+        .recorder
+        .observed()
         .partitions(Instant::now())
         .into_iter()
         .map(|partition| (partition.partition, partition.consumed))
@@ -144,12 +146,16 @@ fn complete(shared: &ClusterShared, connections: &BTreeMap<String, Connection>) 
         .all(|partition| round_trips.get(partition).is_some_and(|count| *count > 0));
     let replicated = shared.links.source.is_none()
         || shared
-            .status
+            .recorder
+            .status()
             .lock()
             .mirror
             .as_ref()
             .is_some_and(|mirror| mirror.replicated > 0);
-    brokers_checked && every_partition && replicated && shared.permissions.causes().is_empty()
+    brokers_checked
+        && every_partition
+        && replicated
+        && shared.recorder.permissions().causes().is_empty()
 }
 
 /// Whether a failure already decides the outcome: nothing answers (a whole round of
@@ -157,7 +163,7 @@ fn complete(shared: &ClusterShared, connections: &BTreeMap<String, Connection>) 
 /// right are refused, or the topic does not exist.
 fn decisive(shared: &ClusterShared) -> bool {
     let snapshot = shared.snapshot();
-    let facts = shared.status.lock();
+    let facts = shared.recorder.status().lock();
     let unreachable = snapshot.refreshed_at.is_none() && facts.connection_problem.is_some();
     let broken_pipeline = facts
         .mirror
@@ -173,5 +179,5 @@ fn decisive(shared: &ClusterShared) -> bool {
         || facts.authentication_error.is_some()
         || snapshot.topic_missing()
         || facts.topic_problem.is_some()
-        || !shared.permissions.causes().is_empty()
+        || !shared.recorder.permissions().causes().is_empty()
 }

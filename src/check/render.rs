@@ -7,7 +7,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use super::fixes::target_name;
 use super::report::{ClusterReport, OAuthReport, PipelineReport, Report};
 use crate::clock::unix_seconds;
-use crate::observed::Connection;
+use crate::recorder::observed::Connection;
 
 impl Report {
     /// The report as a person reads it.

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::observed::Connection;
-use crate::permissions::RightState;
+use crate::recorder::observed::Connection;
+use crate::recorder::permissions::RightState;
 
 /// `check`'s exit code for a healthy cluster.
 pub const EXIT_HEALTHY: u8 = 0;

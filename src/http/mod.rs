@@ -28,10 +28,10 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster::ClusterHandle;
 use crate::logging;
 use crate::metrics::merge_families;
 use crate::metrics::text_format;
+use crate::shared::ClusterHandle;
 use web_config::{Tls, WebConfig};
 
 /// The OpenMetrics content type Prometheus negotiates.
@@ -295,7 +295,8 @@ fn encode(clusters: &[Arc<ClusterHandle>]) -> Result<String, std::fmt::Error> {
         let cluster_id = cluster.snapshot().cluster_id_label().to_string();
         let mut text = String::with_capacity(64 * 1024);
         cluster
-            .metrics
+            .recorder
+            .metrics()
             .encode(&mut text, &cluster.config.name, &cluster_id)?;
         expositions.push(text);
     }
@@ -342,9 +343,10 @@ async fn ready(State(state): State<HttpState>) -> Response {
         .iter()
         .map(|cluster| {
             let cluster = cluster.current();
-            let reason = cluster.readiness(now).err();
+            let reason = cluster.recorder.readiness(now).err();
             let failing_partitions = cluster
-                .observed
+                .recorder
+                .observed()
                 .partitions(now)
                 .into_iter()
                 .filter(|view| view.failures_last_minute > 0)

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::clock::unix_seconds;
-use crate::cluster::{ClusterHandle, ClusterShared};
-use crate::cluster::{NOT_REACHED_YET, NO_ROUND_TRIP_YET};
-use crate::observed::{Connection, Event, GroupBehind, PartitionView, ROUND_TRIP_WINDOW};
+use crate::recorder::observed::{Connection, Event, GroupBehind, PartitionView, ROUND_TRIP_WINDOW};
+use crate::recorder::status::{NOT_REACHED_YET, NO_ROUND_TRIP_YET};
+use crate::shared::{ClusterHandle, ClusterShared};
 
 /// The document's version; fields are only ever added.
 const STATUS_VERSION: u32 = 1;
@@ -148,9 +148,9 @@ fn stall_after(shared: &ClusterShared) -> Duration {
 
 fn cluster_status(shared: &ClusterShared, now: Instant) -> ClusterStatus {
     let snapshot = shared.snapshot();
-    let readiness = shared.readiness(now);
+    let readiness = shared.recorder.readiness(now);
     let admin = &shared.config.admin;
-    let stale_after = shared.metadata_stale_after();
+    let stale_after = shared.recorder.metadata_stale_after();
     let reachable = snapshot
         .refreshed_at
         .is_some_and(|at| now.saturating_duration_since(at) <= stale_after);
@@ -158,7 +158,8 @@ fn cluster_status(shared: &ClusterShared, now: Instant) -> ClusterStatus {
     // Heartbeats have had time to come back once: a partition without any is stalled.
     let warmed_up = shared.started.elapsed() > admin.lost_after;
     let observed: BTreeMap<i32, PartitionView> = shared
-        .observed
+        .recorder
+        .observed()
         .partitions(now)
         .into_iter()
         .map(|view| (view.partition, view))
@@ -183,7 +184,8 @@ fn cluster_status(shared: &ClusterShared, now: Instant) -> ClusterStatus {
         })
         .collect();
     let connections: BTreeMap<String, Connection> = shared
-        .observed
+        .recorder
+        .observed()
         .connections()
         .into_iter()
         .map(|connection| (connection.target.clone(), connection))
@@ -225,7 +227,7 @@ fn cluster_status(shared: &ClusterShared, now: Instant) -> ClusterStatus {
         brokers: &brokers,
         partitions: &partitions,
         failures,
-        topic_warning: shared.status.lock().topic_warning.clone(),
+        topic_warning: shared.recorder.status().lock().topic_warning.clone(),
     });
     ClusterStatus {
         cluster: shared.config.name.clone(),
@@ -248,14 +250,14 @@ fn cluster_status(shared: &ClusterShared, now: Instant) -> ClusterStatus {
             .map(|partition| partition.view.failed)
             .sum(),
         partitions,
-        groups_behind: shared.observed.groups_behind(),
+        groups_behind: shared.recorder.observed().groups_behind(),
         pipeline: pipeline_status(shared),
     }
 }
 
 /// The replica's pipeline, as its mirror reader last saw it.
 fn pipeline_status(shared: &ClusterShared) -> Option<PipelineStatus> {
-    let mirror = shared.status.lock().mirror.clone()?;
+    let mirror = shared.recorder.status().lock().mirror.clone()?;
     let stalled_after = shared.config.admin.mirror_lost_after.as_secs_f64();
     let state = if mirror.problem.is_some() {
         "broken"

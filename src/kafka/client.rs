@@ -16,7 +16,6 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 
 use super::stats::StatsInbox;
-use crate::cluster::Status;
 use crate::config::{is_secret, sasl_mechanism, Config, DEFAULT_GROUP_ID, MASK};
 use crate::logging::LogThrottle;
 
@@ -219,12 +218,37 @@ fn sasl_identity(properties: &BTreeMap<String, String>) -> Option<String> {
     })
 }
 
-/// Routes one client's librdkafka logs and errors to `tracing` and the cluster's status,
+/// An error librdkafka reported on one of a cluster's clients.
+#[derive(Debug, Clone)]
+pub struct ClientError {
+    pub role: Role,
+    /// Said for a person: which credentials, when authentication failed.
+    pub reason: String,
+    /// "All brokers are down", which follows the specific failure (TLS, SASL) that caused it.
+    pub all_brokers_down: bool,
+    /// The brokers refused the client's credentials.
+    pub authentication: bool,
+}
+
+/// Where a client's errors go beside the log: the record of its cluster.
+pub trait ClientReports: Send + Sync {
+    fn client_error(&self, error: ClientError);
+}
+
+/// Reports that go nowhere: for a client outside any cluster's record (a test's).
+#[derive(Debug, Default)]
+pub struct Unreported;
+
+impl ClientReports for Unreported {
+    fn client_error(&self, _error: ClientError) {}
+}
+
+/// Routes one client's librdkafka logs and errors to `tracing` and the cluster's record,
 /// with repeated messages summarised.
 pub struct ClientLog {
     cluster: String,
     role: Role,
-    status: Arc<Status>,
+    reports: Arc<dyn ClientReports>,
     throttle: LogThrottle,
     /// The SASL mechanism and user, named when authentication fails.
     identity: Option<String>,
@@ -235,11 +259,11 @@ pub struct ClientLog {
 }
 
 impl ClientLog {
-    pub fn new(cluster: &str, role: Role, status: Arc<Status>) -> Self {
+    pub fn new(cluster: &str, role: Role, reports: Arc<dyn ClientReports>) -> Self {
         ClientLog {
             cluster: cluster.to_string(),
             role,
-            status,
+            reports,
             throttle: LogThrottle::default(),
             identity: None,
             stats: None,
@@ -257,11 +281,11 @@ impl ClientLog {
 
     /// The context of `role`'s client of the cluster `config` configures: its errors name the
     /// cluster, and an authentication failure names the SASL mechanism and user it was for.
-    pub fn for_cluster(config: &Config, role: Role, status: Arc<Status>) -> Self {
+    pub fn for_cluster(config: &Config, role: Role, reports: Arc<dyn ClientReports>) -> Self {
         ClientLog {
             identity: sasl_identity(&user_properties(config, role)),
             oauth: config.oauth.is_some(),
-            ..ClientLog::new(&config.name, role, status)
+            ..ClientLog::new(&config.name, role, reports)
         }
     }
 }
@@ -339,19 +363,12 @@ impl ClientContext for ClientLog {
             _ => reason.to_string(),
         };
         let text = format!("{error}: {reason}");
-        {
-            let mut facts = self.status.lock();
-            // "All brokers are down" follows the specific failure (TLS, SASL) that caused it;
-            // keep the specific one.
-            let generic = matches!(code, Some(RDKafkaErrorCode::AllBrokersDown));
-            if !generic || facts.client_error.is_none() {
-                facts.client_error = Some(format!("{} client: {reason}", self.role.as_str()));
-            }
-            if code == Some(RDKafkaErrorCode::Authentication) {
-                facts.authentication_error = Some(reason.clone());
-                facts.authentication_failures += 1;
-            }
-        }
+        self.reports.client_error(ClientError {
+            role: self.role,
+            reason: reason.clone(),
+            all_brokers_down: matches!(code, Some(RDKafkaErrorCode::AllBrokersDown)),
+            authentication: code == Some(RDKafkaErrorCode::Authentication),
+        });
         let Some(held_back) = self.throttle.admit(&throttle_key(&text)) else {
             return;
         };

@@ -13,13 +13,14 @@ use rdkafka::types::RDKafkaErrorCode;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster::{ClusterShared, ClusterSnapshot};
+use crate::cluster::ClusterSnapshot;
 use crate::kafka::client::is_authorization_failure;
 use crate::kafka::handle::AnyClient;
 use crate::kafka::native_admin::NativeAdminError;
 use crate::kafka::topic_admin;
 use crate::metrics::Families;
-use crate::permissions::{Operation, Resource, Right};
+use crate::recorder::permissions::{Operation, Resource, Right};
+use crate::shared::ClusterShared;
 
 /// Retention of heartbeats: long enough to look back at an incident, small on disk.
 const RETENTION_MS: &str = "86400000";
@@ -182,7 +183,7 @@ pub(crate) struct TopicManager {
 impl TopicManager {
     pub(crate) fn new(shared: &Arc<ClusterShared>, client: Arc<dyn AnyClient>) -> Self {
         let metrics = Arc::new(TopicMetrics::default());
-        shared.metrics.add(metrics.clone());
+        shared.recorder.metrics().add(metrics.clone());
         TopicManager {
             shared: shared.clone(),
             client,
@@ -194,7 +195,7 @@ impl TopicManager {
     pub(crate) async fn run(self, cancel: CancellationToken) {
         let mut interval = tokio::time::interval(self.shared.config.admin.check_topic_period);
         interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut view = self.shared.view.subscribe();
+        let mut view = self.shared.recorder.subscribe();
         let mut brokers_seen = 0;
         let mut checked = false;
         loop {
@@ -208,7 +209,7 @@ impl TopicManager {
             self.metrics.topic_ok.set(i64::from(fine));
             let brokers = snapshot.listed_brokers().count();
             let topic_missing = snapshot.refreshed_at.is_some() && snapshot.partitions.is_empty();
-            let problem_outstanding = self.shared.status.lock().topic_problem.is_some();
+            let problem_outstanding = self.shared.recorder.status().lock().topic_problem.is_some();
             if checked && brokers <= brokers_seen && !topic_missing && !problem_outstanding {
                 continue;
             }
@@ -329,7 +330,7 @@ impl TopicManager {
                 )),
             ),
         };
-        let mut facts = self.shared.status.lock();
+        let mut facts = self.shared.recorder.status().lock();
         // Said once per change of state, not at every check.
         if problem.is_some() && facts.topic_problem != problem {
             tracing::error!("{}", problem.as_deref().unwrap_or_default());
@@ -392,10 +393,12 @@ impl TopicManager {
             Resource::Topic(self.shared.config.admin.heartbeat_topic.clone()),
         );
         match result {
-            Ok(_) => self.shared.permissions.allow(&right),
-            Err(error) if is_authorization_failure(error.code()) => {
-                self.shared.permissions.refuse(right, stops, error)
-            }
+            Ok(_) => self.shared.recorder.permissions().allow(&right),
+            Err(error) if is_authorization_failure(error.code()) => self
+                .shared
+                .recorder
+                .permissions()
+                .refuse(right, stops, error),
             Err(_) => {}
         }
     }

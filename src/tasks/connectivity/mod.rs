@@ -30,9 +30,10 @@ use self::metrics::ConnectivityMetrics;
 use self::outcome::{CheckFailure, CheckSuccess};
 use self::tls::TlsCheck;
 use crate::clock::unix_seconds;
-use crate::cluster::{Broker, ClusterShared};
+use crate::cluster::Broker;
 use crate::logging::LogThrottle;
-use crate::observed::{Connection, ConnectionFailure};
+use crate::recorder::observed::{Connection, ConnectionFailure};
+use crate::shared::ClusterShared;
 
 /// What a check round checks: a known broker, or a bootstrap server before any metadata.
 #[derive(Debug, Clone)]
@@ -95,7 +96,7 @@ impl ConnectivityChecker {
         let metrics = Arc::new(ConnectivityMetrics::new(
             shared.config.admin.check_connectivity_timeout,
         ));
-        shared.metrics.add(metrics.clone());
+        shared.recorder.metrics().add(metrics.clone());
         Ok(ConnectivityChecker {
             shared: shared.clone(),
             metrics,
@@ -121,7 +122,7 @@ impl ConnectivityChecker {
             tokio::time::interval(self.shared.config.admin.check_connectivity_period);
         // Checks stay on their grid; a round that overran does not cause a burst.
         interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
-        let mut view = self.shared.view.subscribe();
+        let mut view = self.shared.recorder.subscribe();
         let mut checked: Vec<i32> = Vec::new();
         let mut bootstrap_series = false;
         loop {
@@ -146,7 +147,8 @@ impl ConnectivityChecker {
                         self.metrics.forget_broker(&bootstrap_label(index));
                     }
                     self.shared
-                        .observed
+                        .recorder
+                        .observed()
                         .retain_connections(|target| !target.starts_with("bootstrap-"));
                     bootstrap_series = false;
                 }
@@ -172,7 +174,7 @@ impl ConnectivityChecker {
     /// Follows metadata as it comes, between and during rounds: a broker that goes missing is
     /// down at once, and one forgotten after the retention loses its series.
     async fn follow_brokers(&self) {
-        let mut view = self.shared.view.subscribe();
+        let mut view = self.shared.recorder.subscribe();
         let mut known: BTreeSet<i32> = BTreeSet::new();
         loop {
             let snapshot = view.borrow_and_update().clone();
@@ -186,7 +188,8 @@ impl ConnectivityChecker {
                 self.metrics.forget_broker(&forgotten.to_string());
                 let label = forgotten.to_string();
                 self.shared
-                    .observed
+                    .recorder
+                    .observed()
                     .retain_connections(|target| target != label);
             }
             known = now_known;
@@ -244,7 +247,7 @@ impl ConnectivityChecker {
             failures.sort();
             failures.join("; ")
         });
-        self.shared.status.lock().connection_problem = problem;
+        self.shared.recorder.status().lock().connection_problem = problem;
     }
 }
 
@@ -302,7 +305,10 @@ fn record(
     }
     metrics.init_broker(&target.label, tls);
     metrics.record(&target.label, target.listed, &result);
-    shared.observed.connection(observation(target, &result));
+    shared
+        .recorder
+        .observed()
+        .connection(observation(target, &result));
     let failing_key = format!("broker {} failing", target.label);
     match result {
         Ok(success) => {

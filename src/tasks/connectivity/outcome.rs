@@ -5,7 +5,7 @@
 use std::io::ErrorKind;
 use std::time::Duration;
 
-use crate::observed::Certificate;
+use crate::recorder::observed::Certificate;
 
 /// The phase of a connection check; the `phase` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -22,7 +22,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use super::outcome::FailureReason;
-use crate::observed::Certificate;
+use crate::recorder::observed::Certificate;
 use crate::sync::lock;
 
 /// A completed TLS handshake.

@@ -27,7 +27,7 @@ use crate::kafka::commits::CommitQueue;
 use crate::logging::LogThrottle;
 use crate::metrics::latency::{Buckets, HistogramFamily};
 use crate::metrics::Families;
-use crate::permissions::{Operation, Resource, Right};
+use crate::recorder::permissions::{Operation, Resource, Right};
 use crate::sync::lock;
 
 /// Why a commit failed; the `reason` label.
@@ -219,7 +219,7 @@ impl CommitProbe {
         let period = heartbeat.shared.config.admin.probe_commit_period;
         let metrics = Arc::new(CommitMetrics::new(period.max(Duration::from_secs(1))));
         if !period.is_zero() {
-            heartbeat.shared.metrics.add(metrics.clone());
+            heartbeat.shared.recorder.metrics().add(metrics.clone());
         }
         CommitProbe {
             heartbeat,
@@ -328,7 +328,7 @@ impl CommitProbe {
                     .get_or_create(&CoordinatorLabels { coordinator })
                     .observe(elapsed.as_secs_f64());
                 self.metrics.commits.inc();
-                shared.permissions.allow(&group_read);
+                shared.recorder.permissions().allow(&group_read);
                 if let Some(spell) = self.throttle.reset("commit") {
                     tracing::info!(
                         failed = spell.counted,
@@ -356,9 +356,11 @@ impl CommitProbe {
                         ),
                         _ => group_read,
                     };
-                    shared
-                        .permissions
-                        .refuse(right, "offset commits are refused", &error);
+                    shared.recorder.permissions().refuse(
+                        right,
+                        "offset commits are refused",
+                        &error,
+                    );
                 }
                 if let Some(held_back) = self.throttle.admit("commit") {
                     tracing::warn!(

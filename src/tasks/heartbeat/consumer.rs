@@ -34,7 +34,7 @@ use crate::kafka::throttle::logical_coordinator;
 use crate::logging::LogThrottle;
 use crate::message::{decode, Decoded};
 use crate::metrics::labels::PartitionLabels;
-use crate::permissions::{Operation, Resource, Right};
+use crate::recorder::permissions::{Operation, Resource, Right};
 use crate::sync::lock;
 use crate::tracker::Observation;
 
@@ -78,7 +78,7 @@ impl EndToEndConsumer {
         let stats = Arc::new(StatsInbox::default());
         let consumer: Arc<StreamConsumer<ClientLog>> = Arc::new(
             config.create_with_context(
-                ClientLog::for_cluster(&shared.config, Role::Consumer, shared.status.clone())
+                ClientLog::for_cluster(&shared.config, Role::Consumer, shared.recorder.clone())
                     .with_stats(stats.clone()),
             )?,
         );
@@ -177,7 +177,8 @@ impl EndToEndConsumer {
         };
         lock(&self.refused).insert(right.clone());
         shared
-            .permissions
+            .recorder
+            .permissions()
             .refuse(right, "reading heartbeats back is refused", error);
     }
 
@@ -232,11 +233,14 @@ impl EndToEndConsumer {
                     .end_to_end_latency
                     .observe(partition, leader, latency, now);
                 let shared = &self.heartbeat.shared;
-                shared.observed.round_trip(partition, latency, now);
-                shared.status.lock().last_round_trip = Some(now);
+                shared
+                    .recorder
+                    .observed()
+                    .round_trip(partition, latency, now);
+                shared.recorder.status().lock().last_round_trip = Some(now);
                 let refused = std::mem::take(&mut *lock(&self.refused));
                 for right in refused {
-                    shared.permissions.allow(&right);
+                    shared.recorder.permissions().allow(&right);
                 }
                 for ended in self.lost.succeed(partition) {
                     tracing::info!(
@@ -287,7 +291,11 @@ impl EndToEndConsumer {
                 self.heartbeat
                     .metrics
                     .count_lost(message.partition, message.leader);
-                self.heartbeat.shared.observed.lost(message.partition);
+                self.heartbeat
+                    .shared
+                    .recorder
+                    .observed()
+                    .lost(message.partition);
             }
             // One line per leader (a broker in trouble loses every partition it leads).
             let mut by_leader: BTreeMap<i32, (BTreeSet<i32>, Option<Option<u64>>)> =
@@ -317,7 +325,7 @@ impl EndToEndConsumer {
     /// whose end cannot be read (its leader is down) is retried later without holding up the
     /// others.
     async fn position(&self) {
-        let mut view = self.heartbeat.shared.view.subscribe();
+        let mut view = self.heartbeat.shared.recorder.subscribe();
         loop {
             let (partitions, deleted) = {
                 let snapshot = view.borrow_and_update();

@@ -34,8 +34,8 @@ pub(crate) use self::transaction::TransactionProbe;
 
 use self::metrics::HeartbeatMetrics;
 use self::state::HeartbeatState;
-use crate::cluster::ClusterShared;
 use crate::kafka::oauth::Tokens;
+use crate::shared::ClusterShared;
 
 /// Why the heartbeat's clients could not be created.
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +61,7 @@ pub(crate) fn tasks(
 ) -> Result<HeartbeatTasks, HeartbeatError> {
     let metrics = Arc::new(HeartbeatMetrics::new(&shared.config.admin));
     let heartbeat = Arc::new(HeartbeatState::new(shared, metrics.clone()));
-    shared.metrics.add(metrics);
+    shared.recorder.metrics().add(metrics);
     let producer = HeartbeatProducer::new(heartbeat.clone()).map_err(HeartbeatError::Producer)?;
     let consumer = EndToEndConsumer::new(heartbeat.clone()).map_err(HeartbeatError::Consumer)?;
     let transactions = shared

@@ -36,7 +36,7 @@ use crate::kafka::handle::AnyClient;
 use crate::kafka::stats::{ClientBrokerMetrics, ClientStatsRecorder, StatsInbox};
 use crate::message::HeartbeatMessage;
 use crate::metrics::labels::PartitionLabels;
-use crate::permissions::{Operation, Resource, Right};
+use crate::recorder::permissions::{Operation, Resource, Right};
 
 /// What the delivery callback needs to know about a message it did not send itself.
 #[derive(Debug)]
@@ -101,9 +101,15 @@ impl ProducerContext for DeliveryRecorder {
                     .observe(in_flight.partition, leader, latency, now);
                 self.heartbeat
                     .shared
-                    .observed
+                    .recorder
+                    .observed()
                     .acknowledged(in_flight.partition, latency);
-                self.heartbeat.shared.status.lock().last_acknowledged = Some(now);
+                self.heartbeat
+                    .shared
+                    .recorder
+                    .status()
+                    .lock()
+                    .last_acknowledged = Some(now);
                 for ended in self.spells.succeed(in_flight.partition) {
                     tracing::info!(
                         cluster = %self.heartbeat.shared.config.name,
@@ -119,7 +125,7 @@ impl ProducerContext for DeliveryRecorder {
                 if self.refused.swap(false, Ordering::Relaxed) {
                     let shared = &self.heartbeat.shared;
                     for right in write_rights(&shared.config) {
-                        shared.permissions.allow(&right);
+                        shared.recorder.permissions().allow(&right);
                     }
                 }
             }
@@ -179,7 +185,8 @@ fn record_failure(
         .count_failure(in_flight.partition, leader, reason);
     heartbeat
         .shared
-        .observed
+        .recorder
+        .observed()
         .failed(in_flight.partition, reason.why());
     if reason == ProduceFailure::AuthorizationFailed {
         let shared = &heartbeat.shared;
@@ -189,7 +196,8 @@ fn record_failure(
             _ => write,
         };
         shared
-            .permissions
+            .recorder
+            .permissions()
             .refuse(right, "heartbeats are refused", error);
         context.refused.store(true, Ordering::Relaxed);
     }
@@ -233,7 +241,7 @@ impl HeartbeatProducer {
         let config = client_config(&shared.config, Role::Producer);
         let client_brokers = Arc::new(ClientBrokerMetrics::default());
         let context = DeliveryRecorder {
-            log: ClientLog::for_cluster(&shared.config, Role::Producer, shared.status.clone()),
+            log: ClientLog::for_cluster(&shared.config, Role::Producer, shared.recorder.clone()),
             stats: ClientStatsRecorder::default(),
             stats_inbox: StatsInbox::default(),
             client_brokers: client_brokers.clone(),
@@ -246,7 +254,7 @@ impl HeartbeatProducer {
         let events = EventThread::start(producer.clone()).map_err(|error| {
             KafkaError::ClientCreation(format!("cannot start the producer's event thread: {error}"))
         })?;
-        shared.metrics.add(client_brokers);
+        shared.recorder.metrics().add(client_brokers);
         Ok(HeartbeatProducer {
             heartbeat,
             producer,
@@ -268,7 +276,7 @@ impl HeartbeatProducer {
         // Beats stay on the grid: a late tick is skipped, never followed by a burst.
         interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
         let period = admin.produce_period;
-        let mut view = self.heartbeat.shared.view.subscribe();
+        let mut view = self.heartbeat.shared.recorder.subscribe();
         let mut previous = Arc::new(ClusterSnapshot::default());
         loop {
             tokio::select! {
@@ -355,7 +363,7 @@ impl HeartbeatProducer {
         let (sequence, evicted) = heartbeat.tracker().start(partition, leader, sent);
         if let Some(lost) = evicted {
             heartbeat.metrics.count_lost(lost.partition, lost.leader);
-            heartbeat.shared.observed.lost(lost.partition);
+            heartbeat.shared.recorder.observed().lost(lost.partition);
         }
         let payload = HeartbeatMessage::new(
             &heartbeat.shared.instance_id,

@@ -8,8 +8,9 @@ use rdkafka::Statistics;
 use tokio::sync::watch;
 
 use super::metrics::HeartbeatMetrics;
-use crate::cluster::{Beat, ClusterShared};
+use crate::cluster::Beat;
 use crate::kafka::client::Role;
+use crate::shared::ClusterShared;
 use crate::tracker::MessageTracker;
 
 use crate::kafka::throttle::ThrottleMetrics;
@@ -31,7 +32,7 @@ impl HeartbeatState {
     /// Nothing in flight, no partition positioned yet.
     pub(super) fn new(shared: &Arc<ClusterShared>, metrics: Arc<HeartbeatMetrics>) -> Self {
         let throttle = Arc::new(ThrottleMetrics::default());
-        shared.metrics.add(throttle.clone());
+        shared.recorder.metrics().add(throttle.clone());
         HeartbeatState {
             throttle,
             shared: shared.clone(),
@@ -52,7 +53,7 @@ impl HeartbeatState {
         let Some(what) = self.throttle.record(role, statistics) else {
             return;
         };
-        let mut status = self.shared.status.lock();
+        let mut status = self.shared.recorder.status().lock();
         let slot = match role {
             Role::Consumer => &mut status.consumer_throttled,
             _ => &mut status.producer_throttled,

@@ -33,7 +33,7 @@ use crate::logging::LogThrottle;
 use crate::message::HeartbeatMessage;
 use crate::metrics::latency::{Buckets, HistogramFamily};
 use crate::metrics::Families;
-use crate::permissions::{Operation, Resource, Right};
+use crate::recorder::permissions::{Operation, Resource, Right};
 use crate::sync::lock;
 
 /// How a transaction round ended; the `outcome` label.
@@ -185,7 +185,7 @@ impl TransactionProbe {
     pub(super) fn new(heartbeat: Arc<HeartbeatState>, tokens: Option<Arc<Tokens>>) -> Self {
         let period = heartbeat.shared.config.admin.probe_transactions_period;
         let metrics = Arc::new(TransactionMetrics::new(period));
-        heartbeat.shared.metrics.add(metrics.clone());
+        heartbeat.shared.recorder.metrics().add(metrics.clone());
         TransactionProbe {
             heartbeat,
             metrics,
@@ -223,8 +223,9 @@ impl TransactionProbe {
                 .set("sasl.username", username)
                 .set("sasl.password", password);
         }
-        let context = ClientLog::for_cluster(&shared.config, Role::Producer, shared.status.clone())
-            .with_stats(self.stats.clone());
+        let context =
+            ClientLog::for_cluster(&shared.config, Role::Producer, shared.recorder.clone())
+                .with_stats(self.stats.clone());
         let producer: Arc<BaseProducer<ClientLog>> = Arc::new(config.create_with_context(context)?);
         if let Some(tokens) = &self.tokens {
             let client: Weak<dyn AnyClient> = Arc::downgrade(&producer) as _;
@@ -427,7 +428,8 @@ impl TransactionProbe {
                 ),
             };
             shared
-                .permissions
+                .recorder
+                .permissions()
                 .refuse(right, "the transaction probe is refused", error);
         }
         let fatal = matches!(error, KafkaError::Transaction(error) if error.is_fatal())
@@ -506,7 +508,7 @@ impl TransactionProbe {
 
     fn allow(&self) {
         let shared = &self.heartbeat.shared;
-        shared.permissions.allow(&Right::new(
+        shared.recorder.permissions().allow(&Right::new(
             Operation::Write,
             Resource::TransactionalId(shared.config.transactional_id()),
         ));

@@ -23,9 +23,10 @@ use tokio_util::sync::CancellationToken;
 use self::metrics::MetadataMetrics;
 use self::racks::Racks;
 use self::snapshot::{describe_broker, fetch_metadata, next_snapshot, Change, MetadataResponse};
-use crate::cluster::{ClusterShared, ClusterSnapshot};
+use crate::cluster::ClusterSnapshot;
 use crate::kafka::handle::AnyClient;
 use crate::logging::LogThrottle;
+use crate::shared::ClusterShared;
 use crate::sync::lock;
 
 /// Why a metadata refresh failed.
@@ -96,7 +97,7 @@ impl MetadataRefresher {
         second: Option<Arc<dyn AnyClient>>,
     ) -> Self {
         let metrics = Arc::new(MetadataMetrics::new(shared.cluster_id_changes));
-        shared.metrics.add(metrics.clone());
+        shared.recorder.metrics().add(metrics.clone());
         MetadataRefresher {
             shared: shared.clone(),
             client,
@@ -153,7 +154,10 @@ impl MetadataRefresher {
         }
         match result {
             Ok(response) => {
-                self.shared.observed.metadata_answered(started.elapsed());
+                self.shared
+                    .recorder
+                    .observed()
+                    .metadata_answered(started.elapsed());
                 self.apply(response);
             }
             Err(error) if error.connection_only() && self.answered_since(since) => {
@@ -197,7 +201,7 @@ impl MetadataRefresher {
     /// longer than a metadata request may take, and its first statistics may come later. So
     /// the cluster down is said one refresh later than a refused request would say it.
     fn answered_since(&self, since: Instant) -> bool {
-        let facts = self.shared.status.lock();
+        let facts = self.shared.recorder.status().lock();
         let throttled = [&facts.producer_throttled, &facts.consumer_throttled]
             .into_iter()
             .flatten()
@@ -217,7 +221,7 @@ impl MetadataRefresher {
     fn record_delayed(&self, error: &MetadataError) {
         self.metrics.record_delayed();
         let cause = {
-            let facts = self.shared.status.lock();
+            let facts = self.shared.recorder.status().lock();
             let throttled: Vec<String> = [&facts.producer_throttled, &facts.consumer_throttled]
                 .into_iter()
                 .flatten()
@@ -227,7 +231,8 @@ impl MetadataRefresher {
             if throttled.is_empty() {
                 let failing: Vec<String> = self
                     .shared
-                    .observed
+                    .recorder
+                    .observed()
                     .connections()
                     .into_iter()
                     .filter_map(|connection| {
@@ -261,7 +266,7 @@ impl MetadataRefresher {
         self.metrics.record_failure();
         let message = error.to_string();
         let cause = {
-            let mut facts = self.shared.status.lock();
+            let mut facts = self.shared.recorder.status().lock();
             facts.metadata_error = Some(message.clone());
             facts.client_error.clone()
         };
@@ -282,7 +287,7 @@ impl MetadataRefresher {
         let racks = self.racks.known();
         let (snapshot, changes) = next_snapshot(&previous, response, &racks, now, retention);
         {
-            let mut facts = self.shared.status.lock();
+            let mut facts = self.shared.recorder.status().lock();
             facts.metadata_error = None;
             facts.client_error = None;
             facts.authentication_error = None;
@@ -345,7 +350,7 @@ impl MetadataRefresher {
             self.shared.cluster_changed.notify_one();
             return;
         }
-        self.shared.view.send_replace(Arc::new(snapshot));
+        self.shared.recorder.view().send_replace(Arc::new(snapshot));
     }
 }
 

@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::cluster::ClusterShared;
 use crate::kafka::client::is_authorization_failure;
 use crate::kafka::handle::AnyClient;
 use crate::kafka::native_admin::describe_cluster;
-use crate::permissions::{Operation, Resource, Right};
+use crate::recorder::permissions::{Operation, Resource, Right};
+use crate::shared::ClusterShared;
 use crate::sync::lock;
 
 /// How often racks are asked again while the cluster answers DescribeCluster (and sooner when
@@ -71,12 +71,11 @@ impl Racks {
             let result = describe_cluster(client.requests(), timeout);
             let describe = Right::new(Operation::Describe, Resource::Cluster);
             match &result {
-                Ok(_) => shared.permissions.allow(&describe),
-                Err(error) if is_authorization_failure(error.code()) => {
-                    shared
-                        .permissions
-                        .refuse(describe, "the brokers' racks cannot be read", error)
-                }
+                Ok(_) => shared.recorder.permissions().allow(&describe),
+                Err(error) if is_authorization_failure(error.code()) => shared
+                    .recorder
+                    .permissions()
+                    .refuse(describe, "the brokers' racks cannot be read", error),
                 Err(_) => {}
             }
             let mut lookup = lock(&racks);

@@ -28,12 +28,14 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use self::metrics::{MirrorMetrics, Outcome, Skipped};
-use crate::cluster::{Beat, ClusterShared, MirrorFacts};
+use crate::cluster::Beat;
 use crate::kafka::client::{client_config, ClientLog, Role};
 use crate::kafka::handle::AnyClient;
 use crate::kafka::positions::end_offsets;
 use crate::logging::LogThrottle;
 use crate::message::{decode, Decoded};
+use crate::recorder::status::MirrorFacts;
+use crate::shared::ClusterShared;
 use crate::sync::lock;
 use crate::tracker::{MessageTracker, Observation};
 
@@ -105,7 +107,7 @@ impl MirrorReader {
         let mut config = client_config(&shared.config, Role::Consumer);
         config.set("client.id", "cc-heartbeat-mirror");
         let consumer: Arc<StreamConsumer<ClientLog>> = Arc::new(config.create_with_context(
-            ClientLog::for_cluster(&shared.config, Role::Consumer, shared.status.clone()),
+            ClientLog::for_cluster(&shared.config, Role::Consumer, shared.recorder.clone()),
         )?);
         let admin = &shared.config.admin;
         let metrics = Arc::new(MirrorMetrics::new(
@@ -113,7 +115,7 @@ impl MirrorReader {
             admin.mirror_lost_after,
             admin.latency_window,
         ));
-        shared.metrics.add(metrics.clone());
+        shared.recorder.metrics().add(metrics.clone());
         Ok(Some(MirrorReader {
             shared: shared.clone(),
             source: source.name.clone(),
@@ -463,7 +465,7 @@ impl MirrorReader {
                 }
             }
             self.metrics.set_age(age);
-            self.shared.status.lock().mirror = Some(MirrorFacts {
+            self.shared.recorder.status().lock().mirror = Some(MirrorFacts {
                 source: self.source.clone(),
                 topic: self.topic.clone(),
                 last_replicated_age_seconds: age.as_secs_f64(),

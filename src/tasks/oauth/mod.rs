@@ -20,10 +20,11 @@ use tokio_util::sync::CancellationToken;
 use self::metrics::{OAuthMetrics, Rejection};
 use self::request::{Failed, Outcome, TokenEndpoint};
 use crate::clock::unix_seconds;
-use crate::cluster::{ClusterShared, SignInFacts};
 use crate::config::OAuthSettings;
 use crate::kafka::handle::AnyClient;
 use crate::kafka::oauth::Tokens;
+use crate::recorder::status::SignInFacts;
+use crate::shared::ClusterShared;
 
 pub use self::request::EndpointError;
 
@@ -83,8 +84,8 @@ impl SignIn {
         let settings = tokens.settings().borrow().clone();
         TokenEndpoint::new(&settings, REQUEST_TIMEOUT)?;
         let metrics = Arc::new(OAuthMetrics::new(REQUEST_TIMEOUT));
-        shared.metrics.add(metrics.clone());
-        shared.status.lock().signin = Some(SignInFacts {
+        shared.recorder.metrics().add(metrics.clone());
+        shared.recorder.status().lock().signin = Some(SignInFacts {
             endpoint: settings.endpoint_host(),
             client_id: settings.client_id.clone(),
             ..SignInFacts::default()
@@ -108,7 +109,7 @@ impl SignIn {
             }
         };
         let mut state = State {
-            refusals_seen: self.shared.status.lock().authentication_failures,
+            refusals_seen: self.shared.recorder.status().lock().authentication_failures,
             ..State::default()
         };
         let mut next = Instant::now();
@@ -157,7 +158,7 @@ impl SignIn {
         let took = started.elapsed();
         let host = self.tokens.settings().borrow().endpoint_host();
         {
-            let mut facts = self.shared.status.lock();
+            let mut facts = self.shared.recorder.status().lock();
             if let Some(signin) = facts.signin.as_mut() {
                 signin.last_request_seconds = Some(took.as_secs_f64());
             }
@@ -197,7 +198,7 @@ impl SignIn {
         self.metrics.expiry.set(expires_at);
         self.metrics.last_refresh.set(now);
         {
-            let mut facts = self.shared.status.lock();
+            let mut facts = self.shared.recorder.status().lock();
             if let Some(signin) = facts.signin.as_mut() {
                 signin.expires_at = Some(expires_at);
                 signin.refreshed_at = Some(now);
@@ -242,7 +243,7 @@ impl SignIn {
     /// once per spell.
     fn watch_refusals(&self, state: &mut State) {
         let (count, refusal) = {
-            let facts = self.shared.status.lock();
+            let facts = self.shared.recorder.status().lock();
             (
                 facts.authentication_failures,
                 facts.authentication_error.clone(),
@@ -301,7 +302,7 @@ impl SignIn {
             )),
             _ => None,
         };
-        let mut facts = self.shared.status.lock();
+        let mut facts = self.shared.recorder.status().lock();
         if let Some(signin) = facts.signin.as_mut() {
             signin.failing = state.failing.as_ref().map(|failed| failed.detail.clone());
             signin.problem = problem;

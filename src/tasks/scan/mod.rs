@@ -49,7 +49,6 @@ use self::min_isr::{min_isr, MinIsrMetrics, MIN_ISR_TOPICS_MAX};
 use self::overview::{fetch_overview, TopicsHealth};
 use self::probe::LagProbe;
 use self::progress::GroupProgress;
-use crate::cluster::ClusterShared;
 use crate::config::{AdminSettings, LagGranularity, Pattern};
 use crate::kafka::client::{client_config, is_authorization_failure, ClientLog, Role};
 use crate::kafka::configs::{describe_topic_configs, Retention, TopicConfig};
@@ -58,8 +57,9 @@ use crate::kafka::handle::AnyClient;
 use crate::kafka::native_admin::NativeAdminError;
 use crate::kafka::TopicPartition;
 use crate::logging::LogThrottle;
-use crate::observed::GroupBehind;
-use crate::permissions::{Operation, Resource, Right};
+use crate::recorder::observed::GroupBehind;
+use crate::recorder::permissions::{Operation, Resource, Right};
+use crate::shared::ClusterShared;
 use crate::sync::lock;
 
 /// Whether group `name` is reported: by `consumer.group.allow`/`deny`, and never the
@@ -130,7 +130,7 @@ impl ClusterScan {
     pub(crate) fn new(shared: &Arc<ClusterShared>) -> Result<Self, ScanError> {
         let client: Arc<BaseConsumer<ClientLog>> = Arc::new(
             client_config(&shared.config, Role::Scan).create_with_context(
-                ClientLog::for_cluster(&shared.config, Role::Scan, shared.status.clone()),
+                ClientLog::for_cluster(&shared.config, Role::Scan, shared.recorder.clone()),
             )?,
         );
         let probe = shared
@@ -139,11 +139,11 @@ impl ClusterScan {
             .consumer_group_lag_seconds
             .then(|| Arc::new(Mutex::new(LagProbe::new(client.clone()))));
         let metrics = Arc::new(ScanMetrics::new(probe.is_some()));
-        shared.metrics.add(metrics.clone());
+        shared.recorder.metrics().add(metrics.clone());
         let progress = Arc::new(GroupProgress::default());
-        shared.metrics.add(progress.clone());
+        shared.recorder.metrics().add(progress.clone());
         let min_isr_metrics = Arc::new(MinIsrMetrics::default());
-        shared.metrics.add(min_isr_metrics.clone());
+        shared.recorder.metrics().add(min_isr_metrics.clone());
         Ok(ClusterScan {
             shared: shared.clone(),
             client,
@@ -481,12 +481,12 @@ impl ClusterScan {
                     None => self.succeeded(ScanPart::Configs),
                 }
                 match refused {
-                    Some((topic, error)) => self.shared.permissions.refuse(
+                    Some((topic, error)) => self.shared.recorder.permissions().refuse(
                         describe_configs,
                         &format!("the retention of topic `{topic}` cannot be read, so no retention margin"),
                         &error,
                     ),
-                    None => self.shared.permissions.allow(&describe_configs),
+                    None => self.shared.recorder.permissions().allow(&describe_configs),
                 }
             }
             // Some brokers do not describe configs (librdkafka's mock cluster among them): a
@@ -519,7 +519,7 @@ impl ClusterScan {
             admin.consumer_group_max_series,
         );
         let listed = self.metrics.reported_groups();
-        self.shared.observed.groups_scanned(
+        self.shared.recorder.observed().groups_scanned(
             scan.groups
                 .iter()
                 .filter_map(|(group, answer)| {
@@ -588,7 +588,7 @@ impl ClusterScan {
     /// What the scan's requests said of its rights: DESCRIBE on the groups (their committed
     /// offsets), DESCRIBE on their topics (log end offsets), READ on them (lag in seconds).
     fn record_rights(&self, scan: &LagScan) {
-        let permissions = &self.shared.permissions;
+        let permissions = self.shared.recorder.permissions();
         let refused_group = scan.groups.iter().find_map(|(group, answer)| {
             answer
                 .as_ref()

@@ -24,8 +24,8 @@ pub use self::request::ClientError as SchemaRegistryError;
 
 use self::metrics::SchemaRegistryMetrics;
 use self::request::{Failed, Failure, RegistryClient, Request};
-use crate::cluster::ClusterShared;
 use crate::logging::LogThrottle;
+use crate::shared::ClusterShared;
 
 /// The probe's dedicated subject.
 pub(crate) const PROBE_SUBJECT: &str = "cc-heartbeat-probe-value";
@@ -70,7 +70,7 @@ impl SchemaRegistryProbe {
             admin.check_schema_registry_timeout,
             operations,
         ));
-        shared.metrics.add(metrics.clone());
+        shared.recorder.metrics().add(metrics.clone());
         Ok(Some(SchemaRegistryProbe {
             shared: shared.clone(),
             client,
@@ -136,7 +136,7 @@ impl SchemaRegistryProbe {
                 })
             }
         };
-        self.shared.status.lock().schema_registry_refused = refused;
+        self.shared.recorder.status().lock().schema_registry_refused = refused;
     }
 
     /// Registers the probe schema, reads it by id, reads the subject's latest version.

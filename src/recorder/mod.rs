@@ -6,9 +6,21 @@
 //! One recorder per generation of a cluster's tasks: a fresh start (the cluster's id changed)
 //! starts a fresh record.
 //!
+//! A task reports with [`Recorder::record`]; each observation is routed to the part of the
+//! record that owns its series (the table in `route!` below), which is handed the stores.
+//!
+//! - `connectivity`: the connection checks: their series, latest checks, log spells;
+//! - `metadata`: the metadata refreshes: the cluster's series, the published view;
+//! - `topic`: the heartbeat topic's state;
+//! - `stores`: the stores a part writes besides its series;
 //! - `observed`: what the tasks saw last, for a person to read;
 //! - `permissions`: the rights the account needs, as the cluster answered;
 //! - `status`: the facts readiness is decided from, and the readiness judgement.
+
+pub(crate) mod connectivity;
+pub(crate) mod metadata;
+mod stores;
+pub(crate) mod topic;
 
 pub(crate) mod observed;
 pub(crate) mod permissions;
@@ -19,16 +31,68 @@ use std::time::Instant;
 
 use tokio::sync::watch;
 
+use self::connectivity::Connectivity;
+use self::metadata::Metadata;
 use self::observed::Observed;
 use self::permissions::Permissions;
+use self::permissions::{Allowed, Refused};
 use self::status::{ReadinessSettings, Status};
+use self::stores::Stores;
+use self::topic::Topic;
 use crate::cluster::ClusterSnapshot;
 use crate::config::Config;
 use crate::kafka::client::{ClientError, ClientReports};
 use crate::metrics::ClusterMetrics;
 
+/// Something a task observed, recorded by the part of the record that owns it.
+pub(crate) trait Observation {
+    fn record_in(self, recorder: &Recorder);
+}
+
+/// Each observation, and the part (and its method) that records it.
+macro_rules! route {
+    ($($observation:ty => $part:ident . $method:ident),* $(,)?) => {
+        $(
+            impl Observation for $observation {
+                fn record_in(self, recorder: &Recorder) {
+                    recorder.$part.$method(&recorder.stores(), self);
+                }
+            }
+        )*
+    };
+}
+
+route! {
+    connectivity::ConnectionChecked => connectivity.checked,
+    connectivity::ConnectionRound => connectivity.round,
+    connectivity::BrokerMissing => connectivity.missing,
+    connectivity::TargetForgotten => connectivity.forgotten,
+    metadata::MetadataAnswered => metadata.answered,
+    metadata::MetadataDelayed => metadata.delayed,
+    metadata::MetadataFailed => metadata.failed,
+    metadata::MetadataRefreshed => metadata.refreshed,
+    topic::TopicJudged => topic.judged,
+    topic::TopicChecked => topic.checked,
+}
+
+impl Observation for Allowed {
+    fn record_in(self, recorder: &Recorder) {
+        recorder.permissions.allow(&self.0);
+    }
+}
+
+impl Observation for Refused {
+    fn record_in(self, recorder: &Recorder) {
+        recorder
+            .permissions
+            .refuse(self.right, &self.stops, &self.error);
+    }
+}
+
 /// The record of one generation of a cluster's tasks.
 pub(crate) struct Recorder {
+    /// The cluster's name.
+    name: String,
     /// Every metric family of this cluster.
     metrics: ClusterMetrics,
     /// The latest metadata snapshot.
@@ -37,17 +101,31 @@ pub(crate) struct Recorder {
     observed: Observed,
     permissions: Arc<Permissions>,
     readiness: ReadinessSettings,
+    metadata: Metadata,
+    connectivity: Connectivity,
+    topic: Topic,
 }
 
 impl Recorder {
     /// The record of the cluster `config` configures, monitored by running instance
     /// `instance_id`.
-    pub(crate) fn new(config: &Config, instance_id: &str) -> Self {
+    /// `cluster_id_changes`: how often the cluster's id changed before this generation.
+    pub(crate) fn new(config: &Config, instance_id: &str, cluster_id_changes: u64) -> Self {
         let metrics = ClusterMetrics::new(instance_id);
         let permissions = Arc::new(Permissions::new(config));
         metrics.add(permissions.clone());
         let admin = &config.admin;
+        let metadata = Metadata::new(cluster_id_changes);
+        metrics.add(metadata.families());
+        let topic = Topic::default();
+        metrics.add(topic.families());
+        let connectivity = Connectivity::new(config);
+        metrics.add(connectivity.families());
         Recorder {
+            name: config.name.clone(),
+            metadata,
+            connectivity,
+            topic,
             metrics,
             view: watch::Sender::new(Arc::new(ClusterSnapshot::default())),
             status: Status::default(),
@@ -62,6 +140,21 @@ impl Recorder {
         }
     }
 
+    /// Records what a task observed.
+    pub(crate) fn record(&self, observation: impl Observation) {
+        observation.record_in(self);
+    }
+
+    fn stores(&self) -> Stores<'_> {
+        Stores {
+            cluster: &self.name,
+            status: &self.status,
+            observed: &self.observed,
+            permissions: &self.permissions,
+            view: &self.view,
+        }
+    }
+
     /// The latest metadata snapshot.
     pub(crate) fn snapshot(&self) -> Arc<ClusterSnapshot> {
         self.view.borrow().clone()
@@ -70,6 +163,16 @@ impl Recorder {
     /// Each metadata snapshot as it comes.
     pub(crate) fn subscribe(&self) -> watch::Receiver<Arc<ClusterSnapshot>> {
         self.view.subscribe()
+    }
+
+    /// Whether the brokers answered since `since` (a heartbeat, or a throttling they said).
+    pub(crate) fn answered_since(&self, since: Instant) -> bool {
+        metadata::answered_since(&self.stores(), since)
+    }
+
+    /// Whether something about the heartbeat topic stops heartbeats.
+    pub(crate) fn topic_problem(&self) -> bool {
+        self.status.lock().topic_problem.is_some()
     }
 
     /// How old metadata may be and still count as fresh.
@@ -105,10 +208,6 @@ impl Recorder {
 
     pub(crate) fn permissions(&self) -> &Permissions {
         &self.permissions
-    }
-
-    pub(crate) fn view(&self) -> &watch::Sender<Arc<ClusterSnapshot>> {
-        &self.view
     }
 }
 

@@ -122,6 +122,30 @@ struct PermissionLabels {
     resource: String,
 }
 
+/// An operation that needs this right succeeded.
+#[derive(Debug)]
+pub(crate) struct Allowed(pub(crate) Right);
+
+/// An operation was refused for lack of `right`.
+#[derive(Debug)]
+pub(crate) struct Refused {
+    pub(crate) right: Right,
+    /// What the refusal stops, for the log and `/ready`.
+    pub(crate) stops: String,
+    /// The cluster's answer.
+    pub(crate) error: String,
+}
+
+impl Refused {
+    pub(crate) fn new(right: Right, stops: &str, error: &dyn std::fmt::Display) -> Self {
+        Refused {
+            right,
+            stops: stops.to_string(),
+            error: error.to_string(),
+        }
+    }
+}
+
 /// The rights of one cluster's account, as the cluster answered.
 #[derive(Debug, Default)]
 pub(crate) struct Permissions {

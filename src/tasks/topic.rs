@@ -7,8 +7,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
 use rdkafka::types::RDKafkaErrorCode;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
@@ -18,8 +16,8 @@ use crate::kafka::client::is_authorization_failure;
 use crate::kafka::handle::AnyClient;
 use crate::kafka::native_admin::NativeAdminError;
 use crate::kafka::topic_admin;
-use crate::metrics::Families;
-use crate::recorder::permissions::{Operation, Resource, Right};
+use crate::recorder::permissions::{Allowed, Operation, Refused, Resource, Right};
+use crate::recorder::topic::{TopicChecked, TopicJudged};
 use crate::shared::ClusterShared;
 
 /// Retention of heartbeats: long enough to look back at an incident, small on disk.
@@ -157,37 +155,17 @@ enum TopicError {
     Task(String),
 }
 
-/// The topic task's one series.
-#[derive(Debug, Default)]
-struct TopicMetrics {
-    topic_ok: Gauge,
-}
-
-impl Families for TopicMetrics {
-    fn register(&self, registry: &mut Registry) {
-        registry.register(
-            "topic_ok",
-            "1 when the heartbeat topic exists with at least one partition per broker",
-            self.topic_ok.clone(),
-        );
-    }
-}
-
 /// The topic task of one cluster.
 pub(crate) struct TopicManager {
     shared: Arc<ClusterShared>,
     client: Arc<dyn AnyClient>,
-    metrics: Arc<TopicMetrics>,
 }
 
 impl TopicManager {
     pub(crate) fn new(shared: &Arc<ClusterShared>, client: Arc<dyn AnyClient>) -> Self {
-        let metrics = Arc::new(TopicMetrics::default());
-        shared.recorder.metrics().add(metrics.clone());
         TopicManager {
             shared: shared.clone(),
             client,
-            metrics,
         }
     }
 
@@ -206,10 +184,10 @@ impl TopicManager {
             }
             let snapshot = self.shared.snapshot();
             let fine = plan(&snapshot) == TopicPlan::Fine;
-            self.metrics.topic_ok.set(i64::from(fine));
+            self.shared.recorder.record(TopicJudged { fine });
             let brokers = snapshot.listed_brokers().count();
             let topic_missing = snapshot.refreshed_at.is_some() && snapshot.partitions.is_empty();
-            let problem_outstanding = self.shared.recorder.status().lock().topic_problem.is_some();
+            let problem_outstanding = self.shared.recorder.topic_problem();
             if checked && brokers <= brokers_seen && !topic_missing && !problem_outstanding {
                 continue;
             }
@@ -330,16 +308,9 @@ impl TopicManager {
                 )),
             ),
         };
-        let mut facts = self.shared.recorder.status().lock();
-        // Said once per change of state, not at every check.
-        if problem.is_some() && facts.topic_problem != problem {
-            tracing::error!("{}", problem.as_deref().unwrap_or_default());
-        }
-        if warning.is_some() && facts.topic_warning != warning {
-            tracing::warn!("{}", warning.as_deref().unwrap_or_default());
-        }
-        facts.topic_problem = problem;
-        facts.topic_warning = warning;
+        self.shared
+            .recorder
+            .record(TopicChecked { problem, warning });
         true
     }
 
@@ -393,12 +364,11 @@ impl TopicManager {
             Resource::Topic(self.shared.config.admin.heartbeat_topic.clone()),
         );
         match result {
-            Ok(_) => self.shared.recorder.permissions().allow(&right),
+            Ok(_) => self.shared.recorder.record(Allowed(right)),
             Err(error) if is_authorization_failure(error.code()) => self
                 .shared
                 .recorder
-                .permissions()
-                .refuse(right, stops, error),
+                .record(Refused::new(right, stops, error)),
             Err(_) => {}
         }
     }

@@ -4,6 +4,7 @@
 //! connection, nothing after it exists.
 
 use std::collections::HashSet;
+use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,8 +13,8 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
-use super::outcome::{CheckFailure, CheckSuccess, FailureReason, Phase};
 use super::tls::TlsCheck;
+use crate::recorder::connectivity::outcome::{CheckFailure, CheckSuccess, FailureReason, Phase};
 use crate::sync::lock;
 
 /// Name lookups go through the system resolver on blocking threads, which a timeout cannot
@@ -110,9 +111,7 @@ async fn connect_any(
                 let failed = failures.into_iter().map(|failure| failure.detail).collect();
                 return Ok((stream, failed));
             }
-            Ok(Err(error)) => {
-                failures.push(failure(FailureReason::from_io(&error), error.to_string()))
-            }
+            Ok(Err(error)) => failures.push(failure(reason_of(&error), error.to_string())),
             Err(_) => failures.push(failure(
                 FailureReason::Timeout,
                 format!("no answer within {:.1}s", share.as_secs_f64()),
@@ -207,6 +206,16 @@ pub(super) fn parse_bootstrap_servers(servers: &str) -> Vec<(String, u16)> {
             Some((host.to_string(), port.parse().ok()?))
         })
         .collect()
+}
+
+/// Why a socket operation failed, as a `reason` label.
+fn reason_of(error: &std::io::Error) -> FailureReason {
+    match error.kind() {
+        ErrorKind::ConnectionRefused => FailureReason::Refused,
+        ErrorKind::TimedOut => FailureReason::Timeout,
+        ErrorKind::HostUnreachable | ErrorKind::NetworkUnreachable => FailureReason::Unreachable,
+        _ => FailureReason::Other,
+    }
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use openssl::x509::{X509NameRef, X509VerifyResult, X509};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
-use super::outcome::FailureReason;
+use crate::recorder::connectivity::outcome::FailureReason;
 use crate::recorder::observed::Certificate;
 use crate::sync::lock;
 

@@ -4,14 +4,14 @@
 //! `broker.missing.retention.seconds` have passed, so a dead broker never silently disappears.
 //!
 //! - [`snapshot`]: the request, and the pure rules from one view to the next;
-//! - [`racks`]: broker racks from DescribeCluster;
-//! - [`metrics`]: this task's series.
+//! - [`racks`]: broker racks from DescribeCluster.
+//!
+//! What a refresh found goes to the recorder (`crate::recorder::metadata`), which counts and
+//! logs every change and publishes the view.
 
-mod metrics;
 mod racks;
 mod snapshot;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,12 +20,13 @@ use rdkafka::types::RDKafkaErrorCode;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use self::metrics::MetadataMetrics;
 use self::racks::Racks;
-use self::snapshot::{describe_broker, fetch_metadata, next_snapshot, Change, MetadataResponse};
-use crate::cluster::ClusterSnapshot;
+use self::snapshot::{fetch_metadata, next_snapshot, MetadataResponse};
 use crate::kafka::handle::AnyClient;
-use crate::logging::LogThrottle;
+use crate::recorder::metadata::change::Change;
+use crate::recorder::metadata::{
+    MetadataAnswered, MetadataDelayed, MetadataFailed, MetadataRefreshed,
+};
 use crate::shared::ClusterShared;
 use crate::sync::lock;
 
@@ -69,10 +70,6 @@ impl MetadataError {
 /// has marked that broker down by then, and goes to another.
 const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// How recent a client's statistics showing throttling must be to explain a metadata
-/// request that timed out: two of the users' statistics intervals (15 s).
-const THROTTLE_FRESH: std::time::Duration = std::time::Duration::from_secs(30);
-
 /// The metadata task of one cluster.
 pub(crate) struct MetadataRefresher {
     shared: Arc<ClusterShared>,
@@ -82,9 +79,6 @@ pub(crate) struct MetadataRefresher {
     /// waits behind one client's throttled connection, or went to a broker that died with it,
     /// does not hold the answer the other client gets.
     second: Option<Arc<dyn AnyClient>>,
-    metrics: Arc<MetadataMetrics>,
-    throttle: LogThrottle,
-    reachable: AtomicBool,
     /// When the refresh before this one started.
     previous_start: std::sync::Mutex<Option<Instant>>,
     racks: Racks,
@@ -96,15 +90,10 @@ impl MetadataRefresher {
         client: Arc<dyn AnyClient>,
         second: Option<Arc<dyn AnyClient>>,
     ) -> Self {
-        let metrics = Arc::new(MetadataMetrics::new(shared.cluster_id_changes));
-        shared.recorder.metrics().add(metrics.clone());
         MetadataRefresher {
             shared: shared.clone(),
             client,
             second,
-            metrics,
-            throttle: LogThrottle::default(),
-            reachable: AtomicBool::new(false),
             previous_start: std::sync::Mutex::default(),
             racks: Racks::new(),
         }
@@ -154,16 +143,23 @@ impl MetadataRefresher {
         }
         match result {
             Ok(response) => {
-                self.shared
-                    .recorder
-                    .observed()
-                    .metadata_answered(started.elapsed());
+                self.shared.recorder.record(MetadataAnswered {
+                    took: started.elapsed(),
+                });
                 self.apply(response);
             }
-            Err(error) if error.connection_only() && self.answered_since(since) => {
-                self.record_delayed(&error);
+            // A throttled connection holds every request behind the throttle time, which can
+            // be longer than a metadata request may take, and its first statistics may come
+            // later. So the cluster down is said one refresh later than a refused request
+            // would say it.
+            Err(error) if error.connection_only() && self.shared.recorder.answered_since(since) => {
+                self.shared.recorder.record(MetadataDelayed {
+                    error: error.to_string(),
+                });
             }
-            Err(error) => self.record_failure(error),
+            Err(error) => self.shared.recorder.record(MetadataFailed {
+                error: error.to_string(),
+            }),
         }
     }
 
@@ -194,132 +190,12 @@ impl MetadataRefresher {
             .map(|(response, _waiting)| response)
     }
 
-    /// Whether the brokers answered since `since` (the start of the refresh before): a
-    /// heartbeat was acknowledged or returned, or a client's latest statistics (at most
-    /// [`THROTTLE_FRESH`] old) show brokers throttling it, which they say in their answers.
-    /// A throttled connection holds every request behind the throttle time, which can be
-    /// longer than a metadata request may take, and its first statistics may come later. So
-    /// the cluster down is said one refresh later than a refused request would say it.
-    fn answered_since(&self, since: Instant) -> bool {
-        let facts = self.shared.recorder.status().lock();
-        let throttled = [&facts.producer_throttled, &facts.consumer_throttled]
-            .into_iter()
-            .flatten()
-            .any(|(_, at)| at.elapsed() <= THROTTLE_FRESH);
-        throttled
-            || [facts.last_acknowledged, facts.last_round_trip]
-                .into_iter()
-                .flatten()
-                .any(|at| at >= since)
-    }
-
-    /// A refresh that failed on its connection while the brokers answered heartbeats: one
-    /// slow or broken connection (a throttled client, a broker that died with the request),
-    /// not the cluster down. It
-    /// is counted as a failed refresh, and said with what is known of the cause; the cluster
-    /// stays up.
-    fn record_delayed(&self, error: &MetadataError) {
-        self.metrics.record_delayed();
-        let cause = {
-            let facts = self.shared.recorder.status().lock();
-            let throttled: Vec<String> = [&facts.producer_throttled, &facts.consumer_throttled]
-                .into_iter()
-                .flatten()
-                .filter(|(_, at)| at.elapsed() <= THROTTLE_FRESH)
-                .map(|(what, _)| what.clone())
-                .collect();
-            if throttled.is_empty() {
-                let failing: Vec<String> = self
-                    .shared
-                    .recorder
-                    .observed()
-                    .connections()
-                    .into_iter()
-                    .filter_map(|connection| {
-                        let failure = connection.failure?;
-                        Some(format!(
-                            "broker {} at {} fails its connection check ({} {})",
-                            connection.target, connection.address, failure.phase, failure.reason
-                        ))
-                    })
-                    .collect();
-                match (failing.is_empty(), &facts.client_error) {
-                    (false, _) => failing.join(", "),
-                    // librdkafka names the broker whose connection broke.
-                    (true, Some(said)) => format!("the {said}"),
-                    (true, None) => "one connection was slow or broke".to_string(),
-                }
-            } else {
-                format!("throttled: {}", throttled.join(", "))
-            }
-        };
-        if let Some(held_back) = self.throttle.admit("delayed") {
-            tracing::warn!(
-                held_back,
-                "a metadata request failed on its connection while the brokers answered \
-                 heartbeats (the cluster is up; {cause}): {error}"
-            );
-        }
-    }
-
-    fn record_failure(&self, error: MetadataError) {
-        self.metrics.record_failure();
-        let message = error.to_string();
-        let cause = {
-            let mut facts = self.shared.recorder.status().lock();
-            facts.metadata_error = Some(message.clone());
-            facts.client_error.clone()
-        };
-        self.reachable.store(false, Ordering::Relaxed);
-        if let Some(held_back) = self.throttle.admit("failing") {
-            tracing::error!(
-                held_back,
-                client_error = cause.as_deref().unwrap_or("none"),
-                "cannot reach the cluster: {message}"
-            );
-        }
-    }
-
     fn apply(&self, response: MetadataResponse) {
         let now = Instant::now();
         let retention = self.shared.config.admin.broker_missing_retention;
         let previous = self.shared.snapshot();
         let racks = self.racks.known();
         let (snapshot, changes) = next_snapshot(&previous, response, &racks, now, retention);
-        {
-            let mut facts = self.shared.recorder.status().lock();
-            facts.metadata_error = None;
-            facts.client_error = None;
-            facts.authentication_error = None;
-        }
-        let outage = self.throttle.reset("failing");
-        if let Some(spell) = self.throttle.reset("delayed") {
-            tracing::info!(
-                "metadata requests answered again, {} after the first failed ({} failed)",
-                spell.seconds(),
-                spell.counted
-            );
-        }
-        let racks_changed = snapshot.brokers.iter().any(|(id, broker)| {
-            previous
-                .brokers
-                .get(id)
-                .is_some_and(|old| old.rack != broker.rack)
-        });
-        if !self.reachable.swap(true, Ordering::Relaxed) {
-            let verb = match (previous.refreshed_at, outage) {
-                (None, _) => "connected to".to_string(),
-                (Some(_), Some(outage)) => format!(
-                    "after {} and {} failed metadata request(s), reconnected to",
-                    outage.seconds(),
-                    outage.counted
-                ),
-                (Some(_), None) => "reconnected to".to_string(),
-            };
-            log_cluster(&snapshot, &verb);
-        } else if racks_changed {
-            log_cluster(&snapshot, "racks known for");
-        }
         let brokers_changed = changes.iter().any(|change| {
             matches!(
                 change,
@@ -328,44 +204,20 @@ impl MetadataRefresher {
                     | Change::BrokerAddressChanged { .. }
             )
         });
+        let id_changed = changes
+            .iter()
+            .any(|change| matches!(change, Change::ClusterIdChanged { .. }));
+        self.shared.recorder.record(MetadataRefreshed {
+            previous,
+            snapshot,
+            changes,
+        });
         self.racks
             .look_up(&self.client, &self.shared, brokers_changed);
-        for change in &changes {
-            if change.is_trouble() {
-                tracing::warn!(kind = change.kind(), "{change}");
-            } else {
-                tracing::info!(kind = change.kind(), "{change}");
-            }
-        }
-        self.metrics.record(&previous, &snapshot, &changes);
-        if changes
-            .iter()
-            .any(|change| matches!(change, Change::ClusterIdChanged { .. }))
-        {
+        if id_changed {
             // Another cluster answers at these addresses: what was measured so far was of the
             // old one. The cluster's tasks start afresh, their series from zero.
-            tracing::warn!(
-                "the bootstrap servers lead to another cluster now: monitoring it afresh"
-            );
             self.shared.cluster_changed.notify_one();
-            return;
         }
-        self.shared.recorder.view().send_replace(Arc::new(snapshot));
     }
-}
-
-/// Logs the cluster the way the original tool did at start-up (and after an outage).
-fn log_cluster(snapshot: &ClusterSnapshot, verb: &str) {
-    let brokers: Vec<String> = snapshot.listed_brokers().map(describe_broker).collect();
-    tracing::info!(
-        cluster_id = snapshot.cluster_id_label(),
-        controller = snapshot
-            .controller_id
-            .map_or_else(|| "unknown".to_string(), |id| id.to_string()),
-        partitions = snapshot.partitions.len(),
-        "{verb} cluster {} with {} broker(s): {}",
-        snapshot.cluster_id_label(),
-        brokers.len(),
-        brokers.join(", ")
-    );
 }

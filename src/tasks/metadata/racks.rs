@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::kafka::client::is_authorization_failure;
 use crate::kafka::handle::AnyClient;
 use crate::kafka::native_admin::describe_cluster;
-use crate::recorder::permissions::{Operation, Resource, Right};
+use crate::recorder::permissions::{Allowed, Operation, Refused, Resource, Right};
 use crate::shared::ClusterShared;
 use crate::sync::lock;
 
@@ -71,11 +71,10 @@ impl Racks {
             let result = describe_cluster(client.requests(), timeout);
             let describe = Right::new(Operation::Describe, Resource::Cluster);
             match &result {
-                Ok(_) => shared.recorder.permissions().allow(&describe),
-                Err(error) if is_authorization_failure(error.code()) => shared
-                    .recorder
-                    .permissions()
-                    .refuse(describe, "the brokers' racks cannot be read", error),
+                Ok(_) => shared.recorder.record(Allowed(describe)),
+                Err(error) if is_authorization_failure(error.code()) => shared.recorder.record(
+                    Refused::new(describe, "the brokers' racks cannot be read", error),
+                ),
                 Err(_) => {}
             }
             let mut lookup = lock(&racks);

@@ -1,8 +1,8 @@
 //! What a connection check can find: the phase it reached and, when it failed, why. These are
 //! the `phase` and `reason` labels of the connectivity series; a new failure reason is a new
-//! [`FailureReason`] listed in the [`Phase::reasons`] it can happen in.
+//! [`FailureReason`] listed in the [`Phase::reasons`] it can happen in (the check, in
+//! `tasks/connectivity`, tells it apart).
 
-use std::io::ErrorKind;
 use std::time::Duration;
 
 use crate::recorder::observed::Certificate;
@@ -90,17 +90,6 @@ impl FailureReason {
             FailureReason::CertificateExpired => "certificate_expired",
             FailureReason::NameMismatch => "name_mismatch",
             FailureReason::Other => "other",
-        }
-    }
-
-    pub(super) fn from_io(error: &std::io::Error) -> Self {
-        match error.kind() {
-            ErrorKind::ConnectionRefused => FailureReason::Refused,
-            ErrorKind::TimedOut => FailureReason::Timeout,
-            ErrorKind::HostUnreachable | ErrorKind::NetworkUnreachable => {
-                FailureReason::Unreachable
-            }
-            _ => FailureReason::Other,
         }
     }
 }

@@ -10,7 +10,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
-use super::snapshot::Change;
+use super::change::Change;
 use crate::clock::unix_seconds;
 use crate::cluster::{Broker, ClusterSnapshot, NO_LEADER};
 use crate::metrics::labels::{BrokerLabels, KindLabels, PartitionLabels};

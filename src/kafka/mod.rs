@@ -1,7 +1,7 @@
 //! librdkafka plumbing the tasks share.
 //!
 //! - [`client`]: the settings each client role gets, and the context that routes librdkafka's
-//!   logs and errors into `tracing` and the cluster's status;
+//!   logs and errors into `tracing` and the cluster's record;
 //! - `commits`: a consumer's offset commits, their results waited for with a limit;
 //! - `events`: the thread serving a producer's events, woken by librdkafka rather than a timer;
 //! - `credentials`: SASL credentials changed on running clients;
@@ -13,8 +13,7 @@
 //! - `oauth`: OAuth tokens handed to a cluster's running clients, with SASL extensions;
 //! - `positions`: the log end offsets a reader starting at the end starts from;
 //! - [`topic_admin`]: CreateTopics and CreatePartitions on any client handle;
-//! - `stats`: a client's own view of each broker, from librdkafka's statistics, with its series;
-//! - `throttle`: how much each broker throttles each client, from the same statistics.
+//! - `stats`: librdkafka's statistics handed off its thread, and a coordinator read in them.
 
 pub mod client;
 pub(crate) mod commits;
@@ -27,7 +26,6 @@ pub mod native_admin;
 pub(crate) mod oauth;
 pub(crate) mod positions;
 pub(crate) mod stats;
-pub(crate) mod throttle;
 pub mod topic_admin;
 
 /// A partition of a topic, by topic name and partition number.

@@ -89,6 +89,13 @@ impl ClusterMetrics {
         lock(&self.components).push(families);
     }
 
+    /// Exports a component's families, if it has any, from now on.
+    pub(crate) fn add_some(&self, families: Option<Arc<dyn Families>>) {
+        if let Some(families) = families {
+            self.add(families);
+        }
+    }
+
     /// Appends the OpenMetrics text of these metrics, every series labelled with the
     /// configured `cluster` name, and `heartbeat_cluster_info` with the `cluster_id`, without
     /// the final `# EOF`.

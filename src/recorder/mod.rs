@@ -9,6 +9,10 @@
 //! A task reports with [`Recorder::record`]; each observation is routed to the part of the
 //! record that owns its series (the table in `route!` below), which is handed the stores.
 //!
+//! - `heartbeat`: what became of each heartbeat: its series, round trips, log spells;
+//! - `commit`: the group coordinator probe's commits;
+//! - `transaction`: the transaction probe's rounds;
+//! - `clients`: the clients' errors and statistics: each broker as they see it, throttling;
 //! - `connectivity`: the connection checks: their series, latest checks, log spells;
 //! - `metadata`: the metadata refreshes: the cluster's series, the published view;
 //! - `topic`: the heartbeat topic's state;
@@ -17,10 +21,14 @@
 //! - `permissions`: the rights the account needs, as the cluster answered;
 //! - `status`: the facts readiness is decided from, and the readiness judgement.
 
+pub(crate) mod clients;
+pub(crate) mod commit;
 pub(crate) mod connectivity;
+pub(crate) mod heartbeat;
 pub(crate) mod metadata;
 mod stores;
 pub(crate) mod topic;
+pub(crate) mod transaction;
 
 pub(crate) mod observed;
 pub(crate) mod permissions;
@@ -31,7 +39,10 @@ use std::time::Instant;
 
 use tokio::sync::watch;
 
+use self::clients::Clients;
+use self::commit::Commit;
 use self::connectivity::Connectivity;
+use self::heartbeat::Heartbeat;
 use self::metadata::Metadata;
 use self::observed::Observed;
 use self::permissions::Permissions;
@@ -39,6 +50,7 @@ use self::permissions::{Allowed, Refused};
 use self::status::{ReadinessSettings, Status};
 use self::stores::Stores;
 use self::topic::Topic;
+use self::transaction::Transaction;
 use crate::cluster::ClusterSnapshot;
 use crate::config::Config;
 use crate::kafka::client::{ClientError, ClientReports};
@@ -49,20 +61,48 @@ pub(crate) trait Observation {
     fn record_in(self, recorder: &Recorder);
 }
 
-/// Each observation, and the part (and its method) that records it.
+/// Each observation, and the part (and its method) that records it; `?` marks a part only
+/// some configurations have (an observation of a part not there is none to record).
 macro_rules! route {
-    ($($observation:ty => $part:ident . $method:ident),* $(,)?) => {
-        $(
-            impl Observation for $observation {
-                fn record_in(self, recorder: &Recorder) {
-                    recorder.$part.$method(&recorder.stores(), self);
+    ($observation:ty => ? $part:ident . $method:ident $(, $($rest:tt)*)?) => {
+        impl Observation for $observation {
+            fn record_in(self, recorder: &Recorder) {
+                if let Some(part) = &recorder.$part {
+                    part.$method(&recorder.stores(), self);
                 }
             }
-        )*
+        }
+        $(route! { $($rest)* })?
     };
+    ($observation:ty => $part:ident . $method:ident $(, $($rest:tt)*)?) => {
+        impl Observation for $observation {
+            fn record_in(self, recorder: &Recorder) {
+                recorder.$part.$method(&recorder.stores(), self);
+            }
+        }
+        $(route! { $($rest)* })?
+    };
+    () => {};
 }
 
 route! {
+    heartbeat::BeatTicked => heartbeat.ticked,
+    heartbeat::PartitionMonitored => heartbeat.monitored,
+    heartbeat::InFlight => heartbeat.in_flight,
+    heartbeat::LeadersFollowed => heartbeat.leaders_followed,
+    heartbeat::Acknowledged => heartbeat.acknowledged,
+    heartbeat::NotDelivered => heartbeat.not_delivered,
+    heartbeat::RoundTrip => heartbeat.round_trip,
+    heartbeat::Duplicated => heartbeat.duplicated,
+    heartbeat::TransactionalRead => heartbeat.transactional,
+    heartbeat::Skipped => heartbeat.skipped,
+    heartbeat::Lost => heartbeat.lost,
+    commit::CoordinatorNamed => commit.coordinator_named,
+    commit::CommitAnswered => commit.answered,
+    transaction::TransactionTimed => ?transaction.timed,
+    transaction::TransactionEnded => ?transaction.ended,
+    clients::ClientStatistics => clients.statistics,
+    clients::ClientBrokersFollowed => clients.followed,
     connectivity::ConnectionChecked => connectivity.checked,
     connectivity::ConnectionRound => connectivity.round,
     connectivity::BrokerMissing => connectivity.missing,
@@ -101,6 +141,10 @@ pub(crate) struct Recorder {
     observed: Observed,
     permissions: Arc<Permissions>,
     readiness: ReadinessSettings,
+    heartbeat: Heartbeat,
+    clients: Clients,
+    commit: Commit,
+    transaction: Option<Transaction>,
     metadata: Metadata,
     connectivity: Connectivity,
     topic: Topic,
@@ -115,6 +159,16 @@ impl Recorder {
         let permissions = Arc::new(Permissions::new(config));
         metrics.add(permissions.clone());
         let admin = &config.admin;
+        let heartbeat = Heartbeat::new(config);
+        metrics.add(heartbeat.families());
+        let clients = Clients::default();
+        for families in clients.families() {
+            metrics.add(families);
+        }
+        let commit = Commit::new(config);
+        metrics.add_some(commit.families());
+        let transaction = Transaction::new(config);
+        metrics.add_some(transaction.as_ref().map(Transaction::families));
         let metadata = Metadata::new(cluster_id_changes);
         metrics.add(metadata.families());
         let topic = Topic::default();
@@ -123,6 +177,10 @@ impl Recorder {
         metrics.add(connectivity.families());
         Recorder {
             name: config.name.clone(),
+            heartbeat,
+            clients,
+            commit,
+            transaction,
             metadata,
             connectivity,
             topic,
@@ -213,15 +271,6 @@ impl Recorder {
 
 impl ClientReports for Recorder {
     fn client_error(&self, error: ClientError) {
-        let mut facts = self.status.lock();
-        // "All brokers are down" follows the specific failure (TLS, SASL) that caused it;
-        // keep the specific one.
-        if !error.all_brokers_down || facts.client_error.is_none() {
-            facts.client_error = Some(format!("{} client: {}", error.role.as_str(), error.reason));
-        }
-        if error.authentication {
-            facts.authentication_error = Some(error.reason);
-            facts.authentication_failures += 1;
-        }
+        self.clients.error(&self.stores(), error);
     }
 }

@@ -7,7 +7,7 @@
 //! reader is in place, and nothing produced before this process started is ever measured.
 //! Receiving and positioning run side by side, so waiting for offsets never delays a reading.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::atomic::AtomicI32;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,19 +22,19 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use super::commit::CommitProbe;
-use super::outcome::SkipKind;
-use super::spells::LeaderSpells;
 use super::state::HeartbeatState;
 use crate::config::Config;
 use crate::kafka::client::{client_config, is_transport_failure, ClientLog, Role};
 use crate::kafka::handle::AnyClient;
 use crate::kafka::positions::{end_offsets, EndOffset};
+use crate::kafka::stats::logical_coordinator;
 use crate::kafka::stats::StatsInbox;
-use crate::kafka::throttle::logical_coordinator;
 use crate::logging::LogThrottle;
 use crate::message::{decode, Decoded};
-use crate::metrics::labels::PartitionLabels;
-use crate::recorder::permissions::{Operation, Resource, Right};
+use crate::recorder::clients::ClientStatistics;
+use crate::recorder::heartbeat::outcome::SkipKind;
+use crate::recorder::heartbeat::{Duplicated, Lost, RoundTrip, Skipped, TransactionalRead};
+use crate::recorder::permissions::{Allowed, Operation, Refused, Resource, Right};
 use crate::sync::lock;
 use crate::tracker::Observation;
 
@@ -56,8 +56,6 @@ pub(crate) struct EndToEndConsumer {
     heartbeat: Arc<HeartbeatState>,
     consumer: Arc<StreamConsumer<ClientLog>>,
     throttle: LogThrottle,
-    /// Heartbeats lost per leader, for the log.
-    lost: LeaderSpells,
     /// The rights reading was refused for (READ on the topic, on the group), each until a
     /// heartbeat is read again.
     refused: Mutex<BTreeSet<Right>>,
@@ -93,7 +91,6 @@ impl EndToEndConsumer {
             stats,
             commit,
             throttle: LogThrottle::default(),
-            lost: LeaderSpells::default(),
             refused: Mutex::default(),
         })
     }
@@ -125,11 +122,13 @@ impl EndToEndConsumer {
             else {
                 continue;
             };
-            self.heartbeat
-                .record_throttling(Role::Consumer, &statistics);
             if let Some(coordinator) = logical_coordinator(&statistics, "GroupCoordinator") {
                 self.commit.coordinator_known(coordinator);
             }
+            self.heartbeat.shared.recorder.record(ClientStatistics {
+                role: Role::Consumer,
+                statistics,
+            });
         }
     }
 
@@ -176,10 +175,11 @@ impl EndToEndConsumer {
             _ => return,
         };
         lock(&self.refused).insert(right.clone());
-        shared
-            .recorder
-            .permissions()
-            .refuse(right, "reading heartbeats back is refused", error);
+        shared.recorder.record(Refused::new(
+            right,
+            "reading heartbeats back is refused",
+            error,
+        ));
     }
 
     /// Decides what a record means for this instance, updating the tracker.
@@ -222,58 +222,23 @@ impl EndToEndConsumer {
     }
 
     fn record(&self, partition: i32, reading: Reading, now: Instant) {
-        let metrics = &self.heartbeat.metrics;
+        let recorder = &self.heartbeat.shared.recorder;
         match reading {
             Reading::Measured { latency, leader } => {
-                metrics
-                    .messages_consumed
-                    .get_or_create(&PartitionLabels::new(partition))
-                    .inc();
-                metrics
-                    .end_to_end_latency
-                    .observe(partition, leader, latency, now);
-                let shared = &self.heartbeat.shared;
-                shared
-                    .recorder
-                    .observed()
-                    .round_trip(partition, latency, now);
-                shared.recorder.status().lock().last_round_trip = Some(now);
+                recorder.record(RoundTrip {
+                    partition,
+                    leader,
+                    latency,
+                    at: now,
+                });
                 let refused = std::mem::take(&mut *lock(&self.refused));
                 for right in refused {
-                    shared.recorder.permissions().allow(&right);
-                }
-                for ended in self.lost.succeed(partition) {
-                    tracing::info!(
-                        leader = ended.leader,
-                        partitions = ?ended.partitions,
-                        lost = ended.spell.counted,
-                        "heartbeats through leader {} are read back again, {} after the first loss ({} lost)",
-                        ended.leader,
-                        ended.spell.seconds(),
-                        ended.spell.counted
-                    );
+                    recorder.record(Allowed(right));
                 }
             }
-            Reading::Transactional => {
-                metrics.transactional_consumed.inc();
-            }
-            Reading::Duplicate => {
-                metrics
-                    .messages_duplicated
-                    .get_or_create(&PartitionLabels::new(partition))
-                    .inc();
-            }
-            Reading::Skipped(kind) => {
-                metrics.count_skipped(kind);
-                if let Some(held_back) = self.throttle.admit(kind.as_str()) {
-                    tracing::info!(
-                        partition,
-                        kind = kind.as_str(),
-                        held_back,
-                        "record on the heartbeat topic skipped"
-                    );
-                }
-            }
+            Reading::Transactional => recorder.record(TransactionalRead),
+            Reading::Duplicate => recorder.record(Duplicated { partition }),
+            Reading::Skipped(kind) => recorder.record(Skipped { partition, kind }),
         }
     }
 
@@ -287,35 +252,14 @@ impl EndToEndConsumer {
                 let mut tracker = self.heartbeat.tracker();
                 (tracker.expire(Instant::now()), tracker.pending())
             };
-            for message in &lost {
-                self.heartbeat
-                    .metrics
-                    .count_lost(message.partition, message.leader);
-                self.heartbeat
-                    .shared
-                    .recorder
-                    .observed()
-                    .lost(message.partition);
-            }
-            // One line per leader (a broker in trouble loses every partition it leads).
-            let mut by_leader: BTreeMap<i32, (BTreeSet<i32>, Option<Option<u64>>)> =
-                BTreeMap::new();
-            for message in &lost {
-                let admitted = self.lost.fail(message.leader, message.partition, 1);
-                let (partitions, told) = by_leader.entry(message.leader).or_default();
-                partitions.insert(message.partition);
-                *told = told.or(admitted);
-            }
-            for (leader, (partitions, told)) in by_leader {
-                if let Some(held_back) = told {
-                    tracing::warn!(
-                        leader,
-                        partitions = ?partitions,
-                        held_back,
-                        "heartbeats through leader {leader} not read back within {}s",
-                        self.heartbeat.shared.config.admin.lost_after.as_secs_f64()
-                    );
-                }
+            if !lost.is_empty() {
+                self.heartbeat.shared.recorder.record(Lost {
+                    heartbeats: lost
+                        .iter()
+                        .map(|message| (message.partition, message.leader))
+                        .collect(),
+                    told: true,
+                });
             }
             self.heartbeat.set_in_flight(pending);
         }

@@ -10,17 +10,14 @@
 //! - [`consumer`]: reads them back; end-to-end latency, lost, duplicated, skipped;
 //! - [`commit`]: commits the consumer's positions to its group, timing the group coordinator;
 //! - [`transaction`]: with `probe.transactions`, one transaction per period, timed;
-//! - [`state`]: what the two share: the tracker and the positioned partitions;
-//! - [`outcome`]: produce failure reasons and skip kinds (the label values);
-//! - [`spells`]: failures per leader for the log, told when they begin and when they end;
-//! - [`metrics`]: the heartbeat's series.
+//! - [`state`]: what the two share: the tracker and the positioned partitions.
+//!
+//! What became of each heartbeat goes to the recorder (`crate::recorder::heartbeat`), which
+//! owns its series, the failure reasons and skip kinds, and the log's spells per leader.
 
 mod commit;
 mod consumer;
-mod metrics;
-mod outcome;
 mod producer;
-mod spells;
 mod state;
 mod transaction;
 
@@ -32,7 +29,6 @@ pub(crate) use self::consumer::EndToEndConsumer;
 pub(crate) use self::producer::HeartbeatProducer;
 pub(crate) use self::transaction::TransactionProbe;
 
-use self::metrics::HeartbeatMetrics;
 use self::state::HeartbeatState;
 use crate::kafka::oauth::Tokens;
 use crate::shared::ClusterShared;
@@ -59,9 +55,7 @@ pub(crate) fn tasks(
     shared: &Arc<ClusterShared>,
     tokens: Option<Arc<Tokens>>,
 ) -> Result<HeartbeatTasks, HeartbeatError> {
-    let metrics = Arc::new(HeartbeatMetrics::new(&shared.config.admin));
-    let heartbeat = Arc::new(HeartbeatState::new(shared, metrics.clone()));
-    shared.recorder.metrics().add(metrics);
+    let heartbeat = Arc::new(HeartbeatState::new(shared));
     let producer = HeartbeatProducer::new(heartbeat.clone()).map_err(HeartbeatError::Producer)?;
     let consumer = EndToEndConsumer::new(heartbeat.clone()).map_err(HeartbeatError::Consumer)?;
     let transactions = shared

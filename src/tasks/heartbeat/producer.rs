@@ -7,10 +7,9 @@
 //! monotonic clock), not when some task gets round to it, so the latency recorded is the
 //! broker's, not ours.
 //!
-//! The producer's client also reports librdkafka's statistics (its own view of each broker,
-//! [`crate::kafka::stats`]); they are parsed on a blocking thread, never on the event thread
-//! where they would hold up deliveries, and the series of a broker forgotten by metadata go
-//! with it.
+//! The producer's client also reports librdkafka's statistics (its own view of each broker);
+//! they are parsed on a blocking thread, never on the event thread where they would hold up
+//! deliveries, and recorded there.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -23,8 +22,6 @@ use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, Prod
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use super::outcome::ProduceFailure;
-use super::spells::LeaderSpells;
 use super::state::HeartbeatState;
 use crate::clock::unix_micros;
 use crate::cluster::{Beat, ClusterSnapshot};
@@ -33,10 +30,14 @@ use crate::kafka::answering_broker;
 use crate::kafka::client::{client_config, ClientLog, Role};
 use crate::kafka::events::EventThread;
 use crate::kafka::handle::AnyClient;
-use crate::kafka::stats::{ClientBrokerMetrics, ClientStatsRecorder, StatsInbox};
+use crate::kafka::stats::StatsInbox;
 use crate::message::HeartbeatMessage;
-use crate::metrics::labels::PartitionLabels;
-use crate::recorder::permissions::{Operation, Resource, Right};
+use crate::recorder::clients::{ClientBrokersFollowed, ClientStatistics};
+use crate::recorder::heartbeat::outcome::ProduceFailure;
+use crate::recorder::heartbeat::{
+    Acknowledged, BeatTicked, LeadersFollowed, Lost, NotDelivered, PartitionMonitored,
+};
+use crate::recorder::permissions::{Allowed, Operation, Refused, Resource, Right};
 
 /// What the delivery callback needs to know about a message it did not send itself.
 #[derive(Debug)]
@@ -50,13 +51,9 @@ pub(super) struct InFlight {
 /// The producer client's context: records each delivery the moment librdkafka reports it.
 pub(super) struct DeliveryRecorder {
     log: ClientLog,
-    stats: ClientStatsRecorder,
     /// The latest statistics report, waiting to be parsed off the event thread.
     stats_inbox: StatsInbox,
-    client_brokers: Arc<ClientBrokerMetrics>,
     heartbeat: Arc<HeartbeatState>,
-    /// Failures per leader, for the log.
-    spells: LeaderSpells,
     /// Whether a refusal is on record (readiness says so) until a heartbeat is delivered.
     refused: AtomicBool,
 }
@@ -90,42 +87,16 @@ impl ProducerContext for DeliveryRecorder {
                     in_flight.sequence,
                     leader,
                 );
-                let metrics = &self.heartbeat.metrics;
-                metrics
-                    .messages_produced
-                    .get_or_create(&PartitionLabels::new(in_flight.partition))
-                    .inc();
-                let latency = now.saturating_duration_since(in_flight.sent);
-                metrics
-                    .produce_latency
-                    .observe(in_flight.partition, leader, latency, now);
-                self.heartbeat
-                    .shared
-                    .recorder
-                    .observed()
-                    .acknowledged(in_flight.partition, latency);
-                self.heartbeat
-                    .shared
-                    .recorder
-                    .status()
-                    .lock()
-                    .last_acknowledged = Some(now);
-                for ended in self.spells.succeed(in_flight.partition) {
-                    tracing::info!(
-                        cluster = %self.heartbeat.shared.config.name,
-                        leader = ended.leader,
-                        partitions = ?ended.partitions,
-                        failed = ended.spell.counted,
-                        "heartbeats through leader {} are delivered again, {} after the first failure ({} not delivered)",
-                        ended.leader,
-                        ended.spell.seconds(),
-                        ended.spell.counted
-                    );
-                }
+                self.heartbeat.shared.recorder.record(Acknowledged {
+                    partition: in_flight.partition,
+                    leader,
+                    latency: now.saturating_duration_since(in_flight.sent),
+                    at: now,
+                });
                 if self.refused.swap(false, Ordering::Relaxed) {
                     let shared = &self.heartbeat.shared;
                     for right in write_rights(&shared.config) {
-                        shared.recorder.permissions().allow(&right);
+                        shared.recorder.record(Allowed(right));
                     }
                 }
             }
@@ -179,17 +150,15 @@ fn record_failure(
         sequence: in_flight.sequence,
     });
     heartbeat.set_in_flight(pending);
-    let reason = ProduceFailure::of(error);
-    heartbeat
-        .metrics
-        .count_failure(in_flight.partition, leader, reason);
-    heartbeat
-        .shared
-        .recorder
-        .observed()
-        .failed(in_flight.partition, reason.why());
+    let reason = failure_of(error);
+    let shared = &heartbeat.shared;
+    shared.recorder.record(NotDelivered {
+        partition: in_flight.partition,
+        leader,
+        reason,
+        error: error.to_string(),
+    });
     if reason == ProduceFailure::AuthorizationFailed {
-        let shared = &heartbeat.shared;
         let [write, idempotent] = write_rights(&shared.config);
         let right = match error.rdkafka_error_code() {
             Some(RDKafkaErrorCode::ClusterAuthorizationFailed) => idempotent,
@@ -197,19 +166,35 @@ fn record_failure(
         };
         shared
             .recorder
-            .permissions()
-            .refuse(right, "heartbeats are refused", error);
+            .record(Refused::new(right, "heartbeats are refused", error));
         context.refused.store(true, Ordering::Relaxed);
     }
-    if let Some(held_back) = context.spells.fail(leader, in_flight.partition, 1) {
-        tracing::warn!(
-            cluster = %heartbeat.shared.config.name,
-            partition = in_flight.partition,
-            leader,
-            reason = reason.as_str(),
-            held_back,
-            "heartbeat not delivered: {error}"
-        );
+}
+
+/// Why `error` failed a heartbeat.
+fn failure_of(error: &KafkaError) -> ProduceFailure {
+    let Some(code) = error.rdkafka_error_code() else {
+        return ProduceFailure::Other;
+    };
+    match code {
+        RDKafkaErrorCode::MessageTimedOut | RDKafkaErrorCode::RequestTimedOut => {
+            ProduceFailure::TimedOut
+        }
+        RDKafkaErrorCode::QueueFull => ProduceFailure::QueueFull,
+        RDKafkaErrorCode::TopicAuthorizationFailed
+        | RDKafkaErrorCode::ClusterAuthorizationFailed => ProduceFailure::AuthorizationFailed,
+        RDKafkaErrorCode::UnknownTopicOrPartition
+        | RDKafkaErrorCode::UnknownPartition
+        | RDKafkaErrorCode::UnknownTopic => ProduceFailure::UnknownPartition,
+        RDKafkaErrorCode::NotLeaderForPartition | RDKafkaErrorCode::LeaderNotAvailable => {
+            ProduceFailure::NotLeader
+        }
+        RDKafkaErrorCode::NotEnoughReplicas | RDKafkaErrorCode::NotEnoughReplicasAfterAppend => {
+            ProduceFailure::NotEnoughReplicas
+        }
+        // Positive codes come from the broker; negative ones are the client's own.
+        code if (code as i32) > 0 => ProduceFailure::Rejected,
+        _ => ProduceFailure::Other,
     }
 }
 
@@ -217,9 +202,10 @@ impl DeliveryRecorder {
     /// Parses and records the statistics report waiting, if any.
     fn record_stats(&self) {
         if let Some(statistics) = self.stats_inbox.take() {
-            self.stats.record(&statistics, &self.client_brokers);
-            self.heartbeat
-                .record_throttling(Role::Producer, &statistics);
+            self.heartbeat.shared.recorder.record(ClientStatistics {
+                role: Role::Producer,
+                statistics,
+            });
         }
     }
 }
@@ -239,14 +225,10 @@ impl HeartbeatProducer {
     pub(super) fn new(heartbeat: Arc<HeartbeatState>) -> Result<Self, KafkaError> {
         let shared = &heartbeat.shared;
         let config = client_config(&shared.config, Role::Producer);
-        let client_brokers = Arc::new(ClientBrokerMetrics::default());
         let context = DeliveryRecorder {
             log: ClientLog::for_cluster(&shared.config, Role::Producer, shared.recorder.clone()),
-            stats: ClientStatsRecorder::default(),
             stats_inbox: StatsInbox::default(),
-            client_brokers: client_brokers.clone(),
             heartbeat: heartbeat.clone(),
-            spells: LeaderSpells::default(),
             refused: AtomicBool::new(false),
         };
         let producer: Arc<BaseProducer<DeliveryRecorder>> =
@@ -254,7 +236,6 @@ impl HeartbeatProducer {
         let events = EventThread::start(producer.clone()).map_err(|error| {
             KafkaError::ClientCreation(format!("cannot start the producer's event thread: {error}"))
         })?;
-        shared.recorder.metrics().add(client_brokers);
         Ok(HeartbeatProducer {
             heartbeat,
             producer,
@@ -275,20 +256,13 @@ impl HeartbeatProducer {
         let mut interval = tokio::time::interval(admin.produce_period);
         // Beats stay on the grid: a late tick is skipped, never followed by a burst.
         interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
-        let period = admin.produce_period;
         let mut view = self.heartbeat.shared.recorder.subscribe();
         let mut previous = Arc::new(ClusterSnapshot::default());
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 slot = interval.tick() => {
-                    let late = slot.elapsed();
-                    let metrics = &self.heartbeat.metrics;
-                    metrics.beat_delay.observe(late.as_secs_f64());
-                    let missed = (late.as_secs_f64() / period.as_secs_f64()).floor() as u64;
-                    if missed > 0 {
-                        metrics.beats_missed.inc_by(missed);
-                    }
+                    self.heartbeat.shared.recorder.record(BeatTicked { late: slot.elapsed() });
                     self.beat();
                 }
                 _ = self.producer.context().stats_inbox.arrived() => {
@@ -314,22 +288,16 @@ impl HeartbeatProducer {
 
     /// A new metadata view: the partitions with a new leader get their series, and the
     /// brokers metadata forgot lose the client's view of them.
-    fn follow(&self, previous: &ClusterSnapshot, snapshot: &ClusterSnapshot) {
-        let retention = self.heartbeat.shared.config.admin.broker_missing_retention;
-        self.heartbeat
-            .metrics
-            .follow_leaders(previous, snapshot, Instant::now(), retention);
-        let context = self.producer.context();
-        for id in snapshot.brokers.keys() {
-            self.heartbeat.throttle.init_broker(*id);
-        }
-        for id in previous.brokers.keys() {
-            if !snapshot.brokers.contains_key(id) {
-                context.client_brokers.forget(&id.to_string());
-                context.stats.forget(*id);
-                self.heartbeat.throttle.forget(*id);
-            }
-        }
+    fn follow(&self, previous: &Arc<ClusterSnapshot>, snapshot: &Arc<ClusterSnapshot>) {
+        let recorder = &self.heartbeat.shared.recorder;
+        recorder.record(LeadersFollowed {
+            previous: previous.clone(),
+            snapshot: snapshot.clone(),
+        });
+        recorder.record(ClientBrokersFollowed {
+            previous: previous.clone(),
+            snapshot: snapshot.clone(),
+        });
     }
 
     /// Sends one heartbeat to every partition the consumer is reading.
@@ -344,7 +312,10 @@ impl HeartbeatProducer {
             // Monitored: its reader is positioned and its beat was handed to the producer.
             let monitored = reading.contains(&partition) && self.send(&snapshot, topic, partition);
             unknown |= reading.contains(&partition) && !monitored;
-            heartbeat.metrics.set_monitored(partition, monitored);
+            shared.recorder.record(PartitionMonitored {
+                partition,
+                monitored,
+            });
         }
         if unknown {
             self.refresh_metadata(topic);
@@ -362,8 +333,10 @@ impl HeartbeatProducer {
         let sent = Instant::now();
         let (sequence, evicted) = heartbeat.tracker().start(partition, leader, sent);
         if let Some(lost) = evicted {
-            heartbeat.metrics.count_lost(lost.partition, lost.leader);
-            heartbeat.shared.recorder.observed().lost(lost.partition);
+            heartbeat.shared.recorder.record(Lost {
+                heartbeats: vec![(lost.partition, lost.leader)],
+                told: false,
+            });
         }
         let payload = HeartbeatMessage::new(
             &heartbeat.shared.instance_id,
@@ -428,5 +401,30 @@ impl HeartbeatProducer {
             }
             refreshing.store(false, Ordering::Release);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_separate_timeouts_from_rejections() {
+        let reason = |code| failure_of(&KafkaError::MessageProduction(code)).as_str();
+        assert_eq!(reason(RDKafkaErrorCode::MessageTimedOut), "timed_out");
+        assert_eq!(
+            reason(RDKafkaErrorCode::TopicAuthorizationFailed),
+            "authorization_failed"
+        );
+        assert_eq!(reason(RDKafkaErrorCode::InvalidRecord), "rejected");
+        assert_eq!(reason(RDKafkaErrorCode::QueueFull), "queue_full");
+        assert_eq!(
+            reason(RDKafkaErrorCode::NotEnoughReplicas),
+            "not_enough_replicas"
+        );
+        assert_eq!(
+            reason(RDKafkaErrorCode::NotEnoughReplicasAfterAppend),
+            "not_enough_replicas"
+        );
     }
 }

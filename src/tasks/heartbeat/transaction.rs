@@ -12,10 +12,6 @@
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::registry::{Registry, Unit};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use tokio::time::MissedTickBehavior;
@@ -27,133 +23,13 @@ use crate::kafka::client::{client_config, ClientLog, Role};
 use crate::kafka::credentials::set_sasl_credentials;
 use crate::kafka::handle::AnyClient;
 use crate::kafka::oauth::Tokens;
+use crate::kafka::stats::logical_coordinator;
 use crate::kafka::stats::StatsInbox;
-use crate::kafka::throttle::logical_coordinator;
 use crate::logging::LogThrottle;
 use crate::message::HeartbeatMessage;
-use crate::metrics::latency::{Buckets, HistogramFamily};
-use crate::metrics::Families;
-use crate::recorder::permissions::{Operation, Resource, Right};
+use crate::recorder::permissions::{Allowed, Operation, Refused, Resource, Right};
+use crate::recorder::transaction::{Outcome, TransactionEnded, TransactionTimed};
 use crate::sync::lock;
-
-/// How a transaction round ended; the `outcome` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
-    Committed,
-    /// The commit failed and the transaction was aborted.
-    Aborted,
-    /// Another producer with the same transactional id took it over.
-    Fenced,
-    /// No answer in time.
-    TimedOut,
-    /// No transaction coordinator, or the one asked is loading or no longer it.
-    CoordinatorUnavailable,
-    /// No WRITE on the transactional id (or the topic).
-    AuthorizationFailed,
-    Other,
-}
-
-impl Outcome {
-    const ALL: [Outcome; 7] = [
-        Outcome::Committed,
-        Outcome::Aborted,
-        Outcome::Fenced,
-        Outcome::TimedOut,
-        Outcome::CoordinatorUnavailable,
-        Outcome::AuthorizationFailed,
-        Outcome::Other,
-    ];
-
-    fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Committed => "committed",
-            Outcome::Aborted => "aborted",
-            Outcome::Fenced => "fenced",
-            Outcome::TimedOut => "timed_out",
-            Outcome::CoordinatorUnavailable => "coordinator_unavailable",
-            Outcome::AuthorizationFailed => "authorization_failed",
-            Outcome::Other => "other",
-        }
-    }
-
-    /// What a failed call means for the round. Only fencing is `fenced`: other fatal errors
-    /// (a missing right, a transaction timeout the broker refuses) say why.
-    fn of(error: &KafkaError) -> Self {
-        match error.rdkafka_error_code() {
-            Some(
-                RDKafkaErrorCode::Fenced
-                | RDKafkaErrorCode::ProducerFenced
-                | RDKafkaErrorCode::InvalidProducerEpoch,
-            ) => Outcome::Fenced,
-            Some(
-                RDKafkaErrorCode::TransactionalIdAuthorizationFailed
-                | RDKafkaErrorCode::TopicAuthorizationFailed
-                | RDKafkaErrorCode::ClusterAuthorizationFailed,
-            ) => Outcome::AuthorizationFailed,
-            Some(
-                RDKafkaErrorCode::CoordinatorNotAvailable
-                | RDKafkaErrorCode::NotCoordinator
-                | RDKafkaErrorCode::CoordinatorLoadInProgress,
-            ) => Outcome::CoordinatorUnavailable,
-            Some(
-                RDKafkaErrorCode::OperationTimedOut
-                | RDKafkaErrorCode::RequestTimedOut
-                | RDKafkaErrorCode::MessageTimedOut
-                | RDKafkaErrorCode::TimedOutQueue,
-            ) => Outcome::TimedOut,
-            _ => Outcome::Other,
-        }
-    }
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct OperationLabels {
-    coordinator: String,
-    operation: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct OutcomeLabels {
-    outcome: &'static str,
-}
-
-/// The transaction probe's series.
-#[derive(Debug)]
-pub(super) struct TransactionMetrics {
-    latency: HistogramFamily<OperationLabels>,
-    transactions: Family<OutcomeLabels, Counter>,
-}
-
-impl TransactionMetrics {
-    fn new(deadline: Duration) -> Self {
-        let metrics = TransactionMetrics {
-            latency: Family::new_with_constructor(Buckets::up_to(deadline)),
-            transactions: Family::default(),
-        };
-        for outcome in Outcome::ALL {
-            drop(metrics.transactions.get_or_create(&OutcomeLabels {
-                outcome: outcome.as_str(),
-            }));
-        }
-        metrics
-    }
-}
-
-impl Families for TransactionMetrics {
-    fn register(&self, registry: &mut Registry) {
-        registry.register_with_unit(
-            "transaction_latency",
-            "Time of the transaction probe's init, commit and abort, by transaction coordinator",
-            Unit::Seconds,
-            self.latency.clone(),
-        );
-        registry.register(
-            "transactions",
-            "Transaction probe rounds by outcome: committed, aborted, fenced (another producer took the transactional id), or why they failed",
-            self.transactions.clone(),
-        );
-    }
-}
 
 /// The `coordinator` label before the statistics named one.
 const UNKNOWN_COORDINATOR: &str = "unknown";
@@ -169,7 +45,6 @@ struct Transactional {
 /// The transaction probe task of one cluster.
 pub(crate) struct TransactionProbe {
     heartbeat: Arc<HeartbeatState>,
-    metrics: Arc<TransactionMetrics>,
     stats: Arc<StatsInbox>,
     throttle: LogThrottle,
     /// Sequence of the transactional heartbeats, for anyone reading the topic.
@@ -183,12 +58,8 @@ pub(crate) struct TransactionProbe {
 
 impl TransactionProbe {
     pub(super) fn new(heartbeat: Arc<HeartbeatState>, tokens: Option<Arc<Tokens>>) -> Self {
-        let period = heartbeat.shared.config.admin.probe_transactions_period;
-        let metrics = Arc::new(TransactionMetrics::new(period));
-        heartbeat.shared.recorder.metrics().add(metrics.clone());
         TransactionProbe {
             heartbeat,
-            metrics,
             stats: Arc::new(StatsInbox::default()),
             throttle: LogThrottle::default(),
             sequence: 0,
@@ -388,16 +259,8 @@ impl TransactionProbe {
         };
         match committed {
             Ok(()) => {
-                self.count(Outcome::Committed);
+                self.ended(Outcome::Committed, None);
                 self.allow();
-                if let Some(spell) = self.throttle.reset("transaction") {
-                    tracing::info!(
-                        failed = spell.counted,
-                        "transactions commit again, {} after the first failure ({} failed)",
-                        spell.seconds(),
-                        spell.counted
-                    );
-                }
                 true
             }
             Err(error) => self.failed(transactional, &error, true).await,
@@ -411,7 +274,7 @@ impl TransactionProbe {
         error: &KafkaError,
         begun: bool,
     ) -> bool {
-        let mut outcome = Outcome::of(error);
+        let mut outcome = outcome_of(error);
         let shared = &self.heartbeat.shared;
         if outcome == Outcome::AuthorizationFailed {
             let right = match error.rdkafka_error_code() {
@@ -427,10 +290,11 @@ impl TransactionProbe {
                     Resource::TransactionalId(shared.config.transactional_id()),
                 ),
             };
-            shared
-                .recorder
-                .permissions()
-                .refuse(right, "the transaction probe is refused", error);
+            shared.recorder.record(Refused::new(
+                right,
+                "the transaction probe is refused",
+                error,
+            ));
         }
         let fatal = matches!(error, KafkaError::Transaction(error) if error.is_fatal())
             || outcome == Outcome::Fenced;
@@ -450,15 +314,7 @@ impl TransactionProbe {
                 Err(_) => keep = false,
             }
         }
-        self.count(outcome);
-        if let Some(held_back) = self.throttle.admit("transaction") {
-            tracing::warn!(
-                coordinator = %self.coordinator,
-                outcome = outcome.as_str(),
-                held_back,
-                "transaction probe: {error}"
-            );
-        }
+        self.ended(outcome, Some(error));
         keep
     }
 
@@ -475,13 +331,11 @@ impl TransactionProbe {
             .await
             .unwrap_or(Err(KafkaError::Canceled));
         if result.is_ok() {
-            self.metrics
-                .latency
-                .get_or_create(&OperationLabels {
-                    coordinator: self.coordinator.clone(),
-                    operation,
-                })
-                .observe(started.elapsed().as_secs_f64());
+            self.heartbeat.shared.recorder.record(TransactionTimed {
+                coordinator: self.coordinator.clone(),
+                operation,
+                took: started.elapsed(),
+            });
         }
         result
     }
@@ -497,21 +351,49 @@ impl TransactionProbe {
         partition
     }
 
-    fn count(&self, outcome: Outcome) {
-        self.metrics
-            .transactions
-            .get_or_create(&OutcomeLabels {
-                outcome: outcome.as_str(),
-            })
-            .inc();
+    fn ended(&self, outcome: Outcome, error: Option<&KafkaError>) {
+        self.heartbeat.shared.recorder.record(TransactionEnded {
+            coordinator: self.coordinator.clone(),
+            outcome,
+            error: error.map(ToString::to_string),
+        });
     }
 
     fn allow(&self) {
         let shared = &self.heartbeat.shared;
-        shared.recorder.permissions().allow(&Right::new(
+        shared.recorder.record(Allowed(Right::new(
             Operation::Write,
             Resource::TransactionalId(shared.config.transactional_id()),
-        ));
+        )));
+    }
+}
+
+/// What a failed call means for the round. Only fencing is `fenced`: other fatal errors
+/// (a missing right, a transaction timeout the broker refuses) say why.
+fn outcome_of(error: &KafkaError) -> Outcome {
+    match error.rdkafka_error_code() {
+        Some(
+            RDKafkaErrorCode::Fenced
+            | RDKafkaErrorCode::ProducerFenced
+            | RDKafkaErrorCode::InvalidProducerEpoch,
+        ) => Outcome::Fenced,
+        Some(
+            RDKafkaErrorCode::TransactionalIdAuthorizationFailed
+            | RDKafkaErrorCode::TopicAuthorizationFailed
+            | RDKafkaErrorCode::ClusterAuthorizationFailed,
+        ) => Outcome::AuthorizationFailed,
+        Some(
+            RDKafkaErrorCode::CoordinatorNotAvailable
+            | RDKafkaErrorCode::NotCoordinator
+            | RDKafkaErrorCode::CoordinatorLoadInProgress,
+        ) => Outcome::CoordinatorUnavailable,
+        Some(
+            RDKafkaErrorCode::OperationTimedOut
+            | RDKafkaErrorCode::RequestTimedOut
+            | RDKafkaErrorCode::MessageTimedOut
+            | RDKafkaErrorCode::TimedOutQueue,
+        ) => Outcome::TimedOut,
+        _ => Outcome::Other,
     }
 }
 
@@ -521,7 +403,7 @@ mod tests {
 
     #[test]
     fn failures_are_told_apart() {
-        let of = |code| Outcome::of(&KafkaError::MessageProduction(code)).as_str();
+        let of = |code| outcome_of(&KafkaError::MessageProduction(code)).as_str();
         assert_eq!(of(RDKafkaErrorCode::ProducerFenced), "fenced");
         assert_eq!(of(RDKafkaErrorCode::Fenced), "fenced");
         assert_eq!(

@@ -1,12 +1,11 @@
 //! What can become of a heartbeat, as the heartbeat series label it: why the producer could
 //! not deliver one (the `reason` of `heartbeat_produce_failures_total`), and why a record read
-//! from the topic was not measured (the `kind` of `heartbeat_messages_skipped_total`).
-
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+//! from the topic was not measured (the `kind` of `heartbeat_messages_skipped_total`). The
+//! heartbeat's tasks tell them apart; a new one is a new variant here.
 
 /// Why a heartbeat was not delivered; the `reason` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum ProduceFailure {
+pub(crate) enum ProduceFailure {
     /// No acknowledgement within `message.timeout.ms`, or a request timed out.
     TimedOut,
     /// librdkafka's queue is full (the cluster has not taken what was sent).
@@ -29,7 +28,7 @@ pub(super) enum ProduceFailure {
 impl ProduceFailure {
     /// Every reason; each partition's series start at zero with all of them, so `rate()` and
     /// `increase()` see the first failure of any kind.
-    pub(super) const ALL: [ProduceFailure; 8] = [
+    pub(crate) const ALL: [ProduceFailure; 8] = [
         ProduceFailure::TimedOut,
         ProduceFailure::QueueFull,
         ProduceFailure::AuthorizationFailed,
@@ -40,35 +39,9 @@ impl ProduceFailure {
         ProduceFailure::Other,
     ];
 
-    /// Why `error` failed a heartbeat.
-    pub(super) fn of(error: &KafkaError) -> Self {
-        let Some(code) = error.rdkafka_error_code() else {
-            return ProduceFailure::Other;
-        };
-        match code {
-            RDKafkaErrorCode::MessageTimedOut | RDKafkaErrorCode::RequestTimedOut => {
-                ProduceFailure::TimedOut
-            }
-            RDKafkaErrorCode::QueueFull => ProduceFailure::QueueFull,
-            RDKafkaErrorCode::TopicAuthorizationFailed
-            | RDKafkaErrorCode::ClusterAuthorizationFailed => ProduceFailure::AuthorizationFailed,
-            RDKafkaErrorCode::UnknownTopicOrPartition
-            | RDKafkaErrorCode::UnknownPartition
-            | RDKafkaErrorCode::UnknownTopic => ProduceFailure::UnknownPartition,
-            RDKafkaErrorCode::NotLeaderForPartition | RDKafkaErrorCode::LeaderNotAvailable => {
-                ProduceFailure::NotLeader
-            }
-            RDKafkaErrorCode::NotEnoughReplicas
-            | RDKafkaErrorCode::NotEnoughReplicasAfterAppend => ProduceFailure::NotEnoughReplicas,
-            // Positive codes come from the broker; negative ones are the client's own.
-            code if (code as i32) > 0 => ProduceFailure::Rejected,
-            _ => ProduceFailure::Other,
-        }
-    }
-
     /// What the status page, `/ready` and `check` say of it: the label, explained where the
     /// label alone would leave an on-call engineer guessing.
-    pub(super) fn why(self) -> &'static str {
+    pub(crate) fn why(self) -> &'static str {
         match self {
             ProduceFailure::NotEnoughReplicas => {
                 "not_enough_replicas (fewer replicas in sync than the topic's min.insync.replicas: the leader refuses acks=all writes)"
@@ -78,7 +51,7 @@ impl ProduceFailure {
     }
 
     /// The `reason` label.
-    pub(super) fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ProduceFailure::TimedOut => "timed_out",
             ProduceFailure::QueueFull => "queue_full",
@@ -94,7 +67,7 @@ impl ProduceFailure {
 
 /// Why a record on the heartbeat topic was not measured; the `kind` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum SkipKind {
+pub(crate) enum SkipKind {
     /// A heartbeat of another running cc-heartbeat instance.
     OtherInstance,
     /// A heartbeat sent before this process started (an earlier run).
@@ -116,7 +89,7 @@ pub(super) enum SkipKind {
 }
 
 impl SkipKind {
-    pub(super) const ALL: [SkipKind; 9] = [
+    pub(crate) const ALL: [SkipKind; 9] = [
         SkipKind::OtherInstance,
         SkipKind::Stale,
         SkipKind::Legacy,
@@ -129,7 +102,7 @@ impl SkipKind {
     ];
 
     /// The `kind` label.
-    pub(super) fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             SkipKind::OtherInstance => "other_instance",
             SkipKind::Stale => "stale",
@@ -141,30 +114,5 @@ impl SkipKind {
             SkipKind::UnknownSequence => "unknown_sequence",
             SkipKind::Misplaced => "misplaced",
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reasons_separate_timeouts_from_rejections() {
-        let reason = |code| ProduceFailure::of(&KafkaError::MessageProduction(code)).as_str();
-        assert_eq!(reason(RDKafkaErrorCode::MessageTimedOut), "timed_out");
-        assert_eq!(
-            reason(RDKafkaErrorCode::TopicAuthorizationFailed),
-            "authorization_failed"
-        );
-        assert_eq!(reason(RDKafkaErrorCode::InvalidRecord), "rejected");
-        assert_eq!(reason(RDKafkaErrorCode::QueueFull), "queue_full");
-        assert_eq!(
-            reason(RDKafkaErrorCode::NotEnoughReplicas),
-            "not_enough_replicas"
-        );
-        assert_eq!(
-            reason(RDKafkaErrorCode::NotEnoughReplicasAfterAppend),
-            "not_enough_replicas"
-        );
     }
 }

@@ -72,7 +72,12 @@ impl Generation {
         (purpose, links): (Purpose, &Links),
         reloads: &Arc<ReloadMetrics>,
     ) -> Result<Generation, MonitorError> {
-        let shared = ClusterShared::new(config, id_changes, links.clone());
+        let shared = ClusterShared::new(
+            config,
+            id_changes,
+            links.clone(),
+            purpose == Purpose::Export,
+        );
         shared.recorder.metrics().add(reloads.clone());
         // The clients wait for their first token before they connect.
         let tokens = shared

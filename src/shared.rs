@@ -58,9 +58,20 @@ impl ClusterHandle {
 
 impl ClusterShared {
     /// Shared state for a cluster configured by `config`.
-    pub(crate) fn new(config: Config, cluster_id_changes: u64, links: Links) -> Arc<Self> {
+    /// `scans`: whether the cluster scan runs.
+    pub(crate) fn new(
+        config: Config,
+        cluster_id_changes: u64,
+        links: Links,
+        scans: bool,
+    ) -> Arc<Self> {
         let instance_id = uuid::Uuid::new_v4().simple().to_string();
-        let recorder = Arc::new(Recorder::new(&config, &instance_id, cluster_id_changes));
+        let recorder = Arc::new(Recorder::new(
+            &config,
+            &instance_id,
+            cluster_id_changes,
+            scans,
+        ));
         Arc::new(ClusterShared {
             recorder,
             reloaded_producer_credentials: Mutex::new(None),

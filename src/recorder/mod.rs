@@ -10,6 +10,7 @@
 //! record that owns its series (the table in `route!` below), which is handed the stores.
 //!
 //! - `heartbeat`: what became of each heartbeat: its series, round trips, log spells;
+//! - `scan`: the cluster scan: topics, min ISR, the consumer groups and their lag;
 //! - `commit`: the group coordinator probe's commits;
 //! - `transaction`: the transaction probe's rounds;
 //! - `clients`: the clients' errors and statistics: each broker as they see it, throttling;
@@ -26,6 +27,7 @@ pub(crate) mod commit;
 pub(crate) mod connectivity;
 pub(crate) mod heartbeat;
 pub(crate) mod metadata;
+pub(crate) mod scan;
 mod stores;
 pub(crate) mod topic;
 pub(crate) mod transaction;
@@ -47,6 +49,7 @@ use self::metadata::Metadata;
 use self::observed::Observed;
 use self::permissions::Permissions;
 use self::permissions::{Allowed, Refused};
+use self::scan::Scan;
 use self::status::{ReadinessSettings, Status};
 use self::stores::Stores;
 use self::topic::Topic;
@@ -107,6 +110,13 @@ route! {
     connectivity::ConnectionRound => connectivity.round,
     connectivity::BrokerMissing => connectivity.missing,
     connectivity::TargetForgotten => connectivity.forgotten,
+    scan::ScanFinished => ?scan.finished,
+    scan::TopicsCounted => ?scan.topics,
+    scan::MinIsrCounted => ?scan.min_isr,
+    scan::GroupsListed => ?scan.groups,
+    scan::LagScanned<'_> => ?scan.lag,
+    scan::ScanPartSucceeded => ?scan.succeeded,
+    scan::ScanPartFailed => ?scan.failed,
     metadata::MetadataAnswered => metadata.answered,
     metadata::MetadataDelayed => metadata.delayed,
     metadata::MetadataFailed => metadata.failed,
@@ -146,6 +156,8 @@ pub(crate) struct Recorder {
     commit: Commit,
     transaction: Option<Transaction>,
     metadata: Metadata,
+    /// Only the exporter scans the cluster (not the one-shot check).
+    scan: Option<Scan>,
     connectivity: Connectivity,
     topic: Topic,
 }
@@ -154,7 +166,13 @@ impl Recorder {
     /// The record of the cluster `config` configures, monitored by running instance
     /// `instance_id`.
     /// `cluster_id_changes`: how often the cluster's id changed before this generation.
-    pub(crate) fn new(config: &Config, instance_id: &str, cluster_id_changes: u64) -> Self {
+    /// `scans`: whether the cluster scan runs (the exporter's, not the one-shot check's).
+    pub(crate) fn new(
+        config: &Config,
+        instance_id: &str,
+        cluster_id_changes: u64,
+        scans: bool,
+    ) -> Self {
         let metrics = ClusterMetrics::new(instance_id);
         let permissions = Arc::new(Permissions::new(config));
         metrics.add(permissions.clone());
@@ -175,6 +193,10 @@ impl Recorder {
         metrics.add(topic.families());
         let connectivity = Connectivity::new(config);
         metrics.add(connectivity.families());
+        let scan = scans.then(|| Scan::new(config));
+        for families in scan.iter().flat_map(Scan::families) {
+            metrics.add(families);
+        }
         Recorder {
             name: config.name.clone(),
             heartbeat,
@@ -182,6 +204,7 @@ impl Recorder {
             commit,
             transaction,
             metadata,
+            scan,
             connectivity,
             topic,
             metrics,
@@ -226,6 +249,16 @@ impl Recorder {
     /// Whether the brokers answered since `since` (a heartbeat, or a throttling they said).
     pub(crate) fn answered_since(&self, since: Instant) -> bool {
         metadata::answered_since(&self.stores(), since)
+    }
+
+    /// The consumer groups reported at the last listing, with their protocol.
+    pub(crate) fn listed_groups(
+        &self,
+    ) -> std::collections::BTreeMap<String, crate::kafka::groups::GroupProtocol> {
+        self.scan
+            .as_ref()
+            .map(Scan::listed_groups)
+            .unwrap_or_default()
     }
 
     /// Whether something about the heartbeat topic stops heartbeats.

@@ -13,21 +13,7 @@ use crate::kafka::handle::AnyClient;
 use crate::kafka::native_admin::NativeAdminError;
 use rdkafka::types::RDKafkaErrorCode;
 
-/// A consumer group as reported.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct GroupSummary {
-    pub(super) name: String,
-    /// As the coordinator names it: Stable, Empty, PreparingRebalance, CompletingRebalance,
-    /// Assigning, Reconciling, Dead; Unknown when it could not be asked.
-    pub(super) state: String,
-    pub(super) protocol: GroupProtocol,
-    /// `None` when not known (the listing or the description failed).
-    pub(super) members: Option<usize>,
-}
-
-/// The state of a group the cluster could not be asked about (the listing failed or is not
-/// served): named groups, and those listed before, are still reported, as this.
-pub(super) const UNKNOWN_STATE: &str = "Unknown";
+use crate::recorder::scan::found::{GroupSummary, UNKNOWN_STATE};
 
 /// What one listing found.
 #[derive(Debug, Default)]
@@ -249,85 +235,5 @@ mod tests {
         assert_eq!(reported_state(None, Some(&unknown_type)), UNKNOWN_STATE);
         // The listing named it where the description could not.
         assert_eq!(reported_state(Some("Empty"), Some(&classic)), "Empty");
-    }
-
-    #[test]
-    fn a_group_changing_protocol_keeps_one_state_series_and_its_lag() {
-        use super::super::lag::{GroupLag, LagScan, PartitionLag};
-        use super::super::metrics::ScanMetrics;
-        use crate::metrics::encode_alone;
-        let series = |text: &str, family: &str| {
-            text.lines()
-                .filter(|line| line.starts_with(&format!("{family}{{")))
-                .count()
-        };
-        let summary = |state: &str, protocol, members| GroupSummary {
-            name: "orders".to_string(),
-            state: state.to_string(),
-            protocol,
-            members,
-        };
-        let scan = LagScan {
-            groups: [(
-                "orders".to_string(),
-                Ok(GroupLag {
-                    partitions: [(
-                        ("orders".to_string(), 0),
-                        PartitionLag {
-                            committed: 1,
-                            end: Some(3),
-                            messages: Some(2),
-                            seconds: Some(1.5),
-                        },
-                    )]
-                    .into_iter()
-                    .collect(),
-                }),
-            )]
-            .into_iter()
-            .collect(),
-            ..LagScan::default()
-        };
-        let metrics = ScanMetrics::new(true);
-        metrics.record_groups(&[summary("Stable", GroupProtocol::Classic, Some(2))]);
-        metrics.record_lag(&scan, true, true, 100);
-        let before = encode_alone(&metrics);
-        assert!(
-            before.contains(
-                r#"heartbeat_consumer_group_state{group="orders",state="Stable",protocol="classic"} 1"#
-            ),
-            "{before}"
-        );
-        // Its consumers restarted with group.protocol=consumer.
-        metrics.record_groups(&[summary("Reconciling", GroupProtocol::Consumer, Some(2))]);
-        let after = encode_alone(&metrics);
-        assert_eq!(
-            series(&after, "heartbeat_consumer_group_state"),
-            1,
-            "{after}"
-        );
-        assert!(
-            after.contains(
-                r#"heartbeat_consumer_group_state{group="orders",state="Reconciling",protocol="consumer"} 1"#
-            ),
-            "{after}"
-        );
-        assert!(
-            after.contains(r#"heartbeat_consumer_groups_by_state{kind="Stable"} 0"#),
-            "{after}"
-        );
-        // The lag series carry no protocol: the same series before and after.
-        let lag = |text: &str| {
-            text.lines()
-                .filter(|line| line.starts_with("heartbeat_consumer_group_lag{"))
-                .map(str::to_string)
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(lag(&before), lag(&after));
-        assert_eq!(lag(&after).len(), 1);
-        assert_eq!(
-            metrics.listed_groups().get("orders"),
-            Some(&GroupProtocol::Consumer)
-        );
     }
 }

@@ -10,10 +10,13 @@ use std::time::{Duration, Instant};
 
 use crate::kafka::handle::Requests;
 
-use super::probe::{LagProbe, ProbeOutcome, ProbeRound, ProbeTarget};
+use super::probe::LagProbe;
 use crate::clock::unix_millis;
 use crate::kafka::native_admin::{self, NativeAdminError};
 use crate::kafka::TopicPartition;
+use crate::recorder::scan::found::{
+    GroupLag, LagScan, PartitionLag, ProbeOutcome, ProbeRound, ProbeTarget,
+};
 
 /// Lag in messages from a committed and a log end offset, clamped at zero. The flag says a
 /// committed offset was past the end (the offsets were read at different instants, or the log
@@ -26,65 +29,8 @@ pub(super) fn lag_in_messages(committed: i64, end: i64) -> (i64, bool) {
     }
 }
 
-/// One group's lag on one partition.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) struct PartitionLag {
-    pub(super) committed: i64,
-    /// `None` when the log end offset could not be read.
-    pub(super) end: Option<i64>,
-    /// Messages behind, never negative; `None` without the log end offset.
-    pub(super) messages: Option<i64>,
-    /// Age of the oldest unconsumed record; `Some(0.0)` without lag, `None` when unknown.
-    pub(super) seconds: Option<f64>,
-}
-
-/// One group's lag, per partition and in total.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub(super) struct GroupLag {
-    pub(super) partitions: BTreeMap<TopicPartition, PartitionLag>,
-}
-
-impl GroupLag {
-    /// Messages behind on all partitions.
-    pub(super) fn total(&self) -> i64 {
-        self.partitions.values().filter_map(|p| p.messages).sum()
-    }
-
-    /// Messages behind on the partition furthest behind.
-    pub(super) fn max(&self) -> i64 {
-        self.partitions
-            .values()
-            .filter_map(|p| p.messages)
-            .max()
-            .unwrap_or(0)
-    }
-
-    /// Age of the oldest unconsumed record over all partitions, when any is known.
-    pub(super) fn max_seconds(&self) -> Option<f64> {
-        self.partitions
-            .values()
-            .filter_map(|p| p.seconds)
-            .reduce(f64::max)
-    }
-}
-
 /// Groups whose committed offsets are requested at once (librdkafka takes one per request).
 const OFFSETS_IN_FLIGHT: usize = 16;
-
-/// What one lag scan found.
-#[derive(Debug, Default)]
-pub(super) struct LagScan {
-    /// Every group asked for: its lag, or why its offsets could not be read.
-    pub(super) groups: BTreeMap<String, Result<GroupLag, NativeAdminError>>,
-    /// Log end offsets of the committed partitions, when some could be read.
-    pub(super) end_offsets: BTreeMap<TopicPartition, i64>,
-    /// Why the log end offsets could not be read.
-    pub(super) end_offsets_error: Option<NativeAdminError>,
-    /// Committed offsets found past the log end (clamped to zero lag).
-    pub(super) races: u64,
-    /// The lag-in-seconds round, when the probe ran.
-    pub(super) probe: Option<ProbeRound>,
-}
 
 /// Committed offsets of each group asked for, or why they could not be read.
 type Committed<'a> = BTreeMap<&'a str, Result<BTreeMap<TopicPartition, i64>, NativeAdminError>>;

@@ -20,16 +20,15 @@
 //! - [`groups`]: the consumer groups as listed and described, on either protocol;
 //! - [`lag`]: lag in messages and in seconds;
 //! - [`probe`]: reads the records lag in seconds is measured from;
-//! - [`progress`]: how long ago each group's commits moved, and its margin to retention;
-//! - [`metrics`]: this task's series.
+//!
+//! What a scan found goes to the recorder (`crate::recorder::scan`), which owns its series,
+//! how each group's commits move, and the log's spells of each part's failures.
 
 mod groups;
 mod lag;
-mod metrics;
 mod min_isr;
 mod overview;
 mod probe;
-mod progress;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -42,23 +41,26 @@ use rdkafka::types::RDKafkaErrorCode;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use self::groups::{fetch_groups, GroupSummary, UNKNOWN_STATE};
-use self::lag::{scan_lag, GroupLag, LagScan};
-use self::metrics::{ScanMetrics, ScanPart};
-use self::min_isr::{min_isr, MinIsrMetrics, MIN_ISR_TOPICS_MAX};
+use self::groups::fetch_groups;
+use self::lag::scan_lag;
+use self::min_isr::min_isr;
 use self::overview::{fetch_overview, TopicsHealth};
 use self::probe::LagProbe;
-use self::progress::GroupProgress;
-use crate::config::{AdminSettings, LagGranularity, Pattern};
+use crate::config::{AdminSettings, Pattern};
 use crate::kafka::client::{client_config, is_authorization_failure, ClientLog, Role};
 use crate::kafka::configs::{describe_topic_configs, Retention, TopicConfig};
 use crate::kafka::groups::GroupProtocol;
 use crate::kafka::handle::AnyClient;
 use crate::kafka::native_admin::NativeAdminError;
 use crate::kafka::TopicPartition;
-use crate::logging::LogThrottle;
-use crate::recorder::observed::GroupBehind;
+use crate::recorder::permissions::{Allowed, Refused};
 use crate::recorder::permissions::{Operation, Resource, Right};
+use crate::recorder::scan::found::{GroupSummary, LagScan, UNKNOWN_STATE};
+use crate::recorder::scan::metrics::ScanPart;
+use crate::recorder::scan::{
+    GroupsListed, LagScanned, MinIsrCounted, ScanFinished, ScanPartFailed, ScanPartSucceeded,
+    TopicsCounted,
+};
 use crate::shared::ClusterShared;
 use crate::sync::lock;
 
@@ -99,21 +101,17 @@ pub(crate) struct ClusterScan {
     client: Arc<dyn AnyClient>,
     /// Reads the records lag in seconds needs; `None` with `consumer.group.lag.seconds` off.
     probe: Option<Arc<Mutex<LagProbe>>>,
-    metrics: Arc<ScanMetrics>,
-    throttle: LogThrottle,
     /// Whether the cluster's not listing groups was said.
     told_unlisted: AtomicBool,
     /// Partitions of the topics lag is reported on, from the last metadata that came (`None`
     /// before any came).
     topic_partitions: Mutex<Option<Vec<TopicPartition>>>,
-    progress: Arc<GroupProgress>,
     /// The time retention of the groups' topics, as last read.
     retention: Mutex<BTreeMap<String, Retention>>,
     /// Whether the cluster's not describing configs was said.
     told_no_configs: AtomicBool,
     /// Each topic's `min.insync.replicas`, as last read.
     min_isr: Mutex<BTreeMap<String, usize>>,
-    min_isr_metrics: Arc<MinIsrMetrics>,
     /// Whether topics whose min ISR cannot be read were said.
     told_min_isr_refused: AtomicBool,
 }
@@ -138,25 +136,15 @@ impl ClusterScan {
             .admin
             .consumer_group_lag_seconds
             .then(|| Arc::new(Mutex::new(LagProbe::new(client.clone()))));
-        let metrics = Arc::new(ScanMetrics::new(probe.is_some()));
-        shared.recorder.metrics().add(metrics.clone());
-        let progress = Arc::new(GroupProgress::default());
-        shared.recorder.metrics().add(progress.clone());
-        let min_isr_metrics = Arc::new(MinIsrMetrics::default());
-        shared.recorder.metrics().add(min_isr_metrics.clone());
         Ok(ClusterScan {
             shared: shared.clone(),
             client,
             probe,
-            metrics,
-            throttle: LogThrottle::default(),
             told_unlisted: AtomicBool::new(false),
             topic_partitions: Mutex::default(),
-            progress,
             retention: Mutex::default(),
             told_no_configs: AtomicBool::new(false),
             min_isr: Mutex::default(),
-            min_isr_metrics,
             told_min_isr_refused: AtomicBool::new(false),
         })
     }
@@ -185,7 +173,9 @@ impl ClusterScan {
         self.scan_topics().await;
         let groups = self.scan_groups().await;
         self.scan_lag(groups).await;
-        self.metrics.record_duration(start.elapsed());
+        self.shared.recorder.record(ScanFinished {
+            took: start.elapsed(),
+        });
     }
 
     async fn scan_topics(&self) {
@@ -200,7 +190,7 @@ impl ClusterScan {
         .await;
         match result {
             Ok(Ok((overview, partitions, health))) => {
-                self.metrics.record_overview(&overview);
+                self.shared.recorder.record(TopicsCounted(overview));
                 *lock(&self.topic_partitions) = Some(partitions);
                 self.succeeded(ScanPart::Topics);
                 self.scan_min_isr(health).await;
@@ -297,20 +287,7 @@ impl ClusterScan {
                 .map(|(topic, partitions)| (topic.as_str(), partitions.as_slice())),
             &known,
         );
-        let dropped = self.min_isr_metrics.record(&count);
-        self.metrics.count_dropped(dropped);
-        if dropped == 0 {
-            self.throttle.reset("min_isr_series");
-        } else if let Some(held_back) = self.throttle.admit("min_isr_series") {
-            tracing::warn!(
-                held_back,
-                dropped,
-                "{} topics have partitions under or at their min ISR: series of the first {MIN_ISR_TOPICS_MAX} only ({} under, {} at min ISR in the cluster)",
-                count.topics.len(),
-                count.under,
-                count.at
-            );
-        }
+        self.shared.recorder.record(MinIsrCounted(count));
     }
 
     /// Lists the groups and reports their state; returns the groups whose lag to scan: those
@@ -331,15 +308,16 @@ impl ClusterScan {
         .await;
         match result {
             Ok(Ok(listing)) => {
-                self.metrics.record_groups(&listing.groups);
+                let (count, undescribed) = (listing.groups.len(), listing.undescribed);
+                self.shared.recorder.record(GroupsListed(listing.groups));
                 match &listing.first_failure {
                     None => self.succeeded(ScanPart::Groups),
                     Some(first) => self.failed(
                         ScanPart::Groups,
                         &format!(
                             "{} of {} consumer groups could not be described (reported as listed, with no member count); first: {first}",
-                            listing.undescribed,
-                            listing.groups.len()
+                            undescribed,
+                            count
                         ),
                     ),
                 }
@@ -368,7 +346,7 @@ impl ClusterScan {
     /// The groups reported at the last listing, with their protocol, and those named in the
     /// configuration (of a protocol not known unless listed).
     fn listed_and_named(&self) -> BTreeMap<String, GroupProtocol> {
-        let mut names = self.metrics.listed_groups();
+        let mut names = self.shared.recorder.listed_groups();
         for name in &self.shared.config.admin.consumer_group_names {
             names.entry(name.clone()).or_insert(GroupProtocol::Unknown);
         }
@@ -389,7 +367,7 @@ impl ClusterScan {
                 members: None,
             })
             .collect();
-        self.metrics.record_groups(&groups);
+        self.shared.recorder.record(GroupsListed(groups));
     }
 
     async fn scan_lag(&self, groups: Vec<String>) {
@@ -441,16 +419,20 @@ impl ClusterScan {
         .await;
         match result {
             Ok((scan, described)) => {
+                let retention = self.read_retention(described);
+                self.shared.recorder.record(LagScanned {
+                    scan: &scan,
+                    retention: &retention,
+                });
                 self.report_lag(&scan);
-                self.report_progress(&scan, described);
             }
             Err(error) => self.failed(ScanPart::Offsets, &error.to_string()),
         }
     }
 
-    /// Records the groups' commit ages and retention margins, with the retention read (or,
-    /// where it could not be read this time, as last read).
-    fn report_progress(&self, scan: &LagScan, described: Option<Described>) {
+    /// The retention of the groups' topics, for their retention margins: as read (or, where
+    /// it could not be read this time, as last read).
+    fn read_retention(&self, described: Option<Described>) -> BTreeMap<String, Retention> {
         let mut retention = lock(&self.retention);
         let describe_configs = Right::new(Operation::DescribeConfigs, Resource::ReportedTopics);
         match described {
@@ -481,12 +463,12 @@ impl ClusterScan {
                     None => self.succeeded(ScanPart::Configs),
                 }
                 match refused {
-                    Some((topic, error)) => self.shared.recorder.permissions().refuse(
+                    Some((topic, error)) => self.shared.recorder.record(Refused::new(
                         describe_configs,
                         &format!("the retention of topic `{topic}` cannot be read, so no retention margin"),
                         &error,
-                    ),
-                    None => self.shared.recorder.permissions().allow(&describe_configs),
+                    )),
+                    None => self.shared.recorder.record(Allowed(describe_configs)),
                 }
             }
             // Some brokers do not describe configs (librdkafka's mock cluster among them): a
@@ -498,59 +480,11 @@ impl ClusterScan {
             }
             Some(Err(error)) => self.failed(ScanPart::Configs, &error.to_string()),
         }
-        let groups: BTreeMap<&str, &GroupLag> = scan
-            .groups
-            .iter()
-            .filter_map(|(group, answer)| Some((group.as_str(), answer.as_ref().ok()?)))
-            .collect();
-        let scanned: BTreeSet<&str> = scan.groups.keys().map(String::as_str).collect();
-        self.progress
-            .record(&groups, &scanned, &retention, Instant::now());
+        retention.clone()
     }
 
-    /// Records a lag scan's series, and counts and logs what it could not read.
+    /// Counts and logs what a lag scan could not read.
     fn report_lag(&self, scan: &LagScan) {
-        let admin = &self.shared.config.admin;
-        let per_partition = admin.lag_granularity() == LagGranularity::Partition;
-        let dropped = self.metrics.record_lag(
-            scan,
-            per_partition,
-            self.probe.is_some(),
-            admin.consumer_group_max_series,
-        );
-        let listed = self.metrics.reported_groups();
-        self.shared.recorder.observed().groups_scanned(
-            scan.groups
-                .iter()
-                .filter_map(|(group, answer)| {
-                    let lag = answer.as_ref().ok()?;
-                    let listed = listed.get(group);
-                    Some(GroupBehind {
-                        group: group.clone(),
-                        lag_messages: lag.total(),
-                        lag_seconds: lag.max_seconds(),
-                        state: listed
-                            .map_or(UNKNOWN_STATE, |group| &group.state)
-                            .to_string(),
-                        protocol: listed
-                            .map_or(GroupProtocol::Unknown, |group| group.protocol)
-                            .as_str(),
-                        members: listed.and_then(|group| group.members),
-                    })
-                })
-                .collect(),
-        );
-        if dropped == 0 {
-            self.throttle.reset("series");
-        } else if let Some(held_back) = self.throttle.admit("series") {
-            tracing::warn!(
-                held_back,
-                dropped,
-                "lag series not reported: consumer.group.max.series ({}) reached; narrow \
-                 consumer.group.allow, or set consumer.group.lag.granularity = group",
-                admin.consumer_group_max_series
-            );
-        }
         let failures: Vec<String> = scan
             .groups
             .iter()
@@ -588,7 +522,7 @@ impl ClusterScan {
     /// What the scan's requests said of its rights: DESCRIBE on the groups (their committed
     /// offsets), DESCRIBE on their topics (log end offsets), READ on them (lag in seconds).
     fn record_rights(&self, scan: &LagScan) {
-        let permissions = self.shared.recorder.permissions();
+        let recorder = &self.shared.recorder;
         let refused_group = scan.groups.iter().find_map(|(group, answer)| {
             answer
                 .as_ref()
@@ -598,56 +532,48 @@ impl ClusterScan {
         });
         let describe_groups = Right::new(Operation::Describe, Resource::ReportedGroups);
         match refused_group {
-            Some((group, error)) => permissions.refuse(
+            Some((group, error)) => recorder.record(Refused::new(
                 describe_groups,
                 &format!("the lag of consumer group `{group}` cannot be read"),
                 error,
-            ),
-            None => permissions.allow(&describe_groups),
+            )),
+            None => recorder.record(Allowed(describe_groups)),
         }
         let describe_topics = Right::new(Operation::Describe, Resource::ReportedTopics);
         match &scan.end_offsets_error {
-            Some(error) if is_authorization_failure(error.code()) => permissions.refuse(
+            Some(error) if is_authorization_failure(error.code()) => recorder.record(Refused::new(
                 describe_topics,
                 "the log end offsets of the groups' topics cannot be read",
                 error,
-            ),
+            )),
             Some(_) => {}
-            None => permissions.allow(&describe_topics),
+            None => recorder.record(Allowed(describe_topics)),
         }
         if let Some(round) = &scan.probe {
             let read_topics = Right::new(Operation::Read, Resource::ReportedTopics);
             match &round.error {
-                Some(error) if is_authorization_failure(error.rdkafka_error_code()) => permissions
-                    .refuse(
+                Some(error) if is_authorization_failure(error.rdkafka_error_code()) => {
+                    recorder.record(Refused::new(
                         read_topics,
                         "lag in seconds cannot be read (consumer.group.lag.seconds = false turns it off)",
                         error,
-                    ),
+                    ))
+                }
                 Some(_) => {}
-                None => permissions.allow(&read_topics),
+                None => recorder.record(Allowed(read_topics)),
             }
         }
     }
 
     fn succeeded(&self, part: ScanPart) {
-        let part = part.as_str();
-        if let Some(spell) = self.throttle.reset(part) {
-            tracing::info!(
-                failed = spell.counted,
-                "cluster scan of {part} succeeds again, {} after the first failure ({} failed)",
-                spell.seconds(),
-                spell.counted
-            );
-        }
+        self.shared.recorder.record(ScanPartSucceeded(part));
     }
 
     fn failed(&self, part: ScanPart, error: &str) {
-        self.metrics.count_failure(part);
-        let part = part.as_str();
-        if let Some(held_back) = self.throttle.admit(part) {
-            tracing::warn!(held_back, "cluster scan of {part} failed: {error}");
-        }
+        self.shared.recorder.record(ScanPartFailed {
+            part,
+            error: error.to_string(),
+        });
     }
 }
 

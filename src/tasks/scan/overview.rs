@@ -10,6 +10,7 @@ use rdkafka::error::KafkaError;
 
 use crate::kafka::handle::AnyClient;
 use crate::kafka::TopicPartition;
+use crate::recorder::scan::found::ClusterOverview;
 
 /// One partition as the scan sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,15 +19,6 @@ pub(super) struct PartitionHealth {
     pub(super) leader: Option<i32>,
     pub(super) replicas: usize,
     pub(super) in_sync: usize,
-}
-
-/// What one scan counted.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(super) struct ClusterOverview {
-    pub(super) topics: usize,
-    pub(super) partitions: usize,
-    pub(super) under_replicated: usize,
-    pub(super) offline: usize,
 }
 
 /// Counts topics and partitions, and the unhealthy ones, from each topic's partitions.

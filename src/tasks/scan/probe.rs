@@ -6,7 +6,7 @@
 //! [`RUN_SPAN`] offsets) are read in one pass from the lowest: many groups on a topic would
 //! otherwise cost one assignment and fetch round each.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,63 +17,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::kafka::client::ClientLog;
 use crate::kafka::TopicPartition;
-
-/// A partition the probe reads: where the group's committed offset is, and where the log ends.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(super) struct ProbeTarget {
-    pub(super) topic: String,
-    pub(super) partition: i32,
-    pub(super) committed: i64,
-    pub(super) end: i64,
-}
-
-/// What the probe learned of one partition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum ProbeOutcome {
-    /// Timestamp (milliseconds since the epoch) of the oldest unconsumed record.
-    Timestamp(i64),
-    /// Only records without a timestamp, or control records, are left to consume.
-    NoRecord,
-    /// Nothing came before the batch's timeout.
-    TimedOut,
-    /// The partition could not be read (authorization, unknown partition, …).
-    Failed,
-}
-
-impl ProbeOutcome {
-    /// The `kind` of a partition answered from the cache, without a read.
-    pub(super) const CACHED: &'static str = "cached";
-
-    /// Every `kind` of `heartbeat_consumer_group_lag_probes_total`: how a partition was
-    /// answered.
-    pub(super) const KINDS: [&'static str; 5] = [
-        ProbeOutcome::CACHED,
-        ProbeOutcome::Timestamp(0).kind(),
-        ProbeOutcome::NoRecord.kind(),
-        ProbeOutcome::TimedOut.kind(),
-        ProbeOutcome::Failed.kind(),
-    ];
-
-    /// The label of `heartbeat_consumer_group_lag_probes_total` for this outcome.
-    pub(super) const fn kind(self) -> &'static str {
-        match self {
-            ProbeOutcome::Timestamp(_) => "read",
-            ProbeOutcome::NoRecord => "no_record",
-            ProbeOutcome::TimedOut => "timed_out",
-            ProbeOutcome::Failed => "failed",
-        }
-    }
-}
-
-/// How one probe round went.
-#[derive(Debug, Default)]
-pub(super) struct ProbeRound {
-    pub(super) outcomes: HashMap<ProbeTarget, ProbeOutcome>,
-    /// Targets by how they were answered: [`ProbeOutcome::CACHED`], or an outcome's [`ProbeOutcome::kind`].
-    pub(super) counts: BTreeMap<&'static str, u64>,
-    /// The first error that stopped a batch, to report.
-    pub(super) error: Option<KafkaError>,
-}
+use crate::recorder::scan::found::{ProbeOutcome, ProbeRound, ProbeTarget};
 
 /// Partitions assigned at once: bounds the probe's fetch sessions and its prefetch.
 pub(super) const PROBE_BATCH: usize = 200;

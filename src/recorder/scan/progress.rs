@@ -20,7 +20,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
-use super::lag::GroupLag;
+use super::found::GroupLag;
 use crate::kafka::configs::Retention;
 use crate::metrics::Families;
 use crate::sync::lock;
@@ -174,7 +174,7 @@ impl Families for GroupProgress {
 mod tests {
     use std::time::Duration;
 
-    use super::super::lag::PartitionLag;
+    use super::super::found::PartitionLag;
     use super::*;
 
     fn lag(partitions: &[(&str, i32, i64, Option<f64>)]) -> GroupLag {

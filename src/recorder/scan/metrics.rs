@@ -14,10 +14,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
-use super::groups::GroupSummary;
-use super::lag::{GroupLag, LagScan};
-use super::overview::ClusterOverview;
-use super::probe::ProbeOutcome;
+use super::found::{ClusterOverview, GroupLag, GroupSummary, LagScan, ProbeOutcome};
 use crate::kafka::groups::GroupProtocol;
 use crate::kafka::TopicPartition;
 use crate::metrics::labels::KindLabels;
@@ -26,7 +23,7 @@ use crate::sync::lock;
 
 /// What part of a scan failed; the `kind` of `heartbeat_cluster_scan_failures_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum ScanPart {
+pub(crate) enum ScanPart {
     /// The metadata of every topic.
     Topics,
     /// The listing of consumer groups.
@@ -54,7 +51,7 @@ impl ScanPart {
         ScanPart::MinIsr,
     ];
 
-    pub(super) fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ScanPart::Topics => "topics",
             ScanPart::Groups => "groups",
@@ -589,7 +586,7 @@ mod tests {
 
     #[test]
     fn a_scan_reports_at_most_the_series_allowed_groups_first() {
-        use super::super::lag::PartitionLag;
+        use super::super::found::PartitionLag;
         let group = || {
             let partition = PartitionLag {
                 committed: 1,

@@ -8,7 +8,7 @@ use std::time::Instant;
 use crate::clock::unix_micros;
 use crate::cluster::{ClusterSnapshot, Links};
 use crate::config::Config;
-use crate::recorder::Recorder;
+use crate::recorder::{Recorder, Setup};
 use crate::sync::lock;
 
 /// Everything the tasks of one cluster share.
@@ -68,9 +68,15 @@ impl ClusterShared {
         let instance_id = uuid::Uuid::new_v4().simple().to_string();
         let recorder = Arc::new(Recorder::new(
             &config,
-            &instance_id,
-            cluster_id_changes,
-            scans,
+            Setup {
+                instance_id: &instance_id,
+                cluster_id_changes,
+                scans,
+                mirror: links
+                    .source
+                    .as_ref()
+                    .map(|source| (source.name.as_str(), source.topic.as_str())),
+            },
         ));
         Arc::new(ClusterShared {
             recorder,

@@ -11,6 +11,8 @@
 //!
 //! - `heartbeat`: what became of each heartbeat: its series, round trips, log spells;
 //! - `scan`: the cluster scan: topics, min ISR, the consumer groups and their lag;
+//! - `schema_registry`: the Schema Registry probe;
+//! - `mirror`: a replica's reader of its source's heartbeats;
 //! - `commit`: the group coordinator probe's commits;
 //! - `transaction`: the transaction probe's rounds;
 //! - `clients`: the clients' errors and statistics: each broker as they see it, throttling;
@@ -27,7 +29,9 @@ pub(crate) mod commit;
 pub(crate) mod connectivity;
 pub(crate) mod heartbeat;
 pub(crate) mod metadata;
+pub(crate) mod mirror;
 pub(crate) mod scan;
+pub(crate) mod schema_registry;
 mod stores;
 pub(crate) mod topic;
 pub(crate) mod transaction;
@@ -46,10 +50,12 @@ use self::commit::Commit;
 use self::connectivity::Connectivity;
 use self::heartbeat::Heartbeat;
 use self::metadata::Metadata;
+use self::mirror::Mirror;
 use self::observed::Observed;
 use self::permissions::Permissions;
 use self::permissions::{Allowed, Refused};
 use self::scan::Scan;
+use self::schema_registry::SchemaRegistry;
 use self::status::{ReadinessSettings, Status};
 use self::stores::Stores;
 use self::topic::Topic;
@@ -117,6 +123,16 @@ route! {
     scan::LagScanned<'_> => ?scan.lag,
     scan::ScanPartSucceeded => ?scan.succeeded,
     scan::ScanPartFailed => ?scan.failed,
+    schema_registry::RegistryAnswered => ?schema_registry.answered,
+    schema_registry::RegistryFailed => ?schema_registry.failed,
+    schema_registry::RegistryProbed => ?schema_registry.probed,
+    mirror::MirrorPositioned => ?mirror.positioned,
+    mirror::MirrorCounted => ?mirror.counted,
+    mirror::MirrorReplicated => ?mirror.replicated,
+    mirror::MirrorSkipped => ?mirror.skipped,
+    mirror::MirrorDropped => ?mirror.dropped,
+    mirror::MirrorPartitionDifference => ?mirror.difference,
+    mirror::MirrorExpired => ?mirror.expired,
     metadata::MetadataAnswered => metadata.answered,
     metadata::MetadataDelayed => metadata.delayed,
     metadata::MetadataFailed => metadata.failed,
@@ -139,6 +155,20 @@ impl Observation for Refused {
     }
 }
 
+/// What a record is set up for, beside the configuration.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Setup<'a> {
+    /// This running instance's id (on `heartbeat_build_info`).
+    pub(crate) instance_id: &'a str,
+    /// How often the cluster's id changed before this generation.
+    pub(crate) cluster_id_changes: u64,
+    /// Whether the cluster scan runs (the exporter's, not the one-shot check's).
+    pub(crate) scans: bool,
+    /// For a replica whose source is monitored here: the source's name, and the topic its
+    /// heartbeats are read from here.
+    pub(crate) mirror: Option<(&'a str, &'a str)>,
+}
+
 /// The record of one generation of a cluster's tasks.
 pub(crate) struct Recorder {
     /// The cluster's name.
@@ -158,6 +188,9 @@ pub(crate) struct Recorder {
     metadata: Metadata,
     /// Only the exporter scans the cluster (not the one-shot check).
     scan: Option<Scan>,
+    schema_registry: Option<SchemaRegistry>,
+    /// For a replica whose source is monitored here.
+    mirror: Option<Mirror>,
     connectivity: Connectivity,
     topic: Topic,
 }
@@ -166,13 +199,13 @@ impl Recorder {
     /// The record of the cluster `config` configures, monitored by running instance
     /// `instance_id`.
     /// `cluster_id_changes`: how often the cluster's id changed before this generation.
-    /// `scans`: whether the cluster scan runs (the exporter's, not the one-shot check's).
-    pub(crate) fn new(
-        config: &Config,
-        instance_id: &str,
-        cluster_id_changes: u64,
-        scans: bool,
-    ) -> Self {
+    pub(crate) fn new(config: &Config, setup: Setup<'_>) -> Self {
+        let Setup {
+            instance_id,
+            cluster_id_changes,
+            scans,
+            ..
+        } = setup;
         let metrics = ClusterMetrics::new(instance_id);
         let permissions = Arc::new(Permissions::new(config));
         metrics.add(permissions.clone());
@@ -197,6 +230,12 @@ impl Recorder {
         for families in scan.iter().flat_map(Scan::families) {
             metrics.add(families);
         }
+        let schema_registry = SchemaRegistry::new(config);
+        metrics.add_some(schema_registry.as_ref().map(SchemaRegistry::families));
+        let mirror = setup
+            .mirror
+            .map(|(source, topic)| Mirror::new(config, source, topic));
+        metrics.add_some(mirror.as_ref().map(Mirror::families));
         Recorder {
             name: config.name.clone(),
             heartbeat,
@@ -205,6 +244,8 @@ impl Recorder {
             transaction,
             metadata,
             scan,
+            schema_registry,
+            mirror,
             connectivity,
             topic,
             metrics,

@@ -9,11 +9,8 @@
 //! was in place is counted lost. Both tools keep the source partition, and the heartbeat
 //! names its own, so matching never depends on where the pipeline put it. Memory is bounded as
 //! the end-to-end consumer's: what the feed holds for a reader behind, and what the tracker
-//! holds per partition, each with what is dropped counted.
-//!
-//! - `metrics`: the reader's series.
-
-mod metrics;
+//! holds per partition, each with what is dropped counted. What it finds goes to the
+//! recorder (`crate::recorder::mirror`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -27,14 +24,17 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use self::metrics::{MirrorMetrics, Outcome, Skipped};
 use crate::cluster::Beat;
 use crate::kafka::client::{client_config, ClientLog, Role};
 use crate::kafka::handle::AnyClient;
 use crate::kafka::positions::end_offsets;
 use crate::logging::LogThrottle;
 use crate::message::{decode, Decoded};
-use crate::recorder::status::MirrorFacts;
+use crate::recorder::mirror::metrics::{Outcome, Skipped};
+use crate::recorder::mirror::{
+    MirrorCounted, MirrorDropped, MirrorExpired, MirrorPartitionDifference, MirrorPositioned,
+    MirrorReplicated, MirrorSkipped,
+};
 use crate::shared::ClusterShared;
 use crate::sync::lock;
 use crate::tracker::{MessageTracker, Observation};
@@ -91,7 +91,6 @@ pub(crate) struct MirrorReader {
     source: String,
     topic: String,
     consumer: Arc<StreamConsumer<ClientLog>>,
-    metrics: Arc<MirrorMetrics>,
     state: Mutex<MirrorState>,
     started: Instant,
     throttle: LogThrottle,
@@ -109,19 +108,11 @@ impl MirrorReader {
         let consumer: Arc<StreamConsumer<ClientLog>> = Arc::new(config.create_with_context(
             ClientLog::for_cluster(&shared.config, Role::Consumer, shared.recorder.clone()),
         )?);
-        let admin = &shared.config.admin;
-        let metrics = Arc::new(MirrorMetrics::new(
-            &source.name,
-            admin.mirror_lost_after,
-            admin.latency_window,
-        ));
-        shared.recorder.metrics().add(metrics.clone());
         Ok(Some(MirrorReader {
             shared: shared.clone(),
             source: source.name.clone(),
             topic: source.topic.clone(),
             consumer,
-            metrics,
             state: Mutex::new(MirrorState {
                 current: None,
                 previous: None,
@@ -189,8 +180,9 @@ impl MirrorReader {
                         .expect(partition, sequence, sent);
                     drop(state);
                     if let Some(evicted) = evicted {
-                        self.metrics.count(evicted.partition, Outcome::Lost);
-                        self.metrics.dropped(1);
+                        self.shared.recorder.record(MirrorDropped::Evicted {
+                            partition: evicted.partition,
+                        });
                     }
                 }
                 Ok(Beat::Failed {
@@ -203,20 +195,21 @@ impl MirrorReader {
                     }
                 }
                 Err(RecvError::Lagged(missed)) => {
-                    // Those are not expected, so never counted lost: said and counted apart.
-                    self.metrics.dropped(missed);
-                    if let Some(held_back) = self.throttle.admit("feed") {
-                        tracing::warn!(
-                            source = %self.source,
-                            held_back,
-                            "the mirror reader fell {missed} heartbeats behind its source's \
-                             feed: those are not matched"
-                        );
-                    }
+                    self.shared.recorder.record(MirrorDropped::Missed(missed));
                 }
                 Err(RecvError::Closed) => return std::future::pending().await,
             }
         }
+    }
+
+    fn skipped(&self, kind: Skipped) {
+        self.shared.recorder.record(MirrorSkipped(kind));
+    }
+
+    fn counted(&self, partition: i32, outcome: Outcome) {
+        self.shared
+            .recorder
+            .record(MirrorCounted { partition, outcome });
     }
 
     /// Reads the mirror topic and matches each heartbeat.
@@ -235,11 +228,11 @@ impl MirrorReader {
             let heartbeat = match decode(message.payload()) {
                 Decoded::Heartbeat(heartbeat) if !heartbeat.transactional => heartbeat,
                 Decoded::Heartbeat(_) => {
-                    self.metrics.skipped(Skipped::OtherInstance);
+                    self.skipped(Skipped::OtherInstance);
                     continue;
                 }
                 _ => {
-                    self.metrics.skipped(Skipped::Foreign);
+                    self.skipped(Skipped::Foreign);
                     continue;
                 }
             };
@@ -248,12 +241,14 @@ impl MirrorReader {
                 .map(|tracker| tracker.observe(heartbeat.partition, heartbeat.sequence, now));
             let partition = heartbeat.partition;
             match observation {
-                None => self.metrics.skipped(Skipped::OtherInstance),
-                Some(Observation::Unknown) => self.metrics.skipped(Skipped::BeforeStart),
-                Some(Observation::Duplicate) => self.metrics.count(partition, Outcome::Duplicated),
-                Some(Observation::Late) => self.metrics.count(partition, Outcome::Late),
+                None => self.skipped(Skipped::OtherInstance),
+                Some(Observation::Unknown) => self.skipped(Skipped::BeforeStart),
+                Some(Observation::Duplicate) => self.counted(partition, Outcome::Duplicated),
+                Some(Observation::Late) => self.counted(partition, Outcome::Late),
                 Some(Observation::Consumed { latency, .. }) => {
-                    self.metrics.replicated(partition, latency);
+                    self.shared
+                        .recorder
+                        .record(MirrorReplicated { partition, latency });
                     let sent = now.checked_sub(latency).unwrap_or(now);
                     let mut state = lock(&self.state);
                     state.replicated += 1;
@@ -294,7 +289,9 @@ impl MirrorReader {
                 self.assign_at_end(&new).await;
             }
             let difference = self.partition_difference(partitions.len());
-            self.metrics.set_partition_difference(difference);
+            self.shared
+                .recorder
+                .record(MirrorPartitionDifference(difference));
             if difference != said_difference {
                 said_difference = difference;
                 if difference != 0 {
@@ -408,7 +405,9 @@ impl MirrorReader {
                 let mut state = lock(&self.state);
                 for partition in &positioned {
                     state.positioned.insert(*partition, positioned_at);
-                    self.metrics.partition_positioned(*partition);
+                    self.shared.recorder.record(MirrorPositioned {
+                        partition: *partition,
+                    });
                 }
                 if !positioned.is_empty() {
                     tracing::info!(source = %self.source, partitions = ?positioned, "reading mirror partitions from their end");
@@ -431,7 +430,6 @@ impl MirrorReader {
     async fn expire(&self) {
         let mut interval = tokio::time::interval(Duration::from_secs(1));
         interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
-        let lost_after = self.shared.config.admin.mirror_lost_after;
         loop {
             interval.tick().await;
             let now = Instant::now();
@@ -448,27 +446,9 @@ impl MirrorReader {
                 let age = now.saturating_duration_since(state.newest_sent.unwrap_or(self.started));
                 (lost, age, state.problem.clone(), state.replicated)
             };
-            for message in &lost {
-                self.metrics.count(message.partition, Outcome::Lost);
-            }
-            if !lost.is_empty() {
-                if let Some(held_back) = self.throttle.admit("lost") {
-                    tracing::warn!(
-                        source = %self.source,
-                        lost = lost.len(),
-                        held_back,
-                        "heartbeats of {} not replicated to {} within {} s",
-                        self.source,
-                        self.shared.config.name,
-                        lost_after.as_secs_f64()
-                    );
-                }
-            }
-            self.metrics.set_age(age);
-            self.shared.recorder.status().lock().mirror = Some(MirrorFacts {
-                source: self.source.clone(),
-                topic: self.topic.clone(),
-                last_replicated_age_seconds: age.as_secs_f64(),
+            self.shared.recorder.record(MirrorExpired {
+                lost: lost.iter().map(|message| message.partition).collect(),
+                age,
                 replicated,
                 problem,
             });

@@ -7,10 +7,10 @@
 //! other than the registered schema is a `mismatch`. The credentials go in the Authorization
 //! header only: never in a log line, a series or `/ready`.
 //!
-//! - [`request`]: the REST API's requests, the client, and why a request failed;
-//! - [`metrics`]: the probe's series.
+//! - [`request`]: the REST API's requests, the client, and why a request failed.
+//!
+//! What it found goes to the recorder (`crate::recorder::schema_registry`).
 
-mod metrics;
 mod request;
 
 use std::sync::Arc;
@@ -22,9 +22,10 @@ use tokio_util::sync::CancellationToken;
 
 pub use self::request::ClientError as SchemaRegistryError;
 
-use self::metrics::SchemaRegistryMetrics;
-use self::request::{Failed, Failure, RegistryClient, Request};
-use crate::logging::LogThrottle;
+use self::request::{Failed, RegistryClient};
+use crate::recorder::schema_registry::{
+    Failure, RegistryAnswered, RegistryFailed, RegistryProbed, Request,
+};
 use crate::shared::ClusterShared;
 
 /// The probe's dedicated subject.
@@ -49,8 +50,6 @@ fn schema_of(body: &Value) -> Option<Value> {
 pub(crate) struct SchemaRegistryProbe {
     shared: Arc<ClusterShared>,
     client: RegistryClient,
-    metrics: Arc<SchemaRegistryMetrics>,
-    throttle: LogThrottle,
 }
 
 impl SchemaRegistryProbe {
@@ -61,21 +60,9 @@ impl SchemaRegistryProbe {
         };
         let admin = &shared.config.admin;
         let client = RegistryClient::new(settings, admin.check_schema_registry_timeout)?;
-        let operations: &[Request] = if admin.schema_registry_probe_write {
-            &[Request::Register, Request::ReadById, Request::Latest]
-        } else {
-            &[Request::Latest, Request::ReadById]
-        };
-        let metrics = Arc::new(SchemaRegistryMetrics::new(
-            admin.check_schema_registry_timeout,
-            operations,
-        ));
-        shared.recorder.metrics().add(metrics.clone());
         Ok(Some(SchemaRegistryProbe {
             shared: shared.clone(),
             client,
-            metrics,
-            throttle: LogThrottle::default(),
         }))
     }
 
@@ -103,40 +90,11 @@ impl SchemaRegistryProbe {
         } else {
             self.read_only().await
         };
-        self.metrics.up.set(i64::from(outcome.is_ok()));
-        let refused = match &outcome {
-            Ok(()) => {
-                if let Some(spell) = self.throttle.reset("probe") {
-                    tracing::info!(
-                        failed = spell.counted,
-                        "the Schema Registry answers again, {} after the first failure ({} failed)",
-                        spell.seconds(),
-                        spell.counted
-                    );
-                }
-                None
-            }
-            Err((operation, failed)) => {
-                if let Some(held_back) = self.throttle.admit("probe") {
-                    tracing::warn!(
-                        operation = operation.as_str(),
-                        reason = failed.reason.as_str(),
-                        held_back,
-                        "Schema Registry probe failed: {}",
-                        failed.detail
-                    );
-                }
-                // Refused credentials are the exporter's to fix: a readiness cause.
-                (failed.reason == Failure::Auth).then(|| {
-                    format!(
-                        "the Schema Registry refuses the exporter's credentials \
-                         ([schema_registry] basic.auth.user.info): {}",
-                        failed.detail
-                    )
-                })
-            }
-        };
-        self.shared.recorder.status().lock().schema_registry_refused = refused;
+        self.shared.recorder.record(RegistryProbed {
+            failure: outcome
+                .err()
+                .map(|(operation, failed)| (operation, failed.reason, failed.detail)),
+        });
     }
 
     /// Registers the probe schema, reads it by id, reads the subject's latest version.
@@ -208,14 +166,18 @@ impl SchemaRegistryProbe {
         let started = Instant::now();
         match self.client.send(operation, path, body).await {
             Ok(answer) => {
-                self.metrics.observe(operation, started.elapsed());
-                if let Some(expiry) = answer.certificate_expiry {
-                    self.metrics.certificate_expiry.set(expiry);
-                }
+                self.shared.recorder.record(RegistryAnswered {
+                    operation,
+                    took: started.elapsed(),
+                    certificate_expiry: answer.certificate_expiry,
+                });
                 Ok(answer.body)
             }
             Err(failed) => {
-                self.metrics.count_failure(operation, failed.reason);
+                self.shared.recorder.record(RegistryFailed {
+                    operation,
+                    reason: failed.reason,
+                });
                 Err((operation, failed))
             }
         }
@@ -230,7 +192,10 @@ impl SchemaRegistryProbe {
 
     /// A mismatch of `operation`, counted.
     fn mismatch(&self, operation: Request, detail: String) -> (Request, Failed) {
-        self.metrics.count_failure(operation, Failure::Mismatch);
+        self.shared.recorder.record(RegistryFailed {
+            operation,
+            reason: Failure::Mismatch,
+        });
         (
             operation,
             Failed {

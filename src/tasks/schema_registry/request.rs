@@ -11,95 +11,7 @@ use serde_json::Value;
 
 use crate::config::SchemaRegistrySettings;
 use crate::outbound::{chain, trust_only, Transport};
-
-/// The probe's requests; the `operation` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Request {
-    /// POST /subjects/{subject}/versions: registers the probe schema (idempotent).
-    Register,
-    /// GET /schemas/ids/{id}.
-    ReadById,
-    /// GET /subjects/{subject}/versions/latest.
-    Latest,
-}
-
-impl Request {
-    pub(super) fn as_str(self) -> &'static str {
-        match self {
-            Request::Register => "register",
-            Request::ReadById => "read_by_id",
-            Request::Latest => "latest",
-        }
-    }
-}
-
-/// Why a request failed; the `reason` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Failure {
-    /// No connection (name resolution, refused, unreachable).
-    Connect,
-    /// The TLS handshake failed (an untrusted or expired certificate, a wrong name).
-    Tls,
-    /// No answer within `check.schema.registry.timeout.seconds`.
-    Timeout,
-    /// 401 or 403: the credentials are refused.
-    Auth,
-    /// 429.
-    RateLimited,
-    /// 5xx.
-    Server,
-    /// Another 4xx (the subject or id is unknown: with `schema.registry.probe.write = false` the
-    /// probe subject must have been registered once).
-    ClientError,
-    /// An answer that is not what the API promises: another id or schema than registered, or
-    /// a body that is not the API's JSON.
-    Mismatch,
-}
-
-impl Failure {
-    pub(super) const ALL: [Failure; 8] = [
-        Failure::Connect,
-        Failure::Tls,
-        Failure::Timeout,
-        Failure::Auth,
-        Failure::RateLimited,
-        Failure::Server,
-        Failure::ClientError,
-        Failure::Mismatch,
-    ];
-
-    pub(super) fn as_str(self) -> &'static str {
-        match self {
-            Failure::Connect => "connect",
-            Failure::Tls => "tls",
-            Failure::Timeout => "timeout",
-            Failure::Auth => "auth",
-            Failure::RateLimited => "rate_limited",
-            Failure::Server => "server",
-            Failure::ClientError => "client_error",
-            Failure::Mismatch => "mismatch",
-        }
-    }
-
-    /// The failure an HTTP status is.
-    pub(super) fn of_status(status: StatusCode) -> Self {
-        match status.as_u16() {
-            401 | 403 => Failure::Auth,
-            429 => Failure::RateLimited,
-            500.. => Failure::Server,
-            _ => Failure::ClientError,
-        }
-    }
-
-    /// The failure a transport error is.
-    fn of_error(error: &reqwest::Error) -> Self {
-        match Transport::of(error) {
-            Transport::Connect => Failure::Connect,
-            Transport::Tls => Failure::Tls,
-            Transport::Timeout => Failure::Timeout,
-        }
-    }
-}
+use crate::recorder::schema_registry::{Failure, Request};
 
 /// A failed request: why, and what to log (never a credential).
 #[derive(Debug)]
@@ -215,7 +127,7 @@ impl RegistryClient {
             builder = builder.basic_auth(user, Some(password));
         }
         let response = builder.send().await.map_err(|error| Failed {
-            reason: Failure::of_error(&error),
+            reason: failure_of_error(&error),
             detail: format!("{} {url}: {}", request.as_str(), chain(&error)),
         })?;
         let certificate_expiry = response
@@ -225,7 +137,7 @@ impl RegistryClient {
             .and_then(expiry_of);
         let status = response.status();
         let text = response.text().await.map_err(|error| Failed {
-            reason: Failure::of_error(&error),
+            reason: failure_of_error(&error),
             detail: format!("{} {url}: {}", request.as_str(), chain(&error)),
         })?;
         if !status.is_success() {
@@ -233,7 +145,7 @@ impl RegistryClient {
             // line of it.
             let said: String = text.chars().take(200).collect();
             return Err(Failed {
-                reason: Failure::of_status(status),
+                reason: failure_of_status(status),
                 detail: format!("{} {url}: HTTP {status}: {said}", request.as_str()),
             });
         }
@@ -245,6 +157,25 @@ impl RegistryClient {
             body,
             certificate_expiry,
         })
+    }
+}
+
+/// The failure an HTTP status is.
+fn failure_of_status(status: StatusCode) -> Failure {
+    match status.as_u16() {
+        401 | 403 => Failure::Auth,
+        429 => Failure::RateLimited,
+        500.. => Failure::Server,
+        _ => Failure::ClientError,
+    }
+}
+
+/// The failure a transport error is.
+fn failure_of_error(error: &reqwest::Error) -> Failure {
+    match Transport::of(error) {
+        Transport::Connect => Failure::Connect,
+        Transport::Tls => Failure::Tls,
+        Transport::Timeout => Failure::Timeout,
     }
 }
 
@@ -262,7 +193,7 @@ mod tests {
 
     #[test]
     fn statuses_are_told_apart() {
-        let of = |code: u16| Failure::of_status(StatusCode::from_u16(code).unwrap()).as_str();
+        let of = |code: u16| failure_of_status(StatusCode::from_u16(code).unwrap()).as_str();
         assert_eq!(of(401), "auth");
         assert_eq!(of(403), "auth");
         assert_eq!(of(429), "rate_limited");

@@ -9,7 +9,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
-use super::request::{Failure, Request};
+use super::{Failure, Request};
 use crate::metrics::latency::{Buckets, HistogramFamily};
 use crate::metrics::Families;
 

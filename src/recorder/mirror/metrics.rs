@@ -49,7 +49,7 @@ struct KindLabels {
 
 /// What became of one source heartbeat here; the `outcome` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Outcome {
+pub(crate) enum Outcome {
     /// Read here, the first time.
     Replicated,
     /// Not read here within `mirror.lost.after.seconds`.
@@ -81,7 +81,7 @@ impl Outcome {
 /// Records on the mirror topic that are not a heartbeat the source sent while this reader
 /// was positioned; the `kind` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Skipped {
+pub(crate) enum Skipped {
     /// Another cc-heartbeat instance's heartbeat (another process, or the source's tasks
     /// before they started afresh).
     OtherInstance,

@@ -9,18 +9,13 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::registry::Registry;
-
 use crate::cluster::{Links, Source, BEAT_FEED_CAPACITY};
 use crate::config::Config;
 use crate::kafka::client::Role;
 use crate::kafka::credentials::{sasl_credentials, set_sasl_credentials};
 use crate::kafka::handle::AnyClient;
 use crate::kafka::oauth::Tokens;
-use crate::metrics::Families;
+use crate::recorder::reloads::{ConfigReloaded, Reloads};
 use crate::shared::{ClusterHandle, ClusterShared};
 use crate::sync::lock;
 use crate::tasks::connectivity::{ConnectivityChecker, TlsSetupError};
@@ -70,15 +65,14 @@ impl Generation {
         cancel: &CancellationToken,
         id_changes: u64,
         (purpose, links): (Purpose, &Links),
-        reloads: &Arc<ReloadMetrics>,
+        reloads: &Arc<Reloads>,
     ) -> Result<Generation, MonitorError> {
         let shared = ClusterShared::new(
             config,
             id_changes,
             links.clone(),
-            purpose == Purpose::Export,
+            (purpose == Purpose::Export, reloads),
         );
-        shared.recorder.metrics().add(reloads.clone());
         // The clients wait for their first token before they connect.
         let tokens = shared
             .config
@@ -187,7 +181,6 @@ pub(crate) struct ClusterMonitor {
     handle: Arc<ClusterHandle>,
     supervisor: JoinHandle<()>,
     current: Arc<Mutex<Current>>,
-    reloads: Arc<ReloadMetrics>,
 }
 
 /// What a reload and a fresh start of the tasks share: the configuration in force, and the
@@ -209,48 +202,6 @@ pub(crate) enum Reloaded {
     Failed(String),
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct OutcomeLabels {
-    outcome: &'static str,
-}
-
-/// `heartbeat_config_reloads_total{outcome}`.
-#[derive(Debug, Default)]
-pub(crate) struct ReloadMetrics {
-    reloads: Family<OutcomeLabels, Counter>,
-}
-
-impl ReloadMetrics {
-    const OUTCOMES: [&'static str; 3] = ["applied", "unchanged", "failed"];
-
-    fn new() -> Self {
-        let metrics = ReloadMetrics::default();
-        for outcome in Self::OUTCOMES {
-            drop(metrics.reloads.get_or_create(&OutcomeLabels { outcome }));
-        }
-        metrics
-    }
-
-    fn count(&self, outcome: &Reloaded) {
-        let outcome = match outcome {
-            Reloaded::Applied(_) => "applied",
-            Reloaded::Unchanged => "unchanged",
-            Reloaded::Failed(_) => "failed",
-        };
-        self.reloads.get_or_create(&OutcomeLabels { outcome }).inc();
-    }
-}
-
-impl Families for ReloadMetrics {
-    fn register(&self, registry: &mut Registry) {
-        registry.register(
-            "config_reloads",
-            "Configuration reloads (SIGHUP, or a changed credentials file), by outcome: new credentials applied to the running clients, nothing to apply, or refused (the running configuration stays)",
-            self.reloads.clone(),
-        );
-    }
-}
-
 impl ClusterMonitor {
     /// Creates the clients and starts every task; they stop when `cancel` is cancelled.
     pub(crate) fn start(
@@ -259,7 +210,7 @@ impl ClusterMonitor {
         purpose: Purpose,
         links: Links,
     ) -> Result<Self, MonitorError> {
-        let reloads = Arc::new(ReloadMetrics::new());
+        let reloads = Reloads::new();
         let first = Generation::start(config.clone(), cancel, 0, (purpose, &links), &reloads)?;
         let handle = Arc::new(ClusterHandle::new(first.shared.clone()));
         let current = Arc::new(Mutex::new(Current {
@@ -278,7 +229,6 @@ impl ClusterMonitor {
             handle,
             supervisor,
             current,
-            reloads,
         })
     }
 
@@ -340,13 +290,26 @@ impl ClusterMonitor {
             }
             current.config = config;
         }
-        self.reloads.count(&outcome);
+        self.count(&outcome);
         outcome
     }
 
     /// Counts a reload refused before it reached this cluster (the file did not validate).
     pub(crate) fn reload_refused(&self) {
-        self.reloads.count(&Reloaded::Failed(String::new()));
+        self.count(&Reloaded::Failed(String::new()));
+    }
+
+    /// Counts a reload in the current generation's record.
+    fn count(&self, outcome: &Reloaded) {
+        let outcome = match outcome {
+            Reloaded::Applied(_) => "applied",
+            Reloaded::Unchanged => "unchanged",
+            Reloaded::Failed(_) => "failed",
+        };
+        self.handle
+            .current()
+            .recorder
+            .record(ConfigReloaded(outcome));
     }
 
     /// The state the HTTP server reads.
@@ -379,7 +342,7 @@ async fn supervise(
     mut generation: Generation,
     handle: Arc<ClusterHandle>,
     cancel: CancellationToken,
-    (purpose, links, reloads): (Purpose, Links, Arc<ReloadMetrics>),
+    (purpose, links, reloads): (Purpose, Links, Arc<Reloads>),
 ) {
     let mut id_changes = 0;
     loop {

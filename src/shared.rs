@@ -8,6 +8,7 @@ use std::time::Instant;
 use crate::clock::unix_micros;
 use crate::cluster::{ClusterSnapshot, Links};
 use crate::config::Config;
+use crate::recorder::reloads::Reloads;
 use crate::recorder::{Recorder, Setup};
 use crate::sync::lock;
 
@@ -58,12 +59,13 @@ impl ClusterHandle {
 
 impl ClusterShared {
     /// Shared state for a cluster configured by `config`.
-    /// `scans`: whether the cluster scan runs.
+    /// `scans`: whether the cluster scan runs; `reloads`: the cluster's count of
+    /// configuration reloads, kept across generations.
     pub(crate) fn new(
         config: Config,
         cluster_id_changes: u64,
         links: Links,
-        scans: bool,
+        (scans, reloads): (bool, &Arc<Reloads>),
     ) -> Arc<Self> {
         let instance_id = uuid::Uuid::new_v4().simple().to_string();
         let recorder = Arc::new(Recorder::new(
@@ -72,6 +74,7 @@ impl ClusterShared {
                 instance_id: &instance_id,
                 cluster_id_changes,
                 scans,
+                reloads,
                 mirror: links
                     .source
                     .as_ref()

@@ -9,6 +9,7 @@
 //! A task reports with [`Recorder::record`]; each observation is routed to the part of the
 //! record that owns its series (the table in `route!` below), which is handed the stores.
 //!
+//! - `oauth`: signing in through an identity provider;
 //! - `heartbeat`: what became of each heartbeat: its series, round trips, log spells;
 //! - `scan`: the cluster scan: topics, min ISR, the consumer groups and their lag;
 //! - `schema_registry`: the Schema Registry probe;
@@ -19,6 +20,7 @@
 //! - `connectivity`: the connection checks: their series, latest checks, log spells;
 //! - `metadata`: the metadata refreshes: the cluster's series, the published view;
 //! - `topic`: the heartbeat topic's state;
+//! - `reloads`: configuration reloads, counted across generations;
 //! - `stores`: the stores a part writes besides its series;
 //! - `observed`: what the tasks saw last, for a person to read;
 //! - `permissions`: the rights the account needs, as the cluster answered;
@@ -30,6 +32,8 @@ pub(crate) mod connectivity;
 pub(crate) mod heartbeat;
 pub(crate) mod metadata;
 pub(crate) mod mirror;
+pub(crate) mod oauth;
+pub(crate) mod reloads;
 pub(crate) mod scan;
 pub(crate) mod schema_registry;
 mod stores;
@@ -51,9 +55,11 @@ use self::connectivity::Connectivity;
 use self::heartbeat::Heartbeat;
 use self::metadata::Metadata;
 use self::mirror::Mirror;
+use self::oauth::OAuth;
 use self::observed::Observed;
 use self::permissions::Permissions;
 use self::permissions::{Allowed, Refused};
+use self::reloads::Reloads;
 use self::scan::Scan;
 use self::schema_registry::SchemaRegistry;
 use self::status::{ReadinessSettings, Status};
@@ -95,6 +101,12 @@ macro_rules! route {
 }
 
 route! {
+    reloads::ConfigReloaded => reloads.reloaded,
+    oauth::SignInStarted => ?oauth.started,
+    oauth::TokenRequested => ?oauth.requested,
+    oauth::TokenObtained => ?oauth.obtained,
+    oauth::TokenRejected => ?oauth.rejected,
+    oauth::SignInState => ?oauth.state,
     heartbeat::BeatTicked => heartbeat.ticked,
     heartbeat::PartitionMonitored => heartbeat.monitored,
     heartbeat::InFlight => heartbeat.in_flight,
@@ -164,6 +176,8 @@ pub(crate) struct Setup<'a> {
     pub(crate) cluster_id_changes: u64,
     /// Whether the cluster scan runs (the exporter's, not the one-shot check's).
     pub(crate) scans: bool,
+    /// The cluster's count of configuration reloads, kept across generations.
+    pub(crate) reloads: &'a Arc<Reloads>,
     /// For a replica whose source is monitored here: the source's name, and the topic its
     /// heartbeats are read from here.
     pub(crate) mirror: Option<(&'a str, &'a str)>,
@@ -181,6 +195,9 @@ pub(crate) struct Recorder {
     observed: Observed,
     permissions: Arc<Permissions>,
     readiness: ReadinessSettings,
+    reloads: Arc<Reloads>,
+    /// For clients that sign in with OAuth.
+    oauth: Option<OAuth>,
     heartbeat: Heartbeat,
     clients: Clients,
     commit: Commit,
@@ -204,12 +221,16 @@ impl Recorder {
             instance_id,
             cluster_id_changes,
             scans,
+            reloads,
             ..
         } = setup;
         let metrics = ClusterMetrics::new(instance_id);
         let permissions = Arc::new(Permissions::new(config));
         metrics.add(permissions.clone());
         let admin = &config.admin;
+        metrics.add(reloads.clone());
+        let oauth = OAuth::new(config);
+        metrics.add_some(oauth.as_ref().map(OAuth::families));
         let heartbeat = Heartbeat::new(config);
         metrics.add(heartbeat.families());
         let clients = Clients::default();
@@ -238,6 +259,8 @@ impl Recorder {
         metrics.add_some(mirror.as_ref().map(Mirror::families));
         Recorder {
             name: config.name.clone(),
+            reloads: reloads.clone(),
+            oauth,
             heartbeat,
             clients,
             commit,
@@ -300,6 +323,16 @@ impl Recorder {
             .as_ref()
             .map(Scan::listed_groups)
             .unwrap_or_default()
+    }
+
+    /// Authentication failures the clients reported since start, and the last one until the
+    /// cluster answers again.
+    pub(crate) fn authentication_refusals(&self) -> (u64, Option<String>) {
+        let facts = self.status.lock();
+        (
+            facts.authentication_failures,
+            facts.authentication_error.clone(),
+        )
     }
 
     /// Whether something about the heartbeat topic stops heartbeats.

@@ -5,10 +5,11 @@
 //! When the provider is slow or down every client of the cluster fails at its next refresh:
 //! the exporter sees its own refresh fail first, and how long the current token still lives.
 //!
-//! - `request`: one token request, and why it failed;
-//! - `metrics`: the task's series.
+//! - `request`: one token request, and why it failed.
+//!
+//! What it finds goes to the recorder (`crate::recorder::oauth`); what it says in the log
+//! follows its own state (the failure said once, the refusal once per spell), kept here.
 
-mod metrics;
 mod request;
 
 use std::sync::{Arc, Weak};
@@ -17,13 +18,15 @@ use std::time::{Duration, Instant};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use self::metrics::{OAuthMetrics, Rejection};
-use self::request::{Failed, Outcome, TokenEndpoint};
+use self::request::{Failed, TokenEndpoint};
 use crate::clock::unix_seconds;
 use crate::config::OAuthSettings;
 use crate::kafka::handle::AnyClient;
 use crate::kafka::oauth::Tokens;
-use crate::recorder::status::SignInFacts;
+use crate::recorder::oauth::{
+    Outcome, Rejection, SignInStarted, SignInState, TokenObtained, TokenRejected, TokenRequested,
+    REQUEST_TIMEOUT,
+};
 use crate::shared::ClusterShared;
 
 pub use self::request::EndpointError;
@@ -42,8 +45,6 @@ pub(crate) async fn sign_in_once(
     tokens.publish(token).map(drop)
 }
 
-/// How long a token request may take.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest wait between two attempts after a failure (the first waits 1 s, each next one
 /// twice as long): a provider back is used within this.
 const RETRY_MAX: Duration = Duration::from_secs(10);
@@ -53,7 +54,6 @@ const REFRESH_AT: f64 = 0.8;
 pub(crate) struct SignIn {
     shared: Arc<ClusterShared>,
     tokens: Arc<Tokens>,
-    metrics: Arc<OAuthMetrics>,
 }
 
 /// What the loop remembers between attempts.
@@ -83,17 +83,13 @@ impl SignIn {
     ) -> Result<Self, EndpointError> {
         let settings = tokens.settings().borrow().clone();
         TokenEndpoint::new(&settings, REQUEST_TIMEOUT)?;
-        let metrics = Arc::new(OAuthMetrics::new(REQUEST_TIMEOUT));
-        shared.recorder.metrics().add(metrics.clone());
-        shared.recorder.status().lock().signin = Some(SignInFacts {
+        shared.recorder.record(SignInStarted {
             endpoint: settings.endpoint_host(),
             client_id: settings.client_id.clone(),
-            ..SignInFacts::default()
         });
         Ok(SignIn {
             shared: shared.clone(),
             tokens,
-            metrics,
         })
     }
 
@@ -109,7 +105,7 @@ impl SignIn {
             }
         };
         let mut state = State {
-            refusals_seen: self.shared.recorder.status().lock().authentication_failures,
+            refusals_seen: self.shared.recorder.authentication_refusals().0,
             ..State::default()
         };
         let mut next = Instant::now();
@@ -157,16 +153,16 @@ impl SignIn {
         let result = endpoint.fetch().await;
         let took = started.elapsed();
         let host = self.tokens.settings().borrow().endpoint_host();
-        {
-            let mut facts = self.shared.recorder.status().lock();
-            if let Some(signin) = facts.signin.as_mut() {
-                signin.last_request_seconds = Some(took.as_secs_f64());
-            }
-        }
+        self.shared.recorder.record(TokenRequested {
+            outcome: match &result {
+                Ok(_) => Outcome::Ok,
+                Err(failed) => failed.outcome,
+            },
+            took,
+        });
         let token = match result {
             Ok(token) => token,
             Err(failed) => {
-                self.metrics.request(failed.outcome, took);
                 let valid = self.valid_for().is_some();
                 if state.failing.as_ref() != Some(&failed) {
                     self.say_failure(&failed);
@@ -187,7 +183,6 @@ impl SignIn {
                 return backoff.min(RETRY_MAX);
             }
         };
-        self.metrics.request(Outcome::Ok, took);
         let now = unix_seconds();
         let expires_at = token.expires_at_ms as f64 / 1000.0;
         let lifetime = (expires_at - now).max(0.0);
@@ -195,15 +190,10 @@ impl SignIn {
         if let Err(error) = self.tokens.publish(token) {
             tracing::error!("the clients cannot use the token from {host}: {error}");
         }
-        self.metrics.expiry.set(expires_at);
-        self.metrics.last_refresh.set(now);
-        {
-            let mut facts = self.shared.recorder.status().lock();
-            if let Some(signin) = facts.signin.as_mut() {
-                signin.expires_at = Some(expires_at);
-                signin.refreshed_at = Some(now);
-            }
-        }
+        self.shared.recorder.record(TokenObtained {
+            expires_at,
+            at: now,
+        });
         if state.failing.take().is_some() {
             tracing::info!(
                 "the token endpoint at {host} answers again: token for {principal} obtained, \
@@ -242,13 +232,7 @@ impl SignIn {
     /// Counts the sign-ins the brokers refused since last looked at, and says the refusal
     /// once per spell.
     fn watch_refusals(&self, state: &mut State) {
-        let (count, refusal) = {
-            let facts = self.shared.recorder.status().lock();
-            (
-                facts.authentication_failures,
-                facts.authentication_error.clone(),
-            )
-        };
+        let (count, refusal) = self.shared.recorder.authentication_refusals();
         let new = count.saturating_sub(state.refusals_seen);
         state.refusals_seen = count;
         if new > 0 {
@@ -257,7 +241,9 @@ impl SignIn {
             } else {
                 Rejection::Expired
             };
-            self.metrics.rejected(reason, new);
+            self.shared
+                .recorder
+                .record(TokenRejected { reason, times: new });
             if !state.refusal_said {
                 let host = self.tokens.settings().borrow().endpoint_host();
                 tracing::error!(
@@ -302,10 +288,9 @@ impl SignIn {
             )),
             _ => None,
         };
-        let mut facts = self.shared.recorder.status().lock();
-        if let Some(signin) = facts.signin.as_mut() {
-            signin.failing = state.failing.as_ref().map(|failed| failed.detail.clone());
-            signin.problem = problem;
-        }
+        self.shared.recorder.record(SignInState {
+            failing: state.failing.as_ref().map(|failed| failed.detail.clone()),
+            problem,
+        });
     }
 }

@@ -11,52 +11,10 @@ use serde::Deserialize;
 use crate::config::{OAuthSettings, MASK};
 use crate::kafka::oauth::Token;
 use crate::outbound::{chain, trust_only, Transport};
+use crate::recorder::oauth::Outcome;
 
 /// The longest life taken from a token's expiry.
 const MAX_LIFETIME_SECONDS: f64 = 86_400.0;
-
-/// How a token request ended; the `outcome` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Outcome {
-    Ok,
-    /// The identity provider refused the client (a wrong id or secret, a scope it may not
-    /// ask for): 400, 401 or 403.
-    Refused,
-    /// No connection (name resolution, refused, unreachable).
-    Unreachable,
-    /// The TLS handshake failed (an untrusted certificate: `https.ca.location`).
-    Tls,
-    /// No answer in time.
-    Timeout,
-    /// Another status: the provider failing (5xx), limiting (429), or lost (404).
-    Failed,
-    /// A 2xx answer without a usable token.
-    BadResponse,
-}
-
-impl Outcome {
-    pub(super) const ALL: [Outcome; 7] = [
-        Outcome::Ok,
-        Outcome::Refused,
-        Outcome::Unreachable,
-        Outcome::Tls,
-        Outcome::Timeout,
-        Outcome::Failed,
-        Outcome::BadResponse,
-    ];
-
-    pub(super) fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Ok => "ok",
-            Outcome::Refused => "refused",
-            Outcome::Unreachable => "unreachable",
-            Outcome::Tls => "tls",
-            Outcome::Timeout => "timeout",
-            Outcome::Failed => "failed",
-            Outcome::BadResponse => "bad_response",
-        }
-    }
-}
 
 /// A failed request: why, and what to say (never the secret, never a token).
 #[derive(Debug, Clone, PartialEq, Eq)]

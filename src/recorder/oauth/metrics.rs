@@ -10,7 +10,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use super::request::Outcome;
+use super::{Outcome, Rejection};
 use crate::metrics::latency::buckets_up_to;
 use crate::metrics::Families;
 
@@ -22,27 +22,6 @@ struct OutcomeLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: &'static str,
-}
-
-/// Why the brokers refused a sign-in with the exporter's token; the `reason` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Rejection {
-    /// The token had expired: its refresh failed for longer than it lived.
-    Expired,
-    /// A current token refused: the audience, issuer, signing key or scope is not what the
-    /// brokers expect (their log says which).
-    Invalid,
-}
-
-impl Rejection {
-    const ALL: [Rejection; 2] = [Rejection::Expired, Rejection::Invalid];
-
-    pub(super) fn as_str(self) -> &'static str {
-        match self {
-            Rejection::Expired => "expired",
-            Rejection::Invalid => "invalid",
-        }
-    }
 }
 
 #[derive(Debug)]

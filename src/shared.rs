@@ -33,8 +33,6 @@ pub(crate) struct ClusterShared {
     /// Told when the bootstrap servers lead to another cluster (its id changed): everything
     /// measured so far was of the old one, so the cluster's tasks start afresh.
     pub(crate) cluster_changed: tokio::sync::Notify,
-    /// How many times that happened before these tasks started.
-    pub(crate) cluster_id_changes: u64,
     /// Replication pipelines this cluster is part of.
     pub(crate) links: Links,
 }
@@ -89,7 +87,6 @@ impl ClusterShared {
             started: Instant::now(),
             refresh_now: tokio::sync::Notify::new(),
             cluster_changed: tokio::sync::Notify::new(),
-            cluster_id_changes,
             links,
             config,
         })

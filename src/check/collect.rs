@@ -64,7 +64,7 @@ pub(super) fn build(
 ) -> ClusterReport {
     let config = &shared.config;
     let snapshot = shared.snapshot();
-    let facts = shared.recorder.status().lock();
+    let facts = shared.recorder.facts();
     let answered = snapshot.refreshed_at.is_some();
     let metadata = MetadataReport {
         ok: answered,
@@ -182,7 +182,7 @@ fn bootstrap_servers(config: &Config) -> String {
 
 /// One round through the replica's pipeline, as its mirror reader saw it.
 fn pipeline_report(shared: &ClusterShared) -> Option<PipelineReport> {
-    let mirror = shared.recorder.status().lock().mirror.clone()?;
+    let mirror = shared.recorder.facts().mirror.clone()?;
     let ok = mirror.replicated > 0 && mirror.problem.is_none();
     let error = mirror.problem.clone().or_else(|| {
         (mirror.replicated == 0).then(|| {

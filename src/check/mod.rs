@@ -147,8 +147,7 @@ fn complete(shared: &ClusterShared, connections: &BTreeMap<String, Connection>) 
     let replicated = shared.links.source.is_none()
         || shared
             .recorder
-            .status()
-            .lock()
+            .facts()
             .mirror
             .as_ref()
             .is_some_and(|mirror| mirror.replicated > 0);
@@ -163,7 +162,7 @@ fn complete(shared: &ClusterShared, connections: &BTreeMap<String, Connection>) 
 /// right are refused, or the topic does not exist.
 fn decisive(shared: &ClusterShared) -> bool {
     let snapshot = shared.snapshot();
-    let facts = shared.recorder.status().lock();
+    let facts = shared.recorder.facts();
     let unreachable = snapshot.refreshed_at.is_none() && facts.connection_problem.is_some();
     let broken_pipeline = facts
         .mirror

@@ -296,7 +296,6 @@ fn encode(clusters: &[Arc<ClusterHandle>]) -> Result<String, std::fmt::Error> {
         let mut text = String::with_capacity(64 * 1024);
         cluster
             .recorder
-            .metrics()
             .encode(&mut text, &cluster.config.name, &cluster_id)?;
         expositions.push(text);
     }

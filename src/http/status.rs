@@ -227,7 +227,7 @@ fn cluster_status(shared: &ClusterShared, now: Instant) -> ClusterStatus {
         brokers: &brokers,
         partitions: &partitions,
         failures,
-        topic_warning: shared.recorder.status().lock().topic_warning.clone(),
+        topic_warning: shared.recorder.facts().topic_warning.clone(),
     });
     ClusterStatus {
         cluster: shared.config.name.clone(),
@@ -257,7 +257,7 @@ fn cluster_status(shared: &ClusterShared, now: Instant) -> ClusterStatus {
 
 /// The replica's pipeline, as its mirror reader last saw it.
 fn pipeline_status(shared: &ClusterShared) -> Option<PipelineStatus> {
-    let mirror = shared.recorder.status().lock().mirror.clone()?;
+    let mirror = shared.recorder.facts().mirror.clone()?;
     let stalled_after = shared.config.admin.mirror_lost_after.as_secs_f64();
     let state = if mirror.problem.is_some() {
         "broken"

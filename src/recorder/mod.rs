@@ -62,7 +62,7 @@ use self::permissions::{Allowed, Refused};
 use self::reloads::Reloads;
 use self::scan::Scan;
 use self::schema_registry::SchemaRegistry;
-use self::status::{ReadinessSettings, Status};
+use self::status::{ReadinessSettings, Status, StatusFacts};
 use self::stores::Stores;
 use self::topic::Topic;
 use self::transaction::Transaction;
@@ -295,7 +295,6 @@ impl Recorder {
             cluster: &self.name,
             status: &self.status,
             observed: &self.observed,
-            permissions: &self.permissions,
             view: &self.view,
         }
     }
@@ -358,19 +357,28 @@ impl Recorder {
         )
     }
 
-    // Stores reached directly while the tasks move to observations.
-    pub(crate) fn metrics(&self) -> &ClusterMetrics {
-        &self.metrics
+    /// The facts readiness is decided from, as they are now.
+    pub(crate) fn facts(&self) -> StatusFacts {
+        self.status.lock().clone()
     }
 
-    pub(crate) fn status(&self) -> &Status {
-        &self.status
+    /// Appends the OpenMetrics text of this cluster's metrics, every series labelled with the
+    /// configured `cluster` name, without the final `# EOF`.
+    pub(crate) fn encode(
+        &self,
+        out: &mut String,
+        cluster: &str,
+        cluster_id: &str,
+    ) -> std::fmt::Result {
+        self.metrics.encode(out, cluster, cluster_id)
     }
 
+    /// What the tasks saw last, for a person to read.
     pub(crate) fn observed(&self) -> &Observed {
         &self.observed
     }
 
+    /// The rights the account needs, as the cluster answered.
     pub(crate) fn permissions(&self) -> &Permissions {
         &self.permissions
     }

@@ -1,7 +1,8 @@
 //! What a person looks at, beside the metrics: the latest outcome of each connection check,
 //! each partition's recent round trips and outcome counts, how long metadata took, and the
-//! consumer groups furthest behind. The tasks write it as they measure; the status page, the
-//! one-shot check and the support bundle read it. Bounded: a minute of round trips per
+//! consumer groups furthest behind. The recorder writes it from what the tasks observe (its
+//! writes are the recorder's alone); the status page, the one-shot check and the support
+//! bundle read it. Bounded: a minute of round trips per
 //! partition, a few groups.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -160,7 +161,7 @@ pub(crate) struct Observed(Mutex<Inner>);
 
 impl Observed {
     /// A connection check finished; a failure is remembered past the next success.
-    pub(crate) fn connection(&self, mut connection: Connection) {
+    pub(super) fn connection(&self, mut connection: Connection) {
         let mut inner = lock(&self.0);
         let previous = inner.connections.get(&connection.target);
         connection.last_failure = match &connection.failure {
@@ -177,7 +178,7 @@ impl Observed {
 
     /// Drops the connection checks of targets not in `keep` (bootstrap servers once brokers are
     /// known, brokers forgotten).
-    pub(crate) fn retain_connections(&self, keep: impl Fn(&str) -> bool) {
+    pub(super) fn retain_connections(&self, keep: impl Fn(&str) -> bool) {
         lock(&self.0).connections.retain(|target, _| keep(target));
     }
 
@@ -186,7 +187,7 @@ impl Observed {
     }
 
     /// A heartbeat of `partition` came back after `latency`.
-    pub(crate) fn round_trip(&self, partition: i32, latency: Duration, now: Instant) {
+    pub(super) fn round_trip(&self, partition: i32, latency: Duration, now: Instant) {
         let mut inner = lock(&self.0);
         let trips = inner.partitions.entry(partition).or_default();
         trips.consumed += 1;
@@ -203,7 +204,7 @@ impl Observed {
     }
 
     /// A heartbeat of `partition` was acknowledged after `latency`.
-    pub(crate) fn acknowledged(&self, partition: i32, latency: Duration) {
+    pub(super) fn acknowledged(&self, partition: i32, latency: Duration) {
         lock(&self.0)
             .partitions
             .entry(partition)
@@ -212,7 +213,7 @@ impl Observed {
     }
 
     /// A heartbeat of `partition` was not delivered (`why`: the failure reason).
-    pub(crate) fn failed(&self, partition: i32, why: &str) {
+    pub(super) fn failed(&self, partition: i32, why: &str) {
         let mut inner = lock(&self.0);
         let trips = inner.partitions.entry(partition).or_default();
         trips.failed += 1;
@@ -220,7 +221,7 @@ impl Observed {
     }
 
     /// A heartbeat of `partition` was not read back in time.
-    pub(crate) fn lost(&self, partition: i32) {
+    pub(super) fn lost(&self, partition: i32) {
         let mut inner = lock(&self.0);
         let trips = inner.partitions.entry(partition).or_default();
         trips.lost += 1;
@@ -238,7 +239,7 @@ impl Observed {
     }
 
     /// A metadata request was answered after `took`.
-    pub(crate) fn metadata_answered(&self, took: Duration) {
+    pub(super) fn metadata_answered(&self, took: Duration) {
         lock(&self.0).metadata = Some(MetadataAnswer {
             at: unix_seconds(),
             seconds: took.as_secs_f64(),
@@ -250,7 +251,7 @@ impl Observed {
     }
 
     /// The groups of the latest lag scan, keeping those furthest behind (in messages).
-    pub(crate) fn groups_scanned(&self, mut groups: Vec<GroupBehind>) {
+    pub(super) fn groups_scanned(&self, mut groups: Vec<GroupBehind>) {
         groups.sort_by(|a, b| {
             b.lag_messages
                 .cmp(&a.lag_messages)

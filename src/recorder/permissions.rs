@@ -172,7 +172,7 @@ pub(crate) struct RightState {
 
 impl Permissions {
     /// Every right `config` needs, each 1 until refused.
-    pub(crate) fn new(config: &Config) -> Self {
+    pub(super) fn new(config: &Config) -> Self {
         let permissions = Permissions {
             needed: needed(config),
             ..Permissions::default()
@@ -198,7 +198,7 @@ impl Permissions {
     }
 
     /// `right` was refused (`error`); `stops` says what that stops, for the log and `/ready`.
-    pub(crate) fn refuse(&self, right: Right, stops: &str, error: &dyn std::fmt::Display) {
+    pub(super) fn refuse(&self, right: Right, stops: &str, error: &dyn std::fmt::Display) {
         let cause = format!("{stops}: the account needs {} ({error})", right.describe());
         let mut refused = lock(&self.refused);
         // Under the lock, so a concurrent `allow` cannot leave the gauge at 1 for a cause.
@@ -215,7 +215,7 @@ impl Permissions {
     }
 
     /// An operation that needs `right` succeeded.
-    pub(crate) fn allow(&self, right: &Right) {
+    pub(super) fn allow(&self, right: &Right) {
         if !self.any_refused.load(Ordering::Acquire) {
             return;
         }

@@ -13,8 +13,8 @@ pub(crate) const NOT_REACHED_YET: &str = "cluster not reached yet: no answer yet
 /// Why a cluster is not ready while its first heartbeats are on their way.
 pub(crate) const NO_ROUND_TRIP_YET: &str = "no heartbeat has made the round trip yet";
 
-/// Facts readiness is decided from, updated by the tasks.
-#[derive(Debug, Default)]
+/// Facts readiness is decided from, updated by the recorder from what the tasks observe.
+#[derive(Debug, Clone, Default)]
 pub struct StatusFacts {
     /// When a heartbeat last made the full round trip.
     pub last_round_trip: Option<Instant>,
@@ -85,7 +85,7 @@ pub struct Status(std::sync::Mutex<StatusFacts>);
 
 impl Status {
     /// Locks the facts, recovering them if a panicking thread held the lock.
-    pub fn lock(&self) -> MutexGuard<'_, StatusFacts> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, StatusFacts> {
         lock(&self.0)
     }
 }

@@ -7,7 +7,6 @@ use tokio::sync::watch;
 
 use crate::cluster::ClusterSnapshot;
 use crate::recorder::observed::Observed;
-use crate::recorder::permissions::Permissions;
 use crate::recorder::status::Status;
 
 /// The stores of one cluster's record.
@@ -16,7 +15,6 @@ pub(crate) struct Stores<'a> {
     pub(crate) cluster: &'a str,
     pub(crate) status: &'a Status,
     pub(crate) observed: &'a Observed,
-    pub(crate) permissions: &'a Permissions,
     pub(crate) view: &'a watch::Sender<Arc<ClusterSnapshot>>,
 }
 

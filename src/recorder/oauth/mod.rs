@@ -6,6 +6,8 @@
 
 mod metrics;
 
+pub(crate) use self::metrics::{Outcome, Rejection};
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,70 +16,6 @@ use crate::config::Config;
 use crate::metrics::Families;
 use crate::recorder::status::SignInFacts;
 use crate::recorder::stores::Stores;
-
-/// How a token request ended; the `outcome` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Outcome {
-    Ok,
-    /// The identity provider refused the client (a wrong id or secret, a scope it may not
-    /// ask for): 400, 401 or 403.
-    Refused,
-    /// No connection (name resolution, refused, unreachable).
-    Unreachable,
-    /// The TLS handshake failed (an untrusted certificate: `https.ca.location`).
-    Tls,
-    /// No answer in time.
-    Timeout,
-    /// Another status: the provider failing (5xx), limiting (429), or lost (404).
-    Failed,
-    /// A 2xx answer without a usable token.
-    BadResponse,
-}
-
-impl Outcome {
-    pub(crate) const ALL: [Outcome; 7] = [
-        Outcome::Ok,
-        Outcome::Refused,
-        Outcome::Unreachable,
-        Outcome::Tls,
-        Outcome::Timeout,
-        Outcome::Failed,
-        Outcome::BadResponse,
-    ];
-
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Ok => "ok",
-            Outcome::Refused => "refused",
-            Outcome::Unreachable => "unreachable",
-            Outcome::Tls => "tls",
-            Outcome::Timeout => "timeout",
-            Outcome::Failed => "failed",
-            Outcome::BadResponse => "bad_response",
-        }
-    }
-}
-
-/// Why the brokers refused a sign-in with the exporter's token; the `reason` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Rejection {
-    /// The token had expired: its refresh failed for longer than it lived.
-    Expired,
-    /// A current token refused: the audience, issuer, signing key or scope is not what the
-    /// brokers expect (their log says which).
-    Invalid,
-}
-
-impl Rejection {
-    pub(crate) const ALL: [Rejection; 2] = [Rejection::Expired, Rejection::Invalid];
-
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Rejection::Expired => "expired",
-            Rejection::Invalid => "invalid",
-        }
-    }
-}
 
 /// How long a token request may take.
 pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);

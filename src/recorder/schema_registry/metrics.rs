@@ -9,9 +9,78 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
-use super::{Failure, Request};
 use crate::metrics::latency::{Buckets, HistogramFamily};
 use crate::metrics::Families;
+
+/// The probe's requests; the `operation` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Request {
+    /// POST /subjects/{subject}/versions: registers the probe schema (idempotent).
+    Register,
+    /// GET /schemas/ids/{id}.
+    ReadById,
+    /// GET /subjects/{subject}/versions/latest.
+    Latest,
+}
+
+impl Request {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Request::Register => "register",
+            Request::ReadById => "read_by_id",
+            Request::Latest => "latest",
+        }
+    }
+}
+
+/// Why a request failed; the `reason` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// No connection (name resolution, refused, unreachable).
+    Connect,
+    /// The TLS handshake failed (an untrusted or expired certificate, a wrong name).
+    Tls,
+    /// No answer within `check.schema.registry.timeout.seconds`.
+    Timeout,
+    /// 401 or 403: the credentials are refused.
+    Auth,
+    /// 429.
+    RateLimited,
+    /// 5xx.
+    Server,
+    /// Another 4xx (the subject or id is unknown: with `schema.registry.probe.write = false` the
+    /// probe subject must have been registered once).
+    ClientError,
+    /// An answer that is not what the API promises: another id or schema than registered, or
+    /// a body that is not the API's JSON.
+    Mismatch,
+}
+
+impl Failure {
+    pub(crate) const ALL: [Failure; 8] = [
+        Failure::Connect,
+        Failure::Tls,
+        Failure::Timeout,
+        Failure::Auth,
+        Failure::RateLimited,
+        Failure::Server,
+        Failure::ClientError,
+        Failure::Mismatch,
+    ];
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Failure::Connect => "connect",
+            Failure::Tls => "tls",
+            Failure::Timeout => "timeout",
+            Failure::Auth => "auth",
+            Failure::RateLimited => "rate_limited",
+            Failure::Server => "server",
+            Failure::ClientError => "client_error",
+            Failure::Mismatch => "mismatch",
+        }
+    }
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OperationLabels {

@@ -6,6 +6,8 @@
 
 mod metrics;
 
+pub(crate) use self::metrics::{Failure, Request};
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,76 +16,6 @@ use crate::config::Config;
 use crate::logging::LogThrottle;
 use crate::metrics::Families;
 use crate::recorder::stores::Stores;
-
-/// The probe's requests; the `operation` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Request {
-    /// POST /subjects/{subject}/versions: registers the probe schema (idempotent).
-    Register,
-    /// GET /schemas/ids/{id}.
-    ReadById,
-    /// GET /subjects/{subject}/versions/latest.
-    Latest,
-}
-
-impl Request {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Request::Register => "register",
-            Request::ReadById => "read_by_id",
-            Request::Latest => "latest",
-        }
-    }
-}
-
-/// Why a request failed; the `reason` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Failure {
-    /// No connection (name resolution, refused, unreachable).
-    Connect,
-    /// The TLS handshake failed (an untrusted or expired certificate, a wrong name).
-    Tls,
-    /// No answer within `check.schema.registry.timeout.seconds`.
-    Timeout,
-    /// 401 or 403: the credentials are refused.
-    Auth,
-    /// 429.
-    RateLimited,
-    /// 5xx.
-    Server,
-    /// Another 4xx (the subject or id is unknown: with `schema.registry.probe.write = false` the
-    /// probe subject must have been registered once).
-    ClientError,
-    /// An answer that is not what the API promises: another id or schema than registered, or
-    /// a body that is not the API's JSON.
-    Mismatch,
-}
-
-impl Failure {
-    pub(crate) const ALL: [Failure; 8] = [
-        Failure::Connect,
-        Failure::Tls,
-        Failure::Timeout,
-        Failure::Auth,
-        Failure::RateLimited,
-        Failure::Server,
-        Failure::ClientError,
-        Failure::Mismatch,
-    ];
-
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Failure::Connect => "connect",
-            Failure::Tls => "tls",
-            Failure::Timeout => "timeout",
-            Failure::Auth => "auth",
-            Failure::RateLimited => "rate_limited",
-            Failure::Server => "server",
-            Failure::ClientError => "client_error",
-            Failure::Mismatch => "mismatch",
-        }
-    }
-}
 
 /// A request of the probe was answered after `took`.
 #[derive(Debug)]

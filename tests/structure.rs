@@ -1,5 +1,6 @@
 //! The shape of the source, as `src/lib.rs` maps it: files and functions small enough to read,
-//! every module named in its parent's map, no module using one above it, no import circles.
+//! every module named in its parent's map, no module using one above it, no import circles,
+//! and only the recorder writing what the readers read.
 //!
 //! Modules are files (`a/b.rs`, or `a/b/mod.rs` for a folder); what a file uses is read from
 //! its `crate::`, `super::` and `self::` paths, outside comments and test modules.
@@ -321,5 +322,82 @@ fn no_module_uses_one_above_it_and_no_imports_go_in_circles() {
         visit(module, &graph, &mut Vec::new(), &mut done, &mut problems);
     }
 
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Only the recorder writes what `/metrics`, the status page, `check`, the bundle and
+/// readiness read: no module outside it (and `metrics`, which knows no task) declares or
+/// updates a metric family, and the stores it keeps (`src/recorder/{observed,permissions,
+/// status}.rs`) offer everyone else reads only; their writes are `pub(super)`, the recorder's.
+/// A task reports what it observed with `Recorder::record`.
+#[test]
+fn only_the_recorder_writes_the_stores() {
+    const WRITES: [&str; 8] = [
+        "prometheus_client::metrics",
+        "Family<",
+        "get_or_create(",
+        ".inc()",
+        ".inc_by(",
+        "impl Families for",
+        "metrics.add(",
+        "registry.register",
+    ];
+    let mut problems = Vec::new();
+    for source in sources() {
+        if matches!(
+            source.module.first().map(String::as_str),
+            Some("recorder" | "metrics")
+        ) {
+            continue;
+        }
+        for (number, line) in source.code().lines().enumerate() {
+            if line.trim_start().starts_with("//") {
+                continue;
+            }
+            for write in WRITES.iter().filter(|write| line.contains(*write)) {
+                problems.push(format!(
+                    "{}:{}: `{write}` outside the recorder: report an observation instead",
+                    source.path.display(),
+                    number + 1
+                ));
+            }
+        }
+    }
+    // What each store lets the rest of the crate call: reads (and value constructors).
+    let views: [(&str, &[&str]); 3] = [
+        (
+            "recorder/observed.rs",
+            &[
+                "connections",
+                "partitions",
+                "metadata",
+                "groups_behind",
+                "empty",
+            ],
+        ),
+        (
+            "recorder/permissions.rs",
+            &["as_str", "new", "describe", "states", "causes"],
+        ),
+        ("recorder/status.rs", &["readiness"]),
+    ];
+    for (file, allowed) in views {
+        let text = std::fs::read_to_string(root().join(file)).unwrap();
+        for line in text.lines() {
+            let Some(rest) = line
+                .trim_start()
+                .strip_prefix("pub(crate) fn ")
+                .or_else(|| line.trim_start().strip_prefix("pub fn "))
+            else {
+                continue;
+            };
+            let name = rest.split(['(', '<']).next().unwrap_or_default();
+            if !allowed.contains(&name) {
+                problems.push(format!(
+                    "{file}: `{name}` is open to the crate; a store's writes are `pub(super)`, the recorder's (a new read goes in this test's list)"
+                ));
+            }
+        }
+    }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

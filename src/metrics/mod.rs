@@ -22,6 +22,7 @@ pub(crate) mod summary;
 pub mod text_format;
 
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -62,37 +63,78 @@ struct ClusterIdLabels {
 }
 
 /// Every metric family of one monitored cluster: its identity, and what each of its
-/// components added.
+/// components added, registered once (when the set is built) under the `heartbeat` prefix and
+/// the configured `cluster` label. A scrape encodes them, nothing is registered again.
 pub(crate) struct ClusterMetrics {
-    build_info: Family<BuildLabels, Gauge>,
-    components: Mutex<Vec<Arc<dyn Families>>>,
+    components: Vec<Arc<dyn Families>>,
+    registry: Registry,
+    /// `heartbeat_cluster_info{cluster_id}`: the id as last encoded, and its series.
+    cluster_id: Mutex<String>,
+    cluster_info: Family<ClusterIdLabels, Gauge>,
+    /// The last exposition's length, to size the next.
+    size: AtomicUsize,
 }
 
-impl ClusterMetrics {
-    /// The metrics of a cluster monitored by running instance `instance_id`.
-    pub(crate) fn new(instance_id: &str) -> Self {
+/// The families of a cluster's metric set, in the order they are exported, until it is built.
+pub(crate) struct ClusterMetricsBuilder {
+    instance_id: String,
+    components: Vec<Arc<dyn Families>>,
+}
+
+impl ClusterMetricsBuilder {
+    /// Exports a component's families, after those added before.
+    pub(crate) fn add(&mut self, families: Arc<dyn Families>) {
+        self.components.push(families);
+    }
+
+    /// Exports a component's families, if it has any.
+    pub(crate) fn add_some(&mut self, families: Option<Arc<dyn Families>>) {
+        if let Some(families) = families {
+            self.add(families);
+        }
+    }
+
+    /// Registers every family once, every series labelled with the configured `cluster`.
+    pub(crate) fn build(self, cluster: &str) -> ClusterMetrics {
+        let labels = [(Cow::Borrowed("cluster"), Cow::Owned(cluster.to_string()))];
+        let mut registry = Registry::with_prefix_and_labels("heartbeat", labels.into_iter());
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
             .get_or_create(&BuildLabels {
                 version: env!("CARGO_PKG_VERSION").to_string(),
-                instance_id: instance_id.to_string(),
+                instance_id: self.instance_id,
             })
             .set(1);
-        ClusterMetrics {
+        registry.register(
+            "build_info",
+            "Always 1; labelled with the version and this running instance's id (written into every heartbeat)",
             build_info,
-            components: Mutex::new(Vec::new()),
+        );
+        let cluster_info = Family::<ClusterIdLabels, Gauge>::default();
+        registry.register(
+            "cluster_info",
+            "Always 1; labelled with the id the cluster reports (unknown before it answered): join on cluster for it",
+            cluster_info.clone(),
+        );
+        for component in &self.components {
+            component.register(&mut registry);
+        }
+        ClusterMetrics {
+            components: self.components,
+            registry,
+            cluster_id: Mutex::new(String::new()),
+            cluster_info,
+            size: AtomicUsize::new(64 * 1024),
         }
     }
+}
 
-    /// Exports a component's families from now on, after those added before.
-    pub(crate) fn add(&self, families: Arc<dyn Families>) {
-        lock(&self.components).push(families);
-    }
-
-    /// Exports a component's families, if it has any, from now on.
-    pub(crate) fn add_some(&self, families: Option<Arc<dyn Families>>) {
-        if let Some(families) = families {
-            self.add(families);
+impl ClusterMetrics {
+    /// The metrics of a cluster monitored by running instance `instance_id`, to be built.
+    pub(crate) fn builder(instance_id: &str) -> ClusterMetricsBuilder {
+        ClusterMetricsBuilder {
+            instance_id: instance_id.to_string(),
+            components: Vec::new(),
         }
     }
 
@@ -105,33 +147,30 @@ impl ClusterMetrics {
         cluster: &str,
         cluster_id: &str,
     ) -> std::fmt::Result {
-        let components = lock(&self.components).clone();
-        let now = Instant::now();
-        let labels = [(Cow::Borrowed("cluster"), Cow::Owned(cluster.to_string()))];
-        let mut registry = Registry::with_prefix_and_labels("heartbeat", labels.into_iter());
-        registry.register(
-            "build_info",
-            "Always 1; labelled with the version and this running instance's id (written into every heartbeat)",
-            self.build_info.clone(),
-        );
-        let info = Family::<ClusterIdLabels, Gauge>::default();
-        info.get_or_create(&ClusterIdLabels {
-            cluster_id: cluster_id.to_string(),
-        })
-        .set(1);
-        registry.register(
-            "cluster_info",
-            "Always 1; labelled with the id the cluster reports (unknown before it answered): join on cluster for it",
-            info,
-        );
-        for component in &components {
-            component.refresh(now);
-            component.register(&mut registry);
+        {
+            let mut current = lock(&self.cluster_id);
+            if *current != cluster_id {
+                // The id a cluster reports changes only when it is first known: one series.
+                self.cluster_info.clear();
+                self.cluster_info
+                    .get_or_create(&ClusterIdLabels {
+                        cluster_id: cluster_id.to_string(),
+                    })
+                    .set(1);
+                *current = cluster_id.to_string();
+            }
         }
-        prometheus_client::encoding::text::encode_registry(out, &registry)?;
-        for component in &components {
+        out.reserve(self.size.load(Ordering::Relaxed));
+        let start = out.len();
+        let now = Instant::now();
+        for component in &self.components {
+            component.refresh(now);
+        }
+        prometheus_client::encoding::text::encode_registry(out, &self.registry)?;
+        for component in &self.components {
             component.encode_summaries(out, cluster);
         }
+        self.size.store(out.len() - start, Ordering::Relaxed);
         Ok(())
     }
 }
@@ -227,21 +266,23 @@ mod tests {
         }
     }
 
-    fn cluster_with(count: u64) -> ClusterMetrics {
-        let metrics = ClusterMetrics::new("i");
+    fn cluster_with(cluster: &str, count: u64) -> ClusterMetrics {
+        let mut metrics = ClusterMetrics::builder("i");
         let produced = Arc::new(Produced::default());
         produced
             .0
             .get_or_create(&PartitionLabels::new(0))
             .inc_by(count);
         metrics.add(produced);
-        metrics
+        metrics.build(cluster)
     }
 
     #[test]
     fn every_series_carries_the_cluster_and_one_the_id() {
         let mut out = String::new();
-        cluster_with(1).encode(&mut out, "prod", "abc").unwrap();
+        cluster_with("prod", 1)
+            .encode(&mut out, "prod", "abc")
+            .unwrap();
         for line in out.lines().filter(|line| !line.starts_with('#')) {
             assert!(line.contains("cluster=\"prod\""), "{line}");
         }
@@ -256,8 +297,12 @@ mod tests {
     fn clusters_share_each_family_once() {
         let mut one = String::new();
         let mut two = String::new();
-        cluster_with(1).encode(&mut one, "east", "id1").unwrap();
-        cluster_with(2).encode(&mut two, "west", "id2").unwrap();
+        cluster_with("east", 1)
+            .encode(&mut one, "east", "id1")
+            .unwrap();
+        cluster_with("west", 2)
+            .encode(&mut two, "west", "id2")
+            .unwrap();
         let merged = merge_families(&[one, two]);
         assert_eq!(
             merged

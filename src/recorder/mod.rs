@@ -224,7 +224,7 @@ impl Recorder {
             reloads,
             ..
         } = setup;
-        let metrics = ClusterMetrics::new(instance_id);
+        let mut metrics = ClusterMetrics::builder(instance_id);
         let permissions = Arc::new(Permissions::new(config));
         metrics.add(permissions.clone());
         let admin = &config.admin;
@@ -271,7 +271,7 @@ impl Recorder {
             mirror,
             connectivity,
             topic,
-            metrics,
+            metrics: metrics.build(&config.name),
             view: watch::Sender::new(Arc::new(ClusterSnapshot::default())),
             status: Status::default(),
             observed: Observed::default(),

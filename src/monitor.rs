@@ -80,7 +80,7 @@ impl Generation {
             .clone()
             .map(|settings| Arc::new(Tokens::new(settings)));
         let signin = match &tokens {
-            Some(tokens) => Some(SignIn::new(&shared, tokens.clone())?),
+            Some(tokens) => Some(SignIn::new(&shared.recorder, tokens.clone())?),
             None => None,
         };
         // Three clients (four with the transaction probe): the heartbeat producer's (which the metadata and topic tasks share),
@@ -91,16 +91,30 @@ impl Generation {
             consumer,
             transactions,
         } = heartbeat::tasks(&shared, tokens.clone())?;
-        let metadata = MetadataRefresher::new(&shared, producer.client(), Some(consumer.client()));
-        let topic = TopicManager::new(&shared, producer.client());
-        let connectivity = ConnectivityChecker::new(&shared)?;
+        let metadata = MetadataRefresher::new(
+            (&shared.config, &shared.recorder),
+            (&shared.refresh_now, &shared.cluster_changed),
+            producer.client(),
+            Some(consumer.client()),
+        );
+        let topic = TopicManager::new(
+            &shared.config,
+            &shared.recorder,
+            &shared.refresh_now,
+            producer.client(),
+        );
+        let connectivity = ConnectivityChecker::new(&shared.config, &shared.recorder)?;
         // The one-shot check proves the heartbeat's path, not the other groups' lag.
         let scan = match purpose {
-            Purpose::Export => Some(ClusterScan::new(&shared)?),
+            Purpose::Export => Some(ClusterScan::new(&shared.config, &shared.recorder)?),
             Purpose::Check => None,
         };
-        let schema_registry = SchemaRegistryProbe::new(&shared)?;
-        let mirror = MirrorReader::new(&shared)?;
+        let schema_registry = SchemaRegistryProbe::new(&shared.config, &shared.recorder)?;
+        let mirror = MirrorReader::new(
+            &shared.config,
+            &shared.recorder,
+            shared.links.source.as_ref(),
+        )?;
 
         let mut clients = vec![
             (Role::Producer, Arc::downgrade(&producer.client())),

@@ -29,10 +29,10 @@ pub(crate) struct ClusterShared {
     /// producer created later (the transaction probe's, anew after a fencing).
     pub(crate) reloaded_producer_credentials: Mutex<Option<(String, String)>>,
     /// Asks the metadata task for a refresh now (e.g. right after the topic was created).
-    pub(crate) refresh_now: tokio::sync::Notify,
+    pub(crate) refresh_now: Arc<tokio::sync::Notify>,
     /// Told when the bootstrap servers lead to another cluster (its id changed): everything
     /// measured so far was of the old one, so the cluster's tasks start afresh.
-    pub(crate) cluster_changed: tokio::sync::Notify,
+    pub(crate) cluster_changed: Arc<tokio::sync::Notify>,
     /// Replication pipelines this cluster is part of.
     pub(crate) links: Links,
 }
@@ -85,8 +85,8 @@ impl ClusterShared {
             instance_id,
             started_at_us: unix_micros(),
             started: Instant::now(),
-            refresh_now: tokio::sync::Notify::new(),
-            cluster_changed: tokio::sync::Notify::new(),
+            refresh_now: Arc::default(),
+            cluster_changed: Arc::default(),
             links,
             config,
         })

@@ -6,19 +6,22 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use rdkafka::types::RDKafkaErrorCode;
+use tokio::sync::Notify;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::ClusterSnapshot;
+use crate::config::Config;
 use crate::kafka::client::is_authorization_failure;
 use crate::kafka::handle::AnyClient;
 use crate::kafka::native_admin::NativeAdminError;
 use crate::kafka::topic_admin;
 use crate::recorder::permissions::{Allowed, Operation, Refused, Resource, Right};
 use crate::recorder::topic::{TopicChecked, TopicJudged};
-use crate::shared::ClusterShared;
+use crate::recorder::Recorder;
 
 /// Retention of heartbeats: long enough to look back at an incident, small on disk.
 const RETENTION_MS: &str = "86400000";
@@ -155,25 +158,59 @@ enum TopicError {
     Task(String),
 }
 
+/// What the topic task needs of the configuration.
+struct Settings {
+    /// `heartbeat.topic`.
+    topic: String,
+    /// `heartbeat.topic.manage`: whether it creates the topic and adds partitions.
+    manage: bool,
+    /// `check.topic.period.seconds`.
+    period: Duration,
+    /// `check.topic.timeout.seconds`, for each admin request.
+    timeout: Duration,
+}
+
+impl Settings {
+    fn of(config: &Config) -> Self {
+        let admin = &config.admin;
+        Settings {
+            topic: admin.heartbeat_topic.clone(),
+            manage: admin.heartbeat_topic_manage,
+            period: admin.check_topic_period,
+            timeout: admin.check_topic_timeout,
+        }
+    }
+}
+
 /// The topic task of one cluster.
 pub(crate) struct TopicManager {
-    shared: Arc<ClusterShared>,
+    settings: Settings,
+    recorder: Arc<Recorder>,
+    /// Asks the metadata task for a refresh now (the topic was created or grew).
+    refresh_now: Arc<Notify>,
     client: Arc<dyn AnyClient>,
 }
 
 impl TopicManager {
-    pub(crate) fn new(shared: &Arc<ClusterShared>, client: Arc<dyn AnyClient>) -> Self {
+    pub(crate) fn new(
+        config: &Config,
+        recorder: &Arc<Recorder>,
+        refresh_now: &Arc<Notify>,
+        client: Arc<dyn AnyClient>,
+    ) -> Self {
         TopicManager {
-            shared: shared.clone(),
+            settings: Settings::of(config),
+            recorder: recorder.clone(),
+            refresh_now: refresh_now.clone(),
             client,
         }
     }
 
     /// Checks the topic periodically and whenever the broker count grows, until cancelled.
     pub(crate) async fn run(self, cancel: CancellationToken) {
-        let mut interval = tokio::time::interval(self.shared.config.admin.check_topic_period);
+        let mut interval = tokio::time::interval(self.settings.period);
         interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut view = self.shared.recorder.subscribe();
+        let mut view = self.recorder.subscribe();
         let mut brokers_seen = 0;
         let mut checked = false;
         loop {
@@ -182,12 +219,12 @@ impl TopicManager {
                 _ = interval.tick() => checked = false,
                 changed = view.changed() => if changed.is_err() { break },
             }
-            let snapshot = self.shared.snapshot();
+            let snapshot = self.recorder.snapshot();
             let fine = plan(&snapshot) == TopicPlan::Fine;
-            self.shared.recorder.record(TopicJudged { fine });
+            self.recorder.record(TopicJudged { fine });
             let brokers = snapshot.listed_brokers().count();
             let topic_missing = snapshot.refreshed_at.is_some() && snapshot.partitions.is_empty();
-            let problem_outstanding = self.shared.recorder.topic_problem();
+            let problem_outstanding = self.recorder.topic_problem();
             if checked && brokers <= brokers_seen && !topic_missing && !problem_outstanding {
                 continue;
             }
@@ -204,9 +241,8 @@ impl TopicManager {
 
     /// One check; returns false when it could not decide yet (no metadata).
     async fn ensure(&self, snapshot: &ClusterSnapshot) -> bool {
-        let admin = &self.shared.config.admin;
-        let topic = admin.heartbeat_topic.as_str();
-        let manage = admin.heartbeat_topic_manage;
+        let topic = self.settings.topic.as_str();
+        let manage = self.settings.manage;
         let plan = plan(snapshot);
         match plan {
             TopicPlan::Wait => {}
@@ -252,7 +288,7 @@ impl TopicManager {
                     } else {
                         tracing::info!(topic, "the heartbeat topic was created meanwhile by someone else");
                     }
-                    self.shared.refresh_now.notify_one();
+                    self.refresh_now.notify_one();
                     (None, None)
                 }
                 Err(error) => (
@@ -279,7 +315,7 @@ impl TopicManager {
                 Ok(()) => {
                     let leaders: Vec<i32> = assignment.iter().filter_map(|replicas| replicas.first().copied()).collect();
                     tracing::info!(topic, from, to, ?leaders, "added partitions to the heartbeat topic");
-                    self.shared.refresh_now.notify_one();
+                    self.refresh_now.notify_one();
                     (None, None)
                 }
                 Err(error) => (
@@ -308,9 +344,7 @@ impl TopicManager {
                 )),
             ),
         };
-        self.shared
-            .recorder
-            .record(TopicChecked { problem, warning });
+        self.recorder.record(TopicChecked { problem, warning });
         true
     }
 
@@ -323,7 +357,7 @@ impl TopicManager {
     ) -> Result<bool, TopicError> {
         let client = self.client.clone();
         let topic = topic.to_string();
-        let timeout = self.shared.config.admin.check_topic_timeout;
+        let timeout = self.settings.timeout;
         let answer = tokio::task::spawn_blocking(move || {
             topic_admin::create_topic(
                 client.requests(),
@@ -359,16 +393,12 @@ impl TopicManager {
         result: &Result<T, NativeAdminError>,
         stops: &str,
     ) {
-        let right = Right::new(
-            operation,
-            Resource::Topic(self.shared.config.admin.heartbeat_topic.clone()),
-        );
+        let right = Right::new(operation, Resource::Topic(self.settings.topic.clone()));
         match result {
-            Ok(_) => self.shared.recorder.record(Allowed(right)),
-            Err(error) if is_authorization_failure(error.code()) => self
-                .shared
-                .recorder
-                .record(Refused::new(right, stops, error)),
+            Ok(_) => self.recorder.record(Allowed(right)),
+            Err(error) if is_authorization_failure(error.code()) => {
+                self.recorder.record(Refused::new(right, stops, error))
+            }
             Err(_) => {}
         }
     }
@@ -382,7 +412,7 @@ impl TopicManager {
         let client = self.client.clone();
         let topic = topic.to_string();
         let assignment = assignment.to_vec();
-        let timeout = self.shared.config.admin.check_topic_timeout;
+        let timeout = self.settings.timeout;
         let added = tokio::task::spawn_blocking(move || {
             topic_admin::create_partitions(client.requests(), &topic, to, &assignment, timeout)
         })

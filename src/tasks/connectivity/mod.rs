@@ -16,6 +16,7 @@ mod tls;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
@@ -26,10 +27,11 @@ pub use self::tls::TlsSetupError;
 
 use self::check::{check_broker, parse_bootstrap_servers, Resolver};
 use self::tls::TlsCheck;
+use crate::config::Config;
 use crate::recorder::connectivity::{
     BrokerMissing, ConnectionChecked, ConnectionRound, Target, TargetForgotten,
 };
-use crate::shared::ClusterShared;
+use crate::recorder::Recorder;
 
 fn bootstrap_label(index: usize) -> String {
     format!("bootstrap-{index}")
@@ -37,24 +39,30 @@ fn bootstrap_label(index: usize) -> String {
 
 /// The connectivity task of one cluster.
 pub(crate) struct ConnectivityChecker {
-    shared: Arc<ClusterShared>,
+    recorder: Arc<Recorder>,
+    /// `check.connectivity.period.seconds`.
+    period: Duration,
+    /// `check.connectivity.timeout.seconds`, for each check.
+    timeout: Duration,
     resolver: Resolver,
     tls: Option<Arc<TlsCheck>>,
     bootstrap: Vec<(String, u16)>,
 }
 
 impl ConnectivityChecker {
-    /// The task for the cluster of `shared`; its TLS check is set up from the client
+    /// The task for the cluster `config` configures; its TLS check is set up from the client
     /// properties (none when `security.protocol` uses no TLS).
-    pub(crate) fn new(shared: &Arc<ClusterShared>) -> Result<Self, TlsSetupError> {
-        let properties = shared.config.admin_properties();
+    pub(crate) fn new(config: &Config, recorder: &Arc<Recorder>) -> Result<Self, TlsSetupError> {
+        let properties = config.admin_properties();
         let tls = TlsCheck::from_properties(&properties)?;
         let bootstrap = properties
             .get("bootstrap.servers")
             .map(|servers| parse_bootstrap_servers(servers))
             .unwrap_or_default();
         Ok(ConnectivityChecker {
-            shared: shared.clone(),
+            recorder: recorder.clone(),
+            period: config.admin.check_connectivity_period,
+            timeout: config.admin.check_connectivity_timeout,
             resolver: Resolver::default(),
             tls: tls.map(Arc::new),
             bootstrap,
@@ -72,11 +80,10 @@ impl ConnectivityChecker {
     }
 
     async fn check_rounds(&self) {
-        let mut interval =
-            tokio::time::interval(self.shared.config.admin.check_connectivity_period);
+        let mut interval = tokio::time::interval(self.period);
         // Checks stay on their grid; a round that overran does not cause a burst.
         interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
-        let mut view = self.shared.recorder.subscribe();
+        let mut view = self.recorder.subscribe();
         let mut checked: Vec<i32> = Vec::new();
         let mut bootstrap_series = false;
         loop {
@@ -92,13 +99,13 @@ impl ConnectivityChecker {
                     }
                 }
             }
-            let snapshot = self.shared.snapshot();
+            let snapshot = self.recorder.snapshot();
             checked = snapshot.brokers.keys().copied().collect();
             let targets: Vec<Target> = if snapshot.refreshed_at.is_some() {
                 if bootstrap_series {
                     // The cluster answered: the brokers' own series take over.
                     for index in 0..self.bootstrap.len() {
-                        self.shared.recorder.record(TargetForgotten {
+                        self.recorder.record(TargetForgotten {
                             label: bootstrap_label(index),
                         });
                     }
@@ -126,20 +133,18 @@ impl ConnectivityChecker {
     /// Follows metadata as it comes, between and during rounds: a broker that goes missing is
     /// down at once, and one forgotten after the retention loses its series.
     async fn follow_brokers(&self) {
-        let mut view = self.shared.recorder.subscribe();
+        let mut view = self.recorder.subscribe();
         let mut known: BTreeSet<i32> = BTreeSet::new();
         loop {
             let snapshot = view.borrow_and_update().clone();
             for broker in snapshot.brokers.values() {
                 if broker.missing_since.is_some() {
-                    self.shared
-                        .recorder
-                        .record(BrokerMissing { broker: broker.id });
+                    self.recorder.record(BrokerMissing { broker: broker.id });
                 }
             }
             let now_known: BTreeSet<i32> = snapshot.brokers.keys().copied().collect();
             for forgotten in known.difference(&now_known) {
-                self.shared.recorder.record(TargetForgotten {
+                self.recorder.record(TargetForgotten {
                     label: forgotten.to_string(),
                 });
             }
@@ -153,10 +158,10 @@ impl ConnectivityChecker {
     /// One round: every target concurrently; returns when all have finished. When every
     /// target failed, what they failed on becomes a readiness cause.
     async fn check_all(&self, targets: Vec<Target>) {
-        let timeout = self.shared.config.admin.check_connectivity_timeout;
+        let timeout = self.timeout;
         let mut checks = JoinSet::new();
         for target in targets {
-            let shared = self.shared.clone();
+            let recorder = self.recorder.clone();
             let resolver = self.resolver.clone();
             let tls = self.tls.clone();
             // Spawned checks log within this cluster's span.
@@ -178,7 +183,7 @@ impl ConnectivityChecker {
                             target.address()
                         )
                     });
-                    shared.recorder.record(ConnectionChecked {
+                    recorder.record(ConnectionChecked {
                         target,
                         tls: tls.is_some(),
                         result,
@@ -196,8 +201,6 @@ impl ConnectivityChecker {
                 failures.push(failure);
             }
         }
-        self.shared
-            .recorder
-            .record(ConnectionRound { checked, failures });
+        self.recorder.record(ConnectionRound { checked, failures });
     }
 }

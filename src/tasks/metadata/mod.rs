@@ -13,21 +13,23 @@ mod racks;
 mod snapshot;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
+use tokio::sync::Notify;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use self::racks::Racks;
 use self::snapshot::{fetch_metadata, next_snapshot, MetadataResponse};
+use crate::config::Config;
 use crate::kafka::handle::AnyClient;
 use crate::recorder::metadata::change::Change;
 use crate::recorder::metadata::{
     MetadataAnswered, MetadataDelayed, MetadataFailed, MetadataRefreshed,
 };
-use crate::shared::ClusterShared;
+use crate::recorder::Recorder;
 use crate::sync::lock;
 
 /// Why a metadata refresh failed.
@@ -70,9 +72,26 @@ impl MetadataError {
 /// has marked that broker down by then, and goes to another.
 const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// What the metadata task needs of the configuration.
+struct Settings {
+    /// `heartbeat.topic`, whose partitions are asked for.
+    topic: String,
+    /// `check.metadata.period.seconds`.
+    period: Duration,
+    /// `check.metadata.timeout.seconds`, for each request.
+    timeout: Duration,
+    /// `broker.missing.retention.seconds`.
+    retention: Duration,
+}
+
 /// The metadata task of one cluster.
 pub(crate) struct MetadataRefresher {
-    shared: Arc<ClusterShared>,
+    settings: Settings,
+    recorder: Arc<Recorder>,
+    /// Refreshes asked for between periods (the topic was created, racks were found).
+    refresh_now: Arc<Notify>,
+    /// Told when another cluster answers at the bootstrap servers (its id changed).
+    cluster_changed: Arc<Notify>,
     /// The heartbeat producer's client, which the topic task shares.
     client: Arc<dyn AnyClient>,
     /// A second client asked at the same time (the end-to-end consumer's): a request that
@@ -85,13 +104,24 @@ pub(crate) struct MetadataRefresher {
 }
 
 impl MetadataRefresher {
+    /// `signals`: refreshes asked for, and where a change of cluster is told.
     pub(crate) fn new(
-        shared: &Arc<ClusterShared>,
+        (config, recorder): (&Config, &Arc<Recorder>),
+        signals: (&Arc<Notify>, &Arc<Notify>),
         client: Arc<dyn AnyClient>,
         second: Option<Arc<dyn AnyClient>>,
     ) -> Self {
+        let admin = &config.admin;
         MetadataRefresher {
-            shared: shared.clone(),
+            settings: Settings {
+                topic: admin.heartbeat_topic.clone(),
+                period: admin.check_metadata_period,
+                timeout: admin.check_metadata_timeout,
+                retention: admin.broker_missing_retention,
+            },
+            recorder: recorder.clone(),
+            refresh_now: signals.0.clone(),
+            cluster_changed: signals.1.clone(),
             client,
             second,
             previous_start: std::sync::Mutex::default(),
@@ -101,14 +131,14 @@ impl MetadataRefresher {
 
     /// Refreshes every `check.metadata.period.seconds`, or at once when asked to, until cancelled.
     pub(crate) async fn run(self, cancel: CancellationToken) {
-        let mut interval = tokio::time::interval(self.shared.config.admin.check_metadata_period);
+        let mut interval = tokio::time::interval(self.settings.period);
         // A refresh that overran is not worth catching up on: the next one sees the same cluster.
         interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = interval.tick() => {}
-                _ = self.shared.refresh_now.notified() => {}
+                _ = self.refresh_now.notified() => {}
             }
             // A blocking request cannot be interrupted; cancellation is checked around it.
             tokio::select! {
@@ -127,7 +157,7 @@ impl MetadataRefresher {
         let since = lock(&self.previous_start)
             .replace(started)
             .unwrap_or(started);
-        let limit = self.shared.config.admin.check_metadata_timeout;
+        let limit = self.settings.timeout;
         let mut result = self.request(limit).await;
         // A broken connection (a broker that died with the request, or stopped) fails the
         // request at once: asked again, librdkafka goes to another broker. So while the time
@@ -143,7 +173,7 @@ impl MetadataRefresher {
         }
         match result {
             Ok(response) => {
-                self.shared.recorder.record(MetadataAnswered {
+                self.recorder.record(MetadataAnswered {
                     took: started.elapsed(),
                 });
                 self.apply(response);
@@ -152,12 +182,12 @@ impl MetadataRefresher {
             // be longer than a metadata request may take, and its first statistics may come
             // later. So the cluster down is said one refresh later than a refused request
             // would say it.
-            Err(error) if error.connection_only() && self.shared.recorder.answered_since(since) => {
-                self.shared.recorder.record(MetadataDelayed {
+            Err(error) if error.connection_only() && self.recorder.answered_since(since) => {
+                self.recorder.record(MetadataDelayed {
                     error: error.to_string(),
                 });
             }
-            Err(error) => self.shared.recorder.record(MetadataFailed {
+            Err(error) => self.recorder.record(MetadataFailed {
                 error: error.to_string(),
             }),
         }
@@ -169,7 +199,7 @@ impl MetadataRefresher {
         &self,
         timeout: std::time::Duration,
     ) -> Result<MetadataResponse, MetadataError> {
-        let topic = self.shared.config.admin.heartbeat_topic.clone();
+        let topic = self.settings.topic.clone();
         let asks = [Some(&self.client), self.second.as_ref()]
             .into_iter()
             .flatten()
@@ -192,8 +222,8 @@ impl MetadataRefresher {
 
     fn apply(&self, response: MetadataResponse) {
         let now = Instant::now();
-        let retention = self.shared.config.admin.broker_missing_retention;
-        let previous = self.shared.snapshot();
+        let retention = self.settings.retention;
+        let previous = self.recorder.snapshot();
         let racks = self.racks.known();
         let (snapshot, changes) = next_snapshot(&previous, response, &racks, now, retention);
         let brokers_changed = changes.iter().any(|change| {
@@ -207,17 +237,21 @@ impl MetadataRefresher {
         let id_changed = changes
             .iter()
             .any(|change| matches!(change, Change::ClusterIdChanged { .. }));
-        self.shared.recorder.record(MetadataRefreshed {
+        self.recorder.record(MetadataRefreshed {
             previous,
             snapshot,
             changes,
         });
-        self.racks
-            .look_up(&self.client, &self.shared, brokers_changed);
+        self.racks.look_up(
+            &self.client,
+            (&self.recorder, &self.refresh_now),
+            self.settings.timeout,
+            brokers_changed,
+        );
         if id_changed {
             // Another cluster answers at these addresses: what was measured so far was of the
             // old one. The cluster's tasks start afresh, their series from zero.
-            self.shared.cluster_changed.notify_one();
+            self.cluster_changed.notify_one();
         }
     }
 }

@@ -6,11 +6,13 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use tokio::sync::Notify;
+
 use crate::kafka::client::is_authorization_failure;
 use crate::kafka::handle::AnyClient;
 use crate::kafka::native_admin::describe_cluster;
 use crate::recorder::permissions::{Allowed, Operation, Refused, Resource, Right};
-use crate::shared::ClusterShared;
+use crate::recorder::Recorder;
 use crate::sync::lock;
 
 /// How often racks are asked again while the cluster answers DescribeCluster (and sooner when
@@ -44,12 +46,13 @@ impl Racks {
     }
 
     /// Starts a DescribeCluster lookup on a blocking thread when one is due (at once when
-    /// `brokers_changed`); when it finds other racks than known, it asks `shared` for a
-    /// metadata refresh, which applies them.
+    /// `brokers_changed`), bounded by `timeout`; when it finds other racks than known, it asks
+    /// for a metadata refresh (`refresh_now`), which applies them.
     pub(super) fn look_up(
         &self,
         client: &Arc<dyn AnyClient>,
-        shared: &Arc<ClusterShared>,
+        (recorder, refresh_now): (&Arc<Recorder>, &Arc<Notify>),
+        timeout: Duration,
         brokers_changed: bool,
     ) {
         let now = Instant::now();
@@ -65,14 +68,13 @@ impl Racks {
         }
         let client = client.clone();
         let racks = self.0.clone();
-        let shared = shared.clone();
-        let timeout = shared.config.admin.check_metadata_timeout;
+        let (recorder, refresh_now) = (recorder.clone(), refresh_now.clone());
         tokio::task::spawn_blocking(move || {
             let result = describe_cluster(client.requests(), timeout);
             let describe = Right::new(Operation::Describe, Resource::Cluster);
             match &result {
-                Ok(_) => shared.recorder.record(Allowed(describe)),
-                Err(error) if is_authorization_failure(error.code()) => shared.recorder.record(
+                Ok(_) => recorder.record(Allowed(describe)),
+                Err(error) if is_authorization_failure(error.code()) => recorder.record(
                     Refused::new(describe, "the brokers' racks cannot be read", error),
                 ),
                 Err(_) => {}
@@ -89,7 +91,7 @@ impl Racks {
                     lookup.next_due = Instant::now() + RACKS_REFRESH;
                     if found != lookup.racks {
                         lookup.racks = found;
-                        shared.refresh_now.notify_one();
+                        refresh_now.notify_one();
                     }
                 }
                 Err(error) => {

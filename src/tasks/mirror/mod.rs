@@ -25,6 +25,8 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::Beat;
+use crate::cluster::Source;
+use crate::config::Config;
 use crate::kafka::client::{client_config, ClientLog, Role};
 use crate::kafka::handle::AnyClient;
 use crate::kafka::positions::end_offsets;
@@ -35,7 +37,7 @@ use crate::recorder::mirror::{
     MirrorCounted, MirrorDropped, MirrorExpired, MirrorPartitionDifference, MirrorPositioned,
     MirrorReplicated, MirrorSkipped,
 };
-use crate::shared::ClusterShared;
+use crate::recorder::Recorder;
 use crate::sync::lock;
 use crate::tracker::{MessageTracker, Observation};
 
@@ -86,10 +88,16 @@ impl MirrorState {
 
 /// The mirror reader task of one replica.
 pub(crate) struct MirrorReader {
-    shared: Arc<ClusterShared>,
-    /// The source's name, and its heartbeat topic's name here.
-    source: String,
-    topic: String,
+    recorder: Arc<Recorder>,
+    /// This replica's name.
+    cluster: String,
+    /// The source: its name, its chain's feed, and its heartbeat topic's name here.
+    source: Source,
+    /// `mirror.lost.after.seconds`.
+    lost_after: Duration,
+    /// `check.metadata.period.seconds` and `check.metadata.timeout.seconds`: how often the
+    /// mirror topic's partitions are looked at, and for how long.
+    metadata: (Duration, Duration),
     consumer: Arc<StreamConsumer<ClientLog>>,
     state: Mutex<MirrorState>,
     started: Instant,
@@ -97,21 +105,28 @@ pub(crate) struct MirrorReader {
 }
 
 impl MirrorReader {
-    /// The reader of `shared`'s source's heartbeats (`None` for a cluster that mirrors none,
-    /// or whose source this instance does not monitor).
-    pub(crate) fn new(shared: &Arc<ClusterShared>) -> Result<Option<Self>, KafkaError> {
-        let Some(source) = &shared.links.source else {
+    /// The reader of `source`'s heartbeats on the replica `config` configures (`None` for a
+    /// cluster that mirrors none, or whose source this instance does not monitor).
+    pub(crate) fn new(
+        config: &Config,
+        recorder: &Arc<Recorder>,
+        source: Option<&Source>,
+    ) -> Result<Option<Self>, KafkaError> {
+        let Some(source) = source else {
             return Ok(None);
         };
-        let mut config = client_config(&shared.config, Role::Consumer);
-        config.set("client.id", "cc-heartbeat-mirror");
-        let consumer: Arc<StreamConsumer<ClientLog>> = Arc::new(config.create_with_context(
-            ClientLog::for_cluster(&shared.config, Role::Consumer, shared.recorder.clone()),
+        let mut client = client_config(config, Role::Consumer);
+        client.set("client.id", "cc-heartbeat-mirror");
+        let consumer: Arc<StreamConsumer<ClientLog>> = Arc::new(client.create_with_context(
+            ClientLog::for_cluster(config, Role::Consumer, recorder.clone()),
         )?);
+        let admin = &config.admin;
         Ok(Some(MirrorReader {
-            shared: shared.clone(),
-            source: source.name.clone(),
-            topic: source.topic.clone(),
+            recorder: recorder.clone(),
+            cluster: config.name.clone(),
+            source: source.clone(),
+            lost_after: admin.mirror_lost_after,
+            metadata: (admin.check_metadata_period, admin.check_metadata_timeout),
             consumer,
             state: Mutex::new(MirrorState {
                 current: None,
@@ -133,16 +148,13 @@ impl MirrorReader {
     }
 
     pub(crate) async fn run(self, cancel: CancellationToken) {
-        let Some(source) = &self.shared.links.source else {
-            return;
-        };
-        let feed = source.feed.subscribe();
+        let feed = self.source.feed.subscribe();
         tracing::info!(
-            source = %self.source,
-            topic = %self.topic,
+            source = %self.source.name,
+            topic = %self.source.topic,
             "reading the heartbeats of {} replicated to topic `{}`",
-            self.source,
-            self.topic
+            self.source.name,
+            self.source.topic
         );
         tokio::select! {
             _ = cancel.cancelled() => {}
@@ -157,7 +169,7 @@ impl MirrorReader {
 
     /// Takes what the source's producer sent (and gave up on) as expected here.
     async fn follow(&self, mut feed: tokio::sync::broadcast::Receiver<Beat>) {
-        let lost_after = self.shared.config.admin.mirror_lost_after;
+        let lost_after = self.lost_after;
         loop {
             match feed.recv().await {
                 Ok(Beat::Sent {
@@ -180,7 +192,7 @@ impl MirrorReader {
                         .expect(partition, sequence, sent);
                     drop(state);
                     if let Some(evicted) = evicted {
-                        self.shared.recorder.record(MirrorDropped::Evicted {
+                        self.recorder.record(MirrorDropped::Evicted {
                             partition: evicted.partition,
                         });
                     }
@@ -195,7 +207,7 @@ impl MirrorReader {
                     }
                 }
                 Err(RecvError::Lagged(missed)) => {
-                    self.shared.recorder.record(MirrorDropped::Missed(missed));
+                    self.recorder.record(MirrorDropped::Missed(missed));
                 }
                 Err(RecvError::Closed) => return std::future::pending().await,
             }
@@ -203,13 +215,11 @@ impl MirrorReader {
     }
 
     fn skipped(&self, kind: Skipped) {
-        self.shared.recorder.record(MirrorSkipped(kind));
+        self.recorder.record(MirrorSkipped(kind));
     }
 
     fn counted(&self, partition: i32, outcome: Outcome) {
-        self.shared
-            .recorder
-            .record(MirrorCounted { partition, outcome });
+        self.recorder.record(MirrorCounted { partition, outcome });
     }
 
     /// Reads the mirror topic and matches each heartbeat.
@@ -246,8 +256,7 @@ impl MirrorReader {
                 Some(Observation::Duplicate) => self.counted(partition, Outcome::Duplicated),
                 Some(Observation::Late) => self.counted(partition, Outcome::Late),
                 Some(Observation::Consumed { latency, .. }) => {
-                    self.shared
-                        .recorder
+                    self.recorder
                         .record(MirrorReplicated { partition, latency });
                     let sent = now.checked_sub(latency).unwrap_or(now);
                     let mut state = lock(&self.state);
@@ -263,8 +272,7 @@ impl MirrorReader {
     /// their end; says once when the topic cannot be read, and when its partitions differ
     /// from the source's.
     async fn position(&self) {
-        let admin = &self.shared.config.admin;
-        let mut interval = tokio::time::interval(admin.check_metadata_period);
+        let mut interval = tokio::time::interval(self.metadata.0);
         interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut said_difference = 0;
         loop {
@@ -289,20 +297,18 @@ impl MirrorReader {
                 self.assign_at_end(&new).await;
             }
             let difference = self.partition_difference(partitions.len());
-            self.shared
-                .recorder
-                .record(MirrorPartitionDifference(difference));
+            self.recorder.record(MirrorPartitionDifference(difference));
             if difference != said_difference {
                 said_difference = difference;
                 if difference != 0 {
                     tracing::warn!(
-                        source = %self.source,
+                        source = %self.source.name,
                         "topic `{}` has {} partitions here, {} fewer than {}'s heartbeat topic: \
                          the heartbeats of the partitions it lacks are not matched",
-                        self.topic,
+                        self.source.topic,
                         partitions.len(),
                         difference,
-                        self.source
+                        self.source.name
                     );
                 }
             }
@@ -312,18 +318,18 @@ impl MirrorReader {
     /// The mirror topic's partitions, or why it cannot be read.
     async fn mirror_partitions(&self) -> Result<Vec<i32>, String> {
         let consumer = self.consumer.clone();
-        let topic = self.topic.clone();
-        let timeout = self.shared.config.admin.check_metadata_timeout;
+        let topic = self.source.topic.clone();
+        let timeout = self.metadata.1;
         let answer =
             tokio::task::spawn_blocking(move || consumer.fetch_metadata(Some(&topic), timeout))
                 .await
                 .map_err(|error| error.to_string())?;
-        let metadata =
-            answer.map_err(|error| format!("no metadata of topic `{}`: {error}", self.topic))?;
+        let metadata = answer
+            .map_err(|error| format!("no metadata of topic `{}`: {error}", self.source.topic))?;
         let Some(topic) = metadata
             .topics()
             .iter()
-            .find(|topic| topic.name() == self.topic)
+            .find(|topic| topic.name() == self.source.topic)
         else {
             return Err(self.missing_topic());
         };
@@ -343,7 +349,7 @@ impl MirrorReader {
              mirror.topic ([cluster:{}:admin]); MirrorMaker 2's default replication policy names \
              it `<source alias>.<topic>`, Cluster Linking and IdentityReplicationPolicy keep the \
              source's name",
-            self.topic, self.shared.config.name, self.shared.config.name
+            self.source.topic, self.cluster, self.cluster
         )
     }
 
@@ -353,9 +359,9 @@ impl MirrorReader {
             return;
         }
         match &problem {
-            Some(problem) => tracing::warn!(source = %self.source, "{problem}"),
+            Some(problem) => tracing::warn!(source = %self.source.name, "{problem}"),
             None if state.problem.is_some() => {
-                tracing::info!(source = %self.source, "the mirror topic `{}` is read again", self.topic)
+                tracing::info!(source = %self.source.name, "the mirror topic `{}` is read again", self.source.topic)
             }
             None => {}
         }
@@ -381,8 +387,8 @@ impl MirrorReader {
     async fn assign_at_end(&self, partitions: &[i32]) {
         let positioned_at = Instant::now();
         let consumer = self.consumer.clone();
-        let topic = self.topic.clone();
-        let timeout = self.shared.config.admin.check_metadata_timeout;
+        let topic = self.source.topic.clone();
+        let timeout = self.metadata.1;
         let all = partitions.to_vec();
         let assigned = tokio::task::spawn_blocking(move || {
             let ends = end_offsets(&consumer, &topic, &all, timeout)?;
@@ -405,12 +411,12 @@ impl MirrorReader {
                 let mut state = lock(&self.state);
                 for partition in &positioned {
                     state.positioned.insert(*partition, positioned_at);
-                    self.shared.recorder.record(MirrorPositioned {
+                    self.recorder.record(MirrorPositioned {
                         partition: *partition,
                     });
                 }
                 if !positioned.is_empty() {
-                    tracing::info!(source = %self.source, partitions = ?positioned, "reading mirror partitions from their end");
+                    tracing::info!(source = %self.source.name, partitions = ?positioned, "reading mirror partitions from their end");
                 }
             }
             Ok(Err(error)) => {
@@ -446,7 +452,7 @@ impl MirrorReader {
                 let age = now.saturating_duration_since(state.newest_sent.unwrap_or(self.started));
                 (lost, age, state.problem.clone(), state.replicated)
             };
-            self.shared.recorder.record(MirrorExpired {
+            self.recorder.record(MirrorExpired {
                 lost: lost.iter().map(|message| message.partition).collect(),
                 age,
                 replicated,

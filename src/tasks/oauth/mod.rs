@@ -27,7 +27,7 @@ use crate::recorder::oauth::{
     Outcome, Rejection, SignInStarted, SignInState, TokenObtained, TokenRejected, TokenRequested,
     REQUEST_TIMEOUT,
 };
-use crate::shared::ClusterShared;
+use crate::recorder::Recorder;
 
 pub use self::request::EndpointError;
 
@@ -52,7 +52,7 @@ const RETRY_MAX: Duration = Duration::from_secs(10);
 const REFRESH_AT: f64 = 0.8;
 
 pub(crate) struct SignIn {
-    shared: Arc<ClusterShared>,
+    recorder: Arc<Recorder>,
     tokens: Arc<Tokens>,
 }
 
@@ -78,17 +78,17 @@ struct State {
 impl SignIn {
     /// The task for `tokens`; fails on a CA it cannot read.
     pub(crate) fn new(
-        shared: &Arc<ClusterShared>,
+        recorder: &Arc<Recorder>,
         tokens: Arc<Tokens>,
     ) -> Result<Self, EndpointError> {
         let settings = tokens.settings().borrow().clone();
         TokenEndpoint::new(&settings, REQUEST_TIMEOUT)?;
-        shared.recorder.record(SignInStarted {
+        recorder.record(SignInStarted {
             endpoint: settings.endpoint_host(),
             client_id: settings.client_id.clone(),
         });
         Ok(SignIn {
-            shared: shared.clone(),
+            recorder: recorder.clone(),
             tokens,
         })
     }
@@ -105,7 +105,7 @@ impl SignIn {
             }
         };
         let mut state = State {
-            refusals_seen: self.shared.recorder.authentication_refusals().0,
+            refusals_seen: self.recorder.authentication_refusals().0,
             ..State::default()
         };
         let mut next = Instant::now();
@@ -153,7 +153,7 @@ impl SignIn {
         let result = endpoint.fetch().await;
         let took = started.elapsed();
         let host = self.tokens.settings().borrow().endpoint_host();
-        self.shared.recorder.record(TokenRequested {
+        self.recorder.record(TokenRequested {
             outcome: match &result {
                 Ok(_) => Outcome::Ok,
                 Err(failed) => failed.outcome,
@@ -190,7 +190,7 @@ impl SignIn {
         if let Err(error) = self.tokens.publish(token) {
             tracing::error!("the clients cannot use the token from {host}: {error}");
         }
-        self.shared.recorder.record(TokenObtained {
+        self.recorder.record(TokenObtained {
             expires_at,
             at: now,
         });
@@ -232,7 +232,7 @@ impl SignIn {
     /// Counts the sign-ins the brokers refused since last looked at, and says the refusal
     /// once per spell.
     fn watch_refusals(&self, state: &mut State) {
-        let (count, refusal) = self.shared.recorder.authentication_refusals();
+        let (count, refusal) = self.recorder.authentication_refusals();
         let new = count.saturating_sub(state.refusals_seen);
         state.refusals_seen = count;
         if new > 0 {
@@ -241,9 +241,7 @@ impl SignIn {
             } else {
                 Rejection::Expired
             };
-            self.shared
-                .recorder
-                .record(TokenRejected { reason, times: new });
+            self.recorder.record(TokenRejected { reason, times: new });
             if !state.refusal_said {
                 let host = self.tokens.settings().borrow().endpoint_host();
                 tracing::error!(
@@ -288,7 +286,7 @@ impl SignIn {
             )),
             _ => None,
         };
-        self.shared.recorder.record(SignInState {
+        self.recorder.record(SignInState {
             failing: state.failing.as_ref().map(|failed| failed.detail.clone()),
             problem,
         });

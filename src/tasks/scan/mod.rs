@@ -46,6 +46,7 @@ use self::lag::scan_lag;
 use self::min_isr::min_isr;
 use self::overview::{fetch_overview, TopicsHealth};
 use self::probe::LagProbe;
+use crate::config::Config;
 use crate::config::{AdminSettings, Pattern};
 use crate::kafka::client::{client_config, is_authorization_failure, ClientLog, Role};
 use crate::kafka::configs::{describe_topic_configs, Retention, TopicConfig};
@@ -61,7 +62,7 @@ use crate::recorder::scan::{
     GroupsListed, LagScanned, MinIsrCounted, ScanFinished, ScanPartFailed, ScanPartSucceeded,
     TopicsCounted,
 };
-use crate::shared::ClusterShared;
+use crate::recorder::Recorder;
 use crate::sync::lock;
 
 /// Whether group `name` is reported: by `consumer.group.allow`/`deny`, and never the
@@ -97,7 +98,11 @@ pub struct ScanError(#[from] KafkaError);
 
 /// The cluster scan task of one cluster.
 pub(crate) struct ClusterScan {
-    shared: Arc<ClusterShared>,
+    /// The `[admin]` settings (which groups and topics, periods, timeouts, granularity).
+    admin: Arc<AdminSettings>,
+    /// The exporter's own consumer group, left out unless named.
+    own_group: String,
+    recorder: Arc<Recorder>,
     client: Arc<dyn AnyClient>,
     /// Reads the records lag in seconds needs; `None` with `consumer.group.lag.seconds` off.
     probe: Option<Arc<Mutex<LagProbe>>>,
@@ -125,19 +130,19 @@ impl ClusterScan {
         self.client.clone()
     }
 
-    pub(crate) fn new(shared: &Arc<ClusterShared>) -> Result<Self, ScanError> {
-        let client: Arc<BaseConsumer<ClientLog>> = Arc::new(
-            client_config(&shared.config, Role::Scan).create_with_context(
-                ClientLog::for_cluster(&shared.config, Role::Scan, shared.recorder.clone()),
-            )?,
-        );
-        let probe = shared
-            .config
+    pub(crate) fn new(config: &Config, recorder: &Arc<Recorder>) -> Result<Self, ScanError> {
+        let client: Arc<BaseConsumer<ClientLog>> =
+            Arc::new(client_config(config, Role::Scan).create_with_context(
+                ClientLog::for_cluster(config, Role::Scan, recorder.clone()),
+            )?);
+        let probe = config
             .admin
             .consumer_group_lag_seconds
             .then(|| Arc::new(Mutex::new(LagProbe::new(client.clone()))));
         Ok(ClusterScan {
-            shared: shared.clone(),
+            admin: Arc::new(config.admin.clone()),
+            own_group: config.consumer_group_id(),
+            recorder: recorder.clone(),
             client,
             probe,
             told_unlisted: AtomicBool::new(false),
@@ -151,8 +156,7 @@ impl ClusterScan {
 
     /// Scans every `check.consumer.group.period.seconds` until cancelled.
     pub(crate) async fn run(self, cancel: CancellationToken) {
-        let mut interval =
-            tokio::time::interval(self.shared.config.admin.check_consumer_group_period);
+        let mut interval = tokio::time::interval(self.admin.check_consumer_group_period);
         interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -173,14 +177,14 @@ impl ClusterScan {
         self.scan_topics().await;
         let groups = self.scan_groups().await;
         self.scan_lag(groups).await;
-        self.shared.recorder.record(ScanFinished {
+        self.recorder.record(ScanFinished {
             took: start.elapsed(),
         });
     }
 
     async fn scan_topics(&self) {
         let client = self.client.clone();
-        let admin = self.shared.config.admin.clone();
+        let admin = self.admin.clone();
         let timeout = admin.check_consumer_group_timeout;
         let result = tokio::task::spawn_blocking(move || {
             fetch_overview(client.as_ref(), timeout, &|topic| {
@@ -190,7 +194,7 @@ impl ClusterScan {
         .await;
         match result {
             Ok(Ok((overview, partitions, health))) => {
-                self.shared.recorder.record(TopicsCounted(overview));
+                self.recorder.record(TopicsCounted(overview));
                 *lock(&self.topic_partitions) = Some(partitions);
                 self.succeeded(ScanPart::Topics);
                 self.scan_min_isr(health).await;
@@ -206,7 +210,7 @@ impl ClusterScan {
     async fn scan_min_isr(&self, health: TopicsHealth) {
         let configs = if self.configs_describable() {
             let client = self.client.clone();
-            let timeout = self.shared.config.admin.check_consumer_group_timeout;
+            let timeout = self.admin.check_consumer_group_timeout;
             let names: Vec<String> = health.keys().cloned().collect();
             match tokio::task::spawn_blocking(move || {
                 describe_topic_configs(client.requests(), &names, timeout)
@@ -229,7 +233,7 @@ impl ClusterScan {
     /// controller, and a cluster that names none of its brokers as controller (librdkafka's
     /// mock) would only make it wait out its timeout.
     fn configs_describable(&self) -> bool {
-        let snapshot = self.shared.snapshot();
+        let snapshot = self.recorder.snapshot();
         snapshot
             .named_controller
             .is_some_and(|id| snapshot.brokers.contains_key(&id))
@@ -287,29 +291,27 @@ impl ClusterScan {
                 .map(|(topic, partitions)| (topic.as_str(), partitions.as_slice())),
             &known,
         );
-        self.shared.recorder.record(MinIsrCounted(count));
+        self.recorder.record(MinIsrCounted(count));
     }
 
     /// Lists the groups and reports their state; returns the groups whose lag to scan: those
     /// listed (or, when listing failed, last listed) and those named in the configuration.
     async fn scan_groups(&self) -> Vec<String> {
         let client = self.client.clone();
-        let shared = self.shared.clone();
-        let admin = &self.shared.config.admin;
+        let (admin, own) = (self.admin.clone(), self.own_group.clone());
         let timeout = admin.check_consumer_group_timeout;
         // Descriptions take one request per group: half the period for them, the rest for lag.
         let describe_budget = admin.check_consumer_group_period / 2;
         let result = tokio::task::spawn_blocking(move || {
-            let own = shared.config.consumer_group_id();
             fetch_groups(client.as_ref(), timeout, describe_budget, &|name| {
-                group_wanted(&shared.config.admin, &own, name)
+                group_wanted(&admin, &own, name)
             })
         })
         .await;
         match result {
             Ok(Ok(listing)) => {
                 let (count, undescribed) = (listing.groups.len(), listing.undescribed);
-                self.shared.recorder.record(GroupsListed(listing.groups));
+                self.recorder.record(GroupsListed(listing.groups));
                 match &listing.first_failure {
                     None => self.succeeded(ScanPart::Groups),
                     Some(first) => self.failed(
@@ -346,8 +348,8 @@ impl ClusterScan {
     /// The groups reported at the last listing, with their protocol, and those named in the
     /// configuration (of a protocol not known unless listed).
     fn listed_and_named(&self) -> BTreeMap<String, GroupProtocol> {
-        let mut names = self.shared.recorder.listed_groups();
-        for name in &self.shared.config.admin.consumer_group_names {
+        let mut names = self.recorder.listed_groups();
+        for name in &self.admin.consumer_group_names {
             names.entry(name.clone()).or_insert(GroupProtocol::Unknown);
         }
         names
@@ -367,13 +369,13 @@ impl ClusterScan {
                 members: None,
             })
             .collect();
-        self.shared.recorder.record(GroupsListed(groups));
+        self.recorder.record(GroupsListed(groups));
     }
 
     async fn scan_lag(&self, groups: Vec<String>) {
         let client = self.client.clone();
         let probe = self.probe.clone();
-        let admin = self.shared.config.admin.clone();
+        let admin = self.admin.clone();
         // Real brokers answer "every committed partition"; naming the partitions (only when
         // topics are restricted) keeps answers small, and is what librdkafka's mock serves.
         let partitions = if admin.consumer_group_topic_allow.is_some() {
@@ -420,7 +422,7 @@ impl ClusterScan {
         match result {
             Ok((scan, described)) => {
                 let retention = self.read_retention(described);
-                self.shared.recorder.record(LagScanned {
+                self.recorder.record(LagScanned {
                     scan: &scan,
                     retention: &retention,
                 });
@@ -463,12 +465,12 @@ impl ClusterScan {
                     None => self.succeeded(ScanPart::Configs),
                 }
                 match refused {
-                    Some((topic, error)) => self.shared.recorder.record(Refused::new(
+                    Some((topic, error)) => self.recorder.record(Refused::new(
                         describe_configs,
                         &format!("the retention of topic `{topic}` cannot be read, so no retention margin"),
                         &error,
                     )),
-                    None => self.shared.recorder.record(Allowed(describe_configs)),
+                    None => self.recorder.record(Allowed(describe_configs)),
                 }
             }
             // Some brokers do not describe configs (librdkafka's mock cluster among them): a
@@ -522,7 +524,7 @@ impl ClusterScan {
     /// What the scan's requests said of its rights: DESCRIBE on the groups (their committed
     /// offsets), DESCRIBE on their topics (log end offsets), READ on them (lag in seconds).
     fn record_rights(&self, scan: &LagScan) {
-        let recorder = &self.shared.recorder;
+        let recorder = &self.recorder;
         let refused_group = scan.groups.iter().find_map(|(group, answer)| {
             answer
                 .as_ref()
@@ -566,11 +568,11 @@ impl ClusterScan {
     }
 
     fn succeeded(&self, part: ScanPart) {
-        self.shared.recorder.record(ScanPartSucceeded(part));
+        self.recorder.record(ScanPartSucceeded(part));
     }
 
     fn failed(&self, part: ScanPart, error: &str) {
-        self.shared.recorder.record(ScanPartFailed {
+        self.recorder.record(ScanPartFailed {
             part,
             error: error.to_string(),
         });

@@ -14,7 +14,7 @@
 mod request;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tokio::time::MissedTickBehavior;
@@ -23,10 +23,11 @@ use tokio_util::sync::CancellationToken;
 pub use self::request::ClientError as SchemaRegistryError;
 
 use self::request::{Failed, RegistryClient};
+use crate::config::Config;
 use crate::recorder::schema_registry::{
     Failure, RegistryAnswered, RegistryFailed, RegistryProbed, Request,
 };
-use crate::shared::ClusterShared;
+use crate::recorder::Recorder;
 
 /// The probe's dedicated subject.
 pub(crate) const PROBE_SUBJECT: &str = "cc-heartbeat-probe-value";
@@ -48,28 +49,37 @@ fn schema_of(body: &Value) -> Option<Value> {
 
 /// The Schema Registry probe of one cluster.
 pub(crate) struct SchemaRegistryProbe {
-    shared: Arc<ClusterShared>,
+    recorder: Arc<Recorder>,
+    /// `check.schema.registry.period.seconds`.
+    period: Duration,
+    /// `schema.registry.probe.write`: whether it registers the probe schema.
+    write: bool,
     client: RegistryClient,
 }
 
 impl SchemaRegistryProbe {
-    /// The probe for `shared`'s cluster; `None` without a `[schema_registry]` section.
-    pub(crate) fn new(shared: &Arc<ClusterShared>) -> Result<Option<Self>, SchemaRegistryError> {
-        let Some(settings) = &shared.config.schema_registry else {
+    /// The probe for the cluster `config` configures; `None` without a `[schema_registry]`
+    /// section.
+    pub(crate) fn new(
+        config: &Config,
+        recorder: &Arc<Recorder>,
+    ) -> Result<Option<Self>, SchemaRegistryError> {
+        let Some(settings) = &config.schema_registry else {
             return Ok(None);
         };
-        let admin = &shared.config.admin;
+        let admin = &config.admin;
         let client = RegistryClient::new(settings, admin.check_schema_registry_timeout)?;
         Ok(Some(SchemaRegistryProbe {
-            shared: shared.clone(),
+            recorder: recorder.clone(),
+            period: admin.check_schema_registry_period,
+            write: admin.schema_registry_probe_write,
             client,
         }))
     }
 
     /// Probes every `check.schema.registry.period.seconds` until cancelled.
     pub(crate) async fn run(self, cancel: CancellationToken) {
-        let mut interval =
-            tokio::time::interval(self.shared.config.admin.check_schema_registry_period);
+        let mut interval = tokio::time::interval(self.period);
         interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -85,12 +95,12 @@ impl SchemaRegistryProbe {
 
     /// One probe: every request, in order, stopping at the first failure.
     async fn probe(&self) {
-        let outcome = if self.shared.config.admin.schema_registry_probe_write {
+        let outcome = if self.write {
             self.write_and_read().await
         } else {
             self.read_only().await
         };
-        self.shared.recorder.record(RegistryProbed {
+        self.recorder.record(RegistryProbed {
             failure: outcome
                 .err()
                 .map(|(operation, failed)| (operation, failed.reason, failed.detail)),
@@ -166,7 +176,7 @@ impl SchemaRegistryProbe {
         let started = Instant::now();
         match self.client.send(operation, path, body).await {
             Ok(answer) => {
-                self.shared.recorder.record(RegistryAnswered {
+                self.recorder.record(RegistryAnswered {
                     operation,
                     took: started.elapsed(),
                     certificate_expiry: answer.certificate_expiry,
@@ -174,7 +184,7 @@ impl SchemaRegistryProbe {
                 Ok(answer.body)
             }
             Err(failed) => {
-                self.shared.recorder.record(RegistryFailed {
+                self.recorder.record(RegistryFailed {
                     operation,
                     reason: failed.reason,
                 });
@@ -192,7 +202,7 @@ impl SchemaRegistryProbe {
 
     /// A mismatch of `operation`, counted.
     fn mismatch(&self, operation: Request, detail: String) -> (Request, Failed) {
-        self.shared.recorder.record(RegistryFailed {
+        self.recorder.record(RegistryFailed {
             operation,
             reason: Failure::Mismatch,
         });

@@ -90,7 +90,17 @@ impl Generation {
             producer,
             consumer,
             transactions,
-        } = heartbeat::tasks(&shared, tokens.clone())?;
+        } = heartbeat::tasks(
+            heartbeat::Given {
+                config: shared.config.clone(),
+                recorder: shared.recorder.clone(),
+                instance_id: shared.instance_id.clone(),
+                started_at_us: shared.started_at_us,
+                feed: shared.links.feed.clone(),
+                reloaded_producer_credentials: shared.reloaded_producer_credentials.clone(),
+            },
+            tokens.clone(),
+        )?;
         let metadata = MetadataRefresher::new(
             (&shared.config, &shared.recorder),
             (&shared.refresh_now, &shared.cluster_changed),

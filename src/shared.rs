@@ -27,7 +27,7 @@ pub(crate) struct ClusterShared {
     pub(crate) recorder: Arc<Recorder>,
     /// The producer's SASL user name and password reloaded since these tasks started, for a
     /// producer created later (the transaction probe's, anew after a fencing).
-    pub(crate) reloaded_producer_credentials: Mutex<Option<(String, String)>>,
+    pub(crate) reloaded_producer_credentials: Arc<Mutex<Option<(String, String)>>>,
     /// Asks the metadata task for a refresh now (e.g. right after the topic was created).
     pub(crate) refresh_now: Arc<tokio::sync::Notify>,
     /// Told when the bootstrap servers lead to another cluster (its id changed): everything
@@ -81,7 +81,7 @@ impl ClusterShared {
         ));
         Arc::new(ClusterShared {
             recorder,
-            reloaded_producer_credentials: Mutex::new(None),
+            reloaded_producer_credentials: Arc::default(),
             instance_id,
             started_at_us: unix_micros(),
             started: Instant::now(),

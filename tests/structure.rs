@@ -294,6 +294,21 @@ fn no_module_uses_one_above_it_and_no_imports_go_in_circles() {
         }
     }
 
+    // Tasks receive what they use (their settings, the recorder, their clients, a
+    // cancellation token), never the generation's shared state.
+    for (module, used) in &graph {
+        if module.first().is_some_and(|top| top == "tasks")
+            && used
+                .iter()
+                .any(|target| target.first().is_some_and(|top| top == "shared"))
+        {
+            problems.push(format!(
+                "{} uses shared: a task is given what it uses",
+                name(module)
+            ));
+        }
+    }
+
     // No circles, at any depth: a depth-first search finds none.
     fn visit(
         module: &Module,

@@ -50,7 +50,6 @@ impl CommitProbe {
     pub(super) fn coordinator_known(&self, id: i32) {
         let old = self.coordinator.swap(id, Ordering::Relaxed);
         self.heartbeat
-            .shared
             .recorder
             .record(CoordinatorNamed { from: old, to: id });
     }
@@ -60,7 +59,7 @@ impl CommitProbe {
     /// result is waited for a second at a time, so a stopped probe lets go of the consumer
     /// within a second, whatever the period.
     pub(super) async fn run(&self) {
-        let period = self.heartbeat.shared.config.admin.probe_commit_period;
+        let period = self.heartbeat.config.admin.probe_commit_period;
         if period.is_zero() {
             return std::future::pending().await;
         }
@@ -129,33 +128,33 @@ impl CommitProbe {
 
     fn record(&self, result: Result<(), KafkaError>, elapsed: Duration) {
         let coordinator = self.coordinator.load(Ordering::Relaxed);
-        let shared = &self.heartbeat.shared;
+        let state = &self.heartbeat;
         let group_read = Right::new(
             Operation::Read,
-            Resource::Group(shared.config.consumer_group_id()),
+            Resource::Group(state.config.consumer_group_id()),
         );
         let failure = match &result {
             Ok(()) => None,
             Err(error) => Some((failure_of(error), error.to_string())),
         };
         let reason = failure.as_ref().map(|(reason, _)| *reason);
-        shared.recorder.record(CommitAnswered {
+        state.recorder.record(CommitAnswered {
             coordinator,
             took: elapsed,
             failure,
         });
         match result {
-            Ok(()) => shared.recorder.record(Allowed(group_read)),
+            Ok(()) => state.recorder.record(Allowed(group_read)),
             Err(error) if reason == Some(CommitFailure::AuthorizationFailed) => {
                 // A commit needs READ on the group and on the topic.
                 let right = match error.rdkafka_error_code() {
                     Some(RDKafkaErrorCode::TopicAuthorizationFailed) => Right::new(
                         Operation::Read,
-                        Resource::Topic(shared.config.admin.heartbeat_topic.clone()),
+                        Resource::Topic(state.config.admin.heartbeat_topic.clone()),
                     ),
                     _ => group_read,
                 };
-                shared
+                state
                     .recorder
                     .record(Refused::new(right, "offset commits are refused", &error));
             }

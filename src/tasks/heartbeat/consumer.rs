@@ -71,12 +71,12 @@ impl EndToEndConsumer {
     }
 
     pub(super) fn new(heartbeat: Arc<HeartbeatState>) -> Result<Self, KafkaError> {
-        let shared = &heartbeat.shared;
-        let config = client_config(&shared.config, Role::Consumer);
+        let state = &heartbeat;
+        let config = client_config(&state.config, Role::Consumer);
         let stats = Arc::new(StatsInbox::default());
         let consumer: Arc<StreamConsumer<ClientLog>> = Arc::new(
             config.create_with_context(
-                ClientLog::for_cluster(&shared.config, Role::Consumer, shared.recorder.clone())
+                ClientLog::for_cluster(&state.config, Role::Consumer, state.recorder.clone())
                     .with_stats(stats.clone()),
             )?,
         );
@@ -125,7 +125,7 @@ impl EndToEndConsumer {
             if let Some(coordinator) = logical_coordinator(&statistics, "GroupCoordinator") {
                 self.commit.coordinator_known(coordinator);
             }
-            self.heartbeat.shared.recorder.record(ClientStatistics {
+            self.heartbeat.recorder.record(ClientStatistics {
                 role: Role::Consumer,
                 statistics,
             });
@@ -165,17 +165,17 @@ impl EndToEndConsumer {
     /// A refusal to read (a missing right) is a readiness cause, naming the right, until a
     /// heartbeat is read again.
     fn note_refusal(&self, error: &KafkaError) {
-        let shared = &self.heartbeat.shared;
+        let state = &self.heartbeat;
         let right = match error.rdkafka_error_code() {
-            Some(RDKafkaErrorCode::TopicAuthorizationFailed) => read_topic(&shared.config),
+            Some(RDKafkaErrorCode::TopicAuthorizationFailed) => read_topic(&state.config),
             Some(RDKafkaErrorCode::GroupAuthorizationFailed) => Right::new(
                 Operation::Read,
-                Resource::Group(shared.config.consumer_group_id()),
+                Resource::Group(state.config.consumer_group_id()),
             ),
             _ => return,
         };
         lock(&self.refused).insert(right.clone());
-        shared.recorder.record(Refused::new(
+        state.recorder.record(Refused::new(
             right,
             "reading heartbeats back is refused",
             error,
@@ -191,9 +191,9 @@ impl EndToEndConsumer {
             Decoded::OtherJson => return Reading::Skipped(SkipKind::OtherJson),
             Decoded::Undecodable => return Reading::Skipped(SkipKind::Undecodable),
         };
-        let shared = &self.heartbeat.shared;
-        if message.instance != shared.instance_id {
-            return Reading::Skipped(if message.sent_at_us < shared.started_at_us {
+        let state = &self.heartbeat;
+        if message.instance != state.instance_id {
+            return Reading::Skipped(if message.sent_at_us < state.started_at_us {
                 SkipKind::Stale
             } else {
                 SkipKind::OtherInstance
@@ -222,7 +222,7 @@ impl EndToEndConsumer {
     }
 
     fn record(&self, partition: i32, reading: Reading, now: Instant) {
-        let recorder = &self.heartbeat.shared.recorder;
+        let recorder = &self.heartbeat.recorder;
         match reading {
             Reading::Measured { latency, leader } => {
                 recorder.record(RoundTrip {
@@ -253,7 +253,7 @@ impl EndToEndConsumer {
                 (tracker.expire(Instant::now()), tracker.pending())
             };
             if !lost.is_empty() {
-                self.heartbeat.shared.recorder.record(Lost {
+                self.heartbeat.recorder.record(Lost {
                     heartbeats: lost
                         .iter()
                         .map(|message| (message.partition, message.leader))
@@ -269,7 +269,7 @@ impl EndToEndConsumer {
     /// whose end cannot be read (its leader is down) is retried later without holding up the
     /// others.
     async fn position(&self) {
-        let mut view = self.heartbeat.shared.recorder.subscribe();
+        let mut view = self.heartbeat.recorder.subscribe();
         loop {
             let (partitions, deleted) = {
                 let snapshot = view.borrow_and_update();
@@ -329,7 +329,7 @@ impl EndToEndConsumer {
     /// blocking thread).
     async fn refresh_metadata(&self) {
         let consumer = self.consumer.clone();
-        let admin = &self.heartbeat.shared.config.admin;
+        let admin = &self.heartbeat.config.admin;
         let (topic, timeout) = (admin.heartbeat_topic.clone(), admin.check_metadata_timeout);
         let refreshed =
             tokio::task::spawn_blocking(move || consumer.fetch_metadata(Some(&topic), timeout))
@@ -342,7 +342,7 @@ impl EndToEndConsumer {
     /// Reads the end offset of each partition and assigns those that answered there.
     /// Returns the partitions now read and those that failed.
     async fn assign_at_end(&self, partitions: &[i32]) -> (Vec<i32>, Vec<(i32, KafkaError)>) {
-        let admin = &self.heartbeat.shared.config.admin;
+        let admin = &self.heartbeat.config.admin;
         let topic = admin.heartbeat_topic.clone();
         let timeout = admin.check_metadata_timeout;
         let consumer = self.consumer.clone();

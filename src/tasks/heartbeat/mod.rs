@@ -29,9 +29,9 @@ pub(crate) use self::consumer::EndToEndConsumer;
 pub(crate) use self::producer::HeartbeatProducer;
 pub(crate) use self::transaction::TransactionProbe;
 
+pub(crate) use self::state::Given;
 use self::state::HeartbeatState;
 use crate::kafka::oauth::Tokens;
-use crate::shared::ClusterShared;
 
 /// Why the heartbeat's clients could not be created.
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +42,7 @@ pub enum HeartbeatError {
     Consumer(KafkaError),
 }
 
-/// The heartbeat's tasks for the cluster of `shared`.
+/// The heartbeat's tasks.
 pub(crate) struct HeartbeatTasks {
     pub(crate) producer: HeartbeatProducer,
     pub(crate) consumer: EndToEndConsumer,
@@ -50,19 +50,16 @@ pub(crate) struct HeartbeatTasks {
     pub(crate) transactions: Option<TransactionProbe>,
 }
 
-/// The heartbeat's tasks for the cluster of `shared`, with their clients.
+/// The heartbeat's tasks, with their clients.
 pub(crate) fn tasks(
-    shared: &Arc<ClusterShared>,
+    given: Given,
     tokens: Option<Arc<Tokens>>,
 ) -> Result<HeartbeatTasks, HeartbeatError> {
-    let heartbeat = Arc::new(HeartbeatState::new(shared));
+    let probe_transactions = given.config.admin.probe_transactions;
+    let heartbeat = Arc::new(HeartbeatState::new(given));
     let producer = HeartbeatProducer::new(heartbeat.clone()).map_err(HeartbeatError::Producer)?;
     let consumer = EndToEndConsumer::new(heartbeat.clone()).map_err(HeartbeatError::Consumer)?;
-    let transactions = shared
-        .config
-        .admin
-        .probe_transactions
-        .then(|| TransactionProbe::new(heartbeat, tokens));
+    let transactions = probe_transactions.then(|| TransactionProbe::new(heartbeat, tokens));
     Ok(HeartbeatTasks {
         producer,
         consumer,

@@ -87,16 +87,16 @@ impl ProducerContext for DeliveryRecorder {
                     in_flight.sequence,
                     leader,
                 );
-                self.heartbeat.shared.recorder.record(Acknowledged {
+                self.heartbeat.recorder.record(Acknowledged {
                     partition: in_flight.partition,
                     leader,
                     latency: now.saturating_duration_since(in_flight.sent),
                     at: now,
                 });
                 if self.refused.swap(false, Ordering::Relaxed) {
-                    let shared = &self.heartbeat.shared;
-                    for right in write_rights(&shared.config) {
-                        shared.recorder.record(Allowed(right));
+                    let state = &self.heartbeat;
+                    for right in write_rights(&state.config) {
+                        state.recorder.record(Allowed(right));
                     }
                 }
             }
@@ -151,20 +151,20 @@ fn record_failure(
     });
     heartbeat.set_in_flight(pending);
     let reason = failure_of(error);
-    let shared = &heartbeat.shared;
-    shared.recorder.record(NotDelivered {
+    let state = &heartbeat;
+    state.recorder.record(NotDelivered {
         partition: in_flight.partition,
         leader,
         reason,
         error: error.to_string(),
     });
     if reason == ProduceFailure::AuthorizationFailed {
-        let [write, idempotent] = write_rights(&shared.config);
+        let [write, idempotent] = write_rights(&state.config);
         let right = match error.rdkafka_error_code() {
             Some(RDKafkaErrorCode::ClusterAuthorizationFailed) => idempotent,
             _ => write,
         };
-        shared
+        state
             .recorder
             .record(Refused::new(right, "heartbeats are refused", error));
         context.refused.store(true, Ordering::Relaxed);
@@ -202,7 +202,7 @@ impl DeliveryRecorder {
     /// Parses and records the statistics report waiting, if any.
     fn record_stats(&self) {
         if let Some(statistics) = self.stats_inbox.take() {
-            self.heartbeat.shared.recorder.record(ClientStatistics {
+            self.heartbeat.recorder.record(ClientStatistics {
                 role: Role::Producer,
                 statistics,
             });
@@ -223,10 +223,10 @@ pub(crate) struct HeartbeatProducer {
 
 impl HeartbeatProducer {
     pub(super) fn new(heartbeat: Arc<HeartbeatState>) -> Result<Self, KafkaError> {
-        let shared = &heartbeat.shared;
-        let config = client_config(&shared.config, Role::Producer);
+        let state = &heartbeat;
+        let config = client_config(&state.config, Role::Producer);
         let context = DeliveryRecorder {
-            log: ClientLog::for_cluster(&shared.config, Role::Producer, shared.recorder.clone()),
+            log: ClientLog::for_cluster(&state.config, Role::Producer, state.recorder.clone()),
             stats_inbox: StatsInbox::default(),
             heartbeat: heartbeat.clone(),
             refused: AtomicBool::new(false),
@@ -252,17 +252,17 @@ impl HeartbeatProducer {
 
     /// Beats every `produce.period.seconds` until cancelled; between beats, follows metadata.
     pub(crate) async fn run(self, cancel: CancellationToken) {
-        let admin = &self.heartbeat.shared.config.admin;
+        let admin = &self.heartbeat.config.admin;
         let mut interval = tokio::time::interval(admin.produce_period);
         // Beats stay on the grid: a late tick is skipped, never followed by a burst.
         interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
-        let mut view = self.heartbeat.shared.recorder.subscribe();
+        let mut view = self.heartbeat.recorder.subscribe();
         let mut previous = Arc::new(ClusterSnapshot::default());
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 slot = interval.tick() => {
-                    self.heartbeat.shared.recorder.record(BeatTicked { late: slot.elapsed() });
+                    self.heartbeat.recorder.record(BeatTicked { late: slot.elapsed() });
                     self.beat();
                 }
                 _ = self.producer.context().stats_inbox.arrived() => {
@@ -289,7 +289,7 @@ impl HeartbeatProducer {
     /// A new metadata view: the partitions with a new leader get their series, and the
     /// brokers metadata forgot lose the client's view of them.
     fn follow(&self, previous: &Arc<ClusterSnapshot>, snapshot: &Arc<ClusterSnapshot>) {
-        let recorder = &self.heartbeat.shared.recorder;
+        let recorder = &self.heartbeat.recorder;
         recorder.record(LeadersFollowed {
             previous: previous.clone(),
             snapshot: snapshot.clone(),
@@ -303,16 +303,16 @@ impl HeartbeatProducer {
     /// Sends one heartbeat to every partition the consumer is reading.
     fn beat(&self) {
         let heartbeat = &self.heartbeat;
-        let shared = &heartbeat.shared;
-        let snapshot = shared.snapshot();
+        let state = &heartbeat;
+        let snapshot = state.snapshot();
         let reading = heartbeat.reading.borrow().clone();
-        let topic = shared.config.admin.heartbeat_topic.as_str();
+        let topic = state.config.admin.heartbeat_topic.as_str();
         let mut unknown = false;
         for &partition in snapshot.partitions.keys() {
             // Monitored: its reader is positioned and its beat was handed to the producer.
             let monitored = reading.contains(&partition) && self.send(&snapshot, topic, partition);
             unknown |= reading.contains(&partition) && !monitored;
-            shared.recorder.record(PartitionMonitored {
+            state.recorder.record(PartitionMonitored {
                 partition,
                 monitored,
             });
@@ -333,18 +333,14 @@ impl HeartbeatProducer {
         let sent = Instant::now();
         let (sequence, evicted) = heartbeat.tracker().start(partition, leader, sent);
         if let Some(lost) = evicted {
-            heartbeat.shared.recorder.record(Lost {
+            heartbeat.recorder.record(Lost {
                 heartbeats: vec![(lost.partition, lost.leader)],
                 told: false,
             });
         }
-        let payload = HeartbeatMessage::new(
-            &heartbeat.shared.instance_id,
-            partition,
-            sequence,
-            unix_micros(),
-        )
-        .encode();
+        let payload =
+            HeartbeatMessage::new(&heartbeat.instance_id, partition, sequence, unix_micros())
+                .encode();
         let in_flight = Box::new(InFlight {
             partition,
             sequence,
@@ -394,7 +390,7 @@ impl HeartbeatProducer {
         let producer = self.producer.clone();
         let refreshing = self.refreshing.clone();
         let topic = topic.to_string();
-        let timeout = self.heartbeat.shared.config.admin.check_metadata_timeout;
+        let timeout = self.heartbeat.config.admin.check_metadata_timeout;
         tokio::task::spawn_blocking(move || {
             if let Err(error) = producer.client().fetch_metadata(Some(&topic), timeout) {
                 tracing::debug!("the producer's metadata refresh failed: {error}");

@@ -71,9 +71,9 @@ impl TransactionProbe {
 
     /// A transactional producer with this cluster's producer settings.
     fn create(&self) -> Result<Transactional, KafkaError> {
-        let shared = &self.heartbeat.shared;
-        let mut config = client_config(&shared.config, Role::Producer);
-        let admin = &shared.config.admin;
+        let state = &self.heartbeat;
+        let mut config = client_config(&state.config, Role::Producer);
+        let admin = &state.config.admin;
         // A transaction left open (this process killed mid-way) holds read_committed readers
         // of its partition, the end-to-end consumer among them, until the broker aborts it:
         // within half the lost deadline, so no heartbeat is counted lost for it. Brokers take
@@ -82,21 +82,20 @@ impl TransactionProbe {
         let delivery = bound.min(admin.probe_transactions_period.max(Duration::from_secs(1)));
         config
             .set("client.id", "cc-heartbeat-transactions")
-            .set("transactional.id", shared.config.transactional_id())
+            .set("transactional.id", state.config.transactional_id())
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("transaction.timeout.ms", bound.as_millis().to_string())
             .set("message.timeout.ms", delivery.as_millis().to_string());
         // Credentials rotated since the cluster's tasks started are this producer's too.
-        let credentials = lock(&shared.reloaded_producer_credentials).clone();
+        let credentials = lock(&state.reloaded_producer_credentials).clone();
         if let Some((username, password)) = &credentials {
             config
                 .set("sasl.username", username)
                 .set("sasl.password", password);
         }
-        let context =
-            ClientLog::for_cluster(&shared.config, Role::Producer, shared.recorder.clone())
-                .with_stats(self.stats.clone());
+        let context = ClientLog::for_cluster(&state.config, Role::Producer, state.recorder.clone())
+            .with_stats(self.stats.clone());
         let producer: Arc<BaseProducer<ClientLog>> = Arc::new(config.create_with_context(context)?);
         if let Some(tokens) = &self.tokens {
             let client: Weak<dyn AnyClient> = Arc::downgrade(&producer) as _;
@@ -115,7 +114,7 @@ impl TransactionProbe {
 
     /// Gives the producer the credentials reloaded since it was created, if any.
     fn follow_credentials(&self, transactional: &mut Transactional) {
-        let wanted = lock(&self.heartbeat.shared.reloaded_producer_credentials).clone();
+        let wanted = lock(&self.heartbeat.reloaded_producer_credentials).clone();
         let Some((username, password)) = wanted
             .as_ref()
             .filter(|_| wanted != transactional.credentials)
@@ -138,7 +137,7 @@ impl TransactionProbe {
 
     /// One round every `probe.transactions.period.seconds` until cancelled.
     pub(crate) async fn run(mut self, cancel: CancellationToken) {
-        let period = self.heartbeat.shared.config.admin.probe_transactions_period;
+        let period = self.heartbeat.config.admin.probe_transactions_period;
         let mut interval = tokio::time::interval(period);
         interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut current: Option<Transactional> = None;
@@ -203,7 +202,7 @@ impl TransactionProbe {
     /// One transaction; returns whether to keep the producer (not when fenced, or left in a
     /// state it cannot leave).
     async fn round(&mut self, transactional: &mut Transactional) -> bool {
-        let period = self.heartbeat.shared.config.admin.probe_transactions_period;
+        let period = self.heartbeat.config.admin.probe_transactions_period;
         if !transactional.ready {
             match self
                 .timed("init", transactional, move |producer| {
@@ -218,10 +217,10 @@ impl TransactionProbe {
         let Some(partition) = self.next_partition() else {
             return true;
         };
-        let shared = &self.heartbeat.shared;
-        let topic = shared.config.admin.heartbeat_topic.clone();
+        let state = &self.heartbeat;
+        let topic = state.config.admin.heartbeat_topic.clone();
         let mut message =
-            HeartbeatMessage::new(&shared.instance_id, partition, self.sequence, unix_micros());
+            HeartbeatMessage::new(&state.instance_id, partition, self.sequence, unix_micros());
         message.transactional = true;
         self.sequence += 1;
         let payload = message.encode();
@@ -275,22 +274,22 @@ impl TransactionProbe {
         begun: bool,
     ) -> bool {
         let mut outcome = outcome_of(error);
-        let shared = &self.heartbeat.shared;
+        let state = &self.heartbeat;
         if outcome == Outcome::AuthorizationFailed {
             let right = match error.rdkafka_error_code() {
                 Some(RDKafkaErrorCode::TopicAuthorizationFailed) => Right::new(
                     Operation::Write,
-                    Resource::Topic(shared.config.admin.heartbeat_topic.clone()),
+                    Resource::Topic(state.config.admin.heartbeat_topic.clone()),
                 ),
                 Some(RDKafkaErrorCode::ClusterAuthorizationFailed) => {
                     Right::new(Operation::IdempotentWrite, Resource::Cluster)
                 }
                 _ => Right::new(
                     Operation::Write,
-                    Resource::TransactionalId(shared.config.transactional_id()),
+                    Resource::TransactionalId(state.config.transactional_id()),
                 ),
             };
-            shared.recorder.record(Refused::new(
+            state.recorder.record(Refused::new(
                 right,
                 "the transaction probe is refused",
                 error,
@@ -300,7 +299,7 @@ impl TransactionProbe {
             || outcome == Outcome::Fenced;
         let mut keep = !fatal;
         if begun && keep {
-            let period = shared.config.admin.probe_transactions_period;
+            let period = state.config.admin.probe_transactions_period;
             // The abort waits for the delivery reports to be served, and nothing else serves
             // this producer's queue: serve them first.
             let abort = move |producer: &BaseProducer<ClientLog>| {
@@ -331,7 +330,7 @@ impl TransactionProbe {
             .await
             .unwrap_or(Err(KafkaError::Canceled));
         if result.is_ok() {
-            self.heartbeat.shared.recorder.record(TransactionTimed {
+            self.heartbeat.recorder.record(TransactionTimed {
                 coordinator: self.coordinator.clone(),
                 operation,
                 took: started.elapsed(),
@@ -352,7 +351,7 @@ impl TransactionProbe {
     }
 
     fn ended(&self, outcome: Outcome, error: Option<&KafkaError>) {
-        self.heartbeat.shared.recorder.record(TransactionEnded {
+        self.heartbeat.recorder.record(TransactionEnded {
             coordinator: self.coordinator.clone(),
             outcome,
             error: error.map(ToString::to_string),
@@ -360,10 +359,10 @@ impl TransactionProbe {
     }
 
     fn allow(&self) {
-        let shared = &self.heartbeat.shared;
-        shared.recorder.record(Allowed(Right::new(
+        let state = &self.heartbeat;
+        state.recorder.record(Allowed(Right::new(
             Operation::Write,
-            Resource::TransactionalId(shared.config.transactional_id()),
+            Resource::TransactionalId(state.config.transactional_id()),
         )));
     }
 }

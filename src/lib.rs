@@ -1,6 +1,7 @@
 //! cc-heartbeat: an end-to-end health-check exporter for Apache Kafka and Confluent Cloud.
 //!
-//! Independent tasks per cluster feed metrics that the HTTP server exposes as OpenMetrics.
+//! Independent tasks per cluster report what they observe to their cluster's recorder, which
+//! keeps the metrics the HTTP server exposes as OpenMetrics and everything else a reader asks.
 //!
 //! # Layout
 //!
@@ -16,15 +17,17 @@
 //! - [`demo`]: the embedded cluster of demo mode, and its HTTP control;
 //! - [`http`]: `/metrics`, `/healthz`, `/ready`, the status page and `/api/status`, and the
 //!   health-check client;
-//! - `tasks`: one folder per task of a cluster: `metadata`, `connectivity` (the per-broker
-//!   DNS, TCP and TLS check), `heartbeat` (producer, consumer), `topic`,
-//!   `scan` (cluster overview, consumer groups, lag), `oauth` (sign-in), `mirror` (a
-//!   replica's reader of its source's heartbeats);
+//! - `tasks`: one folder per task of a cluster, each given what it uses (its settings, the
+//!   recorder, its clients): `metadata`, `connectivity` (the per-broker DNS, TCP and TLS
+//!   check), `heartbeat` (producer, consumer, commit and transaction probes), `topic`, `scan`
+//!   (cluster overview, consumer groups, lag), `schema_registry`, `oauth` (sign-in), `mirror`
+//!   (a replica's reader of its source's heartbeats);
 //! - `shared`: what one generation of a cluster's tasks is started with, and what the
-//!   server reads of it;
-//! - `recorder`: one record per cluster of what its tasks observed: the only writer of its
-//!   metrics, of what a person reads (status page, check, bundle), of readiness, of the
-//!   rights refused, and of the log's spells;
+//!   server, `check` and the bundle read of it;
+//! - `recorder`: one record per cluster generation of what its tasks observed (typed
+//!   observations): the only writer of its metric families (registered once), of what a
+//!   person reads (status page, check, bundle), of readiness, of the rights refused, and of
+//!   the log's spells;
 //! - [`kafka`]: librdkafka plumbing: client settings and log routing, admin calls
 //!   rust-rdkafka lacks, the client's statistics;
 //! - `tracker`: which heartbeats are in flight and what became of each (read back, failed,

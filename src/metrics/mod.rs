@@ -178,6 +178,14 @@ impl ClusterMetrics {
 /// Joins the expositions of several clusters into one: each metric family's `# HELP`,
 /// `# TYPE` and `# UNIT` lines once, followed by the samples of every cluster, in first-seen
 /// family order (OpenMetrics allows a family only once).
+///
+/// A step over text, because prometheus-client cannot join them itself: it writes a
+/// descriptor for every registration (one registry per cluster, or a sub-registry per
+/// cluster, both describe each family once per cluster), and its encoder cannot nest a
+/// family's labels inside a `cluster` label set it did not register with (`encode_family`
+/// takes one label set). Joining without text would take families shared by all clusters,
+/// every label set carrying `cluster`, so one generation's fresh start could not drop its own
+/// series. With one cluster (the usual deployment) nothing is joined.
 pub fn merge_families(expositions: &[String]) -> String {
     let mut order: Vec<String> = Vec::new();
     let mut families: std::collections::HashMap<String, (String, String)> = Default::default();

@@ -160,7 +160,10 @@ impl ClusterMetrics {
                 *current = cluster_id.to_string();
             }
         }
-        out.reserve(self.size.load(Ordering::Relaxed));
+        // Room for the last exposition and some growth, and for what the caller appends: a
+        // large buffer that overflows is copied whole.
+        let last = self.size.load(Ordering::Relaxed);
+        out.reserve(last + last / 8);
         let start = out.len();
         let now = Instant::now();
         for component in &self.components {

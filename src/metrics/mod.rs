@@ -304,6 +304,39 @@ mod tests {
         assert!(!out.contains("# EOF"));
     }
 
+    /// Registered once: a scrape after the cluster's id became known shows the new id alone,
+    /// and the live values, with no family registered again.
+    #[test]
+    fn a_scrape_encodes_the_registered_families_as_they_are_now() {
+        let mut builder = ClusterMetrics::builder("i");
+        let produced = Arc::new(Produced::default());
+        builder.add(produced.clone());
+        let metrics = builder.build("prod");
+        let mut first = String::new();
+        metrics.encode(&mut first, "prod", "unknown").unwrap();
+        produced.0.get_or_create(&PartitionLabels::new(0)).inc();
+        let mut second = String::new();
+        metrics.encode(&mut second, "prod", "abc").unwrap();
+        assert!(first.contains("cluster_id=\"unknown\""), "{first}");
+        assert_eq!(
+            second.matches("heartbeat_cluster_info{").count(),
+            1,
+            "{second}"
+        );
+        assert!(second.contains("cluster_id=\"abc\""), "{second}");
+        assert!(
+            second
+                .contains("heartbeat_messages_produced_total{cluster=\"prod\",partition=\"0\"} 1"),
+            "{second}"
+        );
+        assert_eq!(
+            second
+                .matches("# TYPE heartbeat_messages_produced counter")
+                .count(),
+            1
+        );
+    }
+
     #[test]
     fn clusters_share_each_family_once() {
         let mut one = String::new();

@@ -362,8 +362,7 @@ impl Recorder {
         self.status.lock().clone()
     }
 
-    /// Appends the OpenMetrics text of this cluster's metrics, every series labelled with the
-    /// configured `cluster` name, without the final `# EOF`.
+    /// This cluster's exposition, as [`ClusterMetrics::encode`] writes it.
     pub(crate) fn encode(
         &self,
         out: &mut String,

@@ -32,7 +32,7 @@ mod probe;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use rdkafka::consumer::BaseConsumer;
@@ -433,8 +433,11 @@ impl ClusterScan {
     }
 
     /// The retention of the groups' topics, for their retention margins: as read (or, where
-    /// it could not be read this time, as last read).
-    fn read_retention(&self, described: Option<Described>) -> BTreeMap<String, Retention> {
+    /// it could not be read this time, as last read), held while it is recorded.
+    fn read_retention(
+        &self,
+        described: Option<Described>,
+    ) -> MutexGuard<'_, BTreeMap<String, Retention>> {
         let mut retention = lock(&self.retention);
         let describe_configs = Right::new(Operation::DescribeConfigs, Resource::ReportedTopics);
         match described {
@@ -482,7 +485,7 @@ impl ClusterScan {
             }
             Some(Err(error)) => self.failed(ScanPart::Configs, &error.to_string()),
         }
-        retention.clone()
+        retention
     }
 
     /// Counts and logs what a lag scan could not read.
